@@ -1,0 +1,1 @@
+//! The authproxy. Not built yet: see README "Status" and the authproxy issue.

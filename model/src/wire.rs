@@ -1,0 +1,546 @@
+//! The agent ↔ authproxy HTTP API, version `/v1`.
+//!
+//! Every request names the node in its path (`/v1/nodes/{node}/...`); the
+//! authproxy takes the caller's node from its token and refuses a path naming
+//! any other node. Request bodies refuse unknown fields (a typo is an error,
+//! not a silently ignored setting); responses accept them, so agents tolerate
+//! an authproxy that added fields.
+//!
+//! Compatibility rule for `/v1`: fields are only ever *added*, and only as
+//! optional ones; the authproxy is upgraded before the agents. Anything else
+//! is `/v2`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{FailureReason, ShadowState};
+
+/// Path prefix of every endpoint.
+pub const PREFIX: &str = "/v1/nodes/";
+
+/// Largest request body the authproxy reads.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Longest failure message a report may carry (longer ones are refused).
+pub const MAX_MESSAGE_LEN: usize = 2048;
+
+/// The endpoints of `/v1`, each `POST /v1/nodes/{node}/<suffix>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// Body [`StatusReport`]; answer [`ShadowView`]. Creates the node's shadow if missing.
+    ReportStatus,
+    /// Empty body; answer [`ShadowView`]. Records `status.slotRequestedAt`; never grants.
+    RequestSlot,
+    /// Body [`RenewSlot`]; answer [`SlotView`], or 409 `NotHolder`.
+    RenewSlot,
+    /// Body [`ReleaseSlot`]; answer [`Released`].
+    ReleaseSlot,
+    /// Empty body; answer [`NodeView`].
+    Cordon,
+    /// Empty body; answer [`NodeView`].
+    Uncordon,
+    /// Empty body; answer [`DrainReport`]. One round of evictions.
+    Drain,
+    /// Empty body; answer [`NodeView`].
+    ExcludeFromLoadBalancers,
+    /// Empty body; answer [`NodeView`].
+    IncludeInLoadBalancers,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 9] = [
+        Endpoint::ReportStatus,
+        Endpoint::RequestSlot,
+        Endpoint::RenewSlot,
+        Endpoint::ReleaseSlot,
+        Endpoint::Cordon,
+        Endpoint::Uncordon,
+        Endpoint::Drain,
+        Endpoint::ExcludeFromLoadBalancers,
+        Endpoint::IncludeInLoadBalancers,
+    ];
+
+    /// The last part of the path.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Endpoint::ReportStatus => "status",
+            Endpoint::RequestSlot => "slot/request",
+            Endpoint::RenewSlot => "slot/renew",
+            Endpoint::ReleaseSlot => "slot/release",
+            Endpoint::Cordon => "cordon",
+            Endpoint::Uncordon => "uncordon",
+            Endpoint::Drain => "drain",
+            Endpoint::ExcludeFromLoadBalancers => "exclude-from-load-balancers",
+            Endpoint::IncludeInLoadBalancers => "include-in-load-balancers",
+        }
+    }
+
+    /// A short label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::ReportStatus => "report_status",
+            Endpoint::RequestSlot => "request_slot",
+            Endpoint::RenewSlot => "renew_slot",
+            Endpoint::ReleaseSlot => "release_slot",
+            Endpoint::Cordon => "cordon",
+            Endpoint::Uncordon => "uncordon",
+            Endpoint::Drain => "drain",
+            Endpoint::ExcludeFromLoadBalancers => "exclude_lb",
+            Endpoint::IncludeInLoadBalancers => "include_lb",
+        }
+    }
+
+    /// The full path for `node`.
+    pub fn path(self, node: &str) -> String {
+        format!("{PREFIX}{node}/{}", self.suffix())
+    }
+
+    /// Splits a request path into the node it names and the endpoint.
+    pub fn parse(path: &str) -> Option<(&str, Endpoint)> {
+        let rest = path.strip_prefix(PREFIX)?;
+        let (node, suffix) = rest.split_once('/')?;
+        if node.is_empty() {
+            return None;
+        }
+        let endpoint = Endpoint::ALL.into_iter().find(|e| e.suffix() == suffix)?;
+        Some((node, endpoint))
+    }
+}
+
+/// `POST .../status`: what the agent knows about its node. The authproxy stamps
+/// the times (its clock, not the node's) and keeps the rest of the status.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusReport {
+    pub state: ShadowState,
+    /// The running OS version (`/os` `version_id`).
+    pub current_version: String,
+    /// The version the host would update to (`chosen_update`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+    /// Set when reporting `ErrorReset`. A report repeating the same `id` is a
+    /// retry and changes nothing; a new `id` is a new failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureReport>,
+}
+
+/// A failure as the agent reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailureReport {
+    /// Per-node failure number: one more than the larger of the shadow's
+    /// `status.lastFailure.id` and `spec.acknowledgedFailure`.
+    pub id: u64,
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+/// Why a request body was refused before anything was changed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidRequest {
+    #[error("{field} must not be empty")]
+    Empty { field: &'static str },
+    #[error("{field} {value:?} is not a version (expected something like 1.21.0)")]
+    Version { field: &'static str, value: String },
+    #[error("failure message is {len} bytes long; at most {MAX_MESSAGE_LEN} are accepted")]
+    MessageTooLong { len: usize },
+    #[error("state ErrorReset needs a failure, and a failure needs state ErrorReset")]
+    FailureWithoutErrorReset,
+    #[error("failure id must be at least 1")]
+    FailureId,
+    #[error("slot {0:?} is not a slot name (expected brupop-slot-<n>)")]
+    SlotName(String),
+    #[error("durationSeconds must be between 1 and 86400, not {0}")]
+    Duration(i64),
+}
+
+/// Versions as Bottlerocket spells them: dot-separated alphanumerics, `-`/`+` allowed.
+fn check_version(field: &'static str, value: &str) -> Result<(), InvalidRequest> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.starts_with(|c: char| c.is_ascii_digit())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidRequest::Version {
+            field,
+            value: value.to_owned(),
+        })
+    }
+}
+
+impl StatusReport {
+    /// Checks what serde cannot: versions look like versions, a failure comes with
+    /// `ErrorReset` (and only then), messages are bounded.
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        check_version("currentVersion", &self.current_version)?;
+        if let Some(t) = &self.target_version {
+            check_version("targetVersion", t)?;
+        }
+        match (&self.failure, self.state) {
+            (Some(f), ShadowState::ErrorReset) => {
+                if f.id == 0 {
+                    return Err(InvalidRequest::FailureId);
+                }
+                if f.message.len() > MAX_MESSAGE_LEN {
+                    return Err(InvalidRequest::MessageTooLong {
+                        len: f.message.len(),
+                    });
+                }
+                Ok(())
+            }
+            (None, ShadowState::ErrorReset) | (Some(_), _) => {
+                Err(InvalidRequest::FailureWithoutErrorReset)
+            }
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+/// `POST .../slot/renew`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RenewSlot {
+    pub slot: String,
+    /// How long from now the Lease should stay valid. The authproxy caps it at
+    /// its `--max-slot-lease` (documented in `docs/protocol.md`); the answer
+    /// says what was granted.
+    pub duration_seconds: i64,
+}
+
+impl RenewSlot {
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        check_slot(&self.slot)?;
+        if !(1..=86_400).contains(&self.duration_seconds) {
+            return Err(InvalidRequest::Duration(self.duration_seconds));
+        }
+        Ok(())
+    }
+}
+
+fn check_slot(slot: &str) -> Result<(), InvalidRequest> {
+    crate::names::slot_index(slot)
+        .map(|_| ())
+        .ok_or_else(|| InvalidRequest::SlotName(slot.to_owned()))
+}
+
+/// `POST .../slot/release`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReleaseSlot {
+    pub slot: String,
+}
+
+impl ReleaseSlot {
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        check_slot(&self.slot)
+    }
+}
+
+/// A slot Lease as the authproxy left it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotView {
+    pub slot: String,
+    pub holder: Option<String>,
+    /// When the Lease stops being valid unless renewed again (RFC 3339).
+    pub expires_at: Option<jiff::Timestamp>,
+    pub lease_duration_seconds: Option<i32>,
+}
+
+/// Answer to a release.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Released {
+    /// False when the caller did not hold the slot (already released, reclaimed
+    /// or never granted): a retried release is not an error.
+    pub released: bool,
+}
+
+/// The node as the authproxy left it after a cordon, uncordon or load-balancer change.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeView {
+    pub unschedulable: bool,
+    /// The cordon carries [`crate::names::CORDONED_ANNOTATION`].
+    pub cordoned_by_us: bool,
+    pub excluded_from_load_balancers: bool,
+    /// The exclusion label carries [`crate::names::LB_EXCLUDED_ANNOTATION`].
+    pub excluded_by_us: bool,
+    /// Whether this request changed the Node.
+    pub changed: bool,
+}
+
+/// The shadow after a status report or slot request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowView {
+    pub name: String,
+    pub spec: crate::shadow::BottlerocketShadowSpec,
+    pub status: Option<crate::shadow::BottlerocketShadowStatus>,
+}
+
+/// What happened to one pod in a drain round.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum PodOutcome {
+    /// The Eviction API accepted it; the pod terminates within its grace period.
+    Evicted,
+    /// The pod is already terminating; nothing was sent.
+    Terminating,
+    /// Refused with 429 because of a PodDisruptionBudget.
+    Blocked { message: String },
+    /// The pod no longer exists.
+    Gone,
+    /// Any other refusal (the HTTP code and the server's message).
+    Failed { code: u16, message: String },
+}
+
+/// One pod's line in a [`DrainReport`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodResult {
+    pub namespace: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: PodOutcome,
+}
+
+/// Answer to a drain round. Pods owned by a DaemonSet and mirror pods are
+/// skipped (counted, not listed); every other pod on the node is listed with
+/// what happened to it. The node is drained when `remaining` is 0.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainReport {
+    pub pods: Vec<PodResult>,
+    /// Pods left on the node that must still go (evicted but terminating, blocked, failed).
+    pub remaining: u32,
+    /// DaemonSet-owned and mirror pods, which a drain leaves in place.
+    pub skipped: u32,
+}
+
+impl DrainReport {
+    /// Pods refused by a PodDisruptionBudget in this round.
+    pub fn blocked(&self) -> usize {
+        self.pods
+            .iter()
+            .filter(|p| matches!(p.outcome, PodOutcome::Blocked { .. }))
+            .count()
+    }
+}
+
+/// Body of every non-2xx answer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    pub code: u16,
+    /// Machine-readable cause, e.g. `NotHolder`, `NodeMismatch`, `InvalidBody`.
+    pub reason: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T) {
+        let json = serde_json::to_string(v).unwrap();
+        let back: T = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, v, "{json}");
+    }
+
+    #[test]
+    fn requests_and_answers_round_trip() {
+        round_trip(&StatusReport {
+            state: ShadowState::ErrorReset,
+            current_version: "1.20.0".into(),
+            target_version: Some("1.21.0".into()),
+            failure: Some(FailureReport {
+                id: 3,
+                reason: FailureReason::RolledBack,
+                message: "booted 1.20.0".into(),
+            }),
+        });
+        round_trip(&RenewSlot {
+            slot: "brupop-slot-1".into(),
+            duration_seconds: 90,
+        });
+        round_trip(&ReleaseSlot {
+            slot: "brupop-slot-1".into(),
+        });
+        round_trip(&Released { released: true });
+        round_trip(&NodeView {
+            unschedulable: true,
+            cordoned_by_us: true,
+            changed: true,
+            ..Default::default()
+        });
+        round_trip(&SlotView {
+            slot: "brupop-slot-0".into(),
+            holder: Some("node-1".into()),
+            expires_at: Some("2026-11-27T10:00:00.5Z".parse().unwrap()),
+            lease_duration_seconds: Some(60),
+        });
+        round_trip(&DrainReport {
+            pods: vec![
+                PodResult {
+                    namespace: "a".into(),
+                    name: "p".into(),
+                    outcome: PodOutcome::Evicted,
+                },
+                PodResult {
+                    namespace: "a".into(),
+                    name: "q".into(),
+                    outcome: PodOutcome::Blocked {
+                        message: "pdb".into(),
+                    },
+                },
+                PodResult {
+                    namespace: "a".into(),
+                    name: "r".into(),
+                    outcome: PodOutcome::Failed {
+                        code: 500,
+                        message: "x".into(),
+                    },
+                },
+            ],
+            remaining: 2,
+            skipped: 1,
+        });
+        round_trip(&ApiError {
+            code: 409,
+            reason: "NotHolder".into(),
+            message: "m".into(),
+        });
+    }
+
+    #[test]
+    fn drain_report_json_is_flat_per_pod() {
+        let r = PodResult {
+            namespace: "ns".into(),
+            name: "p".into(),
+            outcome: PodOutcome::Blocked {
+                message: "m".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"namespace": "ns", "name": "p", "outcome": "blocked", "message": "m"})
+        );
+    }
+
+    #[test]
+    fn unknown_request_fields_are_refused_with_the_field_name() {
+        let err = serde_json::from_str::<RenewSlot>(
+            r#"{"slot":"brupop-slot-0","durationSeconds":5,"holder":"x"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `holder`"), "{err}");
+        let err = serde_json::from_str::<StatusReport>(
+            r#"{"state":"Idle","currentVersion":"1.0.0","crashCount":0}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `crashCount`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn answers_tolerate_fields_added_later() {
+        let v: Released = serde_json::from_str(r#"{"released":true,"newField":1}"#).unwrap();
+        assert!(v.released);
+    }
+
+    #[test]
+    fn status_report_validation() {
+        let ok = StatusReport {
+            state: ShadowState::Idle,
+            current_version: "1.20.0".into(),
+            target_version: None,
+            failure: None,
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        let bad_version = StatusReport {
+            current_version: "latest; rm -rf".into(),
+            ..ok.clone()
+        };
+        assert!(matches!(
+            bad_version.validate(),
+            Err(InvalidRequest::Version { .. })
+        ));
+        let error_without_failure = StatusReport {
+            state: ShadowState::ErrorReset,
+            ..ok.clone()
+        };
+        assert_eq!(
+            error_without_failure.validate(),
+            Err(InvalidRequest::FailureWithoutErrorReset)
+        );
+        let failure = FailureReport {
+            id: 1,
+            reason: FailureReason::PrepareFailed,
+            message: "x".repeat(MAX_MESSAGE_LEN + 1),
+        };
+        let long = StatusReport {
+            state: ShadowState::ErrorReset,
+            failure: Some(failure),
+            ..ok
+        };
+        assert_eq!(
+            long.validate(),
+            Err(InvalidRequest::MessageTooLong {
+                len: MAX_MESSAGE_LEN + 1
+            })
+        );
+    }
+
+    #[test]
+    fn slot_requests_are_validated() {
+        assert!(
+            RenewSlot {
+                slot: "brupop-slot-0".into(),
+                duration_seconds: 30
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            RenewSlot {
+                slot: "brupop-leader".into(),
+                duration_seconds: 30
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            RenewSlot {
+                slot: "brupop-slot-0".into(),
+                duration_seconds: 0
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            ReleaseSlot {
+                slot: "kube-scheduler".into()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn endpoint_paths_parse_back() {
+        for e in Endpoint::ALL {
+            let p = e.path("node-1.example");
+            assert_eq!(Endpoint::parse(&p), Some(("node-1.example", e)), "{p}");
+        }
+        assert_eq!(Endpoint::parse("/v1/nodes//status"), None);
+        assert_eq!(Endpoint::parse("/v1/nodes/n/reboot"), None);
+        assert_eq!(Endpoint::parse("/v2/nodes/n/status"), None);
+    }
+}

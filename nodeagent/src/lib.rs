@@ -1,0 +1,1 @@
+//! The nodeagent. Not built yet: see README "Status" and the nodeagent issue.

@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("the nodeagent is not built yet; see README \"Status\"")
+}
