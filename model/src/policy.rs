@@ -25,7 +25,7 @@ use crate::state::FailureReason;
     namespaced,
     status = "UpdatePolicyStatus",
     doc = "The rollout's settings (spec, written by people) and whether grants run (status, written by the leader).",
-    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Running, Paused, OutsideWindow, Halted or Stopped"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Running, Paused, OutsideWindow, Halted, Stopped or InvalidSpec"}"#,
     printcolumn = r#"{"name":"Slots","type":"integer","jsonPath":".status.slots","description":"Concurrent updates allowed now"}"#,
     printcolumn = r#"{"name":"Held","type":"integer","jsonPath":".status.slotsHeld","description":"Slots held by updating nodes"}"#,
     printcolumn = r#"{"name":"Waiting","type":"integer","jsonPath":".status.nodesWaiting","description":"Nodes waiting for a slot"}"#,
@@ -133,6 +133,9 @@ pub enum Phase {
     Halted,
     /// Stopped after `maxConsecutiveFailures`; needs `spec.resumeRequest`.
     Stopped,
+    /// The spec has a value the leader cannot use (the message names it); no
+    /// grants until it is fixed, so a typo never widens a rollout.
+    InvalidSpec,
 }
 
 impl Phase {
@@ -143,6 +146,7 @@ impl Phase {
             Phase::OutsideWindow => "OutsideWindow",
             Phase::Halted => "Halted",
             Phase::Stopped => "Stopped",
+            Phase::InvalidSpec => "InvalidSpec",
         }
     }
 }

@@ -42,9 +42,10 @@ pub struct BottlerocketShadowSpec {
     /// and undo it). `StagedAndPerformedUpdate`: an update to `version` is
     /// granted; the agent walks it to the end by itself while it holds `slot`.
     pub state: ShadowState,
-    /// When the leader last changed `state`.
+    /// When the leader last changed `state` (microseconds: the leader compares
+    /// it with slot Lease times).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_transition_timestamp: Option<Time>,
+    pub state_transition_timestamp: Option<MicroTime>,
     /// The version the node may update to (the node's `targetVersion` at grant time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,

@@ -1,0 +1,812 @@
+//! Unit tests of the leader's decisions, one per rule.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use model::parse::Budget;
+use model::policy::{Phase, RecordedFailure, UpdatePolicyStatus};
+use model::shadow::Failure;
+use model::{BottlerocketShadowSpec, BottlerocketShadowStatus, FailureReason, ShadowState};
+
+use super::*;
+
+const T0: &str = "2026-11-27T10:00:00Z";
+
+fn at(secs: i64) -> Timestamp {
+    let t0: Timestamp = T0.parse().unwrap();
+    t0.checked_add(jiff::SignedDuration::from_secs(secs))
+        .unwrap()
+}
+
+fn settings() -> Settings {
+    Settings {
+        budget: Budget::Count(3),
+        paused: false,
+        failure_backoff: Duration::from_secs(300),
+        failure_backoff_max: Duration::from_secs(3600),
+        max_consecutive_failures: 3,
+        update_cordoned_nodes: false,
+        slot_lease_duration: Duration::from_secs(120),
+        resume_request: None,
+        invalid: None,
+    }
+}
+
+/// A cluster as the leader sees it, built up by each test.
+struct World {
+    now: Timestamp,
+    nodes: BTreeMap<String, NodeView>,
+    shadows: BTreeMap<String, ShadowView>,
+    slots: Vec<SlotView>,
+    policy: UpdatePolicyStatus,
+    window: WindowState,
+}
+
+impl World {
+    /// `n` Ready nodes `node-0..n`, each Idle on 1.20.0 with 1.21.0 available, not yet waiting.
+    fn new(n: usize) -> World {
+        let mut w = World {
+            now: at(1000),
+            nodes: BTreeMap::new(),
+            shadows: BTreeMap::new(),
+            slots: Vec::new(),
+            policy: UpdatePolicyStatus::default(),
+            window: WindowState::ALWAYS,
+        };
+        for i in 0..n {
+            w.add_node(&format!("node-{i}"));
+        }
+        w
+    }
+
+    fn add_node(&mut self, name: &str) {
+        self.nodes.insert(
+            name.to_owned(),
+            NodeView {
+                name: name.to_owned(),
+                ready: true,
+                unschedulable: false,
+                cordoned_by_us: false,
+                opted_out: false,
+            },
+        );
+        let status = BottlerocketShadowStatus {
+            current_version: "1.20.0".into(),
+            target_version: Some("1.21.0".into()),
+            current_state: ShadowState::Idle,
+            ..Default::default()
+        };
+        self.shadows.insert(
+            name.to_owned(),
+            ShadowView {
+                node: name.to_owned(),
+                spec: BottlerocketShadowSpec::default(),
+                status: Some(status),
+            },
+        );
+    }
+
+    fn status(&mut self, node: &str) -> &mut BottlerocketShadowStatus {
+        self.shadows.get_mut(node).unwrap().status.as_mut().unwrap()
+    }
+
+    fn spec(&mut self, node: &str) -> &mut BottlerocketShadowSpec {
+        &mut self.shadows.get_mut(node).unwrap().spec
+    }
+
+    /// The node asked for a slot at `secs`.
+    fn waiting(&mut self, node: &str, secs: i64) -> &mut Self {
+        self.status(node).slot_requested_at = Some(MicroTime(at(secs)));
+        self
+    }
+
+    fn slots(&mut self, n: u32) -> &mut Self {
+        for i in 0..n {
+            self.slots.push(SlotView {
+                name: model::names::slot_name(i),
+                index: i,
+                holder: None,
+                acquired: None,
+                renewed: None,
+                duration_seconds: None,
+                resource_version: Some(format!("rv{i}")),
+            });
+        }
+        self
+    }
+
+    /// Slot `i` held by `node`, acquired and renewed at `renewed`, for `secs`.
+    fn held(&mut self, i: u32, node: &str, renewed: i64, secs: i32) -> &mut Self {
+        let s = self.slots.iter_mut().find(|s| s.index == i).unwrap();
+        s.holder = Some(node.to_owned());
+        s.acquired = Some(at(renewed));
+        s.renewed = Some(at(renewed));
+        s.duration_seconds = Some(secs);
+        self
+    }
+
+    /// `node` is granted slot `i` and walking its update.
+    fn granted(&mut self, i: u32, node: &str, state: ShadowState) -> &mut Self {
+        let now = self.now;
+        self.held(i, node, now.as_second() - at(0).as_second() - 10, 120);
+        let spec = self.spec(node);
+        spec.state = ShadowState::StagedAndPerformedUpdate;
+        spec.slot = Some(model::names::slot_name(i));
+        spec.version = Some("1.21.0".into());
+        spec.state_transition_timestamp = Some(MicroTime(at(990)));
+        self.status(node).current_state = state;
+        self
+    }
+
+    fn failed(&mut self, node: &str, id: u64, reason: FailureReason) -> &mut Self {
+        let st = self.status(node);
+        st.current_state = ShadowState::ErrorReset;
+        st.crash_count += 1;
+        st.last_failure = Some(Failure {
+            id,
+            reason,
+            message: format!("{reason} on {node}"),
+            time: Time(at(995)),
+            state: ShadowState::StagedAndPerformedUpdate,
+        });
+        self
+    }
+
+    fn decide(&self, settings: &Settings) -> Plan {
+        decide(
+            Observed {
+                now: self.now,
+                nodes: &self.nodes,
+                shadows: &self.shadows,
+                slots: &self.slots,
+                policy: &self.policy,
+                policy_generation: Some(1),
+                window: self.window,
+            },
+            settings,
+        )
+    }
+}
+
+fn granted_nodes(plan: &Plan) -> Vec<(String, String)> {
+    plan.grants()
+        .map(|a| match a {
+            Action::Grant { slot, node, .. } => (slot.clone(), node.clone()),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+fn spec_written(plan: &Plan, node: &str) -> Option<BottlerocketShadowSpec> {
+    plan.actions.iter().find_map(|a| match a {
+        Action::SetSpec { node: n, spec } if n == node => Some(spec.clone()),
+        _ => None,
+    })
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[test]
+fn free_slots_go_to_waiting_nodes_first_asked_first_served() {
+    let mut w = World::new(5);
+    w.slots(3)
+        .waiting("node-3", 10)
+        .waiting("node-1", 20)
+        .waiting("node-4", 5)
+        .waiting("node-0", 30);
+    let plan = w.decide(&settings());
+    assert_eq!(
+        granted_nodes(&plan),
+        pairs(&[
+            ("brupop-slot-0", "node-4"),
+            ("brupop-slot-1", "node-3"),
+            ("brupop-slot-2", "node-1")
+        ])
+    );
+    assert_eq!(plan.status.phase, Phase::Running);
+    assert_eq!((plan.status.slots_held, plan.status.nodes_waiting), (3, 1));
+}
+
+#[test]
+fn nodes_with_fewer_failures_are_served_first() {
+    let mut w = World::new(3);
+    w.slots(1).waiting("node-0", 1).waiting("node-1", 50);
+    w.status("node-0").crash_count = 2;
+    w.spec("node-0").acknowledged_failure = Some(2);
+    let plan = w.decide(&settings());
+    assert_eq!(granted_nodes(&plan), pairs(&[("brupop-slot-0", "node-1")]));
+}
+
+#[test]
+fn equal_request_times_are_served_by_node_name() {
+    let mut w = World::new(3);
+    w.slots(1).waiting("node-2", 10).waiting("node-1", 10);
+    assert_eq!(
+        granted_nodes(&w.decide(&settings())),
+        pairs(&[("brupop-slot-0", "node-1")])
+    );
+}
+
+#[test]
+fn never_more_holders_than_slots() {
+    let mut w = World::new(6);
+    w.slots(3)
+        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate)
+        .granted(1, "node-1", ShadowState::MonitoringUpdate);
+    for i in 2..6 {
+        w.waiting(&format!("node-{i}"), i64::from(i));
+    }
+    let plan = w.decide(&settings());
+    assert_eq!(granted_nodes(&plan), pairs(&[("brupop-slot-2", "node-2")]));
+}
+
+#[test]
+fn a_node_holding_a_slot_gets_no_second_one() {
+    let mut w = World::new(2);
+    w.slots(3).held(0, "node-0", 995, 120).waiting("node-0", 1);
+    let plan = w.decide(&settings());
+    assert!(granted_nodes(&plan).iter().all(|(_, n)| n != "node-0"));
+}
+
+#[test]
+fn nodes_not_ready_or_opted_out_are_skipped() {
+    let mut w = World::new(3);
+    w.slots(3)
+        .waiting("node-0", 1)
+        .waiting("node-1", 2)
+        .waiting("node-2", 3);
+    w.nodes.get_mut("node-0").unwrap().ready = false;
+    w.nodes.get_mut("node-1").unwrap().opted_out = true;
+    assert_eq!(
+        granted_nodes(&w.decide(&settings())),
+        pairs(&[("brupop-slot-0", "node-2")])
+    );
+}
+
+#[test]
+fn admin_cordoned_nodes_are_skipped_unless_the_policy_allows_them() {
+    let mut w = World::new(2);
+    w.slots(2).waiting("node-0", 1).waiting("node-1", 2);
+    w.nodes.get_mut("node-0").unwrap().unschedulable = true;
+    assert_eq!(
+        granted_nodes(&w.decide(&settings())),
+        pairs(&[("brupop-slot-0", "node-1")])
+    );
+    let allow = Settings {
+        update_cordoned_nodes: true,
+        ..settings()
+    };
+    assert_eq!(granted_nodes(&w.decide(&allow)).len(), 2);
+}
+
+#[test]
+fn a_node_cordoned_by_us_is_not_an_admin_cordon() {
+    let mut w = World::new(1);
+    w.slots(1).waiting("node-0", 1);
+    let n = w.nodes.get_mut("node-0").unwrap();
+    n.unschedulable = true;
+    n.cordoned_by_us = true;
+    assert_eq!(granted_nodes(&w.decide(&settings())).len(), 1);
+}
+
+#[test]
+fn unmanaged_nodes_get_nothing() {
+    let mut w = World::new(2);
+    w.slots(2).waiting("node-0", 1).waiting("node-1", 2);
+    w.nodes.remove("node-0");
+    let plan = w.decide(&settings());
+    assert_eq!(granted_nodes(&plan), pairs(&[("brupop-slot-0", "node-1")]));
+    assert!(plan.actions.contains(&Action::DeleteShadowIfNodeGone {
+        node: "node-0".into()
+    }));
+}
+
+#[test]
+fn missing_slots_are_created() {
+    let mut w = World::new(5);
+    w.slots(1);
+    let plan = w.decide(&settings());
+    let created: Vec<_> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateSlot { name } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created, ["brupop-slot-1", "brupop-slot-2"]);
+}
+
+#[test]
+fn a_percentage_budget_sizes_the_pool_from_managed_nodes() {
+    let w = World::new(25);
+    let plan = w.decide(&Settings {
+        budget: Budget::Percent(10),
+        ..settings()
+    });
+    assert_eq!(plan.status.slots, 2);
+    let w = World::new(5);
+    assert_eq!(
+        w.decide(&Settings {
+            budget: Budget::Percent(10),
+            ..settings()
+        })
+        .status
+        .slots,
+        1
+    );
+}
+
+#[test]
+fn shrinking_never_revokes_a_held_slot_and_deletes_free_surplus() {
+    let mut w = World::new(6);
+    w.slots(4)
+        .granted(3, "node-3", ShadowState::StagedAndPerformedUpdate)
+        .waiting("node-0", 1);
+    let plan = w.decide(&Settings {
+        budget: Budget::Count(1),
+        ..settings()
+    });
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteSlot { name, .. } if name == "brupop-slot-1"))
+    );
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteSlot { name, .. } if name == "brupop-slot-2"))
+    );
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteSlot { name, .. } if name == "brupop-slot-3"))
+    );
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Reclaim { .. } | Action::Free { .. }))
+    );
+    assert!(
+        granted_nodes(&plan).is_empty(),
+        "one slot allowed and one held: no room"
+    );
+}
+
+#[test]
+fn an_expired_slot_is_reclaimed_counted_and_halts_grants() {
+    let mut w = World::new(3);
+    w.slots(2)
+        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate)
+        .waiting("node-1", 5);
+    w.slots[0].renewed = Some(at(800));
+    w.slots[0].acquired = Some(at(800));
+    let plan = w.decide(&settings());
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::Reclaim { slot, holder, .. } if slot == "brupop-slot-0" && holder == "node-0")));
+    assert_eq!(plan.counted.len(), 1);
+    assert_eq!(plan.counted[0].reason, FailureReason::SlotExpired);
+    assert_eq!(plan.status.phase, Phase::Halted);
+    assert_eq!(plan.status.consecutive_failures, 1);
+    assert_eq!(plan.status.halted_until, Some(Time(at(1300))));
+    assert!(granted_nodes(&plan).is_empty(), "halted: no grants");
+    let spec = spec_written(&plan, "node-0").unwrap();
+    assert_eq!((spec.state, spec.slot), (ShadowState::Idle, None));
+}
+
+#[test]
+fn an_expiry_recorded_before_a_restart_is_reclaimed_without_counting_again() {
+    let mut w = World::new(2);
+    w.slots(1)
+        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
+    w.slots[0].renewed = Some(at(800));
+    w.slots[0].acquired = Some(at(800));
+    let first = w.decide(&settings());
+    w.policy = first.status.clone();
+    let second = w.decide(&settings());
+    assert!(second.counted.is_empty());
+    assert_eq!(second.status.consecutive_failures, 1);
+    assert!(
+        second
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Reclaim { .. }))
+    );
+}
+
+#[test]
+fn the_slot_of_a_vanished_node_is_freed_without_counting() {
+    let mut w = World::new(2);
+    w.slots(1)
+        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
+    w.nodes.remove("node-0");
+    w.shadows.remove("node-0");
+    let plan = w.decide(&settings());
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0"))
+    );
+    assert!(plan.counted.is_empty());
+    assert_eq!(plan.status.phase, Phase::Running);
+}
+
+#[test]
+fn a_reported_failure_is_counted_once_and_acknowledged() {
+    let mut w = World::new(2);
+    w.slots(1)
+        .failed("node-0", 1, FailureReason::RolledBack)
+        .waiting("node-1", 1);
+    let plan = w.decide(&settings());
+    assert_eq!(plan.counted.len(), 1);
+    assert_eq!(plan.counted[0].key, "node-0#1");
+    assert_eq!(plan.status.consecutive_failures, 1);
+    assert_eq!(plan.status.halt_reason, Some(FailureReason::RolledBack));
+    assert_eq!(
+        spec_written(&plan, "node-0").unwrap().acknowledged_failure,
+        Some(1)
+    );
+    assert!(granted_nodes(&plan).is_empty());
+}
+
+#[test]
+fn a_failure_recorded_before_a_restart_is_only_acknowledged() {
+    let mut w = World::new(1);
+    w.slots(1).failed("node-0", 1, FailureReason::PrepareFailed);
+    let first = w.decide(&settings());
+    // The leader dies after writing the status, before acknowledging on the shadow.
+    w.policy = first.status.clone();
+    let second = w.decide(&settings());
+    assert!(second.counted.is_empty(), "counted twice");
+    assert_eq!(second.status.consecutive_failures, 1);
+    assert_eq!(
+        spec_written(&second, "node-0")
+            .unwrap()
+            .acknowledged_failure,
+        Some(1)
+    );
+}
+
+#[test]
+fn node_only_failures_are_acknowledged_without_halting() {
+    let mut w = World::new(2);
+    w.slots(1)
+        .failed("node-0", 1, FailureReason::DrainBlocked)
+        .waiting("node-1", 1);
+    let plan = w.decide(&settings());
+    assert_eq!(plan.counted.len(), 1);
+    assert_eq!(plan.status.consecutive_failures, 0);
+    assert_eq!(plan.status.phase, Phase::Running);
+    assert_eq!(granted_nodes(&plan), pairs(&[("brupop-slot-0", "node-1")]));
+}
+
+#[test]
+fn backoff_doubles_per_consecutive_failure_up_to_the_cap() {
+    let (base, max) = (Duration::from_secs(300), Duration::from_secs(3600));
+    assert_eq!(backoff(base, max, 1), Duration::from_secs(300));
+    assert_eq!(backoff(base, max, 2), Duration::from_secs(600));
+    assert_eq!(backoff(base, max, 3), Duration::from_secs(1200));
+    assert_eq!(backoff(base, max, 4), Duration::from_secs(2400));
+    assert_eq!(backoff(base, max, 5), max);
+    assert_eq!(backoff(base, max, 200), max);
+}
+
+#[test]
+fn the_second_consecutive_failure_halts_twice_as_long() {
+    let mut w = World::new(2);
+    w.slots(1);
+    w.policy.consecutive_failures = 1;
+    w.failed("node-1", 1, FailureReason::ActivateFailed);
+    let plan = w.decide(&settings());
+    assert_eq!(plan.status.consecutive_failures, 2);
+    assert_eq!(plan.status.halted_until, Some(Time(at(1600))));
+}
+
+#[test]
+fn after_max_consecutive_failures_grants_stop_until_resumed() {
+    let mut w = World::new(3);
+    w.slots(1).waiting("node-2", 1);
+    w.policy.consecutive_failures = 2;
+    w.failed("node-0", 1, FailureReason::RolledBack);
+    let plan = w.decide(&settings());
+    assert_eq!(plan.status.phase, Phase::Stopped);
+    assert!(
+        plan.status.message.contains("resumeRequest"),
+        "{}",
+        plan.status.message
+    );
+    // Long after the halt would have ended, still stopped.
+    w.policy = plan.status.clone();
+    w.spec("node-0").acknowledged_failure = Some(1);
+    w.now = at(100_000);
+    let later = w.decide(&settings());
+    assert_eq!(later.status.phase, Phase::Stopped);
+    assert!(granted_nodes(&later).is_empty());
+    // A person resumes.
+    let resumed = w.decide(&Settings {
+        resume_request: Some("2026-11-28T09:00:00Z".into()),
+        ..settings()
+    });
+    assert_eq!(resumed.status.phase, Phase::Running);
+    assert_eq!(resumed.status.consecutive_failures, 0);
+    assert_eq!(
+        resumed.status.acknowledged_resume.as_deref(),
+        Some("2026-11-28T09:00:00Z")
+    );
+    assert_eq!(
+        granted_nodes(&resumed),
+        pairs(&[("brupop-slot-0", "node-2")])
+    );
+}
+
+#[test]
+fn a_resume_request_already_acted_on_changes_nothing() {
+    let mut w = World::new(1);
+    w.slots(1);
+    w.policy.consecutive_failures = 3;
+    w.policy.acknowledged_resume = Some("r1".into());
+    let plan = w.decide(&Settings {
+        resume_request: Some("r1".into()),
+        ..settings()
+    });
+    assert_eq!(plan.status.phase, Phase::Stopped);
+}
+
+#[test]
+fn a_halt_ends_at_its_time_and_grants_resume() {
+    let mut w = World::new(2);
+    w.slots(1).waiting("node-1", 1);
+    w.policy.consecutive_failures = 1;
+    w.policy.halted_until = Some(Time(at(1200)));
+    let plan = w.decide(&settings());
+    assert_eq!(plan.status.phase, Phase::Halted);
+    assert_eq!(plan.wake_at, Some(at(1200)));
+    w.now = at(1200);
+    let plan = w.decide(&settings());
+    assert_eq!(plan.status.phase, Phase::Running);
+    assert_eq!(plan.status.halted_until, None);
+    assert_eq!(granted_nodes(&plan).len(), 1);
+}
+
+#[test]
+fn a_completed_update_resets_the_failure_count_and_the_spec() {
+    let mut w = World::new(2);
+    w.slots(1)
+        .granted(0, "node-0", ShadowState::MonitoringUpdate);
+    w.policy.consecutive_failures = 1;
+    // The agent reported Idle on the new version and released its slot.
+    w.status("node-0").current_state = ShadowState::Idle;
+    w.status("node-0").current_version = "1.21.0".into();
+    w.status("node-0").target_version = None;
+    w.slots[0].holder = None;
+    let plan = w.decide(&settings());
+    assert_eq!(plan.completed.len(), 1);
+    assert_eq!(plan.completed[0].duration, Some(Duration::from_secs(10)));
+    assert_eq!(plan.status.consecutive_failures, 0);
+    let spec = spec_written(&plan, "node-0").unwrap();
+    assert_eq!(
+        (spec.state, spec.slot, spec.version),
+        (ShadowState::Idle, None, None)
+    );
+}
+
+#[test]
+fn a_released_slot_is_granted_again_only_after_the_spec_is_reset() {
+    let mut w = World::new(2);
+    w.slots(1)
+        .granted(0, "node-0", ShadowState::MonitoringUpdate)
+        .waiting("node-1", 1);
+    w.status("node-0").current_state = ShadowState::Idle;
+    w.status("node-0").current_version = "1.21.0".into();
+    w.slots[0].holder = None;
+    let plan = w.decide(&settings());
+    assert!(granted_nodes(&plan).is_empty());
+    // The reset landed; the next pass grants.
+    *w.spec("node-0") = spec_written(&plan, "node-0").unwrap();
+    assert_eq!(
+        granted_nodes(&w.decide(&settings())),
+        pairs(&[("brupop-slot-0", "node-1")])
+    );
+}
+
+#[test]
+fn spec_writes_come_before_grants() {
+    let mut w = World::new(3);
+    w.slots(2)
+        .failed("node-0", 1, FailureReason::DrainBlocked)
+        .waiting("node-1", 1);
+    let plan = w.decide(&settings());
+    let spec_at = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::SetSpec { .. }))
+        .unwrap();
+    let grant_at = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::Grant { .. }))
+        .unwrap();
+    assert!(spec_at < grant_at);
+}
+
+#[test]
+fn a_grant_whose_spec_write_was_lost_is_repaired() {
+    let mut w = World::new(2);
+    w.slots(1).waiting("node-0", 1).held(0, "node-0", 999, 120);
+    let plan = w.decide(&settings());
+    let spec = spec_written(&plan, "node-0").unwrap();
+    assert_eq!(spec.slot.as_deref(), Some("brupop-slot-0"));
+    assert_eq!(spec.version.as_deref(), Some("1.21.0"));
+    assert_eq!(spec.state, ShadowState::StagedAndPerformedUpdate);
+    assert!(granted_nodes(&plan).is_empty());
+}
+
+#[test]
+fn a_lingering_lease_after_a_failure_is_not_granted_again() {
+    let mut w = World::new(1);
+    w.slots(1)
+        .failed("node-0", 1, FailureReason::PrepareFailed)
+        .held(0, "node-0", 990, 120);
+    w.spec("node-0").acknowledged_failure = Some(1);
+    w.spec("node-0").state_transition_timestamp = Some(MicroTime(at(996)));
+    w.waiting("node-0", 997);
+    w.status("node-0").current_state = ShadowState::Idle;
+    let plan = w.decide(&settings());
+    assert_eq!(
+        spec_written(&plan, "node-0"),
+        None,
+        "reset after the grant: not a lost grant"
+    );
+}
+
+#[test]
+fn pausing_stops_new_grants_but_keeps_holders() {
+    let mut w = World::new(3);
+    w.slots(2)
+        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate)
+        .waiting("node-1", 1);
+    let plan = w.decide(&Settings {
+        paused: true,
+        ..settings()
+    });
+    assert_eq!(plan.status.phase, Phase::Paused);
+    assert!(granted_nodes(&plan).is_empty());
+    assert!(!plan.actions.iter().any(|a| matches!(
+        a,
+        Action::Reclaim { .. } | Action::Free { .. } | Action::SetSpec { .. }
+    )));
+}
+
+#[test]
+fn outside_every_window_nothing_is_granted_and_the_next_start_is_shown() {
+    let mut w = World::new(2);
+    w.slots(1).waiting("node-0", 1);
+    w.window = WindowState {
+        open: false,
+        next_start: Some(at(5000)),
+        current_end: None,
+    };
+    let plan = w.decide(&settings());
+    assert_eq!(plan.status.phase, Phase::OutsideWindow);
+    assert_eq!(plan.status.next_window_start, Some(Time(at(5000))));
+    assert_eq!(plan.wake_at, Some(at(5000)));
+    assert!(granted_nodes(&plan).is_empty());
+}
+
+#[test]
+fn an_invalid_policy_stops_grants_and_says_why() {
+    let mut w = World::new(2);
+    w.slots(1).waiting("node-0", 1);
+    let plan = w.decide(&Settings {
+        invalid: Some("spec.maxConcurrentUpdates: \"abc\" is not an update budget".into()),
+        ..settings()
+    });
+    assert_eq!(plan.status.phase, Phase::InvalidSpec);
+    assert!(plan.status.message.contains("abc"));
+    assert!(granted_nodes(&plan).is_empty());
+}
+
+#[test]
+fn the_leader_wakes_at_the_next_slot_expiry() {
+    let mut w = World::new(2);
+    w.slots(2)
+        .held(0, "node-0", 990, 120)
+        .held(1, "node-1", 950, 120);
+    assert_eq!(w.decide(&settings()).wake_at, Some(at(1070)));
+}
+
+#[test]
+fn a_node_holding_two_slots_keeps_the_one_its_spec_names() {
+    let mut w = World::new(2);
+    w.slots(2)
+        .granted(1, "node-0", ShadowState::StagedAndPerformedUpdate)
+        .held(0, "node-0", 995, 120);
+    let plan = w.decide(&settings());
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0"))
+    );
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-1"))
+    );
+}
+
+#[test]
+fn recent_failures_are_trimmed_but_unacknowledged_ones_are_kept() {
+    let mut w = World::new(1);
+    w.slots(1);
+    let old = |i: usize| RecordedFailure {
+        key: format!("old#{i}"),
+        node: "old".into(),
+        reason: FailureReason::DrainBlocked,
+        message: String::new(),
+        time: Time(at(0)),
+    };
+    w.policy.recent_failures = (0..60).map(old).collect();
+    w.failed("node-0", 7, FailureReason::DrainBlocked);
+    let plan = w.decide(&settings());
+    assert_eq!(plan.status.recent_failures.len(), RECENT_FAILURES_KEPT);
+    assert_eq!(plan.status.recent_failures.last().unwrap().key, "node-0#7");
+    // An unacknowledged entry survives even when it is old.
+    let mut w2 = World::new(1);
+    w2.slots(1).failed("node-0", 7, FailureReason::DrainBlocked);
+    let mut recorded: Vec<RecordedFailure> = vec![RecordedFailure {
+        key: "node-0#7".into(),
+        ..old(0)
+    }];
+    recorded.extend((1..61).map(old));
+    w2.policy.recent_failures = recorded;
+    let plan = w2.decide(&settings());
+    assert!(
+        plan.status
+            .recent_failures
+            .iter()
+            .any(|f| f.key == "node-0#7")
+    );
+    assert!(plan.counted.is_empty());
+}
+
+#[test]
+fn a_grant_says_how_long_the_node_waited() {
+    let mut w = World::new(1);
+    w.slots(1).waiting("node-0", 959);
+    let plan = w.decide(&settings());
+    match plan.grants().next().unwrap() {
+        Action::Grant {
+            waited,
+            version,
+            resource_version,
+            ..
+        } => {
+            assert_eq!(*waited, Some(Duration::from_secs(41)));
+            assert_eq!(version, "1.21.0");
+            assert_eq!(resource_version.as_deref(), Some("rv0"));
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_node_with_an_unacknowledged_failure_is_not_granted() {
+    let mut w = World::new(1);
+    w.slots(1)
+        .failed("node-0", 3, FailureReason::DrainBlocked)
+        .waiting("node-0", 1);
+    w.status("node-0").current_state = ShadowState::ErrorReset;
+    let plan = w.decide(&settings());
+    assert!(
+        granted_nodes(&plan).is_empty(),
+        "counted and acknowledged first; granted on the next pass"
+    );
+}
