@@ -39,10 +39,7 @@ pub fn crds_yaml() -> String {
     for crd in crds() {
         out.push_str("---\n");
         // Serializing derived CRD types to YAML cannot fail: they are plain data.
-        out.push_str(
-            &serde_saphyr::to_string(&crd)
-                .unwrap_or_else(|e| format!("# serialization failed: {e}\n")),
-        );
+        out.push_str(&serde_saphyr::to_string(&crd).unwrap_or_else(|e| format!("# serialization failed: {e}\n")));
     }
     out
 }

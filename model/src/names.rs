@@ -106,10 +106,7 @@ mod tests {
 
     #[test]
     fn shadow_names_follow_the_original_operator() {
-        assert_eq!(
-            shadow_name("ip-10-0-0-1.ec2.internal"),
-            "brs-ip-10-0-0-1.ec2.internal"
-        );
+        assert_eq!(shadow_name("ip-10-0-0-1.ec2.internal"), "brs-ip-10-0-0-1.ec2.internal");
         assert_eq!(node_of_shadow("brs-node-3"), Some("node-3"));
         assert_eq!(node_of_shadow("brs-"), None);
         assert_eq!(node_of_shadow("node-3"), None);

@@ -10,9 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 pub enum ParseError {
     #[error("{value:?} is not a duration (expected e.g. 90s, 10m, 1h30m): {why}")]
     Duration { value: String, why: String },
-    #[error(
-        "{value:?} is not an update budget: {why} (expected a count such as 3 or a percentage such as 10%)"
-    )]
+    #[error("{value:?} is not an update budget: {why} (expected a count such as 3 or a percentage such as 10%)")]
     Budget { value: String, why: &'static str },
     #[error("{value:?} is not a valid {what}: {why}")]
     Name {
@@ -59,9 +57,7 @@ impl Budget {
         }
         let n: u32 = digits.parse().map_err(|_| err("number too large"))?;
         match (n, percent) {
-            (0, _) => Err(err(
-                "zero slots would never update anything; set spec.paused to pause",
-            )),
+            (0, _) => Err(err("zero slots would never update anything; set spec.paused to pause")),
             (101.., true) => Err(err("a percentage cannot exceed 100%")),
             (n, true) => Ok(Budget::Percent(n)),
             (n, false) => Ok(Budget::Count(n)),
@@ -132,11 +128,7 @@ fn dns_label(what: &'static str, whole: &str, part: &str) -> Result<(), ParseErr
         ));
     }
     if part.starts_with('-') || part.ends_with('-') {
-        return Err(name_err(
-            what,
-            whole,
-            "must start and end with a letter or digit",
-        ));
+        return Err(name_err(what, whole, "must start and end with a letter or digit"));
     }
     Ok(())
 }
@@ -189,11 +181,7 @@ pub fn label_value(value: &str) -> Result<(), ParseError> {
     }
     let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     if !alnum(value.chars().next()) || !alnum(value.chars().last()) {
-        return Err(name_err(
-            WHAT,
-            value,
-            "must start and end with a letter or digit",
-        ));
+        return Err(name_err(WHAT, value, "must start and end with a letter or digit"));
     }
     Ok(())
 }
@@ -212,7 +200,13 @@ pub fn label_key(value: &str) -> Result<(), ParseError> {
     if name.is_empty() {
         return Err(name_err(WHAT, value, "the name part must not be empty"));
     }
-    label_value(name).map_err(|_| name_err(WHAT, value, "the name part must be at most 63 letters, digits, '-', '_' or '.', alphanumeric at both ends"))
+    label_value(name).map_err(|_| {
+        name_err(
+            WHAT,
+            value,
+            "the name part must be at most 63 letters, digits, '-', '_' or '.', alphanumeric at both ends",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -226,10 +220,7 @@ mod tests {
         assert_eq!(duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
         let err = duration("ten minutes").unwrap_err().to_string();
-        assert!(
-            err.starts_with("\"ten minutes\" is not a duration"),
-            "{err}"
-        );
+        assert!(err.starts_with("\"ten minutes\" is not a duration"), "{err}");
         assert!(duration("").is_err());
         assert!(duration("-5s").is_err());
     }
@@ -239,10 +230,7 @@ mod tests {
         assert_eq!(Budget::parse("3"), Ok(Budget::Count(3)));
         assert_eq!(Budget::parse("10%"), Ok(Budget::Percent(10)));
         assert_eq!(Budget::parse("100%"), Ok(Budget::Percent(100)));
-        assert_eq!(
-            Budget::from_int_or_string(&IntOrString::Int(5)),
-            Ok(Budget::Count(5))
-        );
+        assert_eq!(Budget::from_int_or_string(&IntOrString::Int(5)), Ok(Budget::Count(5)));
         assert_eq!(
             Budget::from_int_or_string(&IntOrString::String("25%".into())),
             Ok(Budget::Percent(25))
@@ -251,18 +239,7 @@ mod tests {
 
     #[test]
     fn bad_budgets_are_refused_naming_the_value() {
-        for bad in [
-            "0",
-            "0%",
-            "101%",
-            "-1",
-            "abc",
-            "",
-            "%",
-            "1.5",
-            "10 %",
-            "99999999999",
-        ] {
+        for bad in ["0", "0%", "101%", "-1", "abc", "", "%", "1.5", "10 %", "99999999999"] {
             let err = Budget::parse(bad).expect_err(bad).to_string();
             assert!(
                 err.starts_with(&format!("{bad:?} is not an update budget")),
@@ -270,12 +247,7 @@ mod tests {
             );
         }
         assert!(Budget::from_int_or_string(&IntOrString::Int(-1)).is_err());
-        assert!(
-            Budget::parse("0")
-                .unwrap_err()
-                .to_string()
-                .contains("spec.paused")
-        );
+        assert!(Budget::parse("0").unwrap_err().to_string().contains("spec.paused"));
     }
 
     #[test]
@@ -291,30 +263,14 @@ mod tests {
 
     #[test]
     fn node_names_are_validated_as_kubernetes_does() {
-        for ok in [
-            "node-1",
-            "ip-10-0-0-1.us-west-2.compute.internal",
-            "a",
-            "0abc",
-        ] {
+        for ok in ["node-1", "ip-10-0-0-1.us-west-2.compute.internal", "a", "0abc"] {
             assert_eq!(node_name(ok), Ok(()), "{ok}");
         }
-        for bad in [
-            "", "Node-1", "-node", "node-", "node_1", "a..b", ".a", "a b",
-        ] {
+        for bad in ["", "Node-1", "-node", "node-", "node_1", "a..b", ".a", "a b"] {
             assert!(node_name(bad).is_err(), "{bad}");
         }
-        assert!(
-            node_name(&"a".repeat(250)).is_err(),
-            "a label longer than 63"
-        );
-        let long = [
-            "a".repeat(63),
-            "b".repeat(63),
-            "c".repeat(63),
-            "d".repeat(59),
-        ]
-        .join(".");
+        assert!(node_name(&"a".repeat(250)).is_err(), "a label longer than 63");
+        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(59)].join(".");
         assert_eq!(long.len(), 251);
         assert!(dns_subdomain("node name", &long).is_ok());
         let err = node_name(&long).unwrap_err().to_string();
@@ -329,11 +285,7 @@ mod tests {
         for bad in ["-a", "a-", "a/b", "a b", &"x".repeat(64)] {
             assert!(label_value(bad).is_err(), "{bad}");
         }
-        for ok in [
-            "bottlerocket.aws/updater-interface-version",
-            "app",
-            "example.com/x_y",
-        ] {
+        for ok in ["bottlerocket.aws/updater-interface-version", "app", "example.com/x_y"] {
             assert_eq!(label_key(ok), Ok(()), "{ok}");
         }
         for bad in ["", "/x", "Example.com/x", "a/", "a/b/c"] {

@@ -180,12 +180,8 @@ mod tests {
 
     #[test]
     fn spec_accepts_a_count_or_a_percentage() {
-        let p: UpdatePolicySpec =
-            serde_json::from_str(r#"{"maxConcurrentUpdates":"10%","paused":true}"#).unwrap();
-        assert_eq!(
-            p.max_concurrent_updates,
-            Some(IntOrString::String("10%".into()))
-        );
+        let p: UpdatePolicySpec = serde_json::from_str(r#"{"maxConcurrentUpdates":"10%","paused":true}"#).unwrap();
+        assert_eq!(p.max_concurrent_updates, Some(IntOrString::String("10%".into())));
         assert!(p.paused);
         let p: UpdatePolicySpec = serde_json::from_str(r#"{"maxConcurrentUpdates":3}"#).unwrap();
         assert_eq!(p.max_concurrent_updates, Some(IntOrString::Int(3)));

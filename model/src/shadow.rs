@@ -115,10 +115,7 @@ pub mod condition {
 impl BottlerocketShadow {
     /// The node this shadow belongs to (from its name).
     pub fn node_name(&self) -> Option<&str> {
-        self.metadata
-            .name
-            .as_deref()
-            .and_then(crate::names::node_of_shadow)
+        self.metadata.name.as_deref().and_then(crate::names::node_of_shadow)
     }
 
     /// A failure on the status that the leader has not counted yet.
@@ -155,19 +152,13 @@ impl BottlerocketShadowStatus {
         let prev_or_default = prev.unwrap_or(&default);
         let mut next = prev_or_default.clone();
         next.current_version = report.current_version.clone();
-        next.target_version = report
-            .target_version
-            .clone()
-            .filter(|t| *t != report.current_version);
+        next.target_version = report.target_version.clone().filter(|t| *t != report.current_version);
         next.current_state = report.state;
         if prev.is_none_or(|p| p.current_state != report.state) {
             next.state_transition_timestamp = Some(Time(now));
         }
         if let Some(f) = &report.failure {
-            let seen = prev_or_default
-                .last_failure
-                .as_ref()
-                .is_some_and(|l| l.id == f.id);
+            let seen = prev_or_default.last_failure.as_ref().is_some_and(|l| l.id == f.id);
             if !seen {
                 next.last_failure = Some(Failure {
                     id: f.id,
@@ -180,9 +171,7 @@ impl BottlerocketShadowStatus {
                 next.state_transition_failure_timestamp = Some(Time(now));
             }
         }
-        if prev_or_default.current_state == ShadowState::MonitoringUpdate
-            && report.state == ShadowState::Idle
-        {
+        if prev_or_default.current_state == ShadowState::MonitoringUpdate && report.state == ShadowState::Idle {
             next.crash_count = 0;
             next.last_failure = None;
         }
@@ -208,11 +197,7 @@ impl BottlerocketShadowStatus {
     }
 }
 
-fn conditions(
-    status: &BottlerocketShadowStatus,
-    prev: &[Condition],
-    now: Timestamp,
-) -> Vec<Condition> {
+fn conditions(status: &BottlerocketShadowStatus, prev: &[Condition], now: Timestamp) -> Vec<Condition> {
     let up_to_date = status.target_version.is_none();
     let failed = status.current_state == ShadowState::ErrorReset;
     let wanted: [(&str, bool, &str, String); 3] = [
@@ -226,10 +211,7 @@ fn conditions(
             },
             match &status.target_version {
                 Some(t) => format!("running {}, {t} is available", status.current_version),
-                None => format!(
-                    "running {}, no newer version available",
-                    status.current_version
-                ),
+                None => format!("running {}, no newer version available", status.current_version),
             },
         ),
         (
@@ -257,9 +239,7 @@ fn conditions(
         .into_iter()
         .map(|(type_, is_true, reason, message)| {
             let status_str = if is_true { "True" } else { "False" };
-            let kept = prev
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == status_str);
+            let kept = prev.iter().find(|c| c.type_ == type_ && c.status == status_str);
             Condition {
                 type_: type_.to_owned(),
                 status: status_str.to_owned(),
@@ -293,23 +273,12 @@ mod tests {
     #[test]
     fn first_report_creates_a_status_with_conditions() {
         let now = t("2026-11-27T10:00:00Z");
-        let s = BottlerocketShadowStatus::apply_report(
-            None,
-            &report(ShadowState::Idle, "1.20.0", Some("1.21.0")),
-            now,
-        );
+        let s = BottlerocketShadowStatus::apply_report(None, &report(ShadowState::Idle, "1.20.0", Some("1.21.0")), now);
         assert_eq!(s.current_state, ShadowState::Idle);
         assert_eq!(s.target_version.as_deref(), Some("1.21.0"));
         assert_eq!(s.state_transition_timestamp, Some(Time(now)));
-        let up = s
-            .conditions
-            .iter()
-            .find(|c| c.type_ == condition::UP_TO_DATE)
-            .unwrap();
-        assert_eq!(
-            (up.status.as_str(), up.reason.as_str()),
-            ("False", "UpdateAvailable")
-        );
+        let up = s.conditions.iter().find(|c| c.type_ == condition::UP_TO_DATE).unwrap();
+        assert_eq!((up.status.as_str(), up.reason.as_str()), ("False", "UpdateAvailable"));
     }
 
     #[test]
@@ -327,11 +296,7 @@ mod tests {
         let t0 = t("2026-11-27T10:00:00Z");
         let walking = BottlerocketShadowStatus::apply_report(
             None,
-            &report(
-                ShadowState::StagedAndPerformedUpdate,
-                "1.20.0",
-                Some("1.21.0"),
-            ),
+            &report(ShadowState::StagedAndPerformedUpdate, "1.20.0", Some("1.21.0")),
             t0,
         );
         let failed = StatusReport {
@@ -355,22 +320,15 @@ mod tests {
                 Time(t1)
             )
         );
-        let twice =
-            BottlerocketShadowStatus::apply_report(Some(&once), &failed, t("2026-11-27T10:02:00Z"));
-        assert_eq!(
-            twice, once,
-            "a retried report must not count a second failure"
-        );
+        let twice = BottlerocketShadowStatus::apply_report(Some(&once), &failed, t("2026-11-27T10:02:00Z"));
+        assert_eq!(twice, once, "a retried report must not count a second failure");
     }
 
     #[test]
     fn completing_an_update_resets_crash_count_and_failure() {
         let now = t("2026-11-27T10:00:00Z");
-        let mut monitoring = BottlerocketShadowStatus::apply_report(
-            None,
-            &report(ShadowState::MonitoringUpdate, "1.21.0", None),
-            now,
-        );
+        let mut monitoring =
+            BottlerocketShadowStatus::apply_report(None, &report(ShadowState::MonitoringUpdate, "1.21.0", None), now);
         monitoring.crash_count = 2;
         monitoring.last_failure = Some(Failure {
             id: 2,
@@ -379,22 +337,16 @@ mod tests {
             time: Time(now),
             state: ShadowState::StagedAndPerformedUpdate,
         });
-        let done = BottlerocketShadowStatus::apply_report(
-            Some(&monitoring),
-            &report(ShadowState::Idle, "1.21.0", None),
-            now,
-        );
+        let done =
+            BottlerocketShadowStatus::apply_report(Some(&monitoring), &report(ShadowState::Idle, "1.21.0", None), now);
         assert_eq!((done.crash_count, done.last_failure.clone()), (0, None));
     }
 
     #[test]
     fn slot_request_is_kept_while_waiting_and_dropped_when_walking() {
         let now = t("2026-11-27T10:00:00Z");
-        let idle = BottlerocketShadowStatus::apply_report(
-            None,
-            &report(ShadowState::Idle, "1.20.0", Some("1.21.0")),
-            now,
-        );
+        let idle =
+            BottlerocketShadowStatus::apply_report(None, &report(ShadowState::Idle, "1.20.0", Some("1.21.0")), now);
         let waiting = idle.request_slot(now).unwrap();
         assert_eq!(waiting.slot_requested_at, Some(MicroTime(now)));
         let again = waiting.request_slot(t("2026-11-27T10:05:00Z")).unwrap();
@@ -411,11 +363,7 @@ mod tests {
         assert!(still.slot_requested_at.is_some());
         let walking = BottlerocketShadowStatus::apply_report(
             Some(&still),
-            &report(
-                ShadowState::StagedAndPerformedUpdate,
-                "1.20.0",
-                Some("1.21.0"),
-            ),
+            &report(ShadowState::StagedAndPerformedUpdate, "1.20.0", Some("1.21.0")),
             now,
         );
         assert_eq!(walking.slot_requested_at, None);
@@ -423,41 +371,22 @@ mod tests {
             walking.request_slot(now).is_none(),
             "an updating node cannot ask for a second slot"
         );
-        let up_to_date = BottlerocketShadowStatus::apply_report(
-            None,
-            &report(ShadowState::Idle, "1.21.0", None),
-            now,
-        );
-        assert!(
-            up_to_date.request_slot(now).is_none(),
-            "nothing to update to"
-        );
+        let up_to_date = BottlerocketShadowStatus::apply_report(None, &report(ShadowState::Idle, "1.21.0", None), now);
+        assert!(up_to_date.request_slot(now).is_none(), "nothing to update to");
     }
 
     #[test]
     fn unchanged_conditions_keep_their_transition_time() {
         let t0 = t("2026-11-27T10:00:00Z");
-        let a = BottlerocketShadowStatus::apply_report(
-            None,
-            &report(ShadowState::Idle, "1.20.0", Some("1.21.0")),
-            t0,
-        );
+        let a = BottlerocketShadowStatus::apply_report(None, &report(ShadowState::Idle, "1.20.0", Some("1.21.0")), t0);
         let b = BottlerocketShadowStatus::apply_report(
             Some(&a),
-            &report(
-                ShadowState::StagedAndPerformedUpdate,
-                "1.20.0",
-                Some("1.21.0"),
-            ),
+            &report(ShadowState::StagedAndPerformedUpdate, "1.20.0", Some("1.21.0")),
             t("2026-11-27T10:09:00Z"),
         );
-        let find = |s: &BottlerocketShadowStatus, ty: &str| {
-            s.conditions.iter().find(|c| c.type_ == ty).unwrap().clone()
-        };
-        assert_eq!(
-            find(&b, condition::UP_TO_DATE).last_transition_time,
-            Time(t0)
-        );
+        let find =
+            |s: &BottlerocketShadowStatus, ty: &str| s.conditions.iter().find(|c| c.type_ == ty).unwrap().clone();
+        assert_eq!(find(&b, condition::UP_TO_DATE).last_transition_time, Time(t0));
         assert_eq!(find(&b, condition::UPDATING).status, "True");
         assert_eq!(
             find(&b, condition::UPDATING).last_transition_time,

@@ -10,20 +10,7 @@ use serde::{Deserialize, Serialize};
 /// MonitoringUpdate → Idle`; any failure ends in `ErrorReset` (the node was
 /// put back into a safe state: uncordoned, staged update deactivated if it had
 /// not rebooted, slot released).
-#[derive(
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ShadowState {
     /// Not updating. The node may be waiting for a slot (`status.slotRequestedAt`).
     #[default]
@@ -63,9 +50,7 @@ impl ShadowState {
     pub fn is_updating(self) -> bool {
         matches!(
             self,
-            ShadowState::StagedAndPerformedUpdate
-                | ShadowState::RebootedIntoUpdate
-                | ShadowState::MonitoringUpdate
+            ShadowState::StagedAndPerformedUpdate | ShadowState::RebootedIntoUpdate | ShadowState::MonitoringUpdate
         )
     }
 
@@ -87,9 +72,7 @@ impl std::fmt::Display for ShadowState {
 /// [`FailureReason::halts_fleet`] splits them: failures that implicate the
 /// update itself halt all new grants; failures that are about one node (its
 /// workloads, its connectivity) back off that node only.
-#[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FailureReason {
     /// `prepare-update` finished with `cmd_status: Failed` (download or write of the image).
     PrepareFailed,
@@ -185,10 +168,7 @@ mod tests {
                 serde_json::to_value(s).unwrap(),
                 serde_json::Value::String(s.as_str().into())
             );
-            assert_eq!(
-                serde_json::from_value::<ShadowState>(s.as_str().into()).unwrap(),
-                s
-            );
+            assert_eq!(serde_json::from_value::<ShadowState>(s.as_str().into()).unwrap(), s);
         }
     }
 
@@ -204,10 +184,7 @@ mod tests {
 
     #[test]
     fn only_update_implicating_failures_halt_the_fleet() {
-        let halting: Vec<_> = FailureReason::ALL
-            .into_iter()
-            .filter(|r| r.halts_fleet())
-            .collect();
+        let halting: Vec<_> = FailureReason::ALL.into_iter().filter(|r| r.halts_fleet()).collect();
         assert_eq!(
             halting,
             [
@@ -228,9 +205,6 @@ mod tests {
     #[test]
     fn an_unknown_state_is_a_clear_error() {
         let err = serde_json::from_value::<ShadowState>("Rebooting".into()).unwrap_err();
-        assert!(
-            err.to_string().contains("unknown variant `Rebooting`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown variant `Rebooting`"), "{err}");
     }
 }

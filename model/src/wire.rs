@@ -28,26 +28,23 @@ pub const MAX_MESSAGE_LEN: usize = 2048;
 pub enum Endpoint {
     /// Body [`StatusReport`]; answer [`ShadowView`]. Creates the node's shadow if missing.
     ReportStatus,
-    /// Empty body; answer [`ShadowView`]. Records `status.slotRequestedAt`; never grants.
+    /// Body: optional [`StatusReport`] (applied first, in the same write);
+    /// answer [`ShadowView`]. Records `status.slotRequestedAt`; never grants.
     RequestSlot,
     /// Body [`RenewSlot`]; answer [`SlotView`], or 409 `NotHolder`.
     RenewSlot,
     /// Body [`ReleaseSlot`]; answer [`Released`].
     ReleaseSlot,
-    /// Empty body; answer [`NodeView`].
+    /// Body [`CordonRequest`] (fenced); answer [`NodeView`].
     Cordon,
-    /// Empty body; answer [`NodeView`].
+    /// Body [`UncordonRequest`]; answer [`NodeView`]. Not fenced: undoing is always allowed.
     Uncordon,
-    /// Empty body; answer [`DrainReport`]. One round of evictions.
+    /// Body [`DrainRequest`] (fenced); answer [`DrainReport`]. One round of evictions.
     Drain,
-    /// Empty body; answer [`NodeView`].
-    ExcludeFromLoadBalancers,
-    /// Empty body; answer [`NodeView`].
-    IncludeInLoadBalancers,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::ReportStatus,
         Endpoint::RequestSlot,
         Endpoint::RenewSlot,
@@ -55,8 +52,6 @@ impl Endpoint {
         Endpoint::Cordon,
         Endpoint::Uncordon,
         Endpoint::Drain,
-        Endpoint::ExcludeFromLoadBalancers,
-        Endpoint::IncludeInLoadBalancers,
     ];
 
     /// The last part of the path.
@@ -69,8 +64,6 @@ impl Endpoint {
             Endpoint::Cordon => "cordon",
             Endpoint::Uncordon => "uncordon",
             Endpoint::Drain => "drain",
-            Endpoint::ExcludeFromLoadBalancers => "exclude-from-load-balancers",
-            Endpoint::IncludeInLoadBalancers => "include-in-load-balancers",
         }
     }
 
@@ -84,8 +77,6 @@ impl Endpoint {
             Endpoint::Cordon => "cordon",
             Endpoint::Uncordon => "uncordon",
             Endpoint::Drain => "drain",
-            Endpoint::ExcludeFromLoadBalancers => "exclude_lb",
-            Endpoint::IncludeInLoadBalancers => "include_lb",
         }
     }
 
@@ -149,7 +140,7 @@ pub enum InvalidRequest {
     FailureId,
     #[error("slot {0:?} is not a slot name (expected brupop-slot-<n>)")]
     SlotName(String),
-    #[error("durationSeconds must be between 1 and 86400, not {0}")]
+    #[error("a duration in seconds must be between 1 and 86400, not {0}")]
     Duration(i64),
 }
 
@@ -185,15 +176,11 @@ impl StatusReport {
                     return Err(InvalidRequest::FailureId);
                 }
                 if f.message.len() > MAX_MESSAGE_LEN {
-                    return Err(InvalidRequest::MessageTooLong {
-                        len: f.message.len(),
-                    });
+                    return Err(InvalidRequest::MessageTooLong { len: f.message.len() });
                 }
                 Ok(())
             }
-            (None, ShadowState::ErrorReset) | (Some(_), _) => {
-                Err(InvalidRequest::FailureWithoutErrorReset)
-            }
+            (None, ShadowState::ErrorReset) | (Some(_), _) => Err(InvalidRequest::FailureWithoutErrorReset),
             (None, _) => Ok(()),
         }
     }
@@ -248,6 +235,57 @@ pub struct SlotView {
     /// When the Lease stops being valid unless renewed again (RFC 3339).
     pub expires_at: Option<jiff::Timestamp>,
     pub lease_duration_seconds: Option<i32>,
+}
+
+/// The fencing part of a disruptive request: the authproxy performs it only if
+/// `slot` is held by the caller and stays valid for at least
+/// `minRemainingSeconds` more; otherwise it answers 409 `NotHolder` (or
+/// `LeaseTooShort`: renew first) and changes nothing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CordonRequest {
+    pub slot: String,
+    pub min_remaining_seconds: i64,
+    /// Also add the load-balancer exclusion label (in the same patch).
+    #[serde(default)]
+    pub exclude_from_load_balancers: bool,
+}
+
+/// `POST .../drain`: one round, fenced like [`CordonRequest`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DrainRequest {
+    pub slot: String,
+    pub min_remaining_seconds: i64,
+}
+
+/// `POST .../uncordon`: lifts our cordon (never an administrator's) and, if
+/// asked, removes the load-balancer exclusion label we added.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UncordonRequest {
+    #[serde(default)]
+    pub include_in_load_balancers: bool,
+}
+
+fn check_fence(slot: &str, min_remaining_seconds: i64) -> Result<(), InvalidRequest> {
+    check_slot(slot)?;
+    if !(0..=86_400).contains(&min_remaining_seconds) {
+        return Err(InvalidRequest::Duration(min_remaining_seconds));
+    }
+    Ok(())
+}
+
+impl CordonRequest {
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        check_fence(&self.slot, self.min_remaining_seconds)
+    }
+}
+
+impl DrainRequest {
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        check_fence(&self.slot, self.min_remaining_seconds)
+    }
 }
 
 /// Answer to a release.
@@ -394,9 +432,7 @@ mod tests {
                 PodResult {
                     namespace: "a".into(),
                     name: "q".into(),
-                    outcome: PodOutcome::Blocked {
-                        message: "pdb".into(),
-                    },
+                    outcome: PodOutcome::Blocked { message: "pdb".into() },
                 },
                 PodResult {
                     namespace: "a".into(),
@@ -422,9 +458,7 @@ mod tests {
         let r = PodResult {
             namespace: "ns".into(),
             name: "p".into(),
-            outcome: PodOutcome::Blocked {
-                message: "m".into(),
-            },
+            outcome: PodOutcome::Blocked { message: "m".into() },
         };
         assert_eq!(
             serde_json::to_value(&r).unwrap(),
@@ -434,19 +468,12 @@ mod tests {
 
     #[test]
     fn unknown_request_fields_are_refused_with_the_field_name() {
-        let err = serde_json::from_str::<RenewSlot>(
-            r#"{"slot":"brupop-slot-0","durationSeconds":5,"holder":"x"}"#,
-        )
-        .unwrap_err();
+        let err = serde_json::from_str::<RenewSlot>(r#"{"slot":"brupop-slot-0","durationSeconds":5,"holder":"x"}"#)
+            .unwrap_err();
         assert!(err.to_string().contains("unknown field `holder`"), "{err}");
-        let err = serde_json::from_str::<StatusReport>(
-            r#"{"state":"Idle","currentVersion":"1.0.0","crashCount":0}"#,
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("unknown field `crashCount`"),
-            "{err}"
-        );
+        let err = serde_json::from_str::<StatusReport>(r#"{"state":"Idle","currentVersion":"1.0.0","crashCount":0}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `crashCount`"), "{err}");
     }
 
     #[test]
@@ -468,10 +495,7 @@ mod tests {
             current_version: "latest; rm -rf".into(),
             ..ok.clone()
         };
-        assert!(matches!(
-            bad_version.validate(),
-            Err(InvalidRequest::Version { .. })
-        ));
+        assert!(matches!(bad_version.validate(), Err(InvalidRequest::Version { .. })));
         let error_without_failure = StatusReport {
             state: ShadowState::ErrorReset,
             ..ok.clone()

@@ -12,24 +12,15 @@ fn committed_path() -> PathBuf {
 fn committed_crd_yaml_matches_the_code() {
     let generated = model::crds_yaml();
     let path = committed_path();
-    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; create it with `{REGENERATE}`",
-            path.display()
-        )
-    });
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; create it with `{REGENERATE}`", path.display()));
     if committed != generated {
         let first_diff = committed
             .lines()
             .zip(generated.lines())
             .position(|(a, b)| a != b)
             .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
-        let line = |text: &str| {
-            text.lines()
-                .nth(first_diff)
-                .unwrap_or("<end of file>")
-                .to_owned()
-        };
+        let line = |text: &str| text.lines().nth(first_diff).unwrap_or("<end of file>").to_owned();
         panic!(
             "deploy/crds.yaml is out of date with the CRD types in model/src.\n\
              First difference at line {}:\n  committed: {}\n  generated: {}\n\
@@ -59,18 +50,12 @@ fn shadow_crd_has_the_names_users_know() {
         crd.metadata.name.as_deref(),
         Some("bottlerocketshadows.brupop.bottlerocket.aws")
     );
-    assert_eq!(
-        crd.spec.names.short_names.as_deref(),
-        Some(&["brs".to_owned()][..])
-    );
+    assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["brs".to_owned()][..]));
     assert_eq!(crd.spec.scope, "Namespaced");
     let v = &crd.spec.versions[0];
     assert_eq!(v.name, "v2");
     assert!(
-        v.subresources
-            .as_ref()
-            .and_then(|s| s.status.as_ref())
-            .is_some(),
+        v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
         "status subresource"
     );
     let columns: Vec<_> = v

@@ -66,9 +66,7 @@ impl SlotView {
     pub fn expires(&self) -> Option<Timestamp> {
         let renewed = self.renewed.or(self.acquired)?;
         let secs = i64::from(self.duration_seconds.unwrap_or(0).max(0));
-        renewed
-            .checked_add(jiff::SignedDuration::from_secs(secs))
-            .ok()
+        renewed.checked_add(jiff::SignedDuration::from_secs(secs)).ok()
     }
 
     fn expired(&self, now: Timestamp) -> bool {
@@ -160,10 +158,7 @@ pub enum Action {
         waited: Option<Duration>,
     },
     /// Write the shadow spec (reset after release/reclaim, acknowledgement, or repair of a grant).
-    SetSpec {
-        node: String,
-        spec: BottlerocketShadowSpec,
-    },
+    SetSpec { node: String, spec: BottlerocketShadowSpec },
     /// Delete the shadow of a node that is no longer managed, if its Node no longer exists.
     DeleteShadowIfNodeGone { node: String },
 }
@@ -193,18 +188,14 @@ pub struct Plan {
 
 impl Plan {
     pub fn grants(&self) -> impl Iterator<Item = &Action> {
-        self.actions
-            .iter()
-            .filter(|a| matches!(a, Action::Grant { .. }))
+        self.actions.iter().filter(|a| matches!(a, Action::Grant { .. }))
     }
 }
 
 /// Halt length after `consecutive` failures: `base × 2^(consecutive−1)`, capped.
 pub fn backoff(base: Duration, max: Duration, consecutive: u32) -> Duration {
     let exp = consecutive.saturating_sub(1).min(32);
-    base.checked_mul(1u32 << exp.min(31))
-        .unwrap_or(max)
-        .min(max)
+    base.checked_mul(1u32 << exp.min(31)).unwrap_or(max).min(max)
 }
 
 fn add(t: Timestamp, d: Duration) -> Timestamp {
@@ -237,27 +228,26 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     }
 
     let recorded: BTreeSet<String> = st.recent_failures.iter().map(|f| f.key.clone()).collect();
-    let count =
-        |st: &mut UpdatePolicyStatus, rec: RecordedFailure, counted: &mut Vec<RecordedFailure>| {
-            if recorded.contains(&rec.key) {
-                return;
-            }
-            if rec.reason.halts_fleet() {
-                st.consecutive_failures = st.consecutive_failures.saturating_add(1);
-                let until = add(
-                    now,
-                    backoff(
-                        settings.failure_backoff,
-                        settings.failure_backoff_max,
-                        st.consecutive_failures,
-                    ),
-                );
-                st.halted_until = Some(Time(until));
-                st.halt_reason = Some(rec.reason);
-            }
-            st.recent_failures.push(rec.clone());
-            counted.push(rec);
-        };
+    let count = |st: &mut UpdatePolicyStatus, rec: RecordedFailure, counted: &mut Vec<RecordedFailure>| {
+        if recorded.contains(&rec.key) {
+            return;
+        }
+        if rec.reason.halts_fleet() {
+            st.consecutive_failures = st.consecutive_failures.saturating_add(1);
+            let until = add(
+                now,
+                backoff(
+                    settings.failure_backoff,
+                    settings.failure_backoff_max,
+                    st.consecutive_failures,
+                ),
+            );
+            st.halted_until = Some(Time(until));
+            st.halt_reason = Some(rec.reason);
+        }
+        st.recent_failures.push(rec.clone());
+        counted.push(rec);
+    };
 
     // 2. Failures reported by agents: count (status first), then acknowledge on the spec.
     let mut unacked: Vec<(&ShadowView, &model::shadow::Failure)> = obs
@@ -359,11 +349,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
                 (Some(reset), Some(acquired)) => reset.0 >= acquired,
                 _ => false,
             };
-            if spec.slot.is_none()
-                && sh.unacked_failure_is_none()
-                && sh.is_waiting()
-                && !reset_after_grant
-            {
+            if spec.slot.is_none() && sh.unacked_failure_is_none() && sh.is_waiting() && !reset_after_grant {
                 let mut spec = spec;
                 spec.slot = Some(slot.name.clone());
                 spec.version = spec
@@ -377,8 +363,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     }
 
     // 4. Shadows whose granted slot is no longer theirs: completion or loss.
-    let slot_by_name: BTreeMap<&str, &SlotView> =
-        obs.slots.iter().map(|s| (s.name.as_str(), s)).collect();
+    let slot_by_name: BTreeMap<&str, &SlotView> = obs.slots.iter().map(|s| (s.name.as_str(), s)).collect();
     for sh in obs.shadows.values() {
         let spec = planned(&specs, sh);
         let Some(granted) = spec.slot.clone() else {
@@ -391,17 +376,13 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
             continue;
         }
         let done = sh.status.as_ref().is_some_and(|s| {
-            s.current_state == ShadowState::Idle
-                && spec.version.as_deref() == Some(s.current_version.as_str())
+            s.current_state == ShadowState::Idle && spec.version.as_deref() == Some(s.current_version.as_str())
         });
         if done {
             completed.push(Completed {
                 node: sh.node.clone(),
                 version: spec.version.clone().unwrap_or_default(),
-                duration: spec
-                    .state_transition_timestamp
-                    .as_ref()
-                    .and_then(|t| since(now, t.0)),
+                duration: spec.state_transition_timestamp.as_ref().and_then(|t| since(now, t.0)),
             });
             let max = settings.max_consecutive_failures;
             if max == 0 || st.consecutive_failures < max {
@@ -416,9 +397,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     // 5. Shadows of nodes no longer managed (the Node may be gone).
     for sh in obs.shadows.values() {
         if !obs.nodes.contains_key(&sh.node) && !holders.contains_key(sh.node.as_str()) {
-            actions.push(Action::DeleteShadowIfNodeGone {
-                node: sh.node.clone(),
-            });
+            actions.push(Action::DeleteShadowIfNodeGone { node: sh.node.clone() });
         }
     }
 
@@ -451,11 +430,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     if phase == Phase::Running {
         // A slot still named by an observed spec is granted again only after
         // that spec has been reset (protocol section 3).
-        let named: BTreeSet<&str> = obs
-            .shadows
-            .values()
-            .filter_map(|sh| sh.spec.slot.as_deref())
-            .collect();
+        let named: BTreeSet<&str> = obs.shadows.values().filter_map(|sh| sh.spec.slot.as_deref()).collect();
         let free: Vec<&SlotView> = obs
             .slots
             .iter()
@@ -493,10 +468,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
 
     // 10. The status.
     status::trim_recent(&mut st.recent_failures, &keep_keys);
-    let grants = actions
-        .iter()
-        .filter(|a| matches!(a, Action::Grant { .. }))
-        .count();
+    let grants = actions.iter().filter(|a| matches!(a, Action::Grant { .. })).count();
     status::fill(
         &mut st,
         phase,
@@ -518,14 +490,8 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
 }
 
 /// The spec a shadow will have after this pass's writes.
-fn planned(
-    specs: &BTreeMap<String, BottlerocketShadowSpec>,
-    sh: &ShadowView,
-) -> BottlerocketShadowSpec {
-    specs
-        .get(&sh.node)
-        .cloned()
-        .unwrap_or_else(|| sh.spec.clone())
+fn planned(specs: &BTreeMap<String, BottlerocketShadowSpec>, sh: &ShadowView) -> BottlerocketShadowSpec {
+    specs.get(&sh.node).cloned().unwrap_or_else(|| sh.spec.clone())
 }
 
 /// Clears a grant from a spec (the node goes back to `Idle`).

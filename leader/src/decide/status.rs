@@ -9,12 +9,7 @@ use model::policy::{Phase, RecordedFailure, UpdatePolicyStatus};
 use super::{Observed, RECENT_FAILURES_KEPT, Settings, WindowState};
 
 /// Whether grants run, in order of precedence.
-pub(super) fn phase(
-    st: &UpdatePolicyStatus,
-    settings: &Settings,
-    window: WindowState,
-    now: Timestamp,
-) -> Phase {
+pub(super) fn phase(st: &UpdatePolicyStatus, settings: &Settings, window: WindowState, now: Timestamp) -> Phase {
     let max = settings.max_consecutive_failures;
     if settings.invalid.is_some() {
         Phase::InvalidSpec
@@ -76,11 +71,7 @@ pub(super) fn fill(
     if !matches!(phase, Phase::Halted | Phase::Stopped) {
         st.halt_reason = None;
     }
-    let last = st
-        .recent_failures
-        .iter()
-        .rev()
-        .find(|f| f.reason.halts_fleet());
+    let last = st.recent_failures.iter().rev().find(|f| f.reason.halts_fleet());
     let culprit = last.map_or_else(String::new, |f| format!(" ({} on {})", f.reason, f.node));
     st.message = match phase {
         Phase::Running => {
@@ -90,9 +81,7 @@ pub(super) fn fill(
             format!("paused by spec.paused; {held} nodes finishing, {waiting} waiting")
         }
         Phase::OutsideWindow => match obs.window.next_start {
-            Some(t) => format!(
-                "outside the maintenance windows; the next opens at {t}; {waiting} nodes waiting"
-            ),
+            Some(t) => format!("outside the maintenance windows; the next opens at {t}; {waiting} nodes waiting"),
             None => "outside the maintenance windows; none opens within a year".to_owned(),
         },
         Phase::Halted => format!(
@@ -112,11 +101,7 @@ pub(super) fn fill(
 
 /// When to decide again if nothing changes: the next slot expiry, the end of
 /// a halt, or a window edge.
-pub(super) fn wake_at(
-    st: &UpdatePolicyStatus,
-    obs: Observed<'_>,
-    _phase: Phase,
-) -> Option<Timestamp> {
+pub(super) fn wake_at(st: &UpdatePolicyStatus, obs: Observed<'_>, _phase: Phase) -> Option<Timestamp> {
     let now = obs.now;
     let expiries = obs
         .slots
@@ -129,9 +114,5 @@ pub(super) fn wake_at(
     } else {
         obs.window.next_start
     };
-    expiries
-        .chain(halt)
-        .chain(window)
-        .filter(|t| *t > now)
-        .min()
+    expiries.chain(halt).chain(window).filter(|t| *t > now).min()
 }

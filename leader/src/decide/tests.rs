@@ -16,8 +16,7 @@ const T0: &str = "2026-11-27T10:00:00Z";
 
 fn at(secs: i64) -> Timestamp {
     let t0: Timestamp = T0.parse().unwrap();
-    t0.checked_add(jiff::SignedDuration::from_secs(secs))
-        .unwrap()
+    t0.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap()
 }
 
 fn settings() -> Settings {
@@ -187,9 +186,7 @@ fn spec_written(plan: &Plan, node: &str) -> Option<BottlerocketShadowSpec> {
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-    v.iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect()
+    v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
 }
 
 #[test]
@@ -302,9 +299,10 @@ fn unmanaged_nodes_get_nothing() {
     w.nodes.remove("node-0");
     let plan = w.decide(&settings());
     assert_eq!(granted_nodes(&plan), pairs(&[("brupop-slot-0", "node-1")]));
-    assert!(plan.actions.contains(&Action::DeleteShadowIfNodeGone {
-        node: "node-0".into()
-    }));
+    assert!(
+        plan.actions
+            .contains(&Action::DeleteShadowIfNodeGone { node: "node-0".into() })
+    );
 }
 
 #[test]
@@ -390,7 +388,11 @@ fn an_expired_slot_is_reclaimed_counted_and_halts_grants() {
     w.slots[0].renewed = Some(at(800));
     w.slots[0].acquired = Some(at(800));
     let plan = w.decide(&settings());
-    assert!(plan.actions.iter().any(|a| matches!(a, Action::Reclaim { slot, holder, .. } if slot == "brupop-slot-0" && holder == "node-0")));
+    assert!(
+        plan.actions.iter().any(
+            |a| matches!(a, Action::Reclaim { slot, holder, .. } if slot == "brupop-slot-0" && holder == "node-0")
+        )
+    );
     assert_eq!(plan.counted.len(), 1);
     assert_eq!(plan.counted[0].reason, FailureReason::SlotExpired);
     assert_eq!(plan.status.phase, Phase::Halted);
@@ -404,8 +406,7 @@ fn an_expired_slot_is_reclaimed_counted_and_halts_grants() {
 #[test]
 fn an_expiry_recorded_before_a_restart_is_reclaimed_without_counting_again() {
     let mut w = World::new(2);
-    w.slots(1)
-        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
+    w.slots(1).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
     w.slots[0].renewed = Some(at(800));
     w.slots[0].acquired = Some(at(800));
     let first = w.decide(&settings());
@@ -413,19 +414,13 @@ fn an_expiry_recorded_before_a_restart_is_reclaimed_without_counting_again() {
     let second = w.decide(&settings());
     assert!(second.counted.is_empty());
     assert_eq!(second.status.consecutive_failures, 1);
-    assert!(
-        second
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Reclaim { .. }))
-    );
+    assert!(second.actions.iter().any(|a| matches!(a, Action::Reclaim { .. })));
 }
 
 #[test]
 fn the_slot_of_a_vanished_node_is_freed_without_counting() {
     let mut w = World::new(2);
-    w.slots(1)
-        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
+    w.slots(1).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
     w.nodes.remove("node-0");
     w.shadows.remove("node-0");
     let plan = w.decide(&settings());
@@ -449,10 +444,7 @@ fn a_reported_failure_is_counted_once_and_acknowledged() {
     assert_eq!(plan.counted[0].key, "node-0#1");
     assert_eq!(plan.status.consecutive_failures, 1);
     assert_eq!(plan.status.halt_reason, Some(FailureReason::RolledBack));
-    assert_eq!(
-        spec_written(&plan, "node-0").unwrap().acknowledged_failure,
-        Some(1)
-    );
+    assert_eq!(spec_written(&plan, "node-0").unwrap().acknowledged_failure, Some(1));
     assert!(granted_nodes(&plan).is_empty());
 }
 
@@ -466,12 +458,7 @@ fn a_failure_recorded_before_a_restart_is_only_acknowledged() {
     let second = w.decide(&settings());
     assert!(second.counted.is_empty(), "counted twice");
     assert_eq!(second.status.consecutive_failures, 1);
-    assert_eq!(
-        spec_written(&second, "node-0")
-            .unwrap()
-            .acknowledged_failure,
-        Some(1)
-    );
+    assert_eq!(spec_written(&second, "node-0").unwrap().acknowledged_failure, Some(1));
 }
 
 #[test]
@@ -517,11 +504,7 @@ fn after_max_consecutive_failures_grants_stop_until_resumed() {
     w.failed("node-0", 1, FailureReason::RolledBack);
     let plan = w.decide(&settings());
     assert_eq!(plan.status.phase, Phase::Stopped);
-    assert!(
-        plan.status.message.contains("resumeRequest"),
-        "{}",
-        plan.status.message
-    );
+    assert!(plan.status.message.contains("resumeRequest"), "{}", plan.status.message);
     // Long after the halt would have ended, still stopped.
     w.policy = plan.status.clone();
     w.spec("node-0").acknowledged_failure = Some(1);
@@ -540,10 +523,7 @@ fn after_max_consecutive_failures_grants_stop_until_resumed() {
         resumed.status.acknowledged_resume.as_deref(),
         Some("2026-11-28T09:00:00Z")
     );
-    assert_eq!(
-        granted_nodes(&resumed),
-        pairs(&[("brupop-slot-0", "node-2")])
-    );
+    assert_eq!(granted_nodes(&resumed), pairs(&[("brupop-slot-0", "node-2")]));
 }
 
 #[test]
@@ -578,8 +558,7 @@ fn a_halt_ends_at_its_time_and_grants_resume() {
 #[test]
 fn a_completed_update_resets_the_failure_count_and_the_spec() {
     let mut w = World::new(2);
-    w.slots(1)
-        .granted(0, "node-0", ShadowState::MonitoringUpdate);
+    w.slots(1).granted(0, "node-0", ShadowState::MonitoringUpdate);
     w.policy.consecutive_failures = 1;
     // The agent reported Idle on the new version and released its slot.
     w.status("node-0").current_state = ShadowState::Idle;
@@ -591,10 +570,7 @@ fn a_completed_update_resets_the_failure_count_and_the_spec() {
     assert_eq!(plan.completed[0].duration, Some(Duration::from_secs(10)));
     assert_eq!(plan.status.consecutive_failures, 0);
     let spec = spec_written(&plan, "node-0").unwrap();
-    assert_eq!(
-        (spec.state, spec.slot, spec.version),
-        (ShadowState::Idle, None, None)
-    );
+    assert_eq!((spec.state, spec.slot, spec.version), (ShadowState::Idle, None, None));
 }
 
 #[test]
@@ -678,10 +654,12 @@ fn pausing_stops_new_grants_but_keeps_holders() {
     });
     assert_eq!(plan.status.phase, Phase::Paused);
     assert!(granted_nodes(&plan).is_empty());
-    assert!(!plan.actions.iter().any(|a| matches!(
-        a,
-        Action::Reclaim { .. } | Action::Free { .. } | Action::SetSpec { .. }
-    )));
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Reclaim { .. } | Action::Free { .. } | Action::SetSpec { .. }))
+    );
 }
 
 #[test]
@@ -716,9 +694,7 @@ fn an_invalid_policy_stops_grants_and_says_why() {
 #[test]
 fn the_leader_wakes_at_the_next_slot_expiry() {
     let mut w = World::new(2);
-    w.slots(2)
-        .held(0, "node-0", 990, 120)
-        .held(1, "node-1", 950, 120);
+    w.slots(2).held(0, "node-0", 990, 120).held(1, "node-1", 950, 120);
     assert_eq!(w.decide(&settings()).wake_at, Some(at(1070)));
 }
 
@@ -768,12 +744,7 @@ fn recent_failures_are_trimmed_but_unacknowledged_ones_are_kept() {
     recorded.extend((1..61).map(old));
     w2.policy.recent_failures = recorded;
     let plan = w2.decide(&settings());
-    assert!(
-        plan.status
-            .recent_failures
-            .iter()
-            .any(|f| f.key == "node-0#7")
-    );
+    assert!(plan.status.recent_failures.iter().any(|f| f.key == "node-0#7"));
     assert!(plan.counted.is_empty());
 }
 

@@ -1,0 +1,379 @@
+//! The agent's state machine, as one pure function: [`decide`].
+//!
+//! Input: what the agent observes right now (its shadow, its slot Lease, its
+//! Node, its host), what it remembers since it started ([`Memory`], lost on a
+//! restart, so nothing here *depends* on it for safety), its configuration
+//! and the time. Output: the one next [`Step`] to take. The agent's runtime
+//! executes the step, observes again and asks again; after a crash or a
+//! reboot it starts from an empty memory and resumes from what it observes.
+//!
+//! This module must not do I/O, read the clock or the environment.
+//!
+//! The walk (docs/protocol.md section 4): `Idle` → (granted) refresh,
+//! prepare, activate → `StagedAndPerformedUpdate` → cordon (fenced), drain
+//! rounds (fenced), reboot (lease extended first) → `RebootedIntoUpdate` →
+//! uncordon → `MonitoringUpdate` → health check → `Idle` → release. A failure
+//! starts an abort: deactivate if not rebooted, uncordon, report `ErrorReset`,
+//! release.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use model::wire::{FailureReport, StatusReport};
+use model::{BottlerocketShadow, FailureReason, ShadowState};
+
+#[cfg(test)]
+mod tests;
+mod walk;
+
+/// The slot Lease named by the shadow's spec, as last observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseView {
+    pub name: String,
+    pub holder: Option<String>,
+    /// `renewTime + leaseDurationSeconds`, by the cluster's clocks.
+    pub expires: Option<Timestamp>,
+}
+
+/// The agent's own Node, as last observed.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeView {
+    pub ready: bool,
+    pub unschedulable: bool,
+    /// Our cordon annotation is present.
+    pub cordoned_by_us: bool,
+    /// When we cordoned it (the annotation's value), if known.
+    pub cordoned_at: Option<Timestamp>,
+    /// The load-balancer exclusion label is present (ours or a person's).
+    pub excluded: bool,
+    /// Our load-balancer exclusion annotation is present.
+    pub excluded_by_us: bool,
+    pub opted_out: bool,
+}
+
+/// The host's update state (`/updates/status`), reduced to what decisions need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostUpdateState {
+    Idle,
+    Available,
+    Staged,
+    Ready,
+}
+
+/// The host, as read at the start of this step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostView {
+    /// `/os` `version_id`: the running version.
+    pub version: String,
+    /// `/updates/status`, or `None` while it is uninitialized (404 after boot).
+    pub update: Option<HostUpdate>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostUpdate {
+    pub state: HostUpdateState,
+    /// `chosen_update.version`.
+    pub chosen: Option<String>,
+    /// `staging_partition`: version and `next_to_boot`.
+    pub staged: Option<(String, bool)>,
+}
+
+/// Everything the agent observes, at one instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    pub node_name: &'a str,
+    pub shadow: Option<&'a BottlerocketShadow>,
+    pub lease: Option<&'a LeaseView>,
+    pub node: Option<&'a NodeView>,
+    pub host: &'a HostView,
+}
+
+/// What the agent remembers since it started. Empty after a restart: the
+/// machine then re-establishes it (renews before trusting its lease, drains
+/// again, which is idempotent).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Local knowledge of the slot: valid until, by the agent's clock, from its
+    /// last successful renewal (request sent time + granted duration).
+    pub lease_valid_until: Option<Timestamp>,
+    /// The slot that `lease_valid_until` is about.
+    pub lease_slot: Option<String>,
+    /// Last successful `refresh-updates`.
+    pub last_refresh: Option<Timestamp>,
+    /// When the next periodic update check is due (jittered by the runtime).
+    pub next_update_check: Option<Timestamp>,
+    /// First drain round of this walk.
+    pub drain_started: Option<Timestamp>,
+    /// Last drain round: when, pods remaining, pods blocked by a PDB.
+    pub last_drain: Option<(Timestamp, u32, u32)>,
+    /// When the reboot was requested.
+    pub reboot_requested: Option<Timestamp>,
+    /// Result of the health check at the end of monitoring: when, and the
+    /// pods on the node that were not Ready (empty: healthy).
+    pub health: Option<(Timestamp, Vec<String>)>,
+    /// A failure being undone.
+    pub aborting: Option<(FailureReason, String)>,
+}
+
+/// The agent's settings (durations from its flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Duration asked for at each regular renewal; renewed every third of it.
+    pub slot_lease: Duration,
+    /// Lease extension before rebooting: the longest the node may be down.
+    pub reboot_grace: Duration,
+    /// How long the agent waits for the reboot to happen after asking for it.
+    pub reboot_timeout: Duration,
+    pub drain_timeout: Duration,
+    /// Pause between drain rounds while pods remain.
+    pub drain_interval: Duration,
+    /// Lease time that must remain for a cordon or a drain round.
+    pub step_margin: Duration,
+    pub monitoring: Duration,
+    pub node_backoff: Duration,
+    pub node_backoff_max: Duration,
+    pub exclude_from_load_balancers: bool,
+}
+
+/// The one next thing to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// `refresh-updates` on the host.
+    Refresh,
+    /// Write the status.
+    Report(StatusReport),
+    /// Write the status and ask for a slot, in one request.
+    RequestSlot(StatusReport),
+    Prepare,
+    Activate,
+    Deactivate,
+    /// Renew the slot for `duration`.
+    Renew {
+        slot: String,
+        duration: Duration,
+    },
+    /// Fenced cordon (the authproxy checks the slot).
+    Cordon {
+        slot: String,
+        min_remaining: Duration,
+        exclude_from_load_balancers: bool,
+    },
+    /// One fenced drain round.
+    Drain {
+        slot: String,
+        min_remaining: Duration,
+    },
+    /// Renew the slot for `grace`, check it, then reboot the host.
+    Reboot {
+        slot: String,
+        grace: Duration,
+    },
+    /// List the pods on the node and record which are not Ready.
+    CheckHealth,
+    /// Lift our cordon and load-balancer exclusion.
+    Uncordon,
+    Release {
+        slot: String,
+    },
+    /// Start undoing the walk because of this failure.
+    Fail {
+        reason: FailureReason,
+        message: String,
+    },
+    /// The abort is complete (status reported, slot released).
+    AbortDone,
+    /// Nothing to do until something changes or `until`.
+    Wait {
+        until: Option<Timestamp>,
+        why: String,
+    },
+}
+
+pub(crate) fn add(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// The slot this node holds now, if the shadow grants it and the Lease agrees.
+pub fn granted_slot<'a>(o: &Observation<'a>, now: Timestamp) -> Option<&'a str> {
+    let shadow = o.shadow?;
+    let slot = shadow.spec.slot.as_deref()?;
+    if shadow.spec.state != ShadowState::StagedAndPerformedUpdate || shadow.spec.version.is_none() {
+        return None;
+    }
+    let lease = o.lease.filter(|l| l.name == slot)?;
+    let mine = lease.holder.as_deref() == Some(o.node_name);
+    let valid = lease.expires.is_some_and(|e| e > now);
+    (mine && valid).then_some(slot)
+}
+
+/// The status the agent would report while resting.
+fn resting_report(o: &Observation<'_>, state: ShadowState) -> StatusReport {
+    let target = o
+        .host
+        .update
+        .as_ref()
+        .and_then(|u| u.chosen.clone())
+        .filter(|t| *t != o.host.version);
+    StatusReport {
+        state,
+        current_version: o.host.version.clone(),
+        target_version: target,
+        failure: None,
+    }
+}
+
+/// Whether the shadow's status already says what `report` says.
+fn reported(o: &Observation<'_>, report: &StatusReport) -> bool {
+    o.shadow.and_then(|s| s.status.as_ref()).is_some_and(|s| {
+        s.current_state == report.state
+            && s.current_version == report.current_version
+            && s.target_version == report.target_version.clone().filter(|t| *t != report.current_version)
+    })
+}
+
+/// The agent's next step. See the module documentation.
+pub fn decide(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp) -> Step {
+    if let Some((reason, message)) = &mem.aborting {
+        return walk::abort(o, mem, *reason, message, now);
+    }
+    // The host's update status is lost on every boot: initialize it first.
+    if o.host.update.is_none() {
+        return Step::Refresh;
+    }
+    let Some(shadow) = o.shadow else {
+        return Step::Report(resting_report(o, ShadowState::Idle));
+    };
+    let state = shadow.status.as_ref().map_or(ShadowState::Idle, |s| s.current_state);
+    match granted_slot(o, now) {
+        Some(slot) => walk::granted(o, mem, cfg, now, slot, state),
+        None if state.is_updating() => Step::Fail {
+            reason: FailureReason::SlotLost,
+            message: lost_message(o, now),
+        },
+        None => resting(o, shadow, mem, cfg, now, state),
+    }
+}
+
+fn lost_message(o: &Observation<'_>, now: Timestamp) -> String {
+    let spec_slot = o.shadow.and_then(|s| s.spec.slot.clone());
+    match (spec_slot, o.lease) {
+        (None, _) => "the leader withdrew the grant (shadow spec names no slot)".to_owned(),
+        (Some(s), None) => format!("slot {s} could not be read"),
+        (Some(s), Some(l)) if l.holder.as_deref() != Some(o.node_name) => {
+            format!("slot {s} is held by {}", l.holder.as_deref().unwrap_or("nobody"))
+        }
+        (Some(s), Some(l)) => format!(
+            "slot {s} expired at {}, now is {now}",
+            l.expires
+                .map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
+        ),
+    }
+}
+
+/// Not granted and not walking: tidy up, report, ask for a slot when there is
+/// something to update to.
+fn resting(
+    o: &Observation<'_>,
+    shadow: &BottlerocketShadow,
+    mem: &Memory,
+    cfg: &Config,
+    now: Timestamp,
+    state: ShadowState,
+) -> Step {
+    let node = o.node.cloned().unwrap_or_default();
+    // Leftovers of a walk that was interrupted.
+    if node.cordoned_by_us || node.excluded_by_us {
+        return Step::Uncordon;
+    }
+    if o.host
+        .update
+        .as_ref()
+        .is_some_and(|u| u.state == HostUpdateState::Ready)
+    {
+        return Step::Deactivate;
+    }
+    if let Some(lease) = o.lease
+        && lease.holder.as_deref() == Some(o.node_name)
+        && shadow.spec.slot.as_deref() != Some(lease.name.as_str())
+    {
+        return Step::Release {
+            slot: lease.name.clone(),
+        };
+    }
+    let status = shadow.status.as_ref();
+    let report = resting_report(o, state);
+    // Periodic update check.
+    if mem.next_update_check.is_some_and(|t| t <= now) {
+        return Step::Refresh;
+    }
+    let next_check = mem.next_update_check;
+    if state == ShadowState::ErrorReset {
+        // The leader must count the failure before the node tries again.
+        if shadow.unacknowledged_failure().is_some() {
+            return wait_or_report(o, report, None, "waiting for the leader to acknowledge the failure");
+        }
+        if report.target_version.is_some()
+            && let Some(until) = node_backoff_until(shadow, cfg).filter(|t| *t > now)
+        {
+            let until = until.min(next_check.unwrap_or(until));
+            return wait_or_report(o, report, Some(until), "node backing off after a failure");
+        }
+        return Step::Report(resting_report(o, ShadowState::Idle));
+    }
+    if report.target_version.is_some() && !node.opted_out {
+        let requested = status.is_some_and(|s| s.slot_requested_at.is_some());
+        if !requested || !reported(o, &report) {
+            return Step::RequestSlot(report);
+        }
+        return Step::Wait {
+            until: next_check,
+            why: "waiting for a slot".to_owned(),
+        };
+    }
+    let why = if node.opted_out { "node opted out" } else { "up to date" };
+    wait_or_report(o, report, next_check, why)
+}
+
+fn wait_or_report(o: &Observation<'_>, report: StatusReport, until: Option<Timestamp>, why: &str) -> Step {
+    if reported(o, &report) {
+        Step::Wait {
+            until,
+            why: why.to_owned(),
+        }
+    } else {
+        Step::Report(report)
+    }
+}
+
+/// When a node that failed for a node-only reason may ask again.
+fn node_backoff_until(shadow: &BottlerocketShadow, cfg: &Config) -> Option<Timestamp> {
+    let status = shadow.status.as_ref()?;
+    let failure = status.last_failure.as_ref()?;
+    if failure.reason.halts_fleet() {
+        return None;
+    }
+    let exp = status.crash_count.saturating_sub(1).min(20);
+    let wait = cfg
+        .node_backoff
+        .checked_mul(1 << exp)
+        .unwrap_or(cfg.node_backoff_max)
+        .min(cfg.node_backoff_max);
+    Some(add(failure.time.0, wait))
+}
+
+/// A failure report for this shadow: `ErrorReset` with the next failure id.
+/// A retry before the status changed computes the same id, so the authproxy
+/// treats it as the same failure.
+pub(crate) fn failure_report(o: &Observation<'_>, reason: FailureReason, message: &str) -> StatusReport {
+    let id = o.shadow.map_or(1, BottlerocketShadow::next_failure_id);
+    let mut report = resting_report(o, ShadowState::ErrorReset);
+    report.failure = Some(FailureReport {
+        id,
+        reason,
+        message: message.to_owned(),
+    });
+    report
+}

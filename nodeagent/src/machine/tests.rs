@@ -1,0 +1,882 @@
+//! Unit tests of the agent's state machine, one per situation.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use model::shadow::Failure;
+use model::{BottlerocketShadow, BottlerocketShadowSpec, BottlerocketShadowStatus, FailureReason, ShadowState};
+
+use super::*;
+
+fn at(secs: i64) -> Timestamp {
+    let t0: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
+    t0.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap()
+}
+
+fn cfg() -> Config {
+    Config {
+        slot_lease: Duration::from_secs(120),
+        reboot_grace: Duration::from_secs(600),
+        reboot_timeout: Duration::from_secs(300),
+        drain_timeout: Duration::from_secs(600),
+        drain_interval: Duration::from_secs(5),
+        step_margin: Duration::from_secs(30),
+        monitoring: Duration::from_secs(120),
+        node_backoff: Duration::from_secs(600),
+        node_backoff_max: Duration::from_secs(6 * 3600),
+        exclude_from_load_balancers: true,
+    }
+}
+
+/// One node's world: its shadow, slot Lease, Node and host, and the agent's memory.
+struct World {
+    now: Timestamp,
+    shadow: Option<BottlerocketShadow>,
+    lease: Option<LeaseView>,
+    node: NodeView,
+    host: HostView,
+    mem: Memory,
+    cfg: Config,
+}
+
+impl World {
+    /// node-1, Idle on 1.20.0, the host offering 1.21.0, nothing requested.
+    fn idle() -> World {
+        let mut shadow = BottlerocketShadow::new("brs-node-1", BottlerocketShadowSpec::default());
+        shadow.status = Some(BottlerocketShadowStatus {
+            current_version: "1.20.0".into(),
+            target_version: Some("1.21.0".into()),
+            current_state: ShadowState::Idle,
+            state_transition_timestamp: Some(Time(at(0))),
+            ..Default::default()
+        });
+        World {
+            now: at(1000),
+            shadow: Some(shadow),
+            lease: None,
+            node: NodeView {
+                ready: true,
+                ..Default::default()
+            },
+            host: HostView {
+                version: "1.20.0".into(),
+                update: Some(HostUpdate {
+                    state: HostUpdateState::Available,
+                    chosen: Some("1.21.0".into()),
+                    staged: None,
+                }),
+            },
+            mem: Memory {
+                next_update_check: Some(at(4000)),
+                ..Default::default()
+            },
+            cfg: cfg(),
+        }
+    }
+
+    fn status(&mut self) -> &mut BottlerocketShadowStatus {
+        self.shadow.as_mut().unwrap().status.as_mut().unwrap()
+    }
+
+    fn waiting(mut self) -> World {
+        self.status().slot_requested_at = Some(MicroTime(at(900)));
+        self
+    }
+
+    /// Granted slot 0 at t=950; the Lease is ours and the agent renewed it at t=990.
+    fn granted(mut self) -> World {
+        let spec = &mut self.shadow.as_mut().unwrap().spec;
+        spec.state = ShadowState::StagedAndPerformedUpdate;
+        spec.version = Some("1.21.0".into());
+        spec.slot = Some("brupop-slot-0".into());
+        spec.state_transition_timestamp = Some(MicroTime(at(950)));
+        self.lease = Some(LeaseView {
+            name: "brupop-slot-0".into(),
+            holder: Some("node-1".into()),
+            expires: Some(at(1110)),
+        });
+        self.mem.lease_slot = Some("brupop-slot-0".into());
+        self.mem.lease_valid_until = Some(at(1110));
+        self.mem.last_refresh = Some(at(960));
+        self
+    }
+
+    fn state(mut self, s: ShadowState) -> World {
+        self.status().current_state = s;
+        self.status().slot_requested_at = None;
+        self
+    }
+
+    fn host(mut self, state: HostUpdateState, staged: Option<(&str, bool)>) -> World {
+        let u = self.host.update.as_mut().unwrap();
+        u.state = state;
+        u.staged = staged.map(|(v, n)| (v.to_owned(), n));
+        self
+    }
+
+    /// Activated, not yet rebooted.
+    fn activated(self) -> World {
+        self.host(HostUpdateState::Ready, Some(("1.21.0", true)))
+    }
+
+    fn cordoned(mut self) -> World {
+        self.node.unschedulable = true;
+        self.node.cordoned_by_us = true;
+        self.node.cordoned_at = Some(at(980));
+        self.node.excluded = true;
+        self.node.excluded_by_us = true;
+        self
+    }
+
+    /// The host booted 1.21.0; its update status was re-created by a refresh.
+    fn booted_new(mut self) -> World {
+        self.host.version = "1.21.0".into();
+        self.host.update = Some(HostUpdate {
+            state: HostUpdateState::Idle,
+            chosen: None,
+            staged: None,
+        });
+        self
+    }
+
+    fn failed(mut self, id: u64, reason: FailureReason, acked: bool) -> World {
+        let st = self.status();
+        st.current_state = ShadowState::ErrorReset;
+        st.crash_count = 1;
+        st.last_failure = Some(Failure {
+            id,
+            reason,
+            message: "m".into(),
+            time: Time(at(900)),
+            state: ShadowState::Idle,
+        });
+        if acked {
+            self.shadow.as_mut().unwrap().spec.acknowledged_failure = Some(id);
+        }
+        self
+    }
+
+    fn decide(&self) -> Step {
+        let o = Observation {
+            node_name: "node-1",
+            shadow: self.shadow.as_ref(),
+            lease: self.lease.as_ref(),
+            node: Some(&self.node),
+            host: &self.host,
+        };
+        decide(&o, &self.mem, &self.cfg, self.now)
+    }
+}
+
+fn is_fail(step: &Step, want: FailureReason) -> bool {
+    matches!(step, Step::Fail { reason, .. } if *reason == want)
+}
+
+// === Starting up and resting ===
+
+#[test]
+fn first_start_after_boot_initializes_the_host_status_first() {
+    let mut w = World::idle();
+    w.host.update = None;
+    assert_eq!(w.decide(), Step::Refresh);
+}
+
+#[test]
+fn first_start_without_a_shadow_reports_idle() {
+    let mut w = World::idle();
+    w.shadow = None;
+    match w.decide() {
+        Step::Report(r) => {
+            assert_eq!(r.state, ShadowState::Idle);
+            assert_eq!(r.current_version, "1.20.0");
+            assert_eq!(r.target_version.as_deref(), Some("1.21.0"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn idle_with_an_update_available_asks_for_a_slot() {
+    assert!(matches!(World::idle().decide(), Step::RequestSlot(r) if r.target_version.as_deref() == Some("1.21.0")));
+}
+
+#[test]
+fn idle_and_already_waiting_waits_for_the_grant() {
+    assert!(matches!(World::idle().waiting().decide(), Step::Wait { .. }));
+}
+
+#[test]
+fn idle_and_up_to_date_waits_until_the_next_update_check() {
+    let mut w = World::idle();
+    w.host.update.as_mut().unwrap().chosen = None;
+    w.status().target_version = None;
+    assert_eq!(
+        w.decide(),
+        Step::Wait {
+            until: Some(at(4000)),
+            why: "up to date".into()
+        }
+    );
+}
+
+#[test]
+fn a_due_update_check_refreshes_the_host() {
+    let mut w = World::idle().waiting();
+    w.now = at(5000);
+    assert_eq!(w.decide(), Step::Refresh);
+}
+
+#[test]
+fn an_opted_out_node_does_not_ask_for_a_slot() {
+    let mut w = World::idle();
+    w.node.opted_out = true;
+    assert!(matches!(w.decide(), Step::Wait { why, .. } if why == "node opted out"));
+}
+
+#[test]
+fn a_newly_published_version_is_reported_with_the_request() {
+    let mut w = World::idle().waiting();
+    w.host.update.as_mut().unwrap().chosen = Some("1.22.0".into());
+    assert!(matches!(w.decide(), Step::RequestSlot(r) if r.target_version.as_deref() == Some("1.22.0")));
+}
+
+// === Granted: staging ===
+
+#[test]
+fn a_grant_without_a_known_lease_is_renewed_before_anything_else() {
+    let mut w = World::idle().granted();
+    w.mem.lease_valid_until = None;
+    assert_eq!(
+        w.decide(),
+        Step::Renew {
+            slot: "brupop-slot-0".into(),
+            duration: Duration::from_secs(120)
+        }
+    );
+}
+
+#[test]
+fn the_slot_is_renewed_when_a_third_of_the_lease_is_used() {
+    let mut w = World::idle().granted();
+    w.now = at(1031); // valid until 1110: 79 s left, less than 80
+    assert!(matches!(w.decide(), Step::Renew { .. }));
+    w.now = at(1029);
+    assert!(!matches!(w.decide(), Step::Renew { .. }));
+}
+
+#[test]
+fn a_grant_refreshes_the_host_before_preparing() {
+    let mut w = World::idle().granted();
+    w.mem.last_refresh = Some(at(940));
+    assert_eq!(w.decide(), Step::Refresh);
+}
+
+#[test]
+fn a_grant_prepares_the_offered_version() {
+    assert_eq!(World::idle().granted().decide(), Step::Prepare);
+}
+
+#[test]
+fn after_a_crash_following_prepare_the_agent_activates() {
+    assert_eq!(
+        World::idle()
+            .granted()
+            .host(HostUpdateState::Staged, Some(("1.21.0", false)))
+            .decide(),
+        Step::Activate
+    );
+}
+
+#[test]
+fn after_a_crash_following_activate_the_agent_reports_and_never_prepares_in_state_ready() {
+    match World::idle().granted().activated().decide() {
+        Step::Report(r) => assert_eq!(r.state, ShadowState::StagedAndPerformedUpdate),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_host_that_no_longer_offers_the_granted_version_gives_the_slot_back() {
+    let mut w = World::idle().granted();
+    w.host.update.as_mut().unwrap().chosen = Some("1.22.0".into());
+    assert_eq!(
+        w.decide(),
+        Step::Release {
+            slot: "brupop-slot-0".into()
+        }
+    );
+}
+
+#[test]
+fn a_wrong_image_activated_is_deactivated() {
+    assert_eq!(
+        World::idle()
+            .granted()
+            .host(HostUpdateState::Ready, Some(("1.19.0", true)))
+            .decide(),
+        Step::Deactivate
+    );
+}
+
+#[test]
+fn another_version_staged_is_prepared_over() {
+    assert_eq!(
+        World::idle()
+            .granted()
+            .host(HostUpdateState::Staged, Some(("1.19.0", false)))
+            .decide(),
+        Step::Prepare
+    );
+}
+
+// === Granted: cordon, drain, reboot ===
+
+#[test]
+fn staged_and_activated_cordons_first_fenced_and_excluding_from_load_balancers() {
+    let w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated();
+    assert_eq!(
+        w.decide(),
+        Step::Cordon {
+            slot: "brupop-slot-0".into(),
+            min_remaining: Duration::from_secs(30),
+            exclude_from_load_balancers: true
+        }
+    );
+}
+
+#[test]
+fn after_a_crash_following_the_cordon_the_agent_drains() {
+    let w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    assert_eq!(
+        w.decide(),
+        Step::Drain {
+            slot: "brupop-slot-0".into(),
+            min_remaining: Duration::from_secs(30)
+        }
+    );
+}
+
+#[test]
+fn an_admin_cordon_is_not_repeated_but_the_node_is_still_drained() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated();
+    w.node.unschedulable = true;
+    w.node.excluded = true;
+    assert!(matches!(w.decide(), Step::Drain { .. }));
+}
+
+#[test]
+fn drain_rounds_are_spaced_while_pods_remain() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    w.mem.drain_started = Some(at(990));
+    w.mem.last_drain = Some((at(998), 3, 0));
+    assert_eq!(
+        w.decide(),
+        Step::Wait {
+            until: Some(at(1003)),
+            why: "draining: 3 pod(s) left".into()
+        }
+    );
+    w.now = at(1003);
+    assert!(matches!(w.decide(), Step::Drain { .. }));
+}
+
+#[test]
+fn a_drain_refused_by_a_pdb_until_the_deadline_fails_as_drain_blocked() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    w.mem.drain_started = Some(at(300));
+    w.mem.last_drain = Some((at(899), 1, 1));
+    w.now = at(900);
+    assert!(is_fail(&w.decide(), FailureReason::DrainBlocked));
+}
+
+#[test]
+fn pods_stuck_terminating_until_the_deadline_fail_as_drain_timeout() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    w.mem.drain_started = Some(at(300));
+    w.mem.last_drain = Some((at(899), 2, 0));
+    w.now = at(900);
+    assert!(is_fail(&w.decide(), FailureReason::DrainTimeout));
+}
+
+#[test]
+fn after_a_restart_mid_drain_the_deadline_counts_from_the_cordon() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    w.node.cordoned_at = Some(at(300));
+    w.now = at(901);
+    w.mem.lease_valid_until = Some(at(1010));
+    assert!(is_fail(&w.decide(), FailureReason::DrainTimeout));
+}
+
+#[test]
+fn a_drained_node_reboots_after_extending_its_slot() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    w.mem.last_drain = Some((at(999), 0, 0));
+    assert_eq!(
+        w.decide(),
+        Step::Reboot {
+            slot: "brupop-slot-0".into(),
+            grace: Duration::from_secs(600)
+        }
+    );
+}
+
+#[test]
+fn after_the_reboot_request_the_agent_waits_for_the_reboot() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    w.mem.last_drain = Some((at(990), 0, 0));
+    w.mem.reboot_requested = Some(at(995));
+    assert_eq!(
+        w.decide(),
+        Step::Wait {
+            until: Some(at(1295)),
+            why: "waiting for the reboot".into()
+        }
+    );
+}
+
+#[test]
+fn a_reboot_that_does_not_happen_by_its_deadline_fails() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    w.mem.last_drain = Some((at(690), 0, 0));
+    w.mem.reboot_requested = Some(at(695));
+    assert!(is_fail(&w.decide(), FailureReason::RebootFailed));
+}
+
+#[test]
+fn after_a_crash_following_the_reboot_request_the_agent_fences_and_drains_again() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    w.mem = Memory::default();
+    assert!(matches!(w.decide(), Step::Renew { .. }), "restart: renew first");
+    w.mem.lease_slot = Some("brupop-slot-0".into());
+    w.mem.lease_valid_until = Some(at(1110));
+    assert!(
+        matches!(w.decide(), Step::Drain { .. }),
+        "then an (idempotent) drain round before rebooting"
+    );
+}
+
+#[test]
+fn an_activation_undone_by_someone_else_is_redone() {
+    let w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .host(HostUpdateState::Staged, Some(("1.21.0", false)));
+    assert_eq!(w.decide(), Step::Activate);
+}
+
+// === After the reboot ===
+
+#[test]
+fn booted_into_the_new_version_reports_rebooted_into_update() {
+    let w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .cordoned()
+        .booted_new();
+    assert!(
+        matches!(w.decide(), Step::Report(r) if r.state == ShadowState::RebootedIntoUpdate && r.current_version == "1.21.0")
+    );
+}
+
+#[test]
+fn booted_back_into_the_old_version_is_a_rollback() {
+    let w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .cordoned();
+    // The update status was reset by the boot and re-created by a refresh: Available, nothing staged.
+    let step = w.decide();
+    assert!(is_fail(&step, FailureReason::RolledBack), "{step:?}");
+}
+
+#[test]
+fn rebooted_into_update_lifts_our_cordon() {
+    let w = World::idle()
+        .granted()
+        .state(ShadowState::RebootedIntoUpdate)
+        .cordoned()
+        .booted_new();
+    assert_eq!(w.decide(), Step::Uncordon);
+}
+
+#[test]
+fn an_admins_cordon_is_kept_after_the_update() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::RebootedIntoUpdate)
+        .booted_new();
+    w.node.unschedulable = true;
+    assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::MonitoringUpdate));
+}
+
+// === Monitoring ===
+
+#[test]
+fn monitoring_waits_for_its_duration() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::MonitoringUpdate)
+        .booted_new();
+    w.status().state_transition_timestamp = Some(Time(at(990)));
+    assert_eq!(
+        w.decide(),
+        Step::Wait {
+            until: Some(at(1110)),
+            why: "monitoring the updated node".into()
+        }
+    );
+}
+
+#[test]
+fn at_the_end_of_monitoring_the_agent_checks_health() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::MonitoringUpdate)
+        .booted_new();
+    w.status().state_transition_timestamp = Some(Time(at(800)));
+    assert_eq!(w.decide(), Step::CheckHealth);
+}
+
+#[test]
+fn a_healthy_node_after_monitoring_reports_idle_on_the_new_version() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::MonitoringUpdate)
+        .booted_new();
+    w.status().state_transition_timestamp = Some(Time(at(800)));
+    w.mem.health = Some((at(999), vec![]));
+    assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle && r.current_version == "1.21.0"));
+}
+
+#[test]
+fn pods_not_ready_after_monitoring_fail_the_health_check() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::MonitoringUpdate)
+        .booted_new();
+    w.status().state_transition_timestamp = Some(Time(at(800)));
+    w.mem.health = Some((at(999), vec!["default/web-1".into()]));
+    match w.decide() {
+        Step::Fail { reason, message } => {
+            assert_eq!(reason, FailureReason::HealthCheckFailed);
+            assert!(message.contains("default/web-1"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_node_not_ready_after_monitoring_fails_the_health_check() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::MonitoringUpdate)
+        .booted_new();
+    w.status().state_transition_timestamp = Some(Time(at(800)));
+    w.mem.health = Some((at(999), vec![]));
+    w.node.ready = false;
+    assert!(is_fail(&w.decide(), FailureReason::HealthCheckFailed));
+}
+
+#[test]
+fn a_health_check_from_before_the_end_of_monitoring_is_not_trusted() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::MonitoringUpdate)
+        .booted_new();
+    w.status().state_transition_timestamp = Some(Time(at(800)));
+    w.mem.health = Some((at(900), vec![]));
+    assert_eq!(w.decide(), Step::CheckHealth);
+}
+
+#[test]
+fn a_crash_before_uncordon_is_repaired_during_monitoring() {
+    let w = World::idle()
+        .granted()
+        .state(ShadowState::MonitoringUpdate)
+        .booted_new()
+        .cordoned();
+    assert_eq!(w.decide(), Step::Uncordon);
+}
+
+#[test]
+fn idle_on_the_granted_version_releases_the_slot() {
+    let mut w = World::idle().granted().booted_new();
+    w.status().current_version = "1.21.0".into();
+    w.status().target_version = None;
+    assert_eq!(
+        w.decide(),
+        Step::Release {
+            slot: "brupop-slot-0".into()
+        }
+    );
+}
+
+#[test]
+fn after_a_crash_between_reboot_and_report_the_walk_resumes_at_the_report() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .cordoned()
+        .booted_new();
+    w.mem = Memory {
+        lease_slot: Some("brupop-slot-0".into()),
+        lease_valid_until: Some(at(1100)),
+        ..Default::default()
+    };
+    assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::RebootedIntoUpdate));
+}
+
+// === Losing the slot ===
+
+#[test]
+fn a_slot_taken_by_another_node_mid_walk_fails_as_slot_lost() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated()
+        .cordoned();
+    w.lease.as_mut().unwrap().holder = Some("node-7".into());
+    match w.decide() {
+        Step::Fail { reason, message } => {
+            assert_eq!(reason, FailureReason::SlotLost);
+            assert!(message.contains("node-7"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_expired_slot_mid_walk_fails_as_slot_lost() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::StagedAndPerformedUpdate)
+        .activated();
+    w.now = at(1200);
+    assert!(is_fail(&w.decide(), FailureReason::SlotLost));
+}
+
+#[test]
+fn a_grant_withdrawn_mid_walk_fails_as_slot_lost() {
+    let mut w = World::idle()
+        .granted()
+        .state(ShadowState::MonitoringUpdate)
+        .booted_new();
+    w.shadow.as_mut().unwrap().spec.slot = None;
+    assert!(is_fail(&w.decide(), FailureReason::SlotLost));
+}
+
+#[test]
+fn without_its_slot_the_agent_never_cordons_drains_or_reboots() {
+    for state in ShadowState::ALL {
+        for holder in [None, Some("node-7"), Some("node-1")] {
+            for cordoned in [false, true] {
+                let mut w = World::idle().granted().state(state).activated();
+                if cordoned {
+                    w = w.cordoned();
+                }
+                w.mem.last_drain = Some((at(999), 0, 0));
+                let lease = w.lease.as_mut().unwrap();
+                lease.holder = holder.map(Into::into);
+                if holder == Some("node-1") {
+                    lease.expires = Some(at(999)); // ours, but expired
+                }
+                let step = w.decide();
+                assert!(
+                    !matches!(
+                        step,
+                        Step::Cordon { .. } | Step::Drain { .. } | Step::Reboot { .. } | Step::Prepare | Step::Activate
+                    ),
+                    "{state:?} holder {holder:?}: {step:?}"
+                );
+            }
+        }
+    }
+}
+
+// === Aborting ===
+
+fn aborting(w: World) -> World {
+    let mut w = w;
+    w.mem.aborting = Some((FailureReason::DrainBlocked, "pdb".into()));
+    w
+}
+
+#[test]
+fn an_abort_deactivates_an_activated_update_first() {
+    let w = aborting(
+        World::idle()
+            .granted()
+            .state(ShadowState::StagedAndPerformedUpdate)
+            .activated()
+            .cordoned(),
+    );
+    assert_eq!(w.decide(), Step::Deactivate);
+}
+
+#[test]
+fn an_abort_lifts_our_cordon_after_deactivating() {
+    let w = aborting(
+        World::idle()
+            .granted()
+            .state(ShadowState::StagedAndPerformedUpdate)
+            .host(HostUpdateState::Staged, Some(("1.21.0", false)))
+            .cordoned(),
+    );
+    assert_eq!(w.decide(), Step::Uncordon);
+}
+
+#[test]
+fn an_abort_reports_error_reset_with_the_next_failure_id() {
+    let mut w = aborting(World::idle().granted().state(ShadowState::StagedAndPerformedUpdate));
+    w.shadow.as_mut().unwrap().spec.acknowledged_failure = Some(4);
+    match w.decide() {
+        Step::Report(r) => {
+            assert_eq!(r.state, ShadowState::ErrorReset);
+            let f = r.failure.unwrap();
+            assert_eq!(
+                (f.id, f.reason, f.message.as_str()),
+                (5, FailureReason::DrainBlocked, "pdb")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_abort_releases_the_slot_after_reporting() {
+    let mut w = aborting(World::idle().granted().state(ShadowState::ErrorReset));
+    w.status().last_failure = Some(Failure {
+        id: 1,
+        reason: FailureReason::DrainBlocked,
+        message: "pdb".into(),
+        time: Time(at(999)),
+        state: ShadowState::StagedAndPerformedUpdate,
+    });
+    assert_eq!(
+        w.decide(),
+        Step::Release {
+            slot: "brupop-slot-0".into()
+        }
+    );
+    w.lease.as_mut().unwrap().holder = None;
+    assert_eq!(w.decide(), Step::AbortDone);
+}
+
+#[test]
+fn after_a_restart_in_error_reset_with_the_slot_still_held_the_slot_is_released() {
+    let mut w = World::idle().granted().failed(1, FailureReason::PrepareFailed, false);
+    w.mem = Memory {
+        lease_slot: Some("brupop-slot-0".into()),
+        lease_valid_until: Some(at(1100)),
+        ..Default::default()
+    };
+    assert_eq!(
+        w.decide(),
+        Step::Release {
+            slot: "brupop-slot-0".into()
+        }
+    );
+}
+
+// === Tidying up and backing off ===
+
+#[test]
+fn a_leftover_cordon_of_ours_is_lifted_when_resting() {
+    assert_eq!(World::idle().cordoned().decide(), Step::Uncordon);
+}
+
+#[test]
+fn a_leftover_activation_is_deactivated_when_resting() {
+    assert_eq!(World::idle().activated().decide(), Step::Deactivate);
+}
+
+#[test]
+fn a_lingering_lease_is_released_when_resting() {
+    let mut w = World::idle();
+    w.lease = Some(LeaseView {
+        name: "brupop-slot-3".into(),
+        holder: Some("node-1".into()),
+        expires: Some(at(2000)),
+    });
+    assert_eq!(
+        w.decide(),
+        Step::Release {
+            slot: "brupop-slot-3".into()
+        }
+    );
+}
+
+#[test]
+fn error_reset_waits_for_the_leader_to_count_the_failure() {
+    let w = World::idle().failed(2, FailureReason::RolledBack, false);
+    assert!(matches!(w.decide(), Step::Wait { why, .. } if why.contains("acknowledge")));
+}
+
+#[test]
+fn a_node_only_failure_backs_the_node_off() {
+    let w = World::idle().failed(2, FailureReason::DrainBlocked, true);
+    assert!(matches!(w.decide(), Step::Wait { until: Some(t), .. } if t == at(1500)));
+}
+
+#[test]
+fn after_its_backoff_a_failed_node_reports_idle_to_try_again() {
+    let mut w = World::idle().failed(2, FailureReason::DrainBlocked, true);
+    w.now = at(1500);
+    w.mem.next_update_check = Some(at(9000));
+    assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle));
+}
+
+#[test]
+fn a_fleet_halting_failure_does_not_add_a_node_backoff() {
+    let w = World::idle().failed(2, FailureReason::RolledBack, true);
+    assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle));
+}
+
+#[test]
+fn a_rollback_noticed_during_monitoring_fails() {
+    let w = World::idle().granted().state(ShadowState::MonitoringUpdate);
+    assert!(is_fail(&w.decide(), FailureReason::RolledBack));
+}

@@ -1,0 +1,282 @@
+//! The granted part of the walk, and the abort. Pure, like its parent module.
+
+use jiff::Timestamp;
+use model::{FailureReason, ShadowState};
+
+use super::{Config, HostUpdateState, Memory, Observation, Step, add, failure_report, reported, resting_report};
+
+/// A node that holds its slot: the next step of the walk from `state`.
+pub(super) fn granted(
+    o: &Observation<'_>,
+    mem: &Memory,
+    cfg: &Config,
+    now: Timestamp,
+    slot: &str,
+    state: ShadowState,
+) -> Step {
+    // Regular renewal: the agent must know its lease is valid before trusting it.
+    let renew_before = cfg.slot_lease.mul_f64(2.0 / 3.0);
+    let known = mem.lease_slot.as_deref() == Some(slot);
+    match mem.lease_valid_until.filter(|_| known) {
+        Some(until) if add(now, renew_before) < until => {}
+        _ => {
+            return Step::Renew {
+                slot: slot.to_owned(),
+                duration: cfg.slot_lease,
+            };
+        }
+    }
+    let desired = o.shadow.and_then(|s| s.spec.version.as_deref()).unwrap_or_default();
+    match state {
+        // The failure was reported but the slot not released: finish the abort.
+        ShadowState::ErrorReset => finish_abort(o, slot).unwrap_or(Step::Release { slot: slot.to_owned() }),
+        ShadowState::Idle => stage(o, mem, slot, desired),
+        ShadowState::StagedAndPerformedUpdate => before_reboot(o, mem, cfg, now, slot, desired),
+        ShadowState::RebootedIntoUpdate => after_boot(o, desired),
+        ShadowState::MonitoringUpdate => monitoring(o, mem, cfg, now, desired),
+    }
+}
+
+/// Idle with a grant: refresh, prepare, activate, report.
+fn stage(o: &Observation<'_>, mem: &Memory, slot: &str, desired: &str) -> Step {
+    if o.host.version == desired {
+        // The update is complete (the agent reported Idle on it): give the slot back.
+        let report = resting_report(o, ShadowState::Idle);
+        return if reported(o, &report) {
+            Step::Release { slot: slot.to_owned() }
+        } else {
+            Step::Report(report)
+        };
+    }
+    let Some(update) = o.host.update.as_ref() else {
+        return Step::Refresh;
+    };
+    let staged_is = |next: bool| update.staged.as_ref().is_some_and(|(v, n)| v == desired && *n == next);
+    match update.state {
+        HostUpdateState::Ready if staged_is(true) => {
+            Step::Report(StatusReportExt::walking(o, ShadowState::StagedAndPerformedUpdate))
+        }
+        HostUpdateState::Ready => Step::Deactivate,
+        HostUpdateState::Staged if staged_is(false) => Step::Activate,
+        HostUpdateState::Staged | HostUpdateState::Available | HostUpdateState::Idle => {
+            let granted_at = o
+                .shadow
+                .and_then(|s| s.spec.state_transition_timestamp.as_ref())
+                .map(|t| t.0);
+            let fresh = mem.last_refresh.is_some_and(|r| granted_at.is_none_or(|g| r >= g));
+            if !fresh {
+                Step::Refresh
+            } else if update.chosen.as_deref() == Some(desired) {
+                Step::Prepare
+            } else {
+                // The host no longer offers the granted version: give the slot
+                // back; the node asks again for what it offers now.
+                Step::Release { slot: slot.to_owned() }
+            }
+        }
+    }
+}
+
+/// Staged and activated: cordon, drain, reboot, all fenced.
+fn before_reboot(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp, slot: &str, desired: &str) -> Step {
+    if o.host.version == desired {
+        return Step::Report(StatusReportExt::walking(o, ShadowState::RebootedIntoUpdate));
+    }
+    let update = o.host.update.as_ref();
+    let activated = update.is_some_and(|u| {
+        u.state == HostUpdateState::Ready && u.staged.as_ref().is_some_and(|(v, next)| v == desired && *next)
+    });
+    let deactivated = update
+        .is_some_and(|u| u.state == HostUpdateState::Staged && u.staged.as_ref().is_some_and(|(v, _)| v == desired));
+    if deactivated {
+        return Step::Activate;
+    }
+    if !activated {
+        // The activation is gone and the old version runs: the host rebooted
+        // (its update status lives in tmpfs) and came back on the old image.
+        return Step::Fail {
+            reason: FailureReason::RolledBack,
+            message: format!(
+                "the node booted {} instead of {desired}: the new image did not boot",
+                o.host.version
+            ),
+        };
+    }
+    let node = o.node.cloned().unwrap_or_default();
+    if !node.unschedulable || (cfg.exclude_from_load_balancers && !node.excluded) {
+        return Step::Cordon {
+            slot: slot.to_owned(),
+            min_remaining: cfg.step_margin,
+            exclude_from_load_balancers: cfg.exclude_from_load_balancers,
+        };
+    }
+    let drained = mem.last_drain.is_some_and(|(_, remaining, _)| remaining == 0);
+    if !drained {
+        let started = mem.drain_started.or(node.cordoned_at).unwrap_or(now);
+        let deadline = add(started, cfg.drain_timeout);
+        if now >= deadline {
+            let (remaining, blocked) = mem.last_drain.map_or((0, 0), |(_, r, b)| (r, b));
+            let (reason, why) = if blocked > 0 {
+                (
+                    FailureReason::DrainBlocked,
+                    "PodDisruptionBudgets refused their eviction",
+                )
+            } else {
+                (FailureReason::DrainTimeout, "they did not terminate")
+            };
+            return Step::Fail {
+                reason,
+                message: format!(
+                    "drain did not finish within {:?}: {remaining} pod(s) left, {why}",
+                    cfg.drain_timeout
+                ),
+            };
+        }
+        if let Some((at, remaining, _)) = mem.last_drain
+            && remaining > 0
+        {
+            let next = add(at, cfg.drain_interval).min(deadline);
+            if now < next {
+                return Step::Wait {
+                    until: Some(next),
+                    why: format!("draining: {remaining} pod(s) left"),
+                };
+            }
+        }
+        return Step::Drain {
+            slot: slot.to_owned(),
+            min_remaining: cfg.step_margin,
+        };
+    }
+    if let Some(asked) = mem.reboot_requested {
+        let deadline = add(asked, cfg.reboot_timeout);
+        if now >= deadline {
+            return Step::Fail {
+                reason: FailureReason::RebootFailed,
+                message: format!(
+                    "the node did not reboot within {:?} of the reboot request",
+                    cfg.reboot_timeout
+                ),
+            };
+        }
+        return Step::Wait {
+            until: Some(deadline),
+            why: "waiting for the reboot".to_owned(),
+        };
+    }
+    Step::Reboot {
+        slot: slot.to_owned(),
+        grace: cfg.reboot_grace,
+    }
+}
+
+/// Booted into the new version: uncordon, then monitor.
+fn after_boot(o: &Observation<'_>, desired: &str) -> Step {
+    if o.host.version != desired {
+        return rolled_back(o, desired);
+    }
+    let node = o.node.cloned().unwrap_or_default();
+    if node.cordoned_by_us || node.excluded_by_us {
+        return Step::Uncordon;
+    }
+    Step::Report(StatusReportExt::walking(o, ShadowState::MonitoringUpdate))
+}
+
+fn rolled_back(o: &Observation<'_>, desired: &str) -> Step {
+    Step::Fail {
+        reason: FailureReason::RolledBack,
+        message: format!("the node runs {} instead of {desired} after rebooting", o.host.version),
+    }
+}
+
+/// Monitoring: wait the configured time, then check the node and its pods.
+fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp, desired: &str) -> Step {
+    if o.host.version != desired {
+        return rolled_back(o, desired);
+    }
+    let node = o.node.cloned().unwrap_or_default();
+    if node.cordoned_by_us || node.excluded_by_us {
+        return Step::Uncordon;
+    }
+    let since = o
+        .shadow
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.state_transition_timestamp.as_ref())
+        .map_or(now, |t| t.0);
+    let end = add(since, cfg.monitoring);
+    if now < end {
+        return Step::Wait {
+            until: Some(end),
+            why: "monitoring the updated node".to_owned(),
+        };
+    }
+    match &mem.health {
+        Some((at, bad)) if *at >= end => {
+            if !node.ready {
+                Step::Fail {
+                    reason: FailureReason::HealthCheckFailed,
+                    message: "the node is not Ready after the update".to_owned(),
+                }
+            } else if !bad.is_empty() {
+                Step::Fail {
+                    reason: FailureReason::HealthCheckFailed,
+                    message: format!("pods not Ready after the update: {}", bad.join(", ")),
+                }
+            } else {
+                Step::Report(resting_report(o, ShadowState::Idle))
+            }
+        }
+        _ => Step::CheckHealth,
+    }
+}
+
+/// Undo steps that do not need the failure: deactivate an activated but not
+/// booted update, lift our cordon. `None` when nothing is left to undo.
+fn finish_abort(o: &Observation<'_>, _slot: &str) -> Option<Step> {
+    let activated = o
+        .host
+        .update
+        .as_ref()
+        .is_some_and(|u| u.state == HostUpdateState::Ready);
+    if activated {
+        return Some(Step::Deactivate);
+    }
+    let node = o.node.cloned().unwrap_or_default();
+    (node.cordoned_by_us || node.excluded_by_us).then_some(Step::Uncordon)
+}
+
+/// The abort sequence: undo, report the failure, release the slot.
+pub(super) fn abort(o: &Observation<'_>, _mem: &Memory, reason: FailureReason, message: &str, _now: Timestamp) -> Step {
+    if let Some(step) = finish_abort(o, "") {
+        return step;
+    }
+    let already = o.shadow.and_then(|s| s.status.as_ref()).is_some_and(|s| {
+        s.current_state == ShadowState::ErrorReset
+            && s.last_failure
+                .as_ref()
+                .is_some_and(|f| f.reason == reason && f.message == message)
+    });
+    if !already {
+        return Step::Report(failure_report(o, reason, message));
+    }
+    if let Some(lease) = o.lease
+        && lease.holder.as_deref() == Some(o.node_name)
+    {
+        return Step::Release {
+            slot: lease.name.clone(),
+        };
+    }
+    Step::AbortDone
+}
+
+/// Reports of walking states carry the granted version as the target.
+struct StatusReportExt;
+
+impl StatusReportExt {
+    fn walking(o: &Observation<'_>, state: ShadowState) -> model::wire::StatusReport {
+        let mut report = resting_report(o, state);
+        let desired = o.shadow.and_then(|s| s.spec.version.clone());
+        report.target_version = desired.filter(|d| *d != o.host.version);
+        report
+    }
+}
