@@ -17,6 +17,9 @@ pub mod shadow;
 pub mod state;
 pub mod wire;
 
+#[cfg(feature = "runtime")]
+pub mod runtime;
+
 pub use policy::{UpdatePolicy, UpdatePolicySpec, UpdatePolicyStatus};
 pub use shadow::{BottlerocketShadow, BottlerocketShadowSpec, BottlerocketShadowStatus};
 pub use state::{FailureReason, ShadowState};

@@ -1,0 +1,106 @@
+//! Which pods a drain evicts, and what an eviction answer means. Pure.
+//!
+//! Skipped, as `kubectl drain --ignore-daemonsets` does: pods controlled by
+//! a DaemonSet (it would recreate them on the node anyway) and mirror pods
+//! (the kubelet owns them; the API cannot delete them). Pods already
+//! terminating are not evicted again; they count as remaining until gone.
+
+use k8s_openapi::api::core::v1::Pod;
+use model::wire::PodOutcome;
+
+/// Annotation the kubelet puts on mirror pods of static pods.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// What a drain does with one pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Evict,
+    Terminating,
+    SkipDaemonSet,
+    SkipMirror,
+}
+
+pub fn classify(pod: &Pod) -> Class {
+    let meta = &pod.metadata;
+    if meta.annotations.as_ref().is_some_and(|a| a.contains_key(MIRROR_ANNOTATION)) {
+        return Class::SkipMirror;
+    }
+    let daemonset = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.kind == "DaemonSet");
+    if daemonset {
+        return Class::SkipDaemonSet;
+    }
+    if meta.deletion_timestamp.is_some() {
+        return Class::Terminating;
+    }
+    Class::Evict
+}
+
+/// The outcome of one eviction from its HTTP status and the server's message.
+pub fn outcome(code: u16, message: &str) -> PodOutcome {
+    match code {
+        200 | 201 => PodOutcome::Evicted,
+        404 => PodOutcome::Gone,
+        429 => PodOutcome::Blocked { message: message.to_owned() },
+        _ => PodOutcome::Failed { code, message: message.to_owned() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+
+    fn pod() -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some("web".into());
+        p
+    }
+
+    #[test]
+    fn ordinary_pods_are_evicted() {
+        assert_eq!(classify(&pod()), Class::Evict);
+    }
+
+    #[test]
+    fn daemonset_and_mirror_pods_are_skipped() {
+        let mut p = pod();
+        p.metadata.owner_references = Some(vec![OwnerReference {
+            kind: "DaemonSet".into(),
+            controller: Some(true),
+            name: "ds".into(),
+            api_version: "apps/v1".into(),
+            uid: "u".into(),
+            ..Default::default()
+        }]);
+        assert_eq!(classify(&p), Class::SkipDaemonSet);
+        let mut m = pod();
+        m.metadata.annotations = Some([(MIRROR_ANNOTATION.to_owned(), "x".to_owned())].into());
+        assert_eq!(classify(&m), Class::SkipMirror);
+    }
+
+    #[test]
+    fn a_replicaset_pod_is_evicted_even_if_a_daemonset_is_a_non_controller_owner() {
+        let mut p = pod();
+        p.metadata.owner_references = Some(vec![OwnerReference { kind: "DaemonSet".into(), controller: None, ..Default::default() }]);
+        assert_eq!(classify(&p), Class::Evict);
+    }
+
+    #[test]
+    fn terminating_pods_are_not_evicted_again() {
+        let mut p = pod();
+        p.metadata.deletion_timestamp = Some(Time("2026-11-27T10:00:00Z".parse().unwrap()));
+        assert_eq!(classify(&p), Class::Terminating);
+    }
+
+    #[test]
+    fn eviction_answers_map_to_outcomes() {
+        assert_eq!(outcome(201, ""), PodOutcome::Evicted);
+        assert_eq!(outcome(404, "gone"), PodOutcome::Gone);
+        assert_eq!(outcome(429, "pdb"), PodOutcome::Blocked { message: "pdb".into() });
+        assert_eq!(outcome(500, "two pdbs"), PodOutcome::Failed { code: 500, message: "two pdbs".into() });
+    }
+}
