@@ -3,6 +3,8 @@
 //! Built so far: the `crd` command that prints the project's CRDs.
 //! The granting controller is the subject of the leader issue (see README "Status").
 
+pub mod window;
+
 /// Command-line interface of the `leader` binary.
 pub mod cli {
     use clap::{Parser, Subcommand};
