@@ -4,6 +4,7 @@
 //! The granting controller is the subject of the leader issue (see README "Status").
 
 pub mod decide;
+pub mod window;
 
 /// Command-line interface of the `leader` binary.
 pub mod cli {
