@@ -1,1 +1,109 @@
-//! The authproxy. Not built yet: see README "Status" and the authproxy issue.
+//! The authproxy: the only path by which agents write to the cluster.
+//!
+//! Every request is authenticated twice (a client certificate chaining to
+//! the configured CA, then a projected ServiceAccount token checked by
+//! TokenReview with the authproxy's audience), bound to the node the
+//! caller's pod runs on, and refused if it names any other node. It then
+//! performs one write on that node's behalf: its shadow's status, its slot
+//! Lease (renew, release; never grant), cordon/uncordon of its Node, or a
+//! drain round of the pods on it. It keeps no state but caches.
+//!
+//! Layout: [`authz`], [`leaseops`], [`nodeops`], [`drain`] hold the pure
+//! rules; [`auth`] and [`ops`] do the cluster I/O; [`app`] handles one
+//! request; [`server`] and [`tls`] the HTTPS listener.
+
+pub mod app;
+pub mod auth;
+pub mod authz;
+pub mod config;
+pub mod drain;
+pub mod leaseops;
+pub mod metrics;
+pub mod nodeops;
+pub mod ops;
+pub mod server;
+pub mod tls;
+pub mod tokencache;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use model::runtime::admin;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Runs the authproxy until `shutdown` is cancelled.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let files = tls::TlsFiles {
+        cert: cfg.tls_cert.clone(),
+        key: cfg.tls_key.clone(),
+        client_ca: cfg.client_ca.clone(),
+    };
+    let (tls, reload_task) =
+        tls::watch_files(files, cfg.cert_reload_interval, shutdown.clone()).context("loading the TLS files")?;
+    let mut kube_cfg = kube::Config::infer()
+        .await
+        .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    // We decide about retries ourselves: a 409 or a 429 must reach us.
+    kube_cfg.default_retry = false;
+    let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
+    let metrics = metrics::Metrics::new();
+    let agent = authz::AgentAccount {
+        namespace: cfg.agent_namespace().to_owned(),
+        service_account: cfg.agent_service_account.clone(),
+    };
+    let cache = tokencache::TokenCache::new(cfg.token_cache_size, cfg.token_cache_ttl);
+    let auth = auth::Authenticator::new(
+        client.clone(),
+        cfg.token_audience.clone(),
+        agent,
+        cache,
+        metrics.clone(),
+    );
+    let instance = std::env::var("POD_NAME").ok();
+    let app = Arc::new(app::App {
+        auth,
+        cluster: ops::Cluster::new(client.clone(), cfg.namespace.clone(), cfg.max_slot_lease, instance),
+        evict_client: client,
+        limiter: app::RateLimiter::new(cfg.rate_limit),
+        metrics: metrics.clone(),
+        request_timeout: cfg.request_timeout,
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("--listen {}", cfg.listen))?;
+    let admin_listener = admin::bind(cfg.admin_listen)
+        .await
+        .with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        namespace = %cfg.namespace,
+        audience = %cfg.token_audience,
+        "authproxy serving"
+    );
+    let (ready_tx, ready) = tokio::sync::watch::channel(true);
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        metrics.registry.clone(),
+        ready,
+        shutdown.clone(),
+    ));
+    server::serve(
+        listener,
+        tls,
+        app,
+        shutdown.clone(),
+        cfg.request_timeout + Duration::from_secs(1),
+    )
+    .await;
+    ready_tx.send_replace(false);
+    shutdown.cancel();
+    let _ = admin_task.await;
+    let _ = reload_task.await;
+    tracing::info!("authproxy stopped");
+    Ok(())
+}

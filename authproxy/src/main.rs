@@ -1,3 +1,20 @@
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("the authproxy is not built yet; see README \"Status\"")
+use clap::Parser;
+use model::runtime::{shutdown, telemetry};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cfg = authproxy::config::Config::parse();
+    telemetry::init(cfg.log_format).map_err(anyhow::Error::msg)?;
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
+    let token = CancellationToken::new();
+    let signals = tokio::spawn(shutdown::on_signal(token.clone()));
+    let result = authproxy::run(cfg, token.clone()).await;
+    token.cancel();
+    if let Ok(signal) = signals.await {
+        tracing::info!(signal, "exiting");
+    }
+    result
 }

@@ -32,19 +32,13 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// Parses `tokens` (the whitespace-separated fields of `spec`).
-pub(super) fn parse(
-    spec: &str,
-    tokens: &[&str],
-    length: SignedDuration,
-) -> Result<Cron, WindowError> {
+pub(super) fn parse(spec: &str, tokens: &[&str], length: SignedDuration) -> Result<Cron, WindowError> {
     let error = |reason: String| WindowError::Cron {
         value: spec.to_string(),
         reason,
     };
     if length < MIN_CRON_WINDOW {
-        return Err(error(format!(
-            "window length {length:#} is shorter than one minute"
-        )));
+        return Err(error(format!("window length {length:#} is shorter than one minute")));
     }
     check_length(length).map_err(error)?;
     let expanded: Vec<&str> = match tokens {
@@ -73,10 +67,7 @@ pub(super) fn parse(
         [] => "*",
         [year] => year,
         _ => {
-            return Err(error(format!(
-                "expected 6 or 7 fields, got {}",
-                expanded.len()
-            )));
+            return Err(error(format!("expected 6 or 7 fields, got {}", expanded.len())));
         }
     };
     let no_names = |_: &str| None;
@@ -97,9 +88,7 @@ pub(super) fn parse(
 }
 
 fn month_number(name: &str) -> Option<i16> {
-    let i = MONTHS
-        .iter()
-        .position(|m| *m == name || m.get(..3) == Some(name))?;
+    let i = MONTHS.iter().position(|m| *m == name || m.get(..3) == Some(name))?;
     i16::try_from(i + 1).ok()
 }
 
@@ -128,9 +117,7 @@ fn cron_field(
             Some((range, step)) => match step.parse::<i16>() {
                 Ok(n) if n > 0 => (range, Some(n)),
                 _ => {
-                    return Err(format!(
-                        "step `{step}` in {field} `{item}` is not a positive number"
-                    ));
+                    return Err(format!("step `{step}` in {field} `{item}` is not a positive number"));
                 }
             },
             None => (item, None),
@@ -154,27 +141,19 @@ impl Cron {
         self.year.contains(&d.year())
             && self.month.contains(&i16::from(d.month()))
             && self.dom.contains(&i16::from(d.day()))
-            && self
-                .dow
-                .contains(&i16::from(d.weekday().to_sunday_one_offset()))
+            && self.dow.contains(&i16::from(d.weekday().to_sunday_one_offset()))
     }
 
     /// The latest match at or before `t`, looking back no further than the window length.
     pub(super) fn match_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
         let now = Offset::UTC.to_datetime(t);
-        let first = Offset::UTC
-            .to_datetime(t.checked_sub(self.length).ok()?)
-            .date();
+        let first = Offset::UTC.to_datetime(t.checked_sub(self.length).ok()?).date();
         let today = now.date();
         for d in today.series((-1).day()).take_while(|d| *d >= first) {
             if !self.day_matches(d) {
                 continue;
             }
-            let h_max = if d == today {
-                i16::from(now.hour())
-            } else {
-                23
-            };
+            let h_max = if d == today { i16::from(now.hour()) } else { 23 };
             for &h in self.hour.range(..=h_max).rev() {
                 let at_now = d == today && h == i16::from(now.hour());
                 let m_max = if at_now { i16::from(now.minute()) } else { 59 };
@@ -223,12 +202,6 @@ impl Cron {
 }
 
 fn utc(d: Date, h: i16, m: i16, s: i16) -> Option<Timestamp> {
-    let time = Time::new(
-        i8::try_from(h).ok()?,
-        i8::try_from(m).ok()?,
-        i8::try_from(s).ok()?,
-        0,
-    )
-    .ok()?;
+    let time = Time::new(i8::try_from(h).ok()?, i8::try_from(m).ok()?, i8::try_from(s).ok()?, 0).ok()?;
     Offset::UTC.to_timestamp(d.to_datetime(time)).ok()
 }

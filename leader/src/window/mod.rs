@@ -99,8 +99,7 @@ pub const MAX_WINDOW_LENGTH: SignedDuration = SignedDuration::from_hours(7 * 24)
 /// How far [`Windows::current_end`] and [`Windows::next_start`] look ahead.
 pub const HORIZON: SignedDuration = SignedDuration::from_hours(366 * 24);
 
-const EXPECTED: &str =
-    "expected `<days> <HH:MM-HH:MM | HH:MM+duration> [zone]` or a 6/7-field cron expression";
+const EXPECTED: &str = "expected `<days> <HH:MM-HH:MM | HH:MM+duration> [zone]` or a 6/7-field cron expression";
 
 /// Why a window specification was rejected; each names the whole value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,22 +177,15 @@ impl FromStr for Window {
 
 impl Window {
     /// Parses one window; a cron expression opens windows of `cron_length`.
-    pub fn parse_with_cron_length(
-        spec: &str,
-        cron_length: SignedDuration,
-    ) -> Result<Window, WindowError> {
+    pub fn parse_with_cron_length(spec: &str, cron_length: SignedDuration) -> Result<Window, WindowError> {
         let tokens: Vec<&str> = spec.split_whitespace().collect();
         let cronish = tokens
             .first()
             .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit() || c == '*' || c == '?'));
         match tokens.as_slice() {
             [] => Err(WindowError::Empty),
-            [short] if short.starts_with('@') => {
-                cron::parse(spec, &tokens, cron_length).map(|c| Window(Kind::Cron(c)))
-            }
-            _ if cronish && tokens.len() >= 4 => {
-                cron::parse(spec, &tokens, cron_length).map(|c| Window(Kind::Cron(c)))
-            }
+            [short] if short.starts_with('@') => cron::parse(spec, &tokens, cron_length).map(|c| Window(Kind::Cron(c))),
+            _ if cronish && tokens.len() >= 4 => cron::parse(spec, &tokens, cron_length).map(|c| Window(Kind::Cron(c))),
             [days, time] => parse_weekly(spec, days, time, None),
             [days, time, zone] => parse_weekly(spec, days, time, Some(*zone)),
             _ => Err(WindowError::Shape {
@@ -302,15 +294,8 @@ impl Windows {
     /// of `now`.
     pub fn next_start(&self, now: Timestamp) -> Option<Timestamp> {
         let limit = now.checked_add(HORIZON).unwrap_or(Timestamp::MAX);
-        let from = if self.is_open(now) {
-            self.current_end(now)?
-        } else {
-            now
-        };
-        self.0
-            .iter()
-            .filter_map(|w| w.next_start(from, limit))
-            .min()
+        let from = if self.is_open(now) { self.current_end(now)? } else { now };
+        self.0.iter().filter_map(|w| w.next_start(from, limit)).min()
     }
 
     fn latest_containing_end(&self, t: Timestamp) -> Option<Timestamp> {
@@ -327,11 +312,7 @@ impl Weekly {
         let start = resolve(&self.tz, d.to_datetime(self.start))?;
         let end = match self.end {
             End::At(t) => {
-                let end_date = if t <= self.start {
-                    d.tomorrow().ok()?
-                } else {
-                    d
-                };
+                let end_date = if t <= self.start { d.tomorrow().ok()? } else { d };
                 resolve(&self.tz, end_date.to_datetime(t))?
             }
             End::After(length) => start.checked_add(length).ok()?,
@@ -366,12 +347,7 @@ fn days_between(first: Date, last: Date) -> impl Iterator<Item = Date> {
     first.series(1.day()).take_while(move |d| *d <= last)
 }
 
-fn parse_weekly(
-    spec: &str,
-    days: &str,
-    time: &str,
-    zone: Option<&str>,
-) -> Result<Window, WindowError> {
+fn parse_weekly(spec: &str, days: &str, time: &str, zone: Option<&str>) -> Result<Window, WindowError> {
     let days = parse_days(days).map_err(|reason| WindowError::Days {
         value: spec.to_string(),
         days: days.to_string(),
@@ -394,25 +370,16 @@ fn parse_weekly(
         let start = parse_hhmm(start, false).map_err(time_error)?;
         (start, End::At(parse_hhmm(end, true).map_err(time_error)?))
     } else {
-        return Err(time_error(
-            "expected `HH:MM-HH:MM` or `HH:MM+<duration>`".into(),
-        ));
+        return Err(time_error("expected `HH:MM-HH:MM` or `HH:MM+<duration>`".into()));
     };
     let tz = match zone {
         None => TimeZone::UTC,
-        Some(zone) => TimeZoneDatabase::bundled()
-            .get(zone)
-            .map_err(|_| WindowError::Zone {
-                value: spec.to_string(),
-                zone: zone.to_string(),
-            })?,
+        Some(zone) => TimeZoneDatabase::bundled().get(zone).map_err(|_| WindowError::Zone {
+            value: spec.to_string(),
+            zone: zone.to_string(),
+        })?,
     };
-    Ok(Window(Kind::Weekly(Weekly {
-        days,
-        start,
-        end,
-        tz,
-    })))
+    Ok(Window(Kind::Weekly(Weekly { days, start, end, tz })))
 }
 
 fn parse_days(text: &str) -> Result<[bool; 7], String> {
@@ -422,11 +389,8 @@ fn parse_days(text: &str) -> Result<[bool; 7], String> {
     let mut days = [false; 7];
     for item in text.split(',') {
         let day = |name| {
-            weekday(name).ok_or_else(|| {
-                format!(
-                    "`{item}` is not a day (`Mon`..`Sun`), a range like `Mon-Fri`, `*` or `daily`"
-                )
-            })
+            weekday(name)
+                .ok_or_else(|| format!("`{item}` is not a day (`Mon`..`Sun`), a range like `Mon-Fri`, `*` or `daily`"))
         };
         let (first, last) = match item.split_once('-') {
             Some((a, b)) => (day(a)?, day(b)?),

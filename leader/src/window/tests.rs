@@ -110,18 +110,9 @@ fn window_start_is_inclusive_and_end_exclusive() {
 fn window_crossing_midnight_belongs_to_the_previous_day() {
     let w = one("Fri 22:00-02:00");
     assert!(w.is_open(at("2026-01-09T23:00Z")));
-    assert!(
-        w.is_open(at("2026-01-10T01:00Z")),
-        "Saturday early belongs to Friday"
-    );
-    assert_eq!(
-        w.current_end(at("2026-01-10T01:00Z")),
-        Some(at("2026-01-10T02:00Z"))
-    );
-    assert!(
-        !w.is_open(at("2026-01-09T01:00Z")),
-        "Friday early belongs to Thursday"
-    );
+    assert!(w.is_open(at("2026-01-10T01:00Z")), "Saturday early belongs to Friday");
+    assert_eq!(w.current_end(at("2026-01-10T01:00Z")), Some(at("2026-01-10T02:00Z")));
+    assert!(!w.is_open(at("2026-01-09T01:00Z")), "Friday early belongs to Thursday");
     assert!(!w.is_open(at("2026-01-10T22:30Z")), "Saturday evening");
 }
 
@@ -129,18 +120,9 @@ fn window_crossing_midnight_belongs_to_the_previous_day() {
 fn window_crossing_the_week_boundary_opens_on_monday() {
     let w = one("Sun 23:00+2h");
     assert!(w.is_open(at("2026-01-12T00:30Z")));
-    assert_eq!(
-        w.current_end(at("2026-01-12T00:30Z")),
-        Some(at("2026-01-12T01:00Z"))
-    );
-    assert_eq!(
-        w.next_start(at("2026-01-12T01:00Z")),
-        Some(at("2026-01-18T23:00Z"))
-    );
-    assert_eq!(
-        w.next_start(at("2026-01-10T00:00Z")),
-        Some(at("2026-01-11T23:00Z"))
-    );
+    assert_eq!(w.current_end(at("2026-01-12T00:30Z")), Some(at("2026-01-12T01:00Z")));
+    assert_eq!(w.next_start(at("2026-01-12T01:00Z")), Some(at("2026-01-18T23:00Z")));
+    assert_eq!(w.next_start(at("2026-01-10T00:00Z")), Some(at("2026-01-11T23:00Z")));
 }
 
 #[test]
@@ -148,10 +130,7 @@ fn duration_window_lasts_the_absolute_duration() {
     let w = one("Sat,Sun 22:00+6h UTC");
     assert!(w.is_open(at("2026-01-11T03:59Z")));
     assert!(!w.is_open(at("2026-01-11T04:00Z")));
-    assert!(
-        w.is_open(at("2026-01-12T03:00Z")),
-        "Sunday's window ends Monday 04:00"
-    );
+    assert!(w.is_open(at("2026-01-12T03:00Z")), "Sunday's window ends Monday 04:00");
     assert!(!w.is_open(at("2026-01-13T03:00Z")));
 }
 
@@ -159,14 +138,8 @@ fn duration_window_lasts_the_absolute_duration() {
 fn spring_forward_gap_moves_the_start_to_the_end_of_the_gap() {
     // 2026-03-29 02:00 CET jumps to 03:00 CEST (01:00 UTC); 02:30 does not exist.
     let w = one("Sun 02:30-03:30 Europe/Berlin");
-    assert_eq!(
-        w.next_start(at("2026-03-28T12:00Z")),
-        Some(at("2026-03-29T01:00Z"))
-    );
-    assert_eq!(
-        w.current_end(at("2026-03-29T01:00Z")),
-        Some(at("2026-03-29T01:30Z"))
-    );
+    assert_eq!(w.next_start(at("2026-03-28T12:00Z")), Some(at("2026-03-29T01:00Z")));
+    assert_eq!(w.current_end(at("2026-03-29T01:00Z")), Some(at("2026-03-29T01:30Z")));
     assert!(!w.is_open(at("2026-03-29T00:45Z")));
     assert_eq!(
         w.next_start(at("2026-03-22T00:00Z")),
@@ -183,51 +156,30 @@ fn spring_forward_gap_moves_the_start_to_the_end_of_the_gap() {
 #[test]
 fn spring_forward_gap_keeps_an_absolute_duration() {
     let w = one("Sun 02:30+1h Europe/Berlin");
-    assert_eq!(
-        w.next_start(at("2026-03-28T12:00Z")),
-        Some(at("2026-03-29T01:00Z"))
-    );
-    assert_eq!(
-        w.current_end(at("2026-03-29T01:00Z")),
-        Some(at("2026-03-29T02:00Z"))
-    );
+    assert_eq!(w.next_start(at("2026-03-28T12:00Z")), Some(at("2026-03-29T01:00Z")));
+    assert_eq!(w.current_end(at("2026-03-29T01:00Z")), Some(at("2026-03-29T02:00Z")));
 }
 
 #[test]
 fn window_wholly_inside_the_gap_does_not_open_that_day() {
     let w = one("Sun 02:10-02:50 Europe/Berlin");
-    assert_eq!(
-        w.next_start(at("2026-03-28T12:00Z")),
-        Some(at("2026-04-05T00:10Z"))
-    );
+    assert_eq!(w.next_start(at("2026-03-28T12:00Z")), Some(at("2026-04-05T00:10Z")));
 }
 
 #[test]
 fn fall_back_fold_starts_at_the_first_occurrence_and_ends_on_the_wall_clock() {
     // 2026-10-25 03:00 CEST (01:00 UTC) goes back to 02:00 CET: 02:00-03:00 occurs twice.
     let w = one("Sun 02:00-03:00 Europe/Berlin");
-    assert_eq!(
-        w.next_start(at("2026-10-24T12:00Z")),
-        Some(at("2026-10-25T00:00Z"))
-    );
-    assert_eq!(
-        w.current_end(at("2026-10-25T00:00Z")),
-        Some(at("2026-10-25T02:00Z"))
-    );
+    assert_eq!(w.next_start(at("2026-10-24T12:00Z")), Some(at("2026-10-25T00:00Z")));
+    assert_eq!(w.current_end(at("2026-10-25T00:00Z")), Some(at("2026-10-25T02:00Z")));
     assert!(w.is_open(at("2026-10-25T01:30Z")), "the second 02:30");
 }
 
 #[test]
 fn fall_back_fold_with_a_duration_lasts_the_absolute_duration() {
     let w = one("Sun 02:30+1h Europe/Berlin");
-    assert_eq!(
-        w.next_start(at("2026-10-24T12:00Z")),
-        Some(at("2026-10-25T00:30Z"))
-    );
-    assert_eq!(
-        w.current_end(at("2026-10-25T00:30Z")),
-        Some(at("2026-10-25T01:30Z"))
-    );
+    assert_eq!(w.next_start(at("2026-10-24T12:00Z")), Some(at("2026-10-25T00:30Z")));
+    assert_eq!(w.current_end(at("2026-10-25T00:30Z")), Some(at("2026-10-25T01:30Z")));
     assert!(!w.is_open(at("2026-10-25T01:45Z")), "the second 02:45");
 }
 
@@ -235,15 +187,9 @@ fn fall_back_fold_with_a_duration_lasts_the_absolute_duration() {
 fn pacific_auckland_window_opens_on_the_previous_utc_day() {
     let w = one("Mon 09:00-10:00 Pacific/Auckland");
     // January: NZDT, UTC+13.
-    assert_eq!(
-        w.next_start(at("2026-01-10T00:00Z")),
-        Some(at("2026-01-11T20:00Z"))
-    );
+    assert_eq!(w.next_start(at("2026-01-10T00:00Z")), Some(at("2026-01-11T20:00Z")));
     // July: NZST, UTC+12.
-    assert_eq!(
-        w.next_start(at("2026-07-04T00:00Z")),
-        Some(at("2026-07-05T21:00Z"))
-    );
+    assert_eq!(w.next_start(at("2026-07-04T00:00Z")), Some(at("2026-07-05T21:00Z")));
 }
 
 #[test]
@@ -286,23 +232,10 @@ fn overlapping_and_touching_windows_merge_into_one_opening() {
 
 #[test]
 fn next_start_of_several_windows_is_the_earliest() {
-    let w = windows(&[
-        "Sat 10:00-11:00",
-        "Tue 03:00-04:00 Europe/Berlin",
-        "0 0 12 * * Wed *",
-    ]);
-    assert_eq!(
-        w.next_start(at("2026-01-12T12:00Z")),
-        Some(at("2026-01-13T02:00Z"))
-    );
-    assert_eq!(
-        w.next_start(at("2026-01-13T12:00Z")),
-        Some(at("2026-01-14T12:00Z"))
-    );
-    assert_eq!(
-        w.next_start(at("2026-01-14T13:00Z")),
-        Some(at("2026-01-17T10:00Z"))
-    );
+    let w = windows(&["Sat 10:00-11:00", "Tue 03:00-04:00 Europe/Berlin", "0 0 12 * * Wed *"]);
+    assert_eq!(w.next_start(at("2026-01-12T12:00Z")), Some(at("2026-01-13T02:00Z")));
+    assert_eq!(w.next_start(at("2026-01-13T12:00Z")), Some(at("2026-01-14T12:00Z")));
+    assert_eq!(w.next_start(at("2026-01-14T13:00Z")), Some(at("2026-01-17T10:00Z")));
 }
 
 #[test]
@@ -331,15 +264,9 @@ fn windows_covering_every_instant_have_no_end_or_next_start() {
 fn cron_window_opens_for_one_hour_at_each_match() {
     let w = one("0 0 23 * * Mon-Fri *");
     assert!(w.is_open(at("2026-01-09T23:30Z")));
-    assert_eq!(
-        w.current_end(at("2026-01-09T23:30Z")),
-        Some(at("2026-01-10T00:00Z"))
-    );
+    assert_eq!(w.current_end(at("2026-01-09T23:30Z")), Some(at("2026-01-10T00:00Z")));
     assert!(!w.is_open(at("2026-01-10T23:30Z")), "Saturday");
-    assert_eq!(
-        w.next_start(at("2026-01-10T12:00Z")),
-        Some(at("2026-01-12T23:00Z"))
-    );
+    assert_eq!(w.next_start(at("2026-01-10T12:00Z")), Some(at("2026-01-12T23:00Z")));
     assert_eq!(
         w.next_start(at("2026-01-12T22:59:59.5Z")),
         Some(at("2026-01-12T23:00Z"))
@@ -351,14 +278,8 @@ fn cron_steps_open_every_quarter_hour() {
     let w = with_length("0 */15 * * * *", SignedDuration::from_mins(5));
     assert!(w.is_open(at("2026-01-12T10:17Z")));
     assert!(!w.is_open(at("2026-01-12T10:21Z")));
-    assert_eq!(
-        w.next_start(at("2026-01-12T10:21Z")),
-        Some(at("2026-01-12T10:30Z"))
-    );
-    assert_eq!(
-        w.next_start(at("2026-01-12T23:50Z")),
-        Some(at("2026-01-13T00:00Z"))
-    );
+    assert_eq!(w.next_start(at("2026-01-12T10:21Z")), Some(at("2026-01-12T10:30Z")));
+    assert_eq!(w.next_start(at("2026-01-12T23:50Z")), Some(at("2026-01-13T00:00Z")));
     let ranged = with_length("0 0-30/10 9 * * *", SignedDuration::from_mins(1));
     assert_eq!(
         ranged.next_start(at("2026-01-12T09:05Z")),
@@ -373,18 +294,12 @@ fn cron_steps_open_every_quarter_hour() {
 #[test]
 fn cron_day_of_week_numbers_count_from_sunday() {
     let monday = at("2026-01-05T00:00Z");
-    assert_eq!(
-        one("0 0 12 * * 1 *").next_start(monday),
-        Some(at("2026-01-11T12:00Z"))
-    );
+    assert_eq!(one("0 0 12 * * 1 *").next_start(monday), Some(at("2026-01-11T12:00Z")));
     assert_eq!(
         one("0 0 12 * * sun *").next_start(monday),
         Some(at("2026-01-11T12:00Z"))
     );
-    assert_eq!(
-        one("0 0 12 * * 7 *").next_start(monday),
-        Some(at("2026-01-10T12:00Z"))
-    );
+    assert_eq!(one("0 0 12 * * 7 *").next_start(monday), Some(at("2026-01-10T12:00Z")));
     assert_eq!(
         one("0 0 12 * * Tuesday *").next_start(monday),
         Some(at("2026-01-06T12:00Z"))
@@ -405,10 +320,7 @@ fn cron_window_length_is_a_parser_parameter() {
     let spec = "0 0 23 * * * *";
     assert!(!one(spec).is_open(at("2026-01-13T01:30Z")));
     assert!(with_length(spec, SignedDuration::from_hours(3)).is_open(at("2026-01-13T01:30Z")));
-    for bad in [
-        SignedDuration::from_secs(59),
-        SignedDuration::from_hours(8 * 24),
-    ] {
+    for bad in [SignedDuration::from_secs(59), SignedDuration::from_hours(8 * 24)] {
         let err = Windows::parse_all_with_cron_length(&[spec], bad).unwrap_err();
         assert!(matches!(err, WindowError::Cron { .. }), "{err}");
     }
@@ -417,10 +329,7 @@ fn cron_window_length_is_a_parser_parameter() {
 #[test]
 fn cron_accepts_month_names_years_and_shorthands() {
     let w = one("0 30 4 1 Jan-Mar * 2027");
-    assert_eq!(
-        w.next_start(at("2026-01-01T12:00Z")),
-        Some(at("2027-01-01T04:30Z"))
-    );
+    assert_eq!(w.next_start(at("2026-01-01T12:00Z")), Some(at("2027-01-01T04:30Z")));
     assert_eq!(
         one("@daily").next_start(at("2026-01-05T12:00Z")),
         Some(at("2026-01-06T00:00Z"))
@@ -435,10 +344,7 @@ fn cron_accepts_month_names_years_and_shorthands() {
 #[test]
 fn leap_day_cron_is_found_within_a_year_or_not_at_all() {
     let w = one("0 0 0 29 Feb *");
-    assert_eq!(
-        w.next_start(at("2027-03-01T00:00Z")),
-        Some(at("2028-02-29T00:00Z"))
-    );
+    assert_eq!(w.next_start(at("2027-03-01T00:00Z")), Some(at("2028-02-29T00:00Z")));
     assert_eq!(w.next_start(at("2026-03-01T00:00Z")), None);
 }
 
@@ -501,10 +407,7 @@ fn rejects_a_five_field_crontab_with_a_hint() {
 fn rejects_bad_cron_fields() {
     let cases = [
         ("0 60 * * * *", "minutes value 60 is out of range 0-59"),
-        (
-            "0 0 0 * * 0 *",
-            "day-of-week (1 = Sunday) value 0 is out of range 1-7",
-        ),
+        ("0 0 0 * * 0 *", "day-of-week (1 = Sunday) value 0 is out of range 1-7"),
         ("0 0 0 * * Funday *", "`Funday` is not a valid day-of-week"),
         ("0 */0 * * * *", "not a positive number"),
         ("0 0 5-1 * * *", "starts after it ends"),
@@ -522,10 +425,7 @@ fn rejects_bad_cron_fields() {
 #[test]
 fn rejects_malformed_shapes_and_times() {
     assert!(matches!(error("Mon"), WindowError::Shape { .. }));
-    assert!(matches!(
-        error("Mon 02:00-03:00 UTC extra"),
-        WindowError::Shape { .. }
-    ));
+    assert!(matches!(error("Mon 02:00-03:00 UTC extra"), WindowError::Shape { .. }));
     for spec in [
         "Mon 02:00",
         "Mon 2:0-03:00",
@@ -535,10 +435,7 @@ fn rejects_malformed_shapes_and_times() {
     ] {
         assert!(matches!(error(spec), WindowError::Time { .. }), "{spec}");
     }
-    assert!(matches!(
-        error("Mon,,Tue 02:00-03:00"),
-        WindowError::Days { .. }
-    ));
+    assert!(matches!(error("Mon,,Tue 02:00-03:00"), WindowError::Days { .. }));
 }
 
 #[test]

@@ -38,8 +38,10 @@ fn answer(req: &Request<Incoming>, registry: &Registry, ready: bool) -> Response
             match TextEncoder::new().encode(&registry.gather(), &mut buf) {
                 Ok(()) => {
                     let mut r = text(StatusCode::OK, buf);
-                    r.headers_mut()
-                        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
                     r
                 }
                 Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")),
@@ -55,7 +57,12 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, registry: Registry, ready: watch::Receiver<bool>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    ready: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             () = shutdown.cancelled() => return,

@@ -1,0 +1,124 @@
+//! The authproxy's flags. Every flag has an environment-variable fallback;
+//! durations are humantime (`30s`, `15m`). Bad values are refused at start
+//! with a message naming the flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use model::runtime::telemetry::LogFormat;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    model::parse::duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "authproxy",
+    version,
+    about = "The agents' only path to write: mTLS + TokenReview, bound to the caller's node"
+)]
+pub struct Config {
+    /// Address of the HTTPS (mTLS) API for agents.
+    #[arg(long, env = "BRUPOP_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP admin server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "BRUPOP_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+    /// Server certificate chain (PEM), e.g. cert-manager's tls.crt.
+    #[arg(long, env = "BRUPOP_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// Server private key (PEM), e.g. cert-manager's tls.key.
+    #[arg(long, env = "BRUPOP_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// CA bundle (PEM) that agents' client certificates must chain to, e.g. cert-manager's ca.crt.
+    #[arg(long, env = "BRUPOP_CLIENT_CA")]
+    pub client_ca: PathBuf,
+    /// How often the certificate files are checked for rotation.
+    #[arg(long, env = "BRUPOP_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub cert_reload_interval: Duration,
+    /// Audience agents' projected tokens must carry (checked by TokenReview).
+    #[arg(long, env = "BRUPOP_TOKEN_AUDIENCE", default_value = "brupop-authproxy")]
+    pub token_audience: String,
+    /// Namespace of the operator: shadows and slot Leases live here.
+    #[arg(long, env = "BRUPOP_NAMESPACE", default_value = model::names::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Namespace of the agent pods (default: the operator namespace).
+    #[arg(long, env = "BRUPOP_AGENT_NAMESPACE")]
+    pub agent_namespace: Option<String>,
+    /// ServiceAccount the agent DaemonSet runs as; only its tokens are accepted.
+    #[arg(long, env = "BRUPOP_AGENT_SERVICE_ACCOUNT", default_value = "brupop-agent")]
+    pub agent_service_account: String,
+    /// Longest renewal of a slot Lease (the longest step, a reboot, must fit).
+    #[arg(long, env = "BRUPOP_MAX_SLOT_LEASE", default_value = "15m", value_parser = duration)]
+    pub max_slot_lease: Duration,
+    /// How long a successful token check is cached (never past the token's expiry).
+    #[arg(long, env = "BRUPOP_TOKEN_CACHE_TTL", default_value = "30s", value_parser = duration)]
+    pub token_cache_ttl: Duration,
+    /// Most tokens cached at once.
+    #[arg(long, env = "BRUPOP_TOKEN_CACHE_SIZE", default_value_t = 20_000)]
+    pub token_cache_size: usize,
+    /// Deadline of one request, cluster calls included.
+    #[arg(long, env = "BRUPOP_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// Requests per second allowed per node (a burst of twice as many is allowed).
+    #[arg(long, env = "BRUPOP_RATE_LIMIT", default_value_t = 20)]
+    pub rate_limit: u32,
+    /// Log format: text, json.
+    #[arg(long, env = "BRUPOP_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn agent_namespace(&self) -> &str {
+        self.agent_namespace.as_deref().unwrap_or(&self.namespace)
+    }
+
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        model::parse::dns_subdomain("namespace", &self.namespace).map_err(|e| format!("--namespace: {e}"))?;
+        if self.max_slot_lease < Duration::from_secs(10) {
+            return Err(format!(
+                "--max-slot-lease {:?} is too short (at least 10s)",
+                self.max_slot_lease
+            ));
+        }
+        if self.rate_limit == 0 {
+            return Err("--rate-limit must be at least 1".to_owned());
+        }
+        if self.token_audience.is_empty() {
+            return Err("--token-audience must not be empty".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_durations_name_the_flag() {
+        let err = Config::try_parse_from([
+            "authproxy",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--client-ca",
+            "a",
+            "--max-slot-lease",
+            "forever",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--max-slot-lease") && err.contains("forever"), "{err}");
+    }
+}

@@ -1,0 +1,465 @@
+//! The writes the authproxy makes on an agent's behalf, always about the
+//! caller's own node (the handler has checked that). Each is idempotent:
+//! a retry after a lost answer changes nothing more.
+//!
+//! Read-modify-write with the object's resourceVersion everywhere, so a
+//! concurrent change (the leader reclaiming a slot, a person editing a Node)
+//! is never overwritten: on 409 the object is read again and the rule
+//! applied again, a bounded number of times.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use model::names::{self, managers};
+use model::wire::{
+    CordonRequest, DrainReport, DrainRequest, NodeView, PodResult, ReleaseSlot, Released, RenewSlot, ShadowView,
+    SlotView, StatusReport, UncordonRequest,
+};
+use model::{BottlerocketShadow, BottlerocketShadowSpec, BottlerocketShadowStatus};
+
+use crate::drain::{self, Class};
+use crate::leaseops::{self, Refusal};
+use crate::nodeops;
+
+const ATTEMPTS: usize = 5;
+
+/// Why an operation failed; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Slot(#[from] Refusal),
+    #[error("slot {0} does not exist")]
+    NoSuchSlot(String),
+    #[error("node {0} does not exist")]
+    NoSuchNode(String),
+    #[error("node {0} has no BottlerocketShadow yet: report status first")]
+    NoShadow(String),
+    #[error("nothing to request: the node is updating or has no update available")]
+    NothingToRequest,
+    #[error("{0} kept changing under us; try again")]
+    Contended(String),
+    #[error("{action}: {source}")]
+    Kube { action: &'static str, source: kube::Error },
+}
+
+impl OpError {
+    /// HTTP status and machine-readable reason.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            OpError::Slot(Refusal::NotASlot(_)) => (422, "NotASlot"),
+            OpError::Slot(r) => (409, r.reason()),
+            OpError::NoSuchSlot(_) => (404, "NoSuchSlot"),
+            OpError::NoSuchNode(_) => (404, "NoSuchNode"),
+            OpError::NoShadow(_) => (409, "NoShadow"),
+            OpError::NothingToRequest => (409, "NothingToRequest"),
+            OpError::Contended(_) => (409, "Conflict"),
+            OpError::Kube { .. } => (502, "ClusterError"),
+        }
+    }
+}
+
+fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> OpError {
+    move |source| OpError::Kube { action, source }
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_conflict())
+}
+
+/// The cluster, as the authproxy writes to it.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+    namespace: String,
+    max_slot_lease: Duration,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    pub fn new(client: kube::Client, namespace: String, max_slot_lease: Duration, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: managers::AUTHPROXY.into(),
+            instance,
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Cluster {
+            client,
+            namespace,
+            max_slot_lease,
+            recorder,
+        }
+    }
+
+    fn shadows(&self) -> Api<BottlerocketShadow> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn leases(&self) -> Api<Lease> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn nodes(&self) -> Api<Node> {
+        Api::all(self.client.clone())
+    }
+
+    fn post_params() -> PostParams {
+        PostParams {
+            field_manager: Some(managers::AUTHPROXY.into()),
+            ..Default::default()
+        }
+    }
+
+    fn patch_params() -> PatchParams {
+        PatchParams {
+            field_manager: Some(managers::AUTHPROXY.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Emits an Event about a Node, in the background (an Event is never worth failing a request).
+    fn node_event(&self, node: &str, type_: EventType, reason: &str, action: &str, note: String) {
+        let recorder = self.recorder.clone();
+        let reference = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.to_owned()),
+            uid: None,
+            namespace: Some("default".into()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::debug!(error = %e, "could not publish a Node event");
+            }
+        });
+    }
+
+    // === shadow status ===
+
+    /// Creates the node's shadow (ownerReference to its Node) if missing.
+    async fn shadow_or_create(&self, node: &str) -> Result<BottlerocketShadow, OpError> {
+        let name = names::shadow_name(node);
+        if let Some(s) = self
+            .shadows()
+            .get_opt(&name)
+            .await
+            .map_err(kube("reading the shadow"))?
+        {
+            return Ok(s);
+        }
+        let node_obj = self.nodes().get_opt(node).await.map_err(kube("reading the node"))?;
+        let node_obj = node_obj.ok_or_else(|| OpError::NoSuchNode(node.to_owned()))?;
+        let mut shadow = BottlerocketShadow::new(&name, BottlerocketShadowSpec::default());
+        shadow.metadata.namespace = Some(self.namespace.clone());
+        shadow.metadata.labels = Some(
+            [
+                (names::SHADOW_NODE_LABEL.to_owned(), node.to_owned()),
+                ("app.kubernetes.io/managed-by".to_owned(), names::MANAGED_BY.to_owned()),
+            ]
+            .into(),
+        );
+        shadow.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            name: node.to_owned(),
+            uid: node_obj.metadata.uid.clone().unwrap_or_default(),
+            controller: None,
+            block_owner_deletion: None,
+        }]);
+        match self.shadows().create(&Self::post_params(), &shadow).await {
+            Ok(s) => Ok(s),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                self.shadows().get(&name).await.map_err(kube("reading the shadow"))
+            }
+            Err(e) => Err(kube("creating the shadow")(e)),
+        }
+    }
+
+    /// Applies `change` to the shadow's status with a checked write, retrying on conflict.
+    async fn update_status(
+        &self,
+        node: &str,
+        create: bool,
+        change: impl Fn(Option<&BottlerocketShadowStatus>, Timestamp) -> Result<BottlerocketShadowStatus, OpError>,
+    ) -> Result<ShadowView, OpError> {
+        for _ in 0..ATTEMPTS {
+            let mut shadow = if create {
+                self.shadow_or_create(node).await?
+            } else {
+                let got = self
+                    .shadows()
+                    .get_opt(&names::shadow_name(node))
+                    .await
+                    .map_err(kube("reading the shadow"))?;
+                got.ok_or_else(|| OpError::NoShadow(node.to_owned()))?
+            };
+            let next = change(shadow.status.as_ref(), Timestamp::now())?;
+            if shadow.status.as_ref() == Some(&next) {
+                return Ok(view(shadow));
+            }
+            shadow.status = Some(next);
+            match self
+                .shadows()
+                .replace_status(&names::shadow_name(node), &Self::post_params(), &shadow)
+                .await
+            {
+                Ok(s) => return Ok(view(s)),
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(kube("writing the shadow status")(e)),
+            }
+        }
+        Err(OpError::Contended(format!("shadow {}", names::shadow_name(node))))
+    }
+
+    pub async fn report_status(&self, node: &str, report: &StatusReport) -> Result<ShadowView, OpError> {
+        self.update_status(node, true, |prev, now| {
+            Ok(BottlerocketShadowStatus::apply_report(prev, report, now))
+        })
+        .await
+    }
+
+    pub async fn request_slot(&self, node: &str, report: Option<&StatusReport>) -> Result<ShadowView, OpError> {
+        self.update_status(node, report.is_some(), |prev, now| {
+            let status = match report {
+                Some(r) => BottlerocketShadowStatus::apply_report(prev, r, now),
+                None => prev.cloned().ok_or(OpError::NothingToRequest)?,
+            };
+            status.request_slot(now).ok_or(OpError::NothingToRequest)
+        })
+        .await
+    }
+
+    // === slots ===
+
+    async fn lease(&self, slot: &str) -> Result<Lease, OpError> {
+        self.leases()
+            .get_opt(slot)
+            .await
+            .map_err(kube("reading the slot"))?
+            .ok_or_else(|| OpError::NoSuchSlot(slot.to_owned()))
+    }
+
+    async fn replace_lease(&self, slot: &str, lease: &Lease) -> Result<Option<Lease>, OpError> {
+        match self.leases().replace(slot, &Self::post_params(), lease).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) if is_conflict(&e) => Ok(None),
+            Err(e) => Err(kube("writing the slot")(e)),
+        }
+    }
+
+    pub async fn renew(&self, node: &str, req: &RenewSlot) -> Result<SlotView, OpError> {
+        let requested = Duration::from_secs(u64::try_from(req.duration_seconds).unwrap_or(0));
+        for _ in 0..ATTEMPTS {
+            let lease = self.lease(&req.slot).await?;
+            let next = leaseops::renew(&lease, node, requested, self.max_slot_lease, Timestamp::now())?;
+            if let Some(written) = self.replace_lease(&req.slot, &next).await? {
+                return Ok(leaseops::view(&written));
+            }
+        }
+        Err(OpError::Contended(format!("slot {}", req.slot)))
+    }
+
+    pub async fn release(&self, node: &str, req: &ReleaseSlot) -> Result<Released, OpError> {
+        for _ in 0..ATTEMPTS {
+            let lease = match self.lease(&req.slot).await {
+                Err(OpError::NoSuchSlot(_)) => return Ok(Released { released: false }),
+                other => other?,
+            };
+            let Some(next) = leaseops::release(&lease, node)? else {
+                return Ok(Released { released: false });
+            };
+            if self.replace_lease(&req.slot, &next).await?.is_some() {
+                tracing::info!(node, slot = %req.slot, "slot released");
+                return Ok(Released { released: true });
+            }
+        }
+        Err(OpError::Contended(format!("slot {}", req.slot)))
+    }
+
+    /// Fencing: the caller holds `slot` for at least `min_remaining_seconds` more.
+    async fn fence(&self, node: &str, slot: &str, min_remaining_seconds: i64) -> Result<(), OpError> {
+        let lease = self.lease(slot).await?;
+        let min = Duration::from_secs(u64::try_from(min_remaining_seconds).unwrap_or(0));
+        leaseops::fence(&lease, node, min, Timestamp::now())?;
+        Ok(())
+    }
+
+    // === node ===
+
+    async fn change_node(
+        &self,
+        node: &str,
+        change: impl Fn(&Node) -> (Option<serde_json::Value>, NodeView),
+    ) -> Result<NodeView, OpError> {
+        for _ in 0..ATTEMPTS {
+            let current = self.nodes().get_opt(node).await.map_err(kube("reading the node"))?;
+            let current = current.ok_or_else(|| OpError::NoSuchNode(node.to_owned()))?;
+            let (patch, view) = change(&current);
+            let Some(patch) = patch else { return Ok(view) };
+            match self
+                .nodes()
+                .patch(node, &Self::patch_params(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return Ok(view),
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(kube("patching the node")(e)),
+            }
+        }
+        Err(OpError::Contended(format!("node {node}")))
+    }
+
+    pub async fn cordon(&self, node: &str, req: &CordonRequest) -> Result<NodeView, OpError> {
+        self.fence(node, &req.slot, req.min_remaining_seconds).await?;
+        let now = Timestamp::now();
+        let view = self
+            .change_node(node, |n| nodeops::cordon(n, now, req.exclude_from_load_balancers))
+            .await?;
+        if view.changed {
+            tracing::info!(node, slot = %req.slot, "cordoned for its update");
+            let note = format!(
+                "cordoned by the Bottlerocket update operator for an update (slot {})",
+                req.slot
+            );
+            self.node_event(node, EventType::Normal, "Cordoned", "Cordon", note);
+        }
+        Ok(view)
+    }
+
+    pub async fn uncordon(&self, node: &str, req: &UncordonRequest) -> Result<NodeView, OpError> {
+        let view = self
+            .change_node(node, |n| nodeops::uncordon(n, req.include_in_load_balancers))
+            .await?;
+        if view.changed {
+            tracing::info!(node, "uncordoned");
+            self.node_event(
+                node,
+                EventType::Normal,
+                "Uncordoned",
+                "Uncordon",
+                "the operator lifted its cordon".into(),
+            );
+        }
+        Ok(view)
+    }
+
+    /// One drain round (see [`crate::drain`]).
+    pub async fn drain(
+        &self,
+        node: &str,
+        req: &DrainRequest,
+        evict_client: &kube::Client,
+    ) -> Result<DrainReport, OpError> {
+        self.fence(node, &req.slot, req.min_remaining_seconds).await?;
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        let list = pods.list(&lp).await.map_err(kube("listing the node's pods"))?;
+        let mut report = DrainReport::default();
+        let mut to_evict = Vec::new();
+        for pod in list.items {
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            match drain::classify(&pod) {
+                Class::SkipDaemonSet | Class::SkipMirror => report.skipped += 1,
+                Class::Terminating => report.pods.push(PodResult {
+                    namespace,
+                    name,
+                    outcome: model::wire::PodOutcome::Terminating,
+                }),
+                Class::Evict => to_evict.push((namespace, name)),
+            }
+        }
+        // Evictions in small parallel batches: quick for a node of 100 pods,
+        // gentle on the API server.
+        for batch in to_evict.chunks(8) {
+            let results = futures::future::join_all(batch.iter().map(|(ns, name)| evict(evict_client, ns, name))).await;
+            for ((namespace, name), outcome) in batch.iter().cloned().zip(results) {
+                report.pods.push(PodResult {
+                    namespace,
+                    name,
+                    outcome,
+                });
+            }
+        }
+        report.remaining = u32::try_from(
+            report
+                .pods
+                .iter()
+                .filter(|p| !matches!(p.outcome, model::wire::PodOutcome::Gone))
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
+        let blocked = report.blocked();
+        if blocked > 0 {
+            let names: Vec<String> = report
+                .pods
+                .iter()
+                .filter(|p| matches!(p.outcome, model::wire::PodOutcome::Blocked { .. }))
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect();
+            let note = format!(
+                "eviction refused by a PodDisruptionBudget for {blocked} pod(s): {}",
+                names.join(", ")
+            );
+            self.node_event(node, EventType::Warning, "DrainBlocked", "Drain", note);
+        } else if !to_evict.is_empty() {
+            let note = format!(
+                "evicted {} pod(s) for the update; {} remaining",
+                to_evict.len(),
+                report.remaining
+            );
+            self.node_event(node, EventType::Normal, "Drained", "Drain", note);
+        }
+        Ok(report)
+    }
+}
+
+/// Sends one Eviction (policy/v1, typed: kube's EvictParams drops deleteOptions).
+async fn evict(client: &kube::Client, namespace: &str, name: &str) -> model::wire::PodOutcome {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let body = serde_json::json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+    });
+    let pp = PostParams {
+        field_manager: Some(managers::AUTHPROXY.into()),
+        ..Default::default()
+    };
+    match pods
+        .create_subresource::<_, serde_json::Value>("eviction", name, &pp, &body)
+        .await
+    {
+        Ok(_) => drain::outcome(201, ""),
+        Err(kube::Error::Api(s)) => drain::outcome(s.code, &s.message),
+        Err(e) => drain::outcome(502, &e.to_string()),
+    }
+}
+
+fn view(shadow: BottlerocketShadow) -> ShadowView {
+    ShadowView {
+        name: shadow.metadata.name.unwrap_or_default(),
+        spec: shadow.spec,
+        status: shadow.status,
+    }
+}
