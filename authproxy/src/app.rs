@@ -78,7 +78,6 @@ impl std::fmt::Debug for App {
 
 type Answer = Response<Full<Bytes>>;
 
-
 fn json_answer<T: Serialize>(status: StatusCode, body: &T) -> Answer {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|e| format!("{{\"message\":\"encoding: {e}\"}}").into_bytes());
     let mut r = Response::new(Full::new(Bytes::from(bytes)));

@@ -113,10 +113,7 @@ impl Authenticator {
             }
         };
         let status = answer.status.unwrap_or_default();
-        let audience_ok = status
-            .audiences
-            .as_ref()
-            .is_none_or(|a| a.contains(&self.audience));
+        let audience_ok = status.audiences.as_ref().is_none_or(|a| a.contains(&self.audience));
         if status.authenticated != Some(true) || !audience_ok {
             self.metrics.token_reviews.with_label_values(&["rejected"]).inc();
             let why = status

@@ -1,39 +1,92 @@
 //! The leader: the only component that decides which node may update when.
 //!
-//! Built so far: the `crd` command that prints the project's CRDs.
-//! The granting controller is the subject of the leader issue (see README "Status").
+//! It grants update slots (Leases) to waiting nodes, records the desired
+//! state on their BottlerocketShadow specs, reclaims expired slots, and
+//! halts grants with exponential backoff when updates fail. It keeps no
+//! state outside the cluster: every decision is the pure function
+//! [`decide::decide`] of what it observes, so a restart or a failover loses
+//! nothing.
+//!
+//! Pipeline: [`observe`] (watches) → [`decide`] (pure) → [`act`] (writes)
+//! → events and [`metrics`]; [`controller`] runs it, [`election`] decides
+//! which replica may, [`settings`] and [`window`] turn the UpdatePolicy into
+//! what the decisions need.
 
+pub mod act;
+pub mod config;
+pub mod controller;
 pub mod decide;
+pub mod election;
+pub mod metrics;
+pub mod observe;
+pub mod selector;
+pub mod settings;
 pub mod window;
 
-/// Command-line interface of the `leader` binary.
-pub mod cli {
-    use clap::{Parser, Subcommand};
+use std::sync::Arc;
 
-    #[derive(Parser, Debug)]
-    #[command(
-        name = "leader",
-        version,
-        about = "Grants Bottlerocket update slots to waiting nodes"
-    )]
-    pub struct Cli {
-        #[command(subcommand)]
-        pub command: Command,
-    }
+use anyhow::Context;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use model::runtime::admin;
+use tokio_util::sync::CancellationToken;
 
-    #[derive(Subcommand, Debug)]
-    pub enum Command {
-        /// Print the CustomResourceDefinitions (the content of deploy/crds.yaml).
-        Crd,
-    }
-}
+use crate::config::Config;
 
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_well_formed() {
-        super::cli::Cli::command().debug_assert();
-    }
+/// Runs the leader (watches, election, decision loop, admin server) until `shutdown`.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let mut kube_cfg = kube::Config::infer()
+        .await
+        .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    kube_cfg.default_retry = false;
+    let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
+    let identity = cfg.identity();
+    let metrics = metrics::Metrics::new();
+    let admin_listener = admin::bind(cfg.admin_listen)
+        .await
+        .with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
+    let shared = Arc::new(observe::Shared::default());
+    let synced = observe::spawn(&client, &cfg.namespace, &cfg.node_selector, shared.clone());
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        metrics.registry.clone(),
+        synced.clone(),
+        shutdown.clone(),
+    ));
+    let election_cfg = election::ElectionConfig {
+        lease_name: cfg.leader_election_lease.clone(),
+        identity: identity.clone(),
+        lease_duration: cfg.lease_duration,
+        renew_deadline: cfg.renew_deadline,
+        retry_period: cfg.retry_period,
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    let election_stop = CancellationToken::new();
+    let (leading, election_task) = election::spawn(leases, election_cfg, election_stop.clone());
+    tracing::info!(%identity, namespace = %cfg.namespace, node_selector = %cfg.node_selector, "leader started; waiting to lead");
+    let actor = act::Actor::new(
+        client,
+        cfg.namespace.clone(),
+        cfg.slot_lease_duration,
+        shared.clone(),
+        leading.clone(),
+        identity,
+        metrics,
+    );
+    let defaults = settings::Defaults {
+        budget: cfg.max_concurrent_updates,
+        failure_backoff: cfg.failure_backoff,
+        failure_backoff_max: cfg.failure_backoff_max,
+        max_consecutive_failures: cfg.max_consecutive_failures,
+        windows: cfg.update_windows.clone(),
+        slot_lease_duration: cfg.slot_lease_duration,
+    };
+    controller::run(shared, actor, defaults, leading, synced, shutdown.clone()).await;
+    // Stop granting first (the loop has returned), then give up leadership.
+    election_stop.cancel();
+    let _ = election_task.await;
+    let _ = admin_task.await;
+    tracing::info!("leader stopped");
+    Ok(())
 }

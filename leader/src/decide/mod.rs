@@ -35,6 +35,12 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+/// How long after its expiry a slot is reclaimed. The authproxy refuses to
+/// renew a slot at its expiry; this margin keeps a renewal that landed just
+/// in time (or a few seconds of clock skew between replicas) from being
+/// counted as an expiry.
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(3);
+
 /// How many counted failures the policy status keeps beyond unacknowledged ones.
 pub const RECENT_FAILURES_KEPT: usize = 50;
 
@@ -69,8 +75,13 @@ impl SlotView {
         renewed.checked_add(jiff::SignedDuration::from_secs(secs)).ok()
     }
 
+    /// When the leader may reclaim it: [`EXPIRY_GRACE`] after its expiry.
+    pub fn reclaimable_at(&self) -> Option<Timestamp> {
+        self.expires().map(|e| add(e, EXPIRY_GRACE))
+    }
+
     fn expired(&self, now: Timestamp) -> bool {
-        self.holder.is_some() && self.expires().is_none_or(|e| e <= now)
+        self.holder.is_some() && self.reclaimable_at().is_none_or(|e| e <= now)
     }
 }
 

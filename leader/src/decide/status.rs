@@ -107,7 +107,7 @@ pub(super) fn wake_at(st: &UpdatePolicyStatus, obs: Observed<'_>, _phase: Phase)
         .slots
         .iter()
         .filter(|s| s.holder.is_some())
-        .filter_map(|s| s.expires());
+        .filter_map(|s| s.reclaimable_at());
     let halt = st.halted_until.as_ref().map(|t| t.0);
     let window = if obs.window.open {
         obs.window.current_end

@@ -695,7 +695,7 @@ fn an_invalid_policy_stops_grants_and_says_why() {
 fn the_leader_wakes_at_the_next_slot_expiry() {
     let mut w = World::new(2);
     w.slots(2).held(0, "node-0", 990, 120).held(1, "node-1", 950, 120);
-    assert_eq!(w.decide(&settings()).wake_at, Some(at(1070)));
+    assert_eq!(w.decide(&settings()).wake_at, Some(at(1070) + EXPIRY_GRACE));
 }
 
 #[test]

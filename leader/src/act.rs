@@ -1,0 +1,453 @@
+//! Carries out a [`Plan`]: the UpdatePolicy status first (so counted
+//! failures and halts are durable before anything is acknowledged or
+//! reclaimed), then the writes in plan order. Every write checks leadership
+//! first; Lease writes are resourceVersion-checked, so a 409 means someone
+//! else acted and the next pass decides again on fresh data.
+//!
+//! Results of writes go back into the shared state at once (write-through),
+//! so the next pass never decides on a picture older than its own writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Resource;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use model::names::{self, managers};
+use model::policy::{Phase, UpdatePolicyStatus};
+use model::{BottlerocketShadow, BottlerocketShadowSpec, ShadowState, UpdatePolicy, UpdatePolicySpec};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::decide::{Action, Plan};
+use crate::metrics::Metrics;
+use crate::observe::Shared;
+
+/// Why a pass stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("not the leader any more")]
+    NotLeader,
+    #[error("{action}: {source}")]
+    Kube { action: String, source: kube::Error },
+}
+
+fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ActError {
+    let action = action.into();
+    move |source| ActError::Kube { action, source }
+}
+
+fn conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_conflict() || s.is_not_found())
+}
+
+/// The leader's writes.
+pub struct Actor {
+    client: kube::Client,
+    namespace: String,
+    slot_lease: Duration,
+    shared: Arc<Shared>,
+    leading: watch::Receiver<bool>,
+    recorder: Recorder,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor {
+    pub fn new(
+        client: kube::Client,
+        namespace: String,
+        slot_lease: Duration,
+        shared: Arc<Shared>,
+        leading: watch::Receiver<bool>,
+        identity: String,
+        metrics: Metrics,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: managers::LEADER.into(),
+                instance: Some(identity),
+            },
+        );
+        Actor {
+            client,
+            namespace,
+            slot_lease,
+            shared,
+            leading,
+            recorder,
+            metrics,
+        }
+    }
+
+    fn check_leading(&self) -> Result<(), ActError> {
+        if *self.leading.borrow() {
+            Ok(())
+        } else {
+            Err(ActError::NotLeader)
+        }
+    }
+
+    fn pp() -> PostParams {
+        PostParams {
+            field_manager: Some(managers::LEADER.into()),
+            ..Default::default()
+        }
+    }
+
+    fn patch_params() -> PatchParams {
+        PatchParams {
+            field_manager: Some(managers::LEADER.into()),
+            ..Default::default()
+        }
+    }
+
+    fn leases(&self) -> Api<Lease> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn shadows(&self) -> Api<BottlerocketShadow> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn policies(&self) -> Api<UpdatePolicy> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
+        let reference: ObjectReference = obj.object_ref(&());
+        let recorder = self.recorder.clone();
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::debug!(error = %e, "could not publish an event");
+            }
+        });
+    }
+
+    /// The UpdatePolicy the status is written to; created (empty spec) if missing.
+    pub async fn ensure_policy(&self) -> Result<UpdatePolicy, ActError> {
+        if let Some(p) = self.shared.with(|s| s.policy.clone()) {
+            return Ok(p);
+        }
+        self.check_leading()?;
+        let mut policy = UpdatePolicy::new(names::POLICY_NAME, UpdatePolicySpec::default());
+        policy.metadata.namespace = Some(self.namespace.clone());
+        let created = match self.policies().create(&Self::pp(), &policy).await {
+            Ok(p) => p,
+            Err(kube::Error::Api(s)) if s.is_already_exists() => self
+                .policies()
+                .get(names::POLICY_NAME)
+                .await
+                .map_err(kube_err("reading the UpdatePolicy"))?,
+            Err(e) => return Err(kube_err("creating the UpdatePolicy")(e)),
+        };
+        tracing::info!(namespace = %self.namespace, "created UpdatePolicy default with the leader's defaults");
+        self.shared.put(&created);
+        Ok(created)
+    }
+
+    /// Writes the status if it changed. A conflict (a person edited the spec
+    /// meanwhile) ends the pass; the watch brings the new object.
+    async fn write_status(&self, policy: &UpdatePolicy, status: &UpdatePolicyStatus) -> Result<(), ActError> {
+        if policy.status.as_ref() == Some(status) {
+            return Ok(());
+        }
+        self.check_leading()?;
+        let mut next = policy.clone();
+        next.status = Some(status.clone());
+        let written = self
+            .policies()
+            .replace_status(names::POLICY_NAME, &Self::pp(), &next)
+            .await
+            .map_err(kube_err("writing the UpdatePolicy status"))?;
+        let old_phase = policy.status.as_ref().map(|s| s.phase);
+        if old_phase != Some(status.phase) {
+            tracing::info!(phase = status.phase.as_str(), message = %status.message, "rollout phase changed");
+            let type_ = if matches!(status.phase, Phase::Halted | Phase::Stopped | Phase::InvalidSpec) {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            self.event(&written, type_, status.phase.as_str(), status.message.clone());
+        }
+        self.shared.put(&written);
+        Ok(())
+    }
+
+    /// Carries out the plan; stops at the first error (the next pass retries).
+    pub async fn apply(&self, plan: &Plan, policy: &UpdatePolicy, now: Timestamp) -> Result<(), ActError> {
+        self.write_status(policy, &plan.status).await?;
+        for f in &plan.counted {
+            self.metrics
+                .update_failures
+                .with_label_values(&[f.reason.as_str()])
+                .inc();
+            tracing::warn!(node = %f.node, reason = %f.reason, message = %f.message, halts = f.reason.halts_fleet(), "update failure counted");
+        }
+        for c in &plan.completed {
+            if let Some(d) = c.duration {
+                self.metrics.update_duration.observe(d.as_secs_f64());
+            }
+            tracing::info!(node = %c.node, version = %c.version, duration = ?c.duration, "update completed");
+        }
+        let mut free_now = plan.status.slots_free;
+        for action in &plan.actions {
+            self.check_leading()?;
+            match action {
+                Action::Grant { .. } => {
+                    if !self.grant(action, now, free_now).await? {
+                        // Someone else acted: decide again on fresh data.
+                        return Ok(());
+                    }
+                    free_now = free_now.saturating_sub(1);
+                }
+                other => self.act(other).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn act(&self, action: &Action) -> Result<(), ActError> {
+        match action {
+            Action::CreateSlot { name } => {
+                let mut lease = Lease::default();
+                lease.metadata.name = Some(name.clone());
+                lease.metadata.labels = Some(
+                    [
+                        (names::SLOT_LABEL.to_owned(), "true".to_owned()),
+                        ("app.kubernetes.io/managed-by".to_owned(), names::MANAGED_BY.to_owned()),
+                    ]
+                    .into(),
+                );
+                lease.spec = Some(LeaseSpec::default());
+                match self.leases().create(&Self::pp(), &lease).await {
+                    Ok(l) => {
+                        tracing::info!(slot = %name, "created slot");
+                        self.shared.put(&l);
+                    }
+                    Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+                    Err(e) => return Err(kube_err(format!("creating slot {name}"))(e)),
+                }
+            }
+            Action::DeleteSlot { name, resource_version } => {
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        resource_version: resource_version.clone(),
+                        uid: None,
+                    }),
+                    ..Default::default()
+                };
+                match self.leases().delete(name, &dp).await {
+                    Ok(_) => {
+                        tracing::info!(slot = %name, "removed surplus slot");
+                        self.shared.forget_slot(name);
+                    }
+                    Err(e) if conflict(&e) => {}
+                    Err(e) => return Err(kube_err(format!("deleting slot {name}"))(e)),
+                }
+            }
+            Action::Reclaim {
+                slot,
+                holder,
+                resource_version,
+            }
+            | Action::Free {
+                slot,
+                holder,
+                resource_version,
+            } => {
+                let expired = matches!(action, Action::Reclaim { .. });
+                if self.clear_holder(slot, holder, resource_version.as_deref()).await? {
+                    if expired {
+                        tracing::warn!(%slot, node = %holder, "reclaimed expired slot");
+                        if let Some(shadow) = self.shadow_object(holder) {
+                            let note = format!("{slot} expired without being renewed or released; reclaimed");
+                            self.event(&shadow, EventType::Warning, "SlotReclaimed", note);
+                        }
+                    } else {
+                        tracing::info!(%slot, node = %holder, "freed the slot of a node that no longer exists");
+                    }
+                }
+            }
+            Action::SetSpec { node, spec } => self.set_spec(node, spec).await?,
+            Action::DeleteShadowIfNodeGone { node } => {
+                let nodes: Api<Node> = Api::all(self.client.clone());
+                if nodes
+                    .get_opt(node)
+                    .await
+                    .map_err(kube_err(format!("reading node {node}")))?
+                    .is_none()
+                {
+                    match self
+                        .shadows()
+                        .delete(&names::shadow_name(node), &DeleteParams::default())
+                        .await
+                    {
+                        Ok(_) => tracing::info!(%node, "deleted the shadow of a node that no longer exists"),
+                        Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                        Err(e) => return Err(kube_err(format!("deleting the shadow of {node}"))(e)),
+                    }
+                    self.shared.forget_shadow(node);
+                }
+            }
+            Action::Grant { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Clears a slot's holder with a checked update. False if it changed meanwhile.
+    async fn clear_holder(&self, slot: &str, holder: &str, rv: Option<&str>) -> Result<bool, ActError> {
+        let current = self
+            .leases()
+            .get_opt(slot)
+            .await
+            .map_err(kube_err(format!("reading slot {slot}")))?;
+        let Some(mut current) = current else { return Ok(false) };
+        if current.metadata.resource_version.as_deref() != rv
+            || current.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(holder)
+        {
+            self.shared.put(&current);
+            return Ok(false);
+        }
+        let spec = current.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = None;
+        spec.acquire_time = None;
+        spec.renew_time = None;
+        match self.leases().replace(slot, &Self::pp(), &current).await {
+            Ok(l) => {
+                self.shared.put(&l);
+                Ok(true)
+            }
+            Err(e) if conflict(&e) => Ok(false),
+            Err(e) => Err(kube_err(format!("clearing slot {slot}"))(e)),
+        }
+    }
+
+    async fn set_spec(&self, node: &str, spec: &BottlerocketShadowSpec) -> Result<(), ActError> {
+        // A merge patch of the whole spec, with explicit nulls: only the
+        // leader writes the spec.
+        let patch = json!({"spec": {
+            "state": spec.state,
+            "stateTransitionTimestamp": spec.state_transition_timestamp,
+            "version": spec.version,
+            "slot": spec.slot,
+            "acknowledgedFailure": spec.acknowledged_failure,
+        }});
+        match self
+            .shadows()
+            .patch(&names::shadow_name(node), &Self::patch_params(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(s) => {
+                self.shared.put(&s);
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            Err(e) => Err(kube_err(format!("writing the spec of {}", names::shadow_name(node)))(e)),
+        }
+    }
+
+    /// Grants a slot: the Lease first (checked), then the shadow spec. False
+    /// if the Lease changed meanwhile.
+    async fn grant(&self, action: &Action, now: Timestamp, free: u32) -> Result<bool, ActError> {
+        let Action::Grant {
+            slot,
+            node,
+            version,
+            resource_version,
+            waited,
+        } = action
+        else {
+            return Ok(true);
+        };
+        let current = self
+            .leases()
+            .get_opt(slot)
+            .await
+            .map_err(kube_err(format!("reading slot {slot}")))?;
+        let Some(mut lease) = current else { return Ok(false) };
+        let held = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            .is_some_and(|h| !h.is_empty());
+        if held || lease.metadata.resource_version != *resource_version {
+            self.shared.put(&lease);
+            return Ok(false);
+        }
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some(node.clone());
+        spec.acquire_time = Some(MicroTime(now));
+        spec.renew_time = Some(MicroTime(now));
+        spec.lease_duration_seconds = Some(i32::try_from(self.slot_lease.as_secs().max(1)).unwrap_or(i32::MAX));
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        self.check_leading()?;
+        match self.leases().replace(slot, &Self::pp(), &lease).await {
+            Ok(l) => self.shared.put(&l),
+            Err(e) if conflict(&e) => return Ok(false),
+            Err(e) => return Err(kube_err(format!("granting slot {slot}"))(e)),
+        }
+        self.metrics.update_started.inc();
+        let waited_text = waited.map_or_else(|| "?".to_owned(), |w| format!("{}s", w.as_secs()));
+        tracing::info!(%slot, %node, %version, waited = %waited_text, free = free.saturating_sub(1), "granted {slot} to {node}: waited {waited_text}, {} slots free", free.saturating_sub(1));
+        let granted = BottlerocketShadowSpec {
+            state: ShadowState::StagedAndPerformedUpdate,
+            state_transition_timestamp: Some(MicroTime(now)),
+            version: Some(version.clone()),
+            slot: Some(slot.clone()),
+            acknowledged_failure: self
+                .shared
+                .with(|s| s.shadows.get(node).and_then(|sh| sh.value.spec.acknowledged_failure)),
+        };
+        self.set_spec(node, &granted).await?;
+        if let Some(shadow) = self.shadow_object(node) {
+            self.event(
+                &shadow,
+                EventType::Normal,
+                "Granted",
+                format!("granted {slot} to update to {version} (waited {waited_text})"),
+            );
+        }
+        Ok(true)
+    }
+
+    /// A minimal shadow object, enough to reference it in an Event.
+    fn shadow_object(&self, node: &str) -> Option<BottlerocketShadow> {
+        let mut s = BottlerocketShadow::new(&names::shadow_name(node), BottlerocketShadowSpec::default());
+        s.metadata.namespace = Some(self.namespace.clone());
+        Some(s)
+    }
+
+    /// Events for what the plan counted (called after a successful apply).
+    pub fn report_failures(&self, plan: &Plan) {
+        for f in &plan.counted {
+            if let Some(shadow) = self.shadow_object(&f.node) {
+                self.event(
+                    &shadow,
+                    EventType::Warning,
+                    f.reason.as_str(),
+                    format!("update failure counted: {}", f.message),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The leader's metrics, registered once into one registry. The original
+//! operator's `brupop_hosts_state` and `brupop_hosts_version` are kept so
+//! existing dashboards keep working.
+
+use std::collections::BTreeMap;
+
+use model::policy::{Phase, UpdatePolicyStatus};
+use model::{FailureReason, ShadowState};
+use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::decide::ShadowView;
+
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub hosts_state: GaugeVec,
+    pub hosts_version: GaugeVec,
+    pub update_started: IntCounter,
+    pub update_failures: IntCounterVec,
+    pub slots: GaugeVec,
+    pub nodes_waiting: IntGauge,
+    pub grants_halted: IntGauge,
+    pub halt_remaining: Gauge,
+    pub consecutive_failures: IntGauge,
+    pub next_window_start: Gauge,
+    pub update_duration: Histogram,
+    pub leader: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let gauge_vec =
+            |name: &str, help: &str, label: &str| GaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+        let hosts_state = gauge_vec("brupop_hosts_state", "Managed nodes by update state", "state");
+        let hosts_version = gauge_vec("brupop_hosts_version", "Managed nodes by running OS version", "version");
+        let slots = gauge_vec("brupop_slots", "Update slots by state (held, free)", "state");
+        let update_started =
+            IntCounter::new("brupop_update_started_total", "Updates started (slots granted)").expect("valid metric");
+        let update_failures = IntCounterVec::new(
+            Opts::new(
+                "brupop_update_failures_total",
+                "Update failures counted by the leader, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let nodes_waiting = IntGauge::new("brupop_nodes_waiting", "Nodes waiting for a slot").expect("valid metric");
+        let grants_halted = IntGauge::new(
+            "brupop_grants_halted",
+            "1 while new grants are halted or stopped after failures",
+        )
+        .expect("valid metric");
+        let halt_remaining = Gauge::new(
+            "brupop_halt_remaining_seconds",
+            "Seconds until the current halt ends (0 if none)",
+        )
+        .expect("valid metric");
+        let consecutive_failures = IntGauge::new(
+            "brupop_consecutive_failures",
+            "Update-implicating failures since the last success or resume",
+        )
+        .expect("valid metric");
+        let next_window_start = Gauge::new(
+            "brupop_next_window_start_timestamp_seconds",
+            "Unix time the next maintenance window opens (0 inside a window or without windows)",
+        )
+        .expect("valid metric");
+        let update_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "brupop_update_duration_seconds",
+                "From grant to release of a completed update",
+            )
+            .buckets(vec![5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0]),
+        )
+        .expect("valid metric");
+        let leader = IntGauge::new("brupop_leader", "1 while this replica is the active leader").expect("valid metric");
+        for r in FailureReason::ALL {
+            update_failures.with_label_values(&[r.as_str()]);
+        }
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(hosts_state.clone()),
+            Box::new(hosts_version.clone()),
+            Box::new(slots.clone()),
+            Box::new(update_started.clone()),
+            Box::new(update_failures.clone()),
+            Box::new(nodes_waiting.clone()),
+            Box::new(grants_halted.clone()),
+            Box::new(halt_remaining.clone()),
+            Box::new(consecutive_failures.clone()),
+            Box::new(next_window_start.clone()),
+            Box::new(update_duration.clone()),
+            Box::new(leader.clone()),
+        ];
+        for c in collectors {
+            registry.register(c).expect("registered once");
+        }
+        Metrics {
+            registry,
+            hosts_state,
+            hosts_version,
+            update_started,
+            update_failures,
+            slots,
+            nodes_waiting,
+            grants_halted,
+            halt_remaining,
+            consecutive_failures,
+            next_window_start,
+            update_duration,
+            leader,
+        }
+    }
+
+    /// Gauges from the current picture (called after every pass).
+    pub fn observe(&self, shadows: &[&ShadowView], status: &UpdatePolicyStatus, now: jiff::Timestamp) {
+        let mut states: BTreeMap<ShadowState, f64> = ShadowState::ALL.iter().map(|s| (*s, 0.0)).collect();
+        let mut versions: BTreeMap<String, f64> = BTreeMap::new();
+        for sh in shadows {
+            if let Some(st) = &sh.status {
+                *states.entry(st.current_state).or_default() += 1.0;
+                *versions.entry(st.current_version.clone()).or_default() += 1.0;
+            }
+        }
+        for (s, n) in states {
+            self.hosts_state.with_label_values(&[s.as_str()]).set(n);
+        }
+        self.hosts_version.reset();
+        for (v, n) in versions {
+            self.hosts_version.with_label_values(&[v.as_str()]).set(n);
+        }
+        self.slots
+            .with_label_values(&["held"])
+            .set(f64::from(status.slots_held));
+        self.slots
+            .with_label_values(&["free"])
+            .set(f64::from(status.slots_free));
+        self.nodes_waiting.set(i64::from(status.nodes_waiting));
+        let halted = matches!(status.phase, Phase::Halted | Phase::Stopped);
+        self.grants_halted.set(i64::from(halted));
+        let remaining = status
+            .halted_until
+            .as_ref()
+            .map_or(0.0, |t| t.0.duration_since(now).as_secs_f64().max(0.0));
+        self.halt_remaining
+            .set(if status.phase == Phase::Halted { remaining } else { 0.0 });
+        self.consecutive_failures.set(i64::from(status.consecutive_failures));
+        self.next_window_start.set(
+            status
+                .next_window_start
+                .as_ref()
+                .map_or(0.0, |t| t.0.as_second() as f64),
+        );
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,290 @@
+//! What the leader observes: managed Nodes, BottlerocketShadows, slot Leases
+//! and the UpdatePolicy, kept current by watches (no polling) and by the
+//! answers to the leader's own writes, reduced to the compact views the
+//! decisions need (a Node's image list never sits in the leader's memory).
+//!
+//! Every replica watches, leader or standby, so a standby that takes over
+//! decides on a warm cache. Readiness is "every watch delivered its first
+//! list".
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use model::names;
+use model::{BottlerocketShadow, UpdatePolicy};
+use tokio::sync::{Notify, watch};
+
+use crate::decide::{NodeView, ShadowView, SlotView};
+
+/// A view with the resourceVersion it was built from.
+#[derive(Clone, Debug)]
+pub struct Stored<T> {
+    pub rv: Option<u64>,
+    pub value: T,
+}
+
+/// The leader's picture of the cluster.
+#[derive(Debug, Default)]
+pub struct State {
+    pub nodes: BTreeMap<String, Stored<NodeView>>,
+    pub shadows: BTreeMap<String, Stored<ShadowView>>,
+    pub slots: BTreeMap<String, Stored<SlotView>>,
+    pub policy: Option<UpdatePolicy>,
+    synced: [bool; 4],
+}
+
+impl State {
+    pub fn synced(&self) -> bool {
+        self.synced.iter().all(|s| *s)
+    }
+}
+
+fn rv_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
+    meta.resource_version.as_deref().and_then(|v| v.parse().ok())
+}
+
+/// Inserts unless what is stored is newer (a watch event can arrive after
+/// the answer to our own write).
+fn upsert<T>(map: &mut BTreeMap<String, Stored<T>>, key: String, rv: Option<u64>, value: T) {
+    if let (Some(old), Some(new)) = (map.get(&key).and_then(|s| s.rv), rv)
+        && old > new
+    {
+        return;
+    }
+    map.insert(key, Stored { rv, value });
+}
+
+pub fn node_view(node: &Node) -> Option<NodeView> {
+    let name = node.metadata.name.clone()?;
+    let annotations = node.metadata.annotations.as_ref();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    Some(NodeView {
+        name,
+        ready,
+        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        cordoned_by_us: annotations.is_some_and(|a| a.contains_key(names::CORDONED_ANNOTATION)),
+        opted_out: annotations
+            .and_then(|a| a.get(names::NODE_OPT_OUT_ANNOTATION))
+            .is_some_and(|v| v == "true"),
+    })
+}
+
+pub fn slot_view(lease: &Lease) -> Option<SlotView> {
+    let name = lease.metadata.name.clone()?;
+    let index = names::slot_index(&name)?;
+    let spec = lease.spec.as_ref();
+    Some(SlotView {
+        name,
+        index,
+        holder: spec.and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty()),
+        acquired: spec.and_then(|s| s.acquire_time.as_ref()).map(|t| t.0),
+        renewed: spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0),
+        duration_seconds: spec.and_then(|s| s.lease_duration_seconds),
+        resource_version: lease.metadata.resource_version.clone(),
+    })
+}
+
+pub fn shadow_view(shadow: &BottlerocketShadow) -> Option<ShadowView> {
+    let node = shadow.node_name()?.to_owned();
+    Some(ShadowView {
+        node,
+        spec: shadow.spec.clone(),
+        status: shadow.status.clone(),
+    })
+}
+
+/// The state shared by the watches, the writer and the decision loop.
+#[derive(Debug, Default)]
+pub struct Shared {
+    state: Mutex<State>,
+    /// Signalled on every change; the decision loop coalesces bursts.
+    pub changed: Notify,
+}
+
+impl Shared {
+    pub fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        self.with(f);
+        self.changed.notify_one();
+    }
+
+    /// Records an object the leader read or wrote (write-through).
+    pub fn put<K: Kind>(&self, obj: &K) {
+        self.update(|s| K::insert(s, obj));
+    }
+
+    pub fn forget_slot(&self, name: &str) {
+        self.update(|s| {
+            s.slots.remove(name);
+        });
+    }
+
+    pub fn forget_shadow(&self, node: &str) {
+        self.update(|s| {
+            s.shadows.remove(node);
+        });
+    }
+}
+
+/// One kind of watched object: how it enters and leaves the state.
+pub trait Kind: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static {
+    const INDEX: usize;
+    fn insert(state: &mut State, obj: &Self);
+    fn remove(state: &mut State, obj: &Self);
+    fn clear(state: &mut State);
+}
+
+impl Kind for Node {
+    const INDEX: usize = 0;
+    fn insert(state: &mut State, obj: &Self) {
+        if let Some(v) = node_view(obj) {
+            upsert(&mut state.nodes, v.name.clone(), rv_of(&obj.metadata), v);
+        }
+    }
+    fn remove(state: &mut State, obj: &Self) {
+        if let Some(n) = &obj.metadata.name {
+            state.nodes.remove(n);
+        }
+    }
+    fn clear(state: &mut State) {
+        state.nodes.clear();
+    }
+}
+
+impl Kind for Lease {
+    const INDEX: usize = 1;
+    fn insert(state: &mut State, obj: &Self) {
+        if let Some(v) = slot_view(obj) {
+            upsert(&mut state.slots, v.name.clone(), rv_of(&obj.metadata), v);
+        }
+    }
+    fn remove(state: &mut State, obj: &Self) {
+        if let Some(n) = &obj.metadata.name {
+            state.slots.remove(n);
+        }
+    }
+    fn clear(state: &mut State) {
+        state.slots.clear();
+    }
+}
+
+impl Kind for BottlerocketShadow {
+    const INDEX: usize = 2;
+    fn insert(state: &mut State, obj: &Self) {
+        if let Some(v) = shadow_view(obj) {
+            upsert(&mut state.shadows, v.node.clone(), rv_of(&obj.metadata), v);
+        }
+    }
+    fn remove(state: &mut State, obj: &Self) {
+        if let Some(n) = obj.node_name() {
+            state.shadows.remove(n);
+        }
+    }
+    fn clear(state: &mut State) {
+        state.shadows.clear();
+    }
+}
+
+impl Kind for UpdatePolicy {
+    const INDEX: usize = 3;
+    fn insert(state: &mut State, obj: &Self) {
+        let newer = match (
+            state.policy.as_ref().and_then(|p| rv_of(&p.metadata)),
+            rv_of(&obj.metadata),
+        ) {
+            (Some(old), Some(new)) => new >= old,
+            _ => true,
+        };
+        if newer {
+            state.policy = Some(obj.clone());
+        }
+    }
+    fn remove(state: &mut State, _obj: &Self) {
+        state.policy = None;
+    }
+    fn clear(state: &mut State) {
+        state.policy = None;
+    }
+}
+
+async fn watch_kind<K: Kind>(api: Api<K>, config: watcher::Config, shared: Arc<Shared>, synced: watch::Sender<bool>)
+where
+    K::DynamicType: Default,
+{
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut relisting: Option<Vec<K>> = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => relisting = Some(Vec::new()),
+            Ok(Event::InitApply(obj)) => relisting.get_or_insert_with(Vec::new).push(obj),
+            Ok(Event::InitDone) => {
+                let objs = relisting.take().unwrap_or_default();
+                // Replace the whole kind at once: a decision never sees half a list.
+                let all = shared.with(|s| {
+                    K::clear(s);
+                    for obj in &objs {
+                        K::insert(s, obj);
+                    }
+                    s.synced[K::INDEX] = true;
+                    s.synced()
+                });
+                shared.changed.notify_one();
+                synced.send_replace(all);
+            }
+            Ok(Event::Apply(obj)) => shared.put(&obj),
+            Ok(Event::Delete(obj)) => {
+                shared.with(|s| K::remove(s, &obj));
+                shared.changed.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(kind = std::any::type_name::<K>(), error = %e, "watch failed; retrying with backoff")
+            }
+        }
+    }
+}
+
+/// Starts the four watches. The receiver turns true once all have listed.
+pub fn spawn(
+    client: &kube::Client,
+    namespace: &str,
+    node_selector: &str,
+    shared: Arc<Shared>,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let shadows: Api<BottlerocketShadow> = Api::namespaced(client.clone(), namespace);
+    let policies: Api<UpdatePolicy> = Api::namespaced(client.clone(), namespace);
+    let by_labels = |s: &str| watcher::Config::default().labels(s);
+    tokio::spawn(watch_kind(nodes, by_labels(node_selector), shared.clone(), tx.clone()));
+    tokio::spawn(watch_kind(
+        leases,
+        by_labels(&format!("{}=true", names::SLOT_LABEL)),
+        shared.clone(),
+        tx.clone(),
+    ));
+    tokio::spawn(watch_kind(
+        shadows,
+        watcher::Config::default(),
+        shared.clone(),
+        tx.clone(),
+    ));
+    let policy = watcher::Config::default().fields(&format!("metadata.name={}", names::POLICY_NAME));
+    tokio::spawn(watch_kind(policies, policy, shared, tx));
+    rx
+}

@@ -1,0 +1,148 @@
+//! The settings in force: the UpdatePolicy spec laid over the leader's flags.
+//! Pure. A value in the spec the leader cannot use stops grants (phase
+//! `InvalidSpec`, the message names the field and value) rather than falling
+//! back to something wider than the person meant.
+
+use std::time::Duration;
+
+use model::UpdatePolicySpec;
+use model::parse::Budget;
+
+use crate::decide::Settings;
+use crate::window::Windows;
+
+/// The leader's flags that the UpdatePolicy can override.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Defaults {
+    pub budget: Budget,
+    pub failure_backoff: Duration,
+    pub failure_backoff_max: Duration,
+    pub max_consecutive_failures: u32,
+    pub windows: Vec<String>,
+    pub slot_lease_duration: Duration,
+}
+
+/// The settings and windows for `spec` (no UpdatePolicy: the defaults).
+pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Settings, Windows) {
+    let mut problems = Vec::new();
+    let empty = UpdatePolicySpec::default();
+    let spec = spec.unwrap_or(&empty);
+    let budget = match &spec.max_concurrent_updates {
+        None => defaults.budget,
+        Some(v) => Budget::from_int_or_string(v).unwrap_or_else(|e| {
+            problems.push(format!("spec.maxConcurrentUpdates: {e}"));
+            defaults.budget
+        }),
+    };
+    let mut dur = |field: &str, v: &Option<String>, default: Duration| match v {
+        None => default,
+        Some(s) => model::parse::duration(s).unwrap_or_else(|e| {
+            problems.push(format!("spec.{field}: {e}"));
+            default
+        }),
+    };
+    let failure_backoff = dur("failureBackoff", &spec.failure_backoff, defaults.failure_backoff);
+    let failure_backoff_max = dur(
+        "failureBackoffMax",
+        &spec.failure_backoff_max,
+        defaults.failure_backoff_max,
+    );
+    if failure_backoff > failure_backoff_max {
+        problems.push("spec.failureBackoff must not exceed spec.failureBackoffMax".to_owned());
+    }
+    let specs = if spec.update_windows.is_empty() {
+        &defaults.windows
+    } else {
+        &spec.update_windows
+    };
+    let windows = Windows::parse_all(specs).unwrap_or_else(|e| {
+        problems.push(format!("spec.updateWindows: {e}"));
+        Windows::always()
+    });
+    let settings = Settings {
+        budget,
+        paused: spec.paused,
+        failure_backoff,
+        failure_backoff_max,
+        max_consecutive_failures: spec
+            .max_consecutive_failures
+            .unwrap_or(defaults.max_consecutive_failures),
+        update_cordoned_nodes: spec.update_cordoned_nodes,
+        slot_lease_duration: defaults.slot_lease_duration,
+        resume_request: spec.resume_request.clone(),
+        invalid: (!problems.is_empty()).then(|| {
+            format!(
+                "the UpdatePolicy is invalid, no grants until it is fixed: {}",
+                problems.join("; ")
+            )
+        }),
+    };
+    (settings, windows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            budget: Budget::Count(1),
+            failure_backoff: Duration::from_secs(300),
+            failure_backoff_max: Duration::from_secs(3600),
+            max_consecutive_failures: 3,
+            windows: vec![],
+            slot_lease_duration: Duration::from_secs(120),
+        }
+    }
+
+    #[test]
+    fn without_a_policy_the_flags_apply() {
+        let (s, w) = resolve(&defaults(), None);
+        assert_eq!((s.budget, s.paused, s.invalid), (Budget::Count(1), false, None));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn the_policy_overrides_the_flags() {
+        let spec = UpdatePolicySpec {
+            max_concurrent_updates: Some(IntOrString::String("10%".into())),
+            paused: true,
+            failure_backoff: Some("1m".into()),
+            max_consecutive_failures: Some(5),
+            update_windows: vec!["Mon-Fri 02:00-05:00 Europe/Berlin".into()],
+            ..Default::default()
+        };
+        let (s, w) = resolve(&defaults(), Some(&spec));
+        assert_eq!(s.budget, Budget::Percent(10));
+        assert!(s.paused);
+        assert_eq!(s.failure_backoff, Duration::from_secs(60));
+        assert_eq!(s.max_consecutive_failures, 5);
+        assert!(!w.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_policy_value_stops_grants_and_names_the_field() {
+        let spec = UpdatePolicySpec {
+            max_concurrent_updates: Some(IntOrString::String("abc".into())),
+            ..Default::default()
+        };
+        let (s, _) = resolve(&defaults(), Some(&spec));
+        let msg = s.invalid.unwrap();
+        assert!(
+            msg.contains("spec.maxConcurrentUpdates") && msg.contains("abc"),
+            "{msg}"
+        );
+        let spec = UpdatePolicySpec {
+            update_windows: vec!["Funday 01:00-02:00".into()],
+            ..Default::default()
+        };
+        assert!(
+            resolve(&defaults(), Some(&spec))
+                .0
+                .invalid
+                .unwrap()
+                .contains("spec.updateWindows")
+        );
+    }
+}
