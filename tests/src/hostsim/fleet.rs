@@ -12,8 +12,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::config::HostConfig;
 use super::faults::Fault;
-use super::host::{HostConfig, HostSim};
+use super::host::HostSim;
 use super::repo::Repository;
 
 /// Hosts sharing a repository, in a directory of their own.

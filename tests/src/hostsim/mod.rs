@@ -30,6 +30,7 @@
 //! - [`types`]: the JSON documents as a real host shapes them;
 //! - [`faults`]: what a test can make a host do wrong;
 //! - [`repo`]: the (shareable) repository of releases;
+//! - `config.rs`: a host's configuration, events and power (plain data);
 //! - `host.rs`: one host's handle, background commands, power and reboot;
 //! - `server.rs`: the hyper server and routing;
 //! - [`fleet`]: many hosts sharing a repository;
@@ -64,6 +65,7 @@
 //! - Other settings, the rest of the API and authentication are absent:
 //!   unknown paths answer 404 with an empty body.
 
+mod config;
 pub mod faults;
 pub mod fleet;
 mod host;
@@ -73,12 +75,12 @@ pub mod repo;
 mod server;
 pub mod types;
 
+pub use config::{
+    BootError, HostConfig, HostEvent, HostState, Power, PowerState, RebootMode, Timings,
+};
 pub use faults::Fault;
 pub use fleet::HostFleet;
-pub use host::{
-    BootError, HostConfig, HostEvent, HostSim, HostState, Power, PowerState, ReadLockGuard,
-    RebootMode, Timings,
-};
+pub use host::{HostSim, ReadLockGuard};
 pub use machine::{BootOutcome, Disk, VersionLock};
 pub use repo::Repository;
 pub use types::{CmdStatus, CommandKind, CommandResult, Image, OsInfo, UpdateState, UpdateStatus};
