@@ -116,7 +116,9 @@ pub enum Failure {
         /// The host's plain-text explanation.
         body: String,
     },
-    /// 423 on every attempt until the lock deadline.
+    /// 423 on every attempt until the lock deadline: a command holds the
+    /// update lock (perhaps one this agent started before it restarted;
+    /// [`super::HostApi::wait_for`] can follow it) or readers keep it busy.
     #[error(
         "the update lock stayed held for {waited:?} ({attempts} attempts answered 423): {body}"
     )]

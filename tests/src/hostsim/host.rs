@@ -402,7 +402,9 @@ impl HostSim {
         self.shared.events.subscribe()
     }
 
-    /// The latest power state, as a watch.
+    /// The latest power state, as a watch. A predicate given to its
+    /// `wait_for` must not call into this host (the host updates the watch
+    /// while holding its own lock).
     pub fn power(&self) -> watch::Receiver<Power> {
         self.shared.power.subscribe()
     }

@@ -63,7 +63,10 @@
 //! - A failed boot of a new image falls back after one attempt, taking twice
 //!   the reboot downtime in automatic mode.
 //! - Other settings, the rest of the API and authentication are absent:
-//!   unknown paths answer 404 with an empty body.
+//!   unknown paths answer 404 with an empty body; 405 carries no `Allow`.
+//! - JSON keys come in a real host's order, except while a field fault
+//!   ([`Fault::StatusFieldAbsent`], [`Fault::StatusFieldNull`],
+//!   [`Fault::TimestampDigits`]) is active: the keys are then sorted.
 
 mod config;
 pub mod faults;

@@ -46,14 +46,14 @@ async fn a_hanging_command_holds_the_lock_until_the_fault_is_cleared() {
 async fn a_slow_command_is_423_until_it_finishes() {
     let host = start(config().fault(Fault::SlowCommand {
         command: CommandKind::Refresh,
-        duration: Duration::from_millis(150),
+        duration: Duration::from_millis(500),
     }))
     .await;
     let started = std::time::Instant::now();
     assert_eq!(action(&host, CommandKind::Refresh).await.status, 204);
     assert_eq!(get(&host, "/updates/status").await.status, 423);
     let s = settled_status(&host).await;
-    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(started.elapsed() >= Duration::from_millis(500));
     assert_eq!(s["most_recent_command"]["cmd_status"], "Success");
 }
 
