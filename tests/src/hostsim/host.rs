@@ -367,7 +367,7 @@ impl HostSim {
                 server: None,
                 tasks: Vec::new(),
             }),
-            events: broadcast::channel(1024).0,
+            events: broadcast::channel(128).0,
             power: watch::channel(Power {
                 state: PowerState::Up,
                 boots: 1,
