@@ -1,0 +1,37 @@
+//! The client of the Bottlerocket host's update API (`/run/api.sock`).
+//!
+//! The agent reads what its host runs (`GET /os`), where the host is in its
+//! update (`GET /updates/status`), and drives it with the four update
+//! commands and `reboot`. The API's behaviour is the fact sheet
+//! `/work/shared/bottlerocket-api.md`; this client follows it exactly:
+//!
+//! - HTTP/1.1 over the Unix socket with `ureq`, one connection per request,
+//!   no DNS (`transport.rs`);
+//! - tolerant parsing: absent or `null` optional fields, signed exit status,
+//!   timestamps kept as sent, unknown enum values a clear error (`types.rs`);
+//! - 423 retried on reads and actions with a bounded doubling backoff;
+//!   commands are asynchronous on the host, so [`HostApi::run`] notes the
+//!   previous command's timestamp, POSTs, and polls until a command of that
+//!   type with another timestamp appears, within a per-command deadline
+//!   (`client.rs`);
+//! - every failure typed, named after the action ([`Error`], [`Failure`]);
+//! - async wrappers that keep blocking calls off the runtime's worker
+//!   threads ([`AsyncHostApi`]).
+//!
+//! This module must not decide what the agent does next: it never resumes,
+//! retries a failed command, or picks a version. The agent's state machine
+//! reads the host state first and decides.
+
+mod async_api;
+mod client;
+mod error;
+mod transport;
+mod types;
+
+pub use async_api::AsyncHostApi;
+pub use client::{Backoff, CommandDeadlines, DEFAULT_SOCKET, HostApi, HostApiConfig};
+pub use error::{Action, Error, Failure};
+pub use types::{
+    Command, CommandStatus, CommandTimestamp, CommandType, HostStatus, OsInfo, StagedImage,
+    UpdateImage, UpdateState, UpdateStatus, parse_os, parse_update_status,
+};
