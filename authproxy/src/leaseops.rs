@@ -67,6 +67,7 @@ pub fn view(lease: &Lease) -> SlotView {
     let spec = lease.spec.as_ref();
     SlotView {
         slot: name(lease),
+        resource_version: lease.metadata.resource_version.clone(),
         holder: spec.and_then(|s| s.holder_identity.clone()),
         expires_at: expires(lease),
         lease_duration_seconds: spec.and_then(|s| s.lease_duration_seconds),

@@ -459,6 +459,7 @@ async fn evict(client: &kube::Client, namespace: &str, name: &str) -> model::wir
 fn view(shadow: BottlerocketShadow) -> ShadowView {
     ShadowView {
         name: shadow.metadata.name.unwrap_or_default(),
+        resource_version: shadow.metadata.resource_version,
         spec: shadow.spec,
         status: shadow.status,
     }

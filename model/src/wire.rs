@@ -231,6 +231,9 @@ impl ReleaseSlot {
 #[serde(rename_all = "camelCase")]
 pub struct SlotView {
     pub slot: String,
+    /// The Lease's resourceVersion after the write (orders it against watch events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
     pub holder: Option<String>,
     /// When the Lease stops being valid unless renewed again (RFC 3339).
     pub expires_at: Option<jiff::Timestamp>,
@@ -316,6 +319,9 @@ pub struct NodeView {
 #[serde(rename_all = "camelCase")]
 pub struct ShadowView {
     pub name: String,
+    /// The shadow's resourceVersion after the write (orders it against watch events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
     pub spec: crate::shadow::BottlerocketShadowSpec,
     pub status: Option<crate::shadow::BottlerocketShadowStatus>,
 }
@@ -418,6 +424,7 @@ mod tests {
         });
         round_trip(&SlotView {
             slot: "brupop-slot-0".into(),
+            resource_version: Some("7".into()),
             holder: Some("node-1".into()),
             expires_at: Some("2026-11-27T10:00:00.5Z".parse().unwrap()),
             lease_duration_seconds: Some(60),

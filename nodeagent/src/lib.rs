@@ -2,7 +2,90 @@
 //! holds a slot, resuming from cluster and host state after any crash or reboot.
 //!
 //! - [`machine`]: the state machine, a pure function of what the agent observes;
-//! - [`hostapi`]: the client of the host's Bottlerocket update API.
+//! - [`hostapi`]: the client of the host's Bottlerocket update API;
+//! - [`cluster`]: the read-only watches of its shadow, Node and slot Lease;
+//! - [`proxy`]: every write, through the authproxy (mTLS + projected token);
+//! - [`agent`]: the loop that observes, decides and executes.
+//!
+//! The agent never writes to the cluster directly, never reboots without
+//! holding its slot, and never lifts a cordon it did not make.
 
+pub mod agent;
+pub mod cluster;
+pub mod config;
 pub mod hostapi;
 pub mod machine;
+pub mod metrics;
+pub mod proxy;
+
+use anyhow::Context;
+use model::runtime::admin;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::hostapi::{AsyncHostApi, CommandDeadlines, HostApiConfig};
+
+/// Builds one agent from its configuration and a Kubernetes client (its own
+/// ServiceAccount's), starting its watches.
+pub fn build(
+    cfg: &Config,
+    client: kube::Client,
+    metrics: metrics::Metrics,
+    shutdown: &CancellationToken,
+) -> agent::Agent {
+    let mut host_cfg = HostApiConfig::new(cfg.host_socket.clone());
+    let d = cfg.host_command_timeout;
+    host_cfg.deadlines = CommandDeadlines {
+        refresh: d,
+        prepare: d,
+        activate: d,
+        deactivate: d,
+    };
+    let proxy = proxy::Proxy::new(proxy::ProxyConfig {
+        url: cfg.authproxy_url.clone(),
+        node: cfg.node_name.clone(),
+        client_cert: cfg.client_cert.clone(),
+        client_key: cfg.client_key.clone(),
+        ca: cfg.authproxy_ca.clone(),
+        token: cfg.token_file.clone(),
+        timeout: cfg.request_timeout,
+    });
+    let watches = cluster::spawn(&client, &cfg.namespace, &cfg.node_name, shutdown.child_token());
+    agent::Agent {
+        node: cfg.node_name.clone(),
+        machine: cfg.machine(),
+        update_check_interval: cfg.update_check_interval,
+        host: AsyncHostApi::new(host_cfg),
+        proxy,
+        client,
+        watches,
+        metrics,
+    }
+}
+
+/// Runs the agent (and its admin server) until `shutdown`.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let mut kube_cfg = kube::Config::infer()
+        .await
+        .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    kube_cfg.default_retry = false;
+    let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
+    let metrics = metrics::Metrics::new();
+    let admin_listener = admin::bind(cfg.admin_listen)
+        .await
+        .with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
+    let agent = build(&cfg, client, metrics.clone(), &shutdown);
+    let ready = agent.watches.views.synced.clone();
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        metrics.registry.clone(),
+        ready,
+        shutdown.clone(),
+    ));
+    tracing::info!(node = %cfg.node_name, authproxy = %cfg.authproxy_url, host = %cfg.host_socket.display(), "nodeagent started");
+    agent.run(shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = admin_task.await;
+    Ok(())
+}

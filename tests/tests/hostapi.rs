@@ -8,12 +8,10 @@
 use std::time::Duration;
 
 use nodeagent::hostapi::{
-    Action, AsyncHostApi, Backoff, CommandDeadlines, CommandStatus, CommandType, Error, Failure,
-    HostApiConfig, HostStatus, UpdateState, UpdateStatus,
+    Action, AsyncHostApi, Backoff, CommandDeadlines, CommandStatus, CommandType, Error, Failure, HostApiConfig,
+    HostStatus, UpdateState, UpdateStatus,
 };
-use tests::hostsim::{
-    CommandKind, Fault, HostConfig, HostEvent, HostFleet, HostSim, PowerState, RebootMode, Timings,
-};
+use tests::hostsim::{CommandKind, Fault, HostConfig, HostEvent, HostFleet, HostSim, PowerState, RebootMode, Timings};
 
 const DEADLINE: Duration = Duration::from_millis(400);
 
@@ -57,9 +55,7 @@ fn client_config(socket: &std::path::Path) -> HostApiConfig {
 
 /// A host running 1.20.0 with releases up to 1.21.0, and a client of it.
 async fn setup(config: HostConfig) -> Fixture {
-    let fleet = HostFleet::start(["node"], config.timings(fast()))
-        .await
-        .unwrap();
+    let fleet = HostFleet::start(["node"], config.timings(fast())).await.unwrap();
     let api = AsyncHostApi::new(client_config(fleet.hosts()[0].socket_path()));
     Fixture { fleet, api }
 }
@@ -95,17 +91,10 @@ async fn os_reads_what_the_host_runs() {
     let f = setup(host_config()).await;
     let os = f.api.os().await.unwrap();
     assert_eq!(
-        (
-            os.version_id.as_str(),
-            os.variant_id.as_str(),
-            os.arch.as_str()
-        ),
+        (os.version_id.as_str(), os.variant_id.as_str(), os.arch.as_str()),
         ("1.20.0", "aws-k8s-1.29", "x86_64")
     );
-    assert_eq!(
-        os.pretty_name.as_deref(),
-        Some("Bottlerocket OS 1.20.0 (aws-k8s-1.29)")
-    );
+    assert_eq!(os.pretty_name.as_deref(), Some("Bottlerocket OS 1.20.0 (aws-k8s-1.29)"));
 }
 
 #[tokio::test]
@@ -124,18 +113,12 @@ async fn a_whole_update_walk_follows_each_command_to_completion() {
     );
     let s = status(&f.api).await;
     assert_eq!(s.update_state, UpdateState::Available);
-    assert_eq!(
-        s.available_updates,
-        ["1.21.0", "1.20.1", "1.20.0", "1.19.5"]
-    );
+    assert_eq!(s.available_updates, ["1.21.0", "1.20.1", "1.20.0", "1.19.5"]);
     assert_eq!(s.chosen_version(), Some("1.21.0"));
     assert_eq!(s.most_recent_command.as_ref(), Some(&refresh));
 
     let prepare = f.api.prepare().await.unwrap();
-    assert_eq!(
-        prepare.stderr.as_deref(),
-        Some("Starting update to 1.21.0\n")
-    );
+    assert_eq!(prepare.stderr.as_deref(), Some("Starting update to 1.21.0\n"));
     let s = status(&f.api).await;
     assert_eq!(
         (s.update_state, s.staged_version()),
@@ -174,8 +157,7 @@ async fn each_command_is_told_apart_from_the_previous_one_by_its_timestamp() {
     );
     assert!(fail.to_string().contains(noted.as_str()), "{fail}");
     // An earlier successful refresh must not pass for a new one that hangs.
-    f.host()
-        .set_fault(Fault::CommandHangs(CommandKind::Refresh));
+    f.host().set_fault(Fault::CommandHangs(CommandKind::Refresh));
     let fail = failure(f.api.refresh().await, Action::Refresh);
     assert!(matches!(fail, Failure::Timeout { .. }), "{fail}");
     assert!(fail.to_string().contains("lock held"), "{fail}");
@@ -237,10 +219,7 @@ async fn failed_prepare_and_activate_carry_exit_status_and_stderr() {
     };
     assert_eq!(command.cmd_status, CommandStatus::Failed);
     assert_eq!(command.exit_status, Some(-9));
-    assert_eq!(
-        command.stderr.as_deref(),
-        Some("Failed to write image: killed\n")
-    );
+    assert_eq!(command.stderr.as_deref(), Some("Failed to write image: killed\n"));
     f.host().clear_faults();
     f.api.prepare().await.unwrap();
     f.host().set_fault(Fault::CommandFails {
@@ -281,10 +260,7 @@ async fn a_host_that_cannot_update_in_place_is_reported_as_such() {
         (f.api.deactivate().await, Action::Deactivate),
     ] {
         let fail = failure(result, action);
-        assert!(
-            matches!(fail, Failure::CannotUpdateInPlace { .. }),
-            "{fail:?}"
-        );
+        assert!(matches!(fail, Failure::CannotUpdateInPlace { .. }), "{fail:?}");
     }
     assert_eq!(f.api.status().await.unwrap(), HostStatus::Uninitialized);
 }
@@ -305,10 +281,7 @@ async fn a_lock_never_released_ends_in_deadline_errors() {
     // The lock frees: the client reads the finished command.
     f.host().clear_faults();
     let s = status(&f.api).await;
-    assert_eq!(
-        s.most_recent_command.unwrap().cmd_type,
-        CommandType::Refresh
-    );
+    assert_eq!(s.most_recent_command.unwrap().cmd_type, CommandType::Refresh);
 }
 
 #[tokio::test]
@@ -368,13 +341,9 @@ async fn malformed_partial_or_unknown_answers_are_clear_errors() {
         assert!(matches!(fail, Failure::Malformed(_)), "{fault:?}: {fail:?}");
         f.host().clear_faults();
     }
-    f.host()
-        .set_fault(Fault::OsBody("{\"variant_id\":\"v\"}".into()));
+    f.host().set_fault(Fault::OsBody("{\"variant_id\":\"v\"}".into()));
     let fail = failure(f.api.os().await, Action::ReadOs);
-    assert!(
-        fail.to_string().contains("missing field `version_id`"),
-        "{fail}"
-    );
+    assert!(fail.to_string().contains("missing field `version_id`"), "{fail}");
 }
 
 #[tokio::test]
@@ -400,9 +369,8 @@ async fn null_and_absent_optional_fields_parse() {
             f.host().clear_faults();
         }
     }
-    f.host().set_fault(Fault::StatusFieldNull(
-        "most_recent_command.exit_status".into(),
-    ));
+    f.host()
+        .set_fault(Fault::StatusFieldNull("most_recent_command.exit_status".into()));
     let cmd = status(&f.api).await.most_recent_command.unwrap();
     assert_eq!((cmd.exit_status, cmd.stderr.as_deref()), (None, Some("")));
 }
@@ -416,11 +384,7 @@ async fn timestamps_are_kept_exactly_with_0_3_6_or_9_digits() {
     for digits in [0u8, 3, 6] {
         f.host().set_fault(Fault::TimestampDigits(digits));
         let ts = status(&f.api).await.most_recent_command.unwrap().timestamp;
-        let cut = if digits == 0 {
-            19
-        } else {
-            20 + usize::from(digits)
-        };
+        let cut = if digits == 0 { 19 } else { 20 + usize::from(digits) };
         assert_eq!(ts.as_str(), format!("{}Z", &nine.as_str()[..cut]));
     }
 }
@@ -429,10 +393,7 @@ async fn timestamps_are_kept_exactly_with_0_3_6_or_9_digits() {
 async fn an_unreadable_status_is_a_server_error() {
     let f = setup(host_config().fault(Fault::StatusUnreadable)).await;
     let fail = failure(f.api.status().await, Action::ReadStatus);
-    assert!(
-        matches!(fail, Failure::Server { status: 500, .. }),
-        "{fail:?}"
-    );
+    assert!(matches!(fail, Failure::Server { status: 500, .. }), "{fail:?}");
 }
 
 #[tokio::test]
@@ -443,10 +404,7 @@ async fn reboot_is_ok_on_204_and_the_host_comes_back_with_status_404() {
     f.api.activate().await.unwrap();
     let mut power = f.host().power();
     f.api.reboot().await.unwrap();
-    power
-        .wait_for(|p| p.state == PowerState::Down)
-        .await
-        .unwrap();
+    power.wait_for(|p| p.state == PowerState::Down).await.unwrap();
     // While down the socket is gone: a connect failure, not a dropped request.
     let fail = failure(f.api.os().await, Action::ReadOs);
     assert!(matches!(fail, Failure::Io(_)), "{fail:?}");
@@ -474,10 +432,7 @@ async fn a_rolled_back_host_reports_the_old_version_and_no_status() {
 
 #[tokio::test]
 async fn a_refused_reboot_is_an_error() {
-    let f = setup(host_config().fault(Fault::RebootRefused(
-        "Failed to reboot, inhibited by kubelet".into(),
-    )))
-    .await;
+    let f = setup(host_config().fault(Fault::RebootRefused("Failed to reboot, inhibited by kubelet".into()))).await;
     let err = f.api.reboot().await.unwrap_err();
     assert_eq!(err.failure_reason(), model::FailureReason::RebootFailed);
     let fail = failure(Err::<(), _>(err), Action::Reboot);

@@ -22,8 +22,7 @@ use tracing::debug;
 use super::error::{Action, Error, Failure};
 use super::transport::{NoDns, UnixConnector, is_connect_failure};
 use super::types::{
-    Command, CommandStatus, CommandTimestamp, CommandType, HostStatus, OsInfo, parse_os,
-    parse_update_status,
+    Command, CommandStatus, CommandTimestamp, CommandType, HostStatus, OsInfo, parse_os, parse_update_status,
 };
 
 /// The host's API socket inside the agent's container (a hostPath mount of
@@ -168,11 +167,7 @@ impl HostApi {
             .max_idle_connections_per_host(0)
             .user_agent("brupop-nodeagent")
             .build();
-        let agent = ureq::Agent::with_parts(
-            ureq_config,
-            UnixConnector::new(config.socket.clone()),
-            NoDns,
-        );
+        let agent = ureq::Agent::with_parts(ureq_config, UnixConnector::new(config.socket.clone()), NoDns);
         HostApi { agent, config }
     }
 
@@ -361,9 +356,7 @@ impl HostApi {
             .limit(MAX_BODY)
             .read_to_vec()
             .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => {
-                    Failure::Malformed(format!("answer larger than {MAX_BODY} bytes"))
-                }
+                ureq::Error::BodyExceedsLimit(_) => Failure::Malformed(format!("answer larger than {MAX_BODY} bytes")),
                 other => transport_failure(other),
             })?;
         Ok(Answer { status, body })
@@ -411,9 +404,7 @@ fn http_failure(action: Action, answer: &Answer) -> Failure {
             attempts: 1,
             waited: Duration::ZERO,
         },
-        (500, _) if body.contains("Unable to start the update dispatcher") => {
-            Failure::CannotUpdateInPlace { body }
-        }
+        (500, _) if body.contains("Unable to start the update dispatcher") => Failure::CannotUpdateInPlace { body },
         (500..=599, _) => Failure::Server {
             status: answer.status,
             body,
@@ -472,10 +463,7 @@ mod tests {
             &answer(409, "Update action not allowed according to update state"),
         );
         assert!(matches!(f, Failure::NotAllowed { .. }), "{f:?}");
-        let f = http_failure(
-            Action::Refresh,
-            &answer(500, "Unable to start the update dispatcher\n"),
-        );
+        let f = http_failure(Action::Refresh, &answer(500, "Unable to start the update dispatcher\n"));
         assert!(
             matches!(&f, Failure::CannotUpdateInPlace { body } if body == "Unable to start the update dispatcher"),
             "{f:?}"
@@ -483,15 +471,9 @@ mod tests {
         let f = http_failure(Action::Reboot, &answer(500, "Failed to reboot, inhibited"));
         assert!(matches!(f, Failure::Server { status: 500, .. }), "{f:?}");
         let f = http_failure(Action::Prepare, &answer(404, ""));
-        assert!(
-            matches!(f, Failure::UnexpectedStatus { status: 404, .. }),
-            "{f:?}"
-        );
+        assert!(matches!(f, Failure::UnexpectedStatus { status: 404, .. }), "{f:?}");
         let f = http_failure(Action::Refresh, &answer(405, ""));
-        assert!(
-            matches!(f, Failure::UnexpectedStatus { status: 405, .. }),
-            "{f:?}"
-        );
+        assert!(matches!(f, Failure::UnexpectedStatus { status: 405, .. }), "{f:?}");
     }
 
     #[test]

@@ -119,9 +119,7 @@ pub enum Failure {
     /// 423 on every attempt until the lock deadline: a command holds the
     /// update lock (perhaps one this agent started before it restarted;
     /// [`super::HostApi::wait_for`] can follow it) or readers keep it busy.
-    #[error(
-        "the update lock stayed held for {waited:?} ({attempts} attempts answered 423): {body}"
-    )]
+    #[error("the update lock stayed held for {waited:?} ({attempts} attempts answered 423): {body}")]
     LockHeld {
         /// The last plain-text body.
         body: String,
@@ -258,14 +256,12 @@ impl Failure {
     pub fn status(&self) -> Option<u16> {
         match self {
             Failure::NotAllowed { .. } => Some(409),
-            Failure::NoChosenUpdate { .. }
-            | Failure::NothingStaged { .. }
-            | Failure::StatusUninitialized { .. } => Some(404),
+            Failure::NoChosenUpdate { .. } | Failure::NothingStaged { .. } | Failure::StatusUninitialized { .. } => {
+                Some(404)
+            }
             Failure::LockHeld { .. } => Some(423),
             Failure::CannotUpdateInPlace { .. } => Some(500),
-            Failure::Server { status, .. } | Failure::UnexpectedStatus { status, .. } => {
-                Some(*status)
-            }
+            Failure::Server { status, .. } | Failure::UnexpectedStatus { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -343,10 +339,7 @@ mod tests {
             },
         );
         assert_eq!(err.failure().status(), Some(500));
-        assert_eq!(
-            err.failure().body(),
-            Some("Unable to start the update dispatcher")
-        );
+        assert_eq!(err.failure().body(), Some("Unable to start the update dispatcher"));
         assert_eq!(err.failure_reason(), FailureReason::UpdateUnavailable);
         assert_eq!(err.action(), Action::Refresh);
         let err = Error::new(

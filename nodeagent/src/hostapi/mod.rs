@@ -32,6 +32,6 @@ pub use async_api::AsyncHostApi;
 pub use client::{Backoff, CommandDeadlines, DEFAULT_SOCKET, HostApi, HostApiConfig};
 pub use error::{Action, Error, Failure};
 pub use types::{
-    Command, CommandStatus, CommandTimestamp, CommandType, HostStatus, OsInfo, StagedImage,
-    UpdateImage, UpdateState, UpdateStatus, parse_os, parse_update_status,
+    Command, CommandStatus, CommandTimestamp, CommandType, HostStatus, OsInfo, StagedImage, UpdateImage, UpdateState,
+    UpdateStatus, parse_os, parse_update_status,
 };

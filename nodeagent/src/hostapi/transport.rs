@@ -18,9 +18,7 @@ use std::time::Duration;
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport,
-};
+use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport};
 
 /// Opens the Unix socket at `path` for every request.
 #[derive(Debug, Clone)]
@@ -52,11 +50,7 @@ pub(crate) fn is_connect_failure(err: &io::Error) -> bool {
 impl Connector<()> for UnixConnector {
     type Out = UnixTransport;
 
-    fn connect(
-        &self,
-        details: &ConnectionDetails,
-        _chained: Option<()>,
-    ) -> Result<Option<Self::Out>, ureq::Error> {
+    fn connect(&self, details: &ConnectionDetails, _chained: Option<()>) -> Result<Option<Self::Out>, ureq::Error> {
         let stream = UnixStream::connect(&self.path).map_err(|source| {
             let kind = source.kind();
             ureq::Error::Io(io::Error::new(
@@ -67,10 +61,7 @@ impl Connector<()> for UnixConnector {
                 },
             ))
         })?;
-        let buffers = LazyBuffers::new(
-            details.config.input_buffer_size(),
-            details.config.output_buffer_size(),
-        );
+        let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
         Ok(Some(UnixTransport {
             stream,
             buffers,
@@ -98,10 +89,7 @@ fn socket_timeout(timeout: NextTimeout) -> Result<Option<Duration>, ureq::Error>
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
+    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
 }
 
 impl Transport for UnixTransport {
@@ -151,8 +139,7 @@ impl Transport for UnixTransport {
             return false;
         }
         let mut byte = [0u8; 1];
-        let open =
-            matches!(self.stream.read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        let open = matches!(self.stream.read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         open && self.stream.set_nonblocking(false).is_ok()
     }
 }
@@ -163,12 +150,7 @@ impl Transport for UnixTransport {
 pub(crate) struct NoDns;
 
 impl Resolver for NoDns {
-    fn resolve(
-        &self,
-        _uri: &Uri,
-        _config: &Config,
-        _timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+    fn resolve(&self, _uri: &Uri, _config: &Config, _timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let mut addrs = self.empty();
         addrs.push(SocketAddr::from((Ipv4Addr::LOCALHOST, 80)));
         Ok(addrs)

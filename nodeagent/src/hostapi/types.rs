@@ -246,9 +246,7 @@ impl UpdateStatus {
 
     /// The version written to the staging partition, if any.
     pub fn staged_version(&self) -> Option<&str> {
-        self.staging_partition
-            .as_ref()
-            .map(|p| p.image.version.as_str())
+        self.staging_partition.as_ref().map(|p| p.image.version.as_str())
     }
 
     /// The version of the partition that boots next, if the host says.

@@ -7,10 +7,7 @@ const FULL: &str = r#"{"update_state":"Available","available_updates":["1.21.0",
 fn the_fact_sheet_example_parses() {
     let s = parse_update_status(FULL.as_bytes()).unwrap();
     assert_eq!(s.update_state, UpdateState::Available);
-    assert_eq!(
-        s.available_updates,
-        ["1.21.0", "1.20.1", "1.20.0", "1.19.5"]
-    );
+    assert_eq!(s.available_updates, ["1.21.0", "1.20.1", "1.20.0", "1.19.5"]);
     assert_eq!(s.chosen_version(), Some("1.21.0"));
     assert_eq!(s.next_to_boot_version(), Some("1.20.0"));
     assert_eq!(s.staged_version(), None);

@@ -113,6 +113,9 @@ pub struct Memory {
     pub health: Option<(Timestamp, Vec<String>)>,
     /// A failure being undone.
     pub aborting: Option<(FailureReason, String)>,
+    /// Deactivating kept failing during this abort: go on without it (the
+    /// failure message says so) rather than keep the node and its slot.
+    pub skip_deactivate: bool,
 }
 
 /// The agent's settings (durations from its flags).

@@ -29,7 +29,7 @@ pub(super) fn granted(
     let desired = o.shadow.and_then(|s| s.spec.version.as_deref()).unwrap_or_default();
     match state {
         // The failure was reported but the slot not released: finish the abort.
-        ShadowState::ErrorReset => finish_abort(o, slot).unwrap_or(Step::Release { slot: slot.to_owned() }),
+        ShadowState::ErrorReset => finish_abort(o, mem).unwrap_or(Step::Release { slot: slot.to_owned() }),
         ShadowState::Idle => stage(o, mem, slot, desired),
         ShadowState::StagedAndPerformedUpdate => before_reboot(o, mem, cfg, now, slot, desired),
         ShadowState::RebootedIntoUpdate => after_boot(o, desired),
@@ -232,12 +232,13 @@ fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp, d
 
 /// Undo steps that do not need the failure: deactivate an activated but not
 /// booted update, lift our cordon. `None` when nothing is left to undo.
-fn finish_abort(o: &Observation<'_>, _slot: &str) -> Option<Step> {
+fn finish_abort(o: &Observation<'_>, mem: &Memory) -> Option<Step> {
     let activated = o
         .host
         .update
         .as_ref()
-        .is_some_and(|u| u.state == HostUpdateState::Ready);
+        .is_some_and(|u| u.state == HostUpdateState::Ready)
+        && !mem.skip_deactivate;
     if activated {
         return Some(Step::Deactivate);
     }
@@ -246,8 +247,8 @@ fn finish_abort(o: &Observation<'_>, _slot: &str) -> Option<Step> {
 }
 
 /// The abort sequence: undo, report the failure, release the slot.
-pub(super) fn abort(o: &Observation<'_>, _mem: &Memory, reason: FailureReason, message: &str, _now: Timestamp) -> Step {
-    if let Some(step) = finish_abort(o, "") {
+pub(super) fn abort(o: &Observation<'_>, mem: &Memory, reason: FailureReason, message: &str, _now: Timestamp) -> Step {
+    if let Some(step) = finish_abort(o, mem) {
         return step;
     }
     let already = o.shadow.and_then(|s| s.status.as_ref()).is_some_and(|s| {

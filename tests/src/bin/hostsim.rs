@@ -98,8 +98,8 @@ async fn main() -> anyhow::Result<()> {
         "hostsim: try  curl --unix-socket {} http://localhost/updates/status",
         args.socket.display()
     );
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listening for SIGTERM")?;
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut events = host.events();
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {

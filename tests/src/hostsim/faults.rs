@@ -278,9 +278,7 @@ impl Faults {
                 Fault::StatusFieldAbsent(path) => edit(&mut value, path, None),
                 Fault::StatusFieldNull(path) => edit(&mut value, path, Some(Value::Null)),
                 Fault::TimestampDigits(digits) => {
-                    if let Some(Value::String(ts)) =
-                        value.pointer_mut("/most_recent_command/timestamp")
-                    {
+                    if let Some(Value::String(ts)) = value.pointer_mut("/most_recent_command/timestamp") {
                         *ts = with_fraction_digits(ts, *digits);
                     }
                 }
@@ -299,9 +297,7 @@ fn same_slot(a: &Fault, b: &Fault) -> bool {
         | (SlowCommand { command: x, .. }, SlowCommand { command: y, .. })
         | (ActionFails { command: x, .. }, ActionFails { command: y, .. })
         | (CommandHangs(x), CommandHangs(y)) => x == y,
-        (StatusFieldAbsent(x), StatusFieldAbsent(y)) | (StatusFieldNull(x), StatusFieldNull(y)) => {
-            x == y
-        }
+        (StatusFieldAbsent(x), StatusFieldAbsent(y)) | (StatusFieldNull(x), StatusFieldNull(y)) => x == y,
         _ => std::mem::discriminant(a) == std::mem::discriminant(b),
     }
 }
@@ -409,13 +405,9 @@ mod tests {
         set.set(Fault::CommandHangs(CommandKind::Activate));
         assert_eq!(set.list().len(), 3);
         assert!(set.take_contention() && set.take_contention() && !set.take_contention());
+        assert_eq!(set.plan(CommandKind::Prepare, Duration::ZERO).duration, None);
         assert_eq!(
-            set.plan(CommandKind::Prepare, Duration::ZERO).duration,
-            None
-        );
-        assert_eq!(
-            set.plan(CommandKind::Refresh, Duration::from_millis(3))
-                .duration,
+            set.plan(CommandKind::Refresh, Duration::from_millis(3)).duration,
             Some(Duration::from_millis(3))
         );
     }

@@ -21,9 +21,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::config::{
-    BootError, HostConfig, HostEvent, HostState, Power, PowerState, RebootMode, Timings,
-};
+use super::config::{BootError, HostConfig, HostEvent, HostState, Power, PowerState, RebootMode, Timings};
 use super::faults::{Fault, Faults, NO_DISPATCHER};
 use super::machine::{BootOutcome, Machine, VersionLock};
 use super::repo::Repository;
@@ -175,9 +173,7 @@ impl Shared {
         }
         let outcome = inner.faults.plan(cmd, Duration::ZERO).outcome;
         let repository = self.repository.versions();
-        let done = inner
-            .machine
-            .finish(cmd, outcome, &repository, jiff::Timestamp::now());
+        let done = inner.machine.finish(cmd, outcome, &repository, jiff::Timestamp::now());
         drop(inner);
         if let Some(result) = done {
             self.emit(HostEvent::CommandFinished(result));
@@ -210,11 +206,7 @@ impl Shared {
             }
             shared.go_down(generation);
         });
-        if vanish {
-            Reply::Vanish
-        } else {
-            Reply::RebootAccepted
-        }
+        if vanish { Reply::Vanish } else { Reply::RebootAccepted }
     }
 
     /// The host goes down (if it is still in `generation`): the socket file
@@ -239,8 +231,8 @@ impl Shared {
         if inner.reboot_mode == RebootMode::Automatic && !inner.faults.never_returns() {
             let disk = inner.machine.disk();
             let next = disk.partitions[disk.next_to_boot].as_ref();
-            let falls_back = disk.next_to_boot != disk.booted
-                && next.is_some_and(|i| inner.faults.boot_fails(&i.version));
+            let falls_back =
+                disk.next_to_boot != disk.booted && next.is_some_and(|i| inner.faults.boot_fails(&i.version));
             let downtime = inner.timings.reboot_downtime * if falls_back { 2 } else { 1 };
             let down = inner.generation;
             let shared = Arc::clone(self);
@@ -474,10 +466,7 @@ impl HostSim {
 
     /// Changes `version-lock`; it takes effect at the next refresh.
     pub fn set_version_lock(&self, lock: &str) {
-        self.shared
-            .lock()
-            .machine
-            .set_version_lock(VersionLock::parse(lock));
+        self.shared.lock().machine.set_version_lock(VersionLock::parse(lock));
     }
 
     /// Changes the timings of commands started from now on.

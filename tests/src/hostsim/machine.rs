@@ -16,8 +16,8 @@
 use std::cmp::Ordering;
 
 use super::types::{
-    CmdStatus, CommandKind, CommandResult, Image, OsInfo, PartitionInfo, UpdateState, UpdateStatus,
-    compare_versions, format_timestamp,
+    CmdStatus, CommandKind, CommandResult, Image, OsInfo, PartitionInfo, UpdateState, UpdateStatus, compare_versions,
+    format_timestamp,
 };
 
 /// 423 body.
@@ -29,8 +29,7 @@ pub const NO_CHOSEN_UPDATE: &str = "Previously chosen Update no longer exists";
 /// 404 body of activate-update and deactivate-update.
 pub const NOTHING_STAGED: &str = "No update image applied to staging partition";
 /// 404 body of `GET /updates/status` after boot.
-pub const STATUS_UNINITIALIZED: &str =
-    "Update status is uninitialized, refresh-updates to initialize it";
+pub const STATUS_UNINITIALIZED: &str = "Update status is uninitialized, refresh-updates to initialize it";
 
 /// The host's `version-lock` setting.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -62,9 +61,7 @@ pub fn choose_update(available: &[String], running: &str, lock: &VersionLock) ->
             .filter(|v| compare_versions(v, running) == Ordering::Greater)
             .max_by(|a, b| compare_versions(a, b))
             .cloned(),
-        VersionLock::Pinned(v) => {
-            (v != running && available.iter().any(|a| a == v)).then(|| v.clone())
-        }
+        VersionLock::Pinned(v) => (v != running && available.iter().any(|a| a == v)).then(|| v.clone()),
     }
 }
 
@@ -304,10 +301,7 @@ impl Machine {
                     Some(chosen) if repository.contains(&chosen.version) => outcome,
                     Some(chosen) => Outcome::Failed {
                         exit_status: 1,
-                        stderr: format!(
-                            "Failed to find update {} in the repository\n",
-                            chosen.version
-                        ),
+                        stderr: format!("Failed to find update {} in the repository\n", chosen.version),
                     },
                     None => Outcome::Failed {
                         exit_status: 1,
@@ -328,15 +322,9 @@ impl Machine {
         let fresh = fresh_status(self.running_image());
         let status = self.status.get_or_insert(fresh);
         let (cmd_status, exit_status, stderr) = match outcome {
-            Outcome::Failed {
-                exit_status,
-                stderr,
-            } => {
+            Outcome::Failed { exit_status, stderr } => {
                 if cmd == CommandKind::Refresh
-                    && matches!(
-                        status.update_state,
-                        UpdateState::Idle | UpdateState::Available
-                    )
+                    && matches!(status.update_state, UpdateState::Idle | UpdateState::Available)
                 {
                     status.update_state = UpdateState::Idle;
                 }
@@ -354,10 +342,7 @@ impl Machine {
                             variant: self.variant.clone(),
                         });
                         status.available_updates = listed;
-                        if matches!(
-                            status.update_state,
-                            UpdateState::Idle | UpdateState::Available
-                        ) {
+                        if matches!(status.update_state, UpdateState::Idle | UpdateState::Available) {
                             status.update_state = if status.chosen_update.is_some() {
                                 UpdateState::Available
                             } else {
@@ -426,9 +411,7 @@ impl Machine {
         let switching = target != self.disk.booted && self.disk.partitions[target].is_some();
         let mut rolled_back_from = None;
         if switching && new_image_fails {
-            rolled_back_from = self.disk.partitions[target]
-                .as_ref()
-                .map(|i| i.version.clone());
+            rolled_back_from = self.disk.partitions[target].as_ref().map(|i| i.version.clone());
             self.disk.next_to_boot = self.disk.booted;
         } else if switching {
             self.disk.booted = target;

@@ -12,12 +12,7 @@ fn host(version: &str) -> Machine {
     Machine::new("aws-k8s-1.29", "x86_64", version, VersionLock::Latest)
 }
 
-fn run(
-    m: &mut Machine,
-    cmd: CommandKind,
-    outcome: Outcome,
-    repository: &[String],
-) -> CommandResult {
+fn run(m: &mut Machine, cmd: CommandKind, outcome: Outcome, repository: &[String]) -> CommandResult {
     m.begin(cmd).unwrap();
     m.finish(cmd, outcome, repository, t(1)).unwrap()
 }
@@ -63,11 +58,7 @@ fn a_booted_host_has_no_status_until_an_update_action() {
 
 #[test]
 fn a_refused_action_still_creates_an_idle_status() {
-    for cmd in [
-        CommandKind::Prepare,
-        CommandKind::Activate,
-        CommandKind::Deactivate,
-    ] {
+    for cmd in [CommandKind::Prepare, CommandKind::Activate, CommandKind::Deactivate] {
         let mut m = host("1.20.0");
         assert_eq!(m.begin(cmd).unwrap_err().status, 409);
         let s = m.read_status().unwrap();
@@ -91,10 +82,7 @@ fn refresh_in_idle_lists_newest_first_and_chooses_the_newest_newer_version() {
     );
     let s = m.read_status().unwrap();
     assert_eq!(s.update_state, UpdateState::Available);
-    assert_eq!(
-        s.available_updates,
-        ["1.21.0", "1.20.1", "1.20.0", "1.19.5"]
-    );
+    assert_eq!(s.available_updates, ["1.21.0", "1.20.1", "1.20.0", "1.19.5"]);
     assert_eq!(s.chosen_update.as_ref().unwrap().version, "1.21.0");
 }
 
@@ -110,12 +98,7 @@ fn refresh_without_a_newer_version_is_idle_and_from_available_falls_back_to_idle
     assert_eq!(state(&m), UpdateState::Idle);
     assert!(m.status().unwrap().chosen_update.is_none());
     let (mut m, _) = walked_to(UpdateState::Available);
-    run(
-        &mut m,
-        CommandKind::Refresh,
-        Outcome::Success,
-        &repo(&["1.20.0"]),
-    );
+    run(&mut m, CommandKind::Refresh, Outcome::Success, &repo(&["1.20.0"]));
     assert_eq!(state(&m), UpdateState::Idle);
 }
 
@@ -130,28 +113,16 @@ fn a_pinned_version_is_chosen_even_when_older() {
     );
     assert_eq!(state(&m), UpdateState::Available);
     let chosen = m.status().unwrap().chosen_update.clone().unwrap();
-    assert_eq!(
-        (chosen.version.as_str(), chosen.arch.as_str()),
-        ("1.19.5", "aarch64")
-    );
+    assert_eq!((chosen.version.as_str(), chosen.arch.as_str()), ("1.19.5", "aarch64"));
     m.set_version_lock(VersionLock::Pinned("1.30.0".into()));
-    run(
-        &mut m,
-        CommandKind::Refresh,
-        Outcome::Success,
-        &repo(&["1.21.0"]),
-    );
+    run(&mut m, CommandKind::Refresh, Outcome::Success, &repo(&["1.21.0"]));
     assert_eq!(
         state(&m),
         UpdateState::Idle,
         "a pinned version not listed chooses nothing"
     );
     assert_eq!(
-        choose_update(
-            &repo(&["1.20.0"]),
-            "1.20.0",
-            &VersionLock::Pinned("1.20.0".into())
-        ),
+        choose_update(&repo(&["1.20.0"]), "1.20.0", &VersionLock::Pinned("1.20.0".into())),
         None
     );
 }
@@ -174,26 +145,14 @@ fn a_failed_refresh_goes_idle_and_keeps_the_old_lists() {
 fn refresh_in_staged_or_ready_keeps_the_state_but_rewrites_the_lists() {
     for target in [UpdateState::Staged, UpdateState::Ready] {
         let (mut m, _) = walked_to(target);
-        run(
-            &mut m,
-            CommandKind::Refresh,
-            Outcome::Success,
-            &repo(&["1.20.0"]),
-        );
+        run(&mut m, CommandKind::Refresh, Outcome::Success, &repo(&["1.20.0"]));
         let s = m.read_status().unwrap();
         assert_eq!(s.update_state, target);
         assert_eq!(s.available_updates, ["1.20.0"]);
         assert!(s.chosen_update.is_none());
-        assert_eq!(
-            s.staging_partition.as_ref().unwrap().image.version,
-            "1.21.0"
-        );
+        assert_eq!(s.staging_partition.as_ref().unwrap().image.version, "1.21.0");
         run(&mut m, CommandKind::Refresh, failed(2), &repo(&[]));
-        assert_eq!(
-            state(&m),
-            target,
-            "a failed refresh leaves Staged/Ready alone"
-        );
+        assert_eq!(state(&m), target, "a failed refresh leaves Staged/Ready alone");
     }
 }
 
@@ -223,12 +182,7 @@ fn prepare_is_allowed_in_available_and_staged_only() {
     ] {
         let (mut m, _) = if target == UpdateState::Idle {
             let mut m = host("1.20.0");
-            run(
-                &mut m,
-                CommandKind::Refresh,
-                Outcome::Success,
-                &repo(&["1.20.0"]),
-            );
+            run(&mut m, CommandKind::Refresh, Outcome::Success, &repo(&["1.20.0"]));
             (m, vec![])
         } else {
             walked_to(target)
@@ -244,12 +198,7 @@ fn prepare_is_allowed_in_available_and_staged_only() {
 #[test]
 fn prepare_without_a_chosen_update_is_404_and_a_failed_prepare_changes_nothing() {
     let (mut m, r) = walked_to(UpdateState::Staged);
-    run(
-        &mut m,
-        CommandKind::Refresh,
-        Outcome::Success,
-        &repo(&["1.20.0"]),
-    );
+    run(&mut m, CommandKind::Refresh, Outcome::Success, &repo(&["1.20.0"]));
     assert_eq!(
         m.begin(CommandKind::Prepare).unwrap_err(),
         Refusal {
@@ -272,12 +221,7 @@ fn prepare_without_a_chosen_update_is_404_and_a_failed_prepare_changes_nothing()
 #[test]
 fn prepare_of_a_release_withdrawn_from_the_repository_fails() {
     let (mut m, _) = walked_to(UpdateState::Available);
-    let cmd = run(
-        &mut m,
-        CommandKind::Prepare,
-        Outcome::Success,
-        &repo(&["1.20.0"]),
-    );
+    let cmd = run(&mut m, CommandKind::Prepare, Outcome::Success, &repo(&["1.20.0"]));
     assert_eq!(cmd.cmd_status, CmdStatus::Failed);
     assert!(cmd.stderr.contains("1.21.0"), "{}", cmd.stderr);
     assert_eq!(state(&m), UpdateState::Available);
@@ -311,11 +255,7 @@ fn activate_is_409_outside_staged_and_404_without_a_staged_image() {
     );
     let (mut m, _) = walked_to(UpdateState::Staged);
     run(&mut m, CommandKind::Activate, failed(4), &r);
-    assert_eq!(
-        state(&m),
-        UpdateState::Staged,
-        "a failed activate changes nothing"
-    );
+    assert_eq!(state(&m), UpdateState::Staged, "a failed activate changes nothing");
     assert_eq!(m.disk().next_to_boot, 0);
 }
 
@@ -367,24 +307,12 @@ fn a_status_reader_holding_the_shared_lock_makes_actions_423_but_not_reads() {
 fn finish_timestamps_are_strictly_increasing_with_nine_digits() {
     let (mut m, r) = walked_to(UpdateState::Available);
     m.begin(CommandKind::Refresh).unwrap();
-    let a = m
-        .finish(CommandKind::Refresh, Outcome::Success, &r, t(10))
-        .unwrap();
+    let a = m.finish(CommandKind::Refresh, Outcome::Success, &r, t(10)).unwrap();
     m.begin(CommandKind::Refresh).unwrap();
-    let b = m
-        .finish(CommandKind::Refresh, Outcome::Success, &r, t(10))
-        .unwrap();
+    let b = m.finish(CommandKind::Refresh, Outcome::Success, &r, t(10)).unwrap();
     assert_eq!(a.timestamp.len(), "2026-09-21T14:13:30.000000000Z".len());
-    assert!(
-        b.timestamp > a.timestamp,
-        "{} then {}",
-        a.timestamp,
-        b.timestamp
-    );
-    assert_eq!(
-        m.finish(CommandKind::Prepare, Outcome::Success, &r, t(11)),
-        None
-    );
+    assert!(b.timestamp > a.timestamp, "{} then {}", a.timestamp, b.timestamp);
+    assert_eq!(m.finish(CommandKind::Prepare, Outcome::Success, &r, t(11)), None);
 }
 
 #[test]
@@ -441,9 +369,6 @@ fn power_off_loses_a_running_command_and_its_lock() {
     m.begin(CommandKind::Prepare).unwrap();
     m.power_off();
     assert_eq!(m.running_command(), None);
-    assert_eq!(
-        m.finish(CommandKind::Prepare, Outcome::Success, &r, t(3)),
-        None
-    );
+    assert_eq!(m.finish(CommandKind::Prepare, Outcome::Success, &r, t(3)), None);
     assert_eq!(m.read_status().unwrap_err().status, 404);
 }

@@ -78,9 +78,7 @@ pub mod repo;
 mod server;
 pub mod types;
 
-pub use config::{
-    BootError, HostConfig, HostEvent, HostState, Power, PowerState, RebootMode, Timings,
-};
+pub use config::{BootError, HostConfig, HostEvent, HostState, Power, PowerState, RebootMode, Timings};
 pub use faults::Fault;
 pub use fleet::HostFleet;
 pub use host::{HostSim, ReadLockGuard};

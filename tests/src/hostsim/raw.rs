@@ -32,10 +32,7 @@ impl RawResponse {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
     /// The body as text.
@@ -52,9 +49,7 @@ impl RawResponse {
 /// Sends `method path` to the socket and reads the whole answer.
 pub async fn request(socket: &Path, method: &str, path: &str) -> io::Result<RawResponse> {
     let mut stream = UnixStream::connect(socket).await?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     stream.write_all(head.as_bytes()).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;
@@ -111,7 +106,8 @@ mod tests {
 
     #[test]
     fn an_answer_splits_into_status_headers_and_body() {
-        let r = parse(b"HTTP/1.1 423 Locked\r\nContent-Type: text/plain\r\ncontent-length: 16\r\n\r\nUpdate lock held").unwrap();
+        let r = parse(b"HTTP/1.1 423 Locked\r\nContent-Type: text/plain\r\ncontent-length: 16\r\n\r\nUpdate lock held")
+            .unwrap();
         assert_eq!((r.version.as_str(), r.status), ("HTTP/1.1", 423));
         assert_eq!(r.header("Content-Type"), Some("text/plain"));
         assert_eq!(r.text(), "Update lock held");

@@ -67,11 +67,7 @@ async fn connection(shared: Arc<Shared>, stream: UnixStream) {
     done.notify_one();
 }
 
-async fn handle(
-    shared: &Arc<Shared>,
-    request: Request<Incoming>,
-    done: Arc<Notify>,
-) -> Response<Full<Bytes>> {
+async fn handle(shared: &Arc<Shared>, request: Request<Incoming>, done: Arc<Notify>) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let command = CommandKind::from_path(&path);
@@ -80,9 +76,7 @@ async fn handle(
         (Method::GET, "/updates/status", _) => shared.read_status().await,
         (Method::POST, "/actions/reboot", _) => shared.reboot(done),
         (Method::POST, _, Some(cmd)) => shared.action(cmd),
-        (_, "/os" | "/updates/status" | "/actions/reboot", _) | (_, _, Some(_)) => {
-            Reply::Text(405, String::new())
-        }
+        (_, "/os" | "/updates/status" | "/actions/reboot", _) | (_, _, Some(_)) => Reply::Text(405, String::new()),
         _ => Reply::Text(404, String::new()),
     };
     if matches!(reply, Reply::Vanish) {
@@ -98,16 +92,10 @@ fn response(reply: Reply) -> Response<Full<Bytes>> {
         Reply::NoContent => (204, None, Vec::new(), false),
         Reply::RebootAccepted | Reply::Vanish => (204, None, Vec::new(), true),
         Reply::Text(status, body) if body.is_empty() => (status, None, Vec::new(), false),
-        Reply::Text(status, body) => (
-            status,
-            Some("text/plain; charset=utf-8"),
-            body.into_bytes(),
-            false,
-        ),
+        Reply::Text(status, body) => (status, Some("text/plain; charset=utf-8"), body.into_bytes(), false),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Some(content_type) = content_type {
         response
             .headers_mut()

@@ -15,10 +15,7 @@ async fn an_action_can_answer_500_and_start_nothing() {
         body: "Failed to start prepare".into(),
     });
     let r = action(&host, CommandKind::Prepare).await;
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (500, "Failed to start prepare")
-    );
+    assert_eq!((r.status, r.text().as_str()), (500, "Failed to start prepare"));
     let s = settled_status(&host).await;
     assert_eq!(s["update_state"], "Available");
     assert_eq!(s["most_recent_command"]["cmd_type"], "refresh");
@@ -113,10 +110,7 @@ fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 async fn timestamps_can_have_zero_three_or_six_fraction_digits() {
     let host = start(config()).await;
     let s = run(&host, CommandKind::Refresh).await;
-    let nine = s["most_recent_command"]["timestamp"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let nine = s["most_recent_command"]["timestamp"].as_str().unwrap().to_owned();
     for digits in [0u8, 3, 6] {
         host.set_fault(Fault::TimestampDigits(digits));
         let s = settled_status(&host).await;

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use crate::support::*;
 use tests::hostsim::raw;
-use tests::hostsim::{
-    BootError, CommandKind, Fault, HostEvent, HostSim, PowerState, RebootMode, Timings,
-};
+use tests::hostsim::{BootError, CommandKind, Fault, HostEvent, HostSim, PowerState, RebootMode, Timings};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::Receiver;
 
@@ -45,10 +43,7 @@ async fn reboot_boots_the_activated_image_with_no_update_status() {
     walk(&host, true).await;
     let mut events = host.events();
     reboot(&host).await;
-    assert_eq!(
-        next_power_event(&mut events).await,
-        HostEvent::RebootRequested
-    );
+    assert_eq!(next_power_event(&mut events).await, HostEvent::RebootRequested);
     assert_eq!(next_power_event(&mut events).await, HostEvent::Down);
     assert_eq!(next_power_event(&mut events).await, up("1.21.0"));
     let os = get(&host, "/os").await.json().unwrap();
@@ -56,10 +51,7 @@ async fn reboot_boots_the_activated_image_with_no_update_status() {
     let r = get(&host, "/updates/status").await;
     assert_eq!(
         (r.status, r.text().as_str()),
-        (
-            404,
-            "Update status is uninitialized, refresh-updates to initialize it"
-        )
+        (404, "Update status is uninitialized, refresh-updates to initialize it")
     );
     let s = run(&host, CommandKind::Refresh).await;
     assert_eq!(s["active_partition"]["image"]["version"], "1.21.0");
@@ -78,10 +70,7 @@ async fn reboot_without_an_activated_update_keeps_the_version() {
     walk(&host, false).await;
     let mut events = host.events();
     reboot(&host).await;
-    assert_eq!(
-        next_power_event(&mut events).await,
-        HostEvent::RebootRequested
-    );
+    assert_eq!(next_power_event(&mut events).await, HostEvent::RebootRequested);
     assert_eq!(next_power_event(&mut events).await, HostEvent::Down);
     assert_eq!(next_power_event(&mut events).await, up("1.20.0"));
     assert_eq!(get(&host, "/updates/status").await.status, 404);
@@ -93,28 +82,13 @@ async fn in_manual_mode_the_host_stays_down_until_booted() {
     walk(&host, true).await;
     let mut power = host.power();
     reboot(&host).await;
-    power
-        .wait_for(|p| p.state == PowerState::Down)
-        .await
-        .unwrap();
-    let err = raw::request(host.socket_path(), "GET", "/os")
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.kind(),
-        std::io::ErrorKind::NotFound,
-        "socket gone while down"
-    );
+    power.wait_for(|p| p.state == PowerState::Down).await.unwrap();
+    let err = raw::request(host.socket_path(), "GET", "/os").await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "socket gone while down");
     assert_eq!(host.state().update_status, None, "the status file is lost");
     let outcome = host.boot().unwrap();
-    assert_eq!(
-        (outcome.version.as_str(), outcome.rolled_back_from),
-        ("1.21.0", None)
-    );
-    assert_eq!(
-        get(&host, "/os").await.json().unwrap()["version_id"],
-        "1.21.0"
-    );
+    assert_eq!((outcome.version.as_str(), outcome.rolled_back_from), ("1.21.0", None));
+    assert_eq!(get(&host, "/os").await.json().unwrap()["version_id"], "1.21.0");
     assert!(matches!(host.boot(), Err(BootError::NotDown(_))));
 }
 
@@ -124,10 +98,7 @@ async fn a_bad_image_rolls_back_to_the_old_version_after_a_longer_outage() {
     walk(&host, true).await;
     let mut events = host.events();
     reboot(&host).await;
-    assert_eq!(
-        next_power_event(&mut events).await,
-        HostEvent::RebootRequested
-    );
+    assert_eq!(next_power_event(&mut events).await, HostEvent::RebootRequested);
     assert_eq!(next_power_event(&mut events).await, HostEvent::Down);
     assert_eq!(
         next_power_event(&mut events).await,
@@ -136,10 +107,7 @@ async fn a_bad_image_rolls_back_to_the_old_version_after_a_longer_outage() {
         }
     );
     assert_eq!(next_power_event(&mut events).await, up("1.20.0"));
-    assert_eq!(
-        get(&host, "/os").await.json().unwrap()["version_id"],
-        "1.20.0"
-    );
+    assert_eq!(get(&host, "/os").await.json().unwrap()["version_id"], "1.20.0");
     assert_eq!(get(&host, "/updates/status").await.status, 404);
     assert_eq!(host.power().borrow().rollbacks, 1);
 }
@@ -164,10 +132,7 @@ async fn a_reboot_that_never_comes_back_stays_down_until_the_fault_is_cleared() 
     let host = start(config().fault(Fault::RebootNeverReturns)).await;
     let mut events = host.events();
     reboot(&host).await;
-    assert_eq!(
-        next_power_event(&mut events).await,
-        HostEvent::RebootRequested
-    );
+    assert_eq!(next_power_event(&mut events).await, HostEvent::RebootRequested);
     assert_eq!(next_power_event(&mut events).await, HostEvent::Down);
     // Ten times the downtime without an Up.
     let quiet = tokio::time::timeout(fast().reboot_downtime * 10, events.recv()).await;
@@ -186,10 +151,7 @@ async fn a_reboot_that_drops_the_connection_still_reboots() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
-    assert_eq!(
-        next_power_event(&mut events).await,
-        HostEvent::RebootRequested
-    );
+    assert_eq!(next_power_event(&mut events).await, HostEvent::RebootRequested);
     assert_eq!(next_power_event(&mut events).await, HostEvent::Down);
     assert_eq!(next_power_event(&mut events).await, up("1.20.0"));
 }
@@ -199,22 +161,14 @@ async fn a_reboot_request_is_not_lost_when_the_client_dies_right_after_sending_i
     let host = start(config().reboot_mode(RebootMode::Manual)).await;
     let mut power = host.power();
     {
-        let mut stream = tokio::net::UnixStream::connect(host.socket_path())
-            .await
-            .unwrap();
+        let mut stream = tokio::net::UnixStream::connect(host.socket_path()).await.unwrap();
         stream
-            .write_all(
-                b"POST /actions/reboot HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
-            )
+            .write_all(b"POST /actions/reboot HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
             .await
             .unwrap();
         // The agent is killed: the connection closes without reading.
     }
-    let p = power
-        .wait_for(|p| p.state == PowerState::Down)
-        .await
-        .unwrap()
-        .clone();
+    let p = power.wait_for(|p| p.state == PowerState::Down).await.unwrap().clone();
     assert_eq!(p.reboots_requested, 1);
     host.boot().unwrap();
 }
@@ -258,8 +212,5 @@ async fn reboot_still_works_on_a_host_that_cannot_update_in_place() {
     let host = start(config().fault(Fault::CannotUpdateInPlace)).await;
     let mut events = host.events();
     reboot(&host).await;
-    assert_eq!(
-        next_power_event(&mut events).await,
-        HostEvent::RebootRequested
-    );
+    assert_eq!(next_power_event(&mut events).await, HostEvent::RebootRequested);
 }

@@ -71,10 +71,7 @@ async fn a_failed_refresh_goes_idle_and_keeps_the_old_lists() {
     assert_eq!(s["update_state"], "Idle");
     assert_eq!(versions(&s), ["1.21.0", "1.20.1", "1.20.0", "1.19.5"]);
     assert_eq!(s["chosen_update"]["version"], "1.21.0");
-    assert_eq!(
-        last_command(&s),
-        ("refresh", "Failed", 1, "Failed to fetch manifest\n")
-    );
+    assert_eq!(last_command(&s), ("refresh", "Failed", 1, "Failed to fetch manifest\n"));
 }
 
 #[tokio::test]
@@ -96,10 +93,7 @@ async fn refresh_in_staged_and_ready_keeps_the_state_and_rewrites_the_lists() {
             stderr: "x".into(),
         });
         let s = run(&host, CommandKind::Refresh).await;
-        assert_eq!(
-            s["update_state"], state,
-            "a failed refresh leaves {state} alone"
-        );
+        assert_eq!(s["update_state"], state, "a failed refresh leaves {state} alone");
     }
 }
 
@@ -215,11 +209,7 @@ async fn activate_and_deactivate_outside_their_state_are_409() {
 
 #[tokio::test]
 async fn a_refused_action_creates_an_idle_status_with_nulls() {
-    for cmd in [
-        CommandKind::Prepare,
-        CommandKind::Activate,
-        CommandKind::Deactivate,
-    ] {
+    for cmd in [CommandKind::Prepare, CommandKind::Activate, CommandKind::Deactivate] {
         let host = start(config()).await;
         expect(&host, cmd, 409, NOT_ALLOWED).await;
         let r = get(&host, "/updates/status").await;
@@ -286,18 +276,10 @@ async fn a_status_reader_holding_the_shared_lock_makes_actions_423() {
     run(&host, CommandKind::Refresh).await;
     let guard = host.hold_status_lock().unwrap();
     expect(&host, CommandKind::Prepare, 423, "Update lock held").await;
-    assert_eq!(
-        get(&host, "/updates/status").await.status,
-        200,
-        "reads share the lock"
-    );
+    assert_eq!(get(&host, "/updates/status").await.status, 200, "reads share the lock");
     drop(guard);
     expect(&host, CommandKind::Prepare, 204, "").await;
-    assert_eq!(
-        host.hold_status_lock().unwrap_err(),
-        423,
-        "a command holds the lock"
-    );
+    assert_eq!(host.hold_status_lock().unwrap_err(), 423, "a command holds the lock");
 }
 
 #[tokio::test]
@@ -308,19 +290,13 @@ async fn a_slow_status_read_holds_the_shared_lock_while_it_reads() {
     }))
     .await;
     let socket = host.socket_path().to_owned();
-    let reader = tokio::spawn(async move {
-        tests::hostsim::raw::request(&socket, "GET", "/updates/status").await
-    });
+    let reader = tokio::spawn(async move { tests::hostsim::raw::request(&socket, "GET", "/updates/status").await });
     eventually("the reader to hold the lock", || async {
         (host.state().status_readers == 1).then_some(())
     })
     .await;
     expect(&host, CommandKind::Refresh, 423, "Update lock held").await;
-    assert_eq!(
-        reader.await.unwrap().unwrap().status,
-        404,
-        "the read itself completes"
-    );
+    assert_eq!(reader.await.unwrap().unwrap().status, 404, "the read itself completes");
     assert_eq!(host.state().status_readers, 0);
     expect(&host, CommandKind::Refresh, 204, "").await;
 }
@@ -343,10 +319,7 @@ async fn a_pinned_version_lock_chooses_a_downgrade() {
     let host = start(config().version_lock("1.19.5")).await;
     let s = run(&host, CommandKind::Refresh).await;
     assert_eq!(
-        (
-            s["update_state"].as_str(),
-            s["chosen_update"]["version"].as_str()
-        ),
+        (s["update_state"].as_str(), s["chosen_update"]["version"].as_str()),
         (Some("Available"), Some("1.19.5"))
     );
     let s = run(&host, CommandKind::Prepare).await;
@@ -362,10 +335,7 @@ async fn a_release_published_mid_test_reaches_every_host_at_its_next_refresh() {
         .await
         .unwrap();
     for host in fleet.hosts() {
-        assert_eq!(
-            run(host, CommandKind::Refresh).await["update_state"],
-            "Idle"
-        );
+        assert_eq!(run(host, CommandKind::Refresh).await["update_state"], "Idle");
     }
     fleet.publish("1.21.0");
     for host in fleet.hosts() {
@@ -373,13 +343,7 @@ async fn a_release_published_mid_test_reaches_every_host_at_its_next_refresh() {
         assert_eq!(s["update_state"], "Available", "{}", host.name());
         assert_eq!(versions(&s), ["1.21.0", "1.20.0"]);
     }
-    assert!(
-        fleet
-            .host("node-2")
-            .unwrap()
-            .socket_path()
-            .starts_with(fleet.dir())
-    );
+    assert!(fleet.host("node-2").unwrap().socket_path().starts_with(fleet.dir()));
 }
 
 #[tokio::test]

@@ -49,9 +49,7 @@ pub async fn get(host: &HostSim, path: &str) -> RawResponse {
 }
 
 pub async fn post(host: &HostSim, path: &str) -> RawResponse {
-    raw::request(host.socket_path(), "POST", path)
-        .await
-        .unwrap()
+    raw::request(host.socket_path(), "POST", path).await.unwrap()
 }
 
 pub async fn action(host: &HostSim, cmd: CommandKind) -> RawResponse {
@@ -69,10 +67,7 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

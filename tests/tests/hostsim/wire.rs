@@ -18,16 +18,7 @@ async fn os_is_compact_json_of_exactly_five_strings() {
     let map = os.as_object().unwrap();
     let mut keys: Vec<_> = map.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(
-        keys,
-        [
-            "arch",
-            "build_id",
-            "pretty_name",
-            "variant_id",
-            "version_id"
-        ]
-    );
+    assert_eq!(keys, ["arch", "build_id", "pretty_name", "variant_id", "version_id"]);
     assert!(map.values().all(|v| v.is_string()));
     assert_eq!(os["version_id"], "1.20.0");
     assert_eq!(os["variant_id"], "aws-k8s-1.29");
@@ -100,10 +91,7 @@ async fn actions_answer_204_with_no_body_and_the_status_has_every_key() {
     ];
     let positions: Vec<_> = order
         .iter()
-        .map(|k| {
-            text.find(k)
-                .unwrap_or_else(|| panic!("{k} missing in {text}"))
-        })
+        .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} missing in {text}")))
         .collect();
     assert!(positions.is_sorted(), "{text}");
     let s = r.json().unwrap();

@@ -1,0 +1,525 @@
+//! The agent's runtime: observe (host reads, watch caches) → decide
+//! ([`crate::machine::decide`]) → execute one step → remember what it
+//! learned → again. It waits only on watch events and real deadlines (the
+//! next renewal, a drain round, the end of monitoring, the update check).
+//!
+//! One [`Agent`] drives one node; several can run in one process (the scale
+//! benchmark's fleet mode), each with its own clients and identity.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use model::names;
+use model::wire::{CordonRequest, DrainRequest, ShadowView, SlotView};
+use model::{BottlerocketShadow, FailureReason};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{self, Watches};
+use crate::hostapi::{AsyncHostApi, Failure, HostStatus, UpdateState};
+use crate::machine::{self, HostUpdate, HostUpdateState, HostView, LeaseView, Memory, NodeView, Observation, Step};
+use crate::metrics::Metrics;
+use crate::proxy::{Proxy, ProxyError};
+
+/// Everything one agent needs.
+pub struct Agent {
+    pub node: String,
+    pub machine: machine::Config,
+    pub update_check_interval: Duration,
+    pub host: AsyncHostApi,
+    pub proxy: Proxy,
+    pub client: kube::Client,
+    pub watches: Watches,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a step could not be carried out (the loop backs off and decides again).
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Host(#[from] crate::hostapi::Error),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error("listing the node's pods: {0}")]
+    Pods(kube::Error),
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Consecutive failures of one host command during a walk before giving up on it.
+const HOST_ATTEMPTS: u32 = 3;
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    machine::add(t, d)
+}
+
+/// `±10%` jitter from the node name and the time, so a fleet does not check in lockstep.
+fn jittered(interval: Duration, node: &str, now: Timestamp) -> Duration {
+    let seed = node
+        .bytes()
+        .fold(now.as_nanosecond() as u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+    let frac = (seed % 2001) as f64 / 10_000.0 - 0.1;
+    interval.mul_f64(1.0 + frac)
+}
+
+fn lease_view(lease: &Lease) -> Option<LeaseView> {
+    let spec = lease.spec.as_ref();
+    let renewed = spec
+        .and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref()))
+        .map(|t| t.0);
+    let secs = spec.and_then(|s| s.lease_duration_seconds).unwrap_or(0);
+    Some(LeaseView {
+        name: lease.metadata.name.clone()?,
+        holder: spec.and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty()),
+        expires: renewed.and_then(|r| r.checked_add(jiff::SignedDuration::from_secs(i64::from(secs))).ok()),
+    })
+}
+
+fn node_view(node: &Node) -> NodeView {
+    let annotations = node.metadata.annotations.as_ref();
+    let labels = node.metadata.labels.as_ref();
+    NodeView {
+        ready: node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True"),
+        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        cordoned_by_us: annotations.is_some_and(|a| a.contains_key(names::CORDONED_ANNOTATION)),
+        cordoned_at: annotations
+            .and_then(|a| a.get(names::CORDONED_ANNOTATION))
+            .and_then(|v| v.parse().ok()),
+        excluded: labels.is_some_and(|l| l.contains_key(names::EXCLUDE_LB_LABEL)),
+        excluded_by_us: annotations.is_some_and(|a| a.contains_key(names::LB_EXCLUDED_ANNOTATION)),
+        opted_out: annotations
+            .and_then(|a| a.get(names::NODE_OPT_OUT_ANNOTATION))
+            .is_some_and(|v| v == "true"),
+    }
+}
+
+fn host_update(status: &HostStatus) -> Option<HostUpdate> {
+    let s = status.status()?;
+    let state = match s.update_state {
+        UpdateState::Idle => HostUpdateState::Idle,
+        UpdateState::Available => HostUpdateState::Available,
+        UpdateState::Staged => HostUpdateState::Staged,
+        UpdateState::Ready => HostUpdateState::Ready,
+    };
+    Some(HostUpdate {
+        state,
+        chosen: s.chosen_version().map(str::to_owned),
+        staged: s
+            .staging_partition
+            .as_ref()
+            .map(|p| (p.image.version.clone(), p.next_to_boot)),
+    })
+}
+
+impl Agent {
+    async fn read_host(&self) -> Result<HostView, crate::hostapi::Error> {
+        let os = self.host.os().await?;
+        let status = self.host.status().await?;
+        Ok(HostView {
+            version: os.version_id,
+            update: host_update(&status),
+        })
+    }
+
+    /// Runs until `shutdown`. Between steps only: a step in flight is
+    /// abandoned safely (every step is idempotent and the walk resumes).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut synced = self.watches.views.synced.clone();
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = synced.wait_for(|s| *s) => {}
+        }
+        tracing::info!(node = %self.node, "agent watching its shadow, slot and node");
+        let mut mem = Memory {
+            next_update_check: Some(Timestamp::now()),
+            ..Memory::default()
+        };
+        let mut backoff = MIN_BACKOFF;
+        let mut host_failures = 0u32;
+        let mut last_grant: Option<(Option<String>, Option<MicroTime>)> = None;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let host = match self.read_host().await {
+                Ok(h) => h,
+                Err(e) => {
+                    self.metrics.host_errors.with_label_values(&[&e.label()]).inc();
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the host");
+                    self.sleep(backoff, None, &shutdown).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            let shadow = self.watches.views.shadow.borrow().clone();
+            // A new grant starts a new walk: forget the previous walk's progress.
+            let grant = shadow
+                .as_ref()
+                .map(|s| (s.spec.slot.clone(), s.spec.state_transition_timestamp.clone()));
+            if grant != last_grant {
+                mem.drain_started = None;
+                mem.last_drain = None;
+                mem.reboot_requested = None;
+                mem.health = None;
+                last_grant = grant;
+            }
+            let lease = self.watches.views.lease.borrow().as_ref().and_then(lease_view);
+            let node = self.watches.views.node.borrow().as_ref().map(node_view);
+            let now = Timestamp::now();
+            let obs = Observation {
+                node_name: &self.node,
+                shadow: shadow.as_ref(),
+                lease: lease.as_ref(),
+                node: node.as_ref(),
+                host: &host,
+            };
+            let granted = machine::granted_slot(&obs, now).is_some();
+            self.metrics.holding_slot.set(i64::from(granted));
+            let step = machine::decide(&obs, &mem, &self.machine, now);
+            let label = step_label(&step);
+            if !matches!(step, Step::Wait { .. }) {
+                self.metrics.steps.with_label_values(&[label]).inc();
+                tracing::info!(node = %self.node, step = label, detail = ?step, "step");
+            }
+            if let Step::Wait { until, why } = &step {
+                tracing::debug!(node = %self.node, why = %why, until = ?until, "waiting");
+                self.sleep_until(*until, &shutdown).await;
+                continue;
+            }
+            let result = tokio::select! {
+                () = shutdown.cancelled() => break,
+                r = self.execute(&step, &mut mem, granted) => r,
+            };
+            match result {
+                Ok(()) => {
+                    backoff = MIN_BACKOFF;
+                    host_failures = 0;
+                }
+                Err(e) => {
+                    self.note_error(&e);
+                    tracing::warn!(node = %self.node, step = label, error = %e, retry_in = ?backoff, "step failed");
+                    if let StepError::Host(h) = &e
+                        && granted
+                    {
+                        host_failures += 1;
+                        if let Some(fail) = self.host_failure(h, host_failures, &step) {
+                            mem.aborting = Some(fail);
+                            continue;
+                        }
+                    }
+                    self.sleep(backoff, None, &shutdown).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        tracing::info!(node = %self.node, "agent stopped; the walk resumes from cluster and host state on restart");
+    }
+
+    fn note_error(&self, e: &StepError) {
+        match e {
+            StepError::Host(h) => self.metrics.host_errors.with_label_values(&[&h.label()]).inc(),
+            StepError::Proxy(p) => self.metrics.proxy_errors.with_label_values(&[&p.label()]).inc(),
+            StepError::Pods(_) => {}
+        }
+    }
+
+    /// Whether a host error during a walk ends it, and with which failure.
+    fn host_failure(&self, e: &crate::hostapi::Error, attempts: u32, step: &Step) -> Option<(FailureReason, String)> {
+        let reason = e.failure_reason();
+        // A command that ran and failed is final at once; other errors get a few tries.
+        let final_now = matches!(
+            e.failure(),
+            Failure::CommandFailed { .. } | Failure::CannotUpdateInPlace { .. }
+        );
+        if !(final_now || attempts >= HOST_ATTEMPTS) {
+            return None;
+        }
+        if matches!(step, Step::Deactivate) {
+            // An undo that keeps failing must not keep the node: report and go on.
+            return None;
+        }
+        Some((reason, e.to_string()))
+    }
+
+    async fn sleep(&self, d: Duration, _until: Option<Timestamp>, shutdown: &CancellationToken) {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(d) => {}
+        }
+    }
+
+    /// Waits for a watch change, `until`, or shutdown.
+    async fn sleep_until(&self, until: Option<Timestamp>, shutdown: &CancellationToken) {
+        let d = until.map_or(Duration::from_secs(24 * 3600), |t| {
+            Duration::try_from(t.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO) + Duration::from_millis(2)
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = self.watches.changed.notified() => {}
+            () = tokio::time::sleep(d) => {}
+        }
+    }
+
+    async fn execute(&self, step: &Step, mem: &mut Memory, granted: bool) -> Result<(), StepError> {
+        let now = Timestamp::now();
+        match step {
+            Step::Refresh => {
+                let result = self.host.refresh().await;
+                mem.next_update_check = Some(add(now, jittered(self.update_check_interval, &self.node, now)));
+                match result {
+                    Ok(_) => mem.last_refresh = Some(Timestamp::now()),
+                    Err(e) if matches!(e.failure(), Failure::CommandFailed { .. }) => {
+                        // A failed refresh leaves the host's lists as they were; try again at the next check.
+                        tracing::warn!(node = %self.node, error = %e, "refresh-updates failed");
+                        mem.last_refresh = Some(Timestamp::now());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Step::Report(r) => self.put_shadow(self.proxy.report(r).await?),
+            Step::RequestSlot(r) => self.put_shadow(self.proxy.request_slot(r).await?),
+            Step::Prepare => {
+                self.host.prepare().await?;
+            }
+            Step::Activate => {
+                self.host.activate().await?;
+            }
+            Step::Deactivate => {
+                if let Err(e) = self.host.deactivate().await {
+                    if granted || mem.aborting.is_some() {
+                        mem.skip_deactivate = true;
+                    }
+                    return Err(e.into());
+                }
+            }
+            Step::Renew { slot, duration } => self.renew(slot, *duration, mem).await?,
+            Step::Cordon {
+                slot,
+                min_remaining,
+                exclude_from_load_balancers,
+            } => {
+                let req = CordonRequest {
+                    slot: slot.clone(),
+                    min_remaining_seconds: secs(*min_remaining),
+                    exclude_from_load_balancers: *exclude_from_load_balancers,
+                };
+                match self.proxy.cordon(&req).await {
+                    Ok(v) => {
+                        self.put_node(|n| {
+                            let spec = n.spec.get_or_insert_with(Default::default);
+                            spec.unschedulable = Some(v.unschedulable);
+                            let labels = n.metadata.labels.get_or_insert_with(Default::default);
+                            if v.excluded_from_load_balancers {
+                                labels
+                                    .entry(names::EXCLUDE_LB_LABEL.into())
+                                    .or_insert_with(|| "true".into());
+                            }
+                            let a = n.metadata.annotations.get_or_insert_with(Default::default);
+                            if v.cordoned_by_us {
+                                a.entry(names::CORDONED_ANNOTATION.into())
+                                    .or_insert_with(|| now.to_string());
+                            }
+                            if v.excluded_by_us {
+                                a.entry(names::LB_EXCLUDED_ANNOTATION.into())
+                                    .or_insert_with(|| now.to_string());
+                            }
+                        });
+                        mem.drain_started = mem.drain_started.or(Some(now));
+                    }
+                    Err(e) => return Err(self.fencing_refused(e, mem)),
+                }
+            }
+            Step::Drain { slot, min_remaining } => {
+                let req = DrainRequest {
+                    slot: slot.clone(),
+                    min_remaining_seconds: secs(*min_remaining),
+                };
+                mem.drain_started = mem.drain_started.or(Some(now));
+                match self.proxy.drain(&req).await {
+                    Ok(report) => {
+                        let blocked = u32::try_from(report.blocked()).unwrap_or(u32::MAX);
+                        tracing::info!(node = %self.node, remaining = report.remaining, blocked, skipped = report.skipped, "drain round");
+                        mem.last_drain = Some((Timestamp::now(), report.remaining, blocked));
+                    }
+                    Err(e) => return Err(self.fencing_refused(e, mem)),
+                }
+            }
+            Step::Reboot { slot, grace } => {
+                self.renew(slot, *grace, mem).await?;
+                let valid = mem.lease_valid_until.unwrap_or(now);
+                if valid < add(now, grace.mul_f64(0.9)) {
+                    mem.aborting = Some((
+                        FailureReason::RebootFailed,
+                        format!(
+                            "the authproxy granted the slot until {valid}, the reboot needs {grace:?}: raise its --max-slot-lease or lower --reboot-grace"
+                        ),
+                    ));
+                    return Ok(());
+                }
+                match self.host.reboot().await {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.failure(), Failure::ConnectionDropped { .. }) => {
+                        tracing::info!(node = %self.node, "the host went down while answering the reboot request");
+                    }
+                    Err(e) => {
+                        mem.aborting = Some((FailureReason::RebootFailed, e.to_string()));
+                        return Ok(());
+                    }
+                }
+                mem.reboot_requested = Some(Timestamp::now());
+                tracing::info!(node = %self.node, "reboot requested");
+            }
+            Step::CheckHealth => {
+                let bad = cluster::pods_not_ready(&self.client, &self.node)
+                    .await
+                    .map_err(StepError::Pods)?;
+                mem.health = Some((Timestamp::now(), bad));
+            }
+            Step::Uncordon => {
+                let v = self.proxy.uncordon().await?;
+                self.put_node(|n| {
+                    n.spec.get_or_insert_with(Default::default).unschedulable = Some(v.unschedulable);
+                    if let Some(a) = n.metadata.annotations.as_mut() {
+                        a.remove(names::CORDONED_ANNOTATION);
+                        a.remove(names::LB_EXCLUDED_ANNOTATION);
+                    }
+                    if !v.excluded_from_load_balancers
+                        && let Some(l) = n.metadata.labels.as_mut()
+                    {
+                        l.remove(names::EXCLUDE_LB_LABEL);
+                    }
+                });
+            }
+            Step::Release { slot } => {
+                let released = self.proxy.release(slot).await?;
+                tracing::info!(node = %self.node, %slot, released = released.released, "slot released");
+                self.watches.lease_tx.send_modify(|l| {
+                    if let Some(spec) = l.as_mut().and_then(|l| l.spec.as_mut()) {
+                        spec.holder_identity = None;
+                    }
+                });
+                mem.lease_valid_until = None;
+            }
+            Step::Fail { reason, message } => {
+                self.metrics.failures.with_label_values(&[reason.as_str()]).inc();
+                tracing::warn!(node = %self.node, reason = %reason, message = %message, "update failed; undoing it");
+                mem.aborting = Some((*reason, message.clone()));
+            }
+            Step::AbortDone => {
+                tracing::info!(node = %self.node, "update undone: node uncordoned, failure reported, slot released");
+                mem.aborting = None;
+                mem.skip_deactivate = false;
+                mem.drain_started = None;
+                mem.last_drain = None;
+                mem.reboot_requested = None;
+                mem.health = None;
+            }
+            Step::Wait { .. } => {}
+        }
+        Ok(())
+    }
+
+    async fn renew(&self, slot: &str, duration: Duration, mem: &mut Memory) -> Result<(), StepError> {
+        let sent = Timestamp::now();
+        match self.proxy.renew(slot, duration).await {
+            Ok(view) => {
+                let granted = Duration::from_secs(u64::try_from(view.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+                mem.lease_slot = Some(slot.to_owned());
+                mem.lease_valid_until = Some(add(sent, granted.min(duration)));
+                self.put_lease(&view);
+                Ok(())
+            }
+            Err(e) => Err(self.fencing_refused(e, mem)),
+        }
+    }
+
+    /// A refused fenced call: the slot is gone (the walk aborts on the next
+    /// decision) or too short (renew first).
+    fn fencing_refused(&self, e: ProxyError, mem: &mut Memory) -> StepError {
+        if e.is_not_holder() {
+            tracing::warn!(node = %self.node, error = %e, "the slot is no longer ours");
+            self.watches.lease_tx.send_modify(|l| {
+                if let Some(spec) = l.as_mut().and_then(|l| l.spec.as_mut()) {
+                    spec.holder_identity = None;
+                }
+            });
+            mem.lease_valid_until = None;
+        } else if e.is_too_short() {
+            mem.lease_valid_until = None;
+        }
+        StepError::Proxy(e)
+    }
+
+    fn put_shadow(&self, view: ShadowView) {
+        let current = self.watches.views.shadow.borrow().clone();
+        let mut shadow = current.unwrap_or_else(|| BottlerocketShadow::new(&view.name, view.spec.clone()));
+        shadow.metadata.resource_version = view.resource_version;
+        shadow.spec = view.spec;
+        shadow.status = view.status;
+        cluster::store(&self.watches.shadow_tx, Some(shadow));
+    }
+
+    fn put_lease(&self, view: &SlotView) {
+        let mut lease = self.watches.views.lease.borrow().clone().unwrap_or_default();
+        lease.metadata.name = Some(view.slot.clone());
+        lease.metadata.resource_version = view.resource_version.clone();
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = view.holder.clone();
+        spec.lease_duration_seconds = view.lease_duration_seconds;
+        if let (Some(exp), Some(d)) = (view.expires_at, view.lease_duration_seconds) {
+            spec.renew_time = exp
+                .checked_sub(jiff::SignedDuration::from_secs(i64::from(d)))
+                .ok()
+                .map(MicroTime);
+        }
+        cluster::store(&self.watches.lease_tx, Some(lease));
+    }
+
+    fn put_node(&self, change: impl FnOnce(&mut Node)) {
+        self.watches.node_tx.send_modify(|n| {
+            if let Some(n) = n.as_mut() {
+                change(n);
+            }
+        });
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn step_label(step: &Step) -> &'static str {
+    match step {
+        Step::Refresh => "refresh",
+        Step::Report(_) => "report",
+        Step::RequestSlot(_) => "request_slot",
+        Step::Prepare => "prepare",
+        Step::Activate => "activate",
+        Step::Deactivate => "deactivate",
+        Step::Renew { .. } => "renew",
+        Step::Cordon { .. } => "cordon",
+        Step::Drain { .. } => "drain",
+        Step::Reboot { .. } => "reboot",
+        Step::CheckHealth => "check_health",
+        Step::Uncordon => "uncordon",
+        Step::Release { .. } => "release",
+        Step::Fail { .. } => "fail",
+        Step::AbortDone => "abort_done",
+        Step::Wait { .. } => "wait",
+    }
+}

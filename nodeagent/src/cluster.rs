@@ -1,0 +1,216 @@
+//! What the agent reads from the cluster, with its ordinary ServiceAccount
+//! token and read-only RBAC: its own shadow, its own Node and the slot Lease
+//! its shadow names, each by a watch with a `metadata.name` field selector
+//! (nothing fleet-wide), plus a list of the pods on its node for the health
+//! check. Writes go through the authproxy, never through this client.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use model::BottlerocketShadow;
+use model::names;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The latest version of each watched object (`None`: absent or not yet listed).
+#[derive(Clone, Debug)]
+pub struct Views {
+    pub shadow: watch::Receiver<Option<BottlerocketShadow>>,
+    pub node: watch::Receiver<Option<Node>>,
+    pub lease: watch::Receiver<Option<Lease>>,
+    /// Set when the shadow and Node watches have delivered their first list.
+    pub synced: watch::Receiver<bool>,
+}
+
+fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
+    meta.resource_version.as_deref().and_then(|v| v.parse().ok())
+}
+
+/// Stores `obj` unless the stored one is newer (the answer to one of our
+/// writes may arrive before the watch event of an older change).
+pub fn store<K: kube::Resource + Clone>(tx: &watch::Sender<Option<K>>, obj: Option<K>) {
+    tx.send_if_modified(|cur| {
+        let newer = match (
+            cur.as_ref().and_then(|c| rv(c.meta())),
+            obj.as_ref().and_then(|o| rv(o.meta())),
+        ) {
+            (Some(old), Some(new)) => new >= old,
+            _ => true,
+        };
+        if newer {
+            *cur = obj;
+        }
+        newer
+    });
+}
+
+async fn watch_one<K>(
+    api: Api<K>,
+    name: String,
+    tx: watch::Sender<Option<K>>,
+    synced: Option<watch::Sender<bool>>,
+    notify: Arc<Notify>,
+    stop: CancellationToken,
+) where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    let mut listed: Option<K> = None;
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            e = stream.next() => match e { Some(e) => e, None => return },
+        };
+        match event {
+            Ok(Event::Init) => listed = None,
+            Ok(Event::InitApply(o)) => listed = Some(o),
+            Ok(Event::InitDone) => {
+                tx.send_replace(listed.take());
+                if let Some(s) = &synced {
+                    s.send_replace(true);
+                }
+            }
+            Ok(Event::Apply(o)) => store(&tx, Some(o)),
+            Ok(Event::Delete(_)) => {
+                tx.send_replace(None);
+            }
+            Err(e) => tracing::warn!(object = %name, error = %e, "watch failed; retrying with backoff"),
+        }
+        notify.notify_one();
+    }
+}
+
+/// The agent's watches.
+#[derive(Debug)]
+pub struct Watches {
+    pub views: Views,
+    pub shadow_tx: watch::Sender<Option<BottlerocketShadow>>,
+    pub node_tx: watch::Sender<Option<Node>>,
+    pub lease_tx: watch::Sender<Option<Lease>>,
+    /// Woken on every change.
+    pub changed: Arc<Notify>,
+}
+
+/// Starts the shadow and Node watches, and a Lease watch that follows the
+/// slot the shadow names.
+pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: CancellationToken) -> Watches {
+    let changed = Arc::new(Notify::new());
+    let (shadow_tx, shadow) = watch::channel(None);
+    let (node_tx, node_rx) = watch::channel(None);
+    let (lease_tx, lease) = watch::channel(None);
+    let (synced_shadow_tx, synced_shadow) = watch::channel(false);
+    let (synced_node_tx, synced_node) = watch::channel(false);
+    let shadows: Api<BottlerocketShadow> = Api::namespaced(client.clone(), namespace);
+    let nodes: Api<Node> = Api::all(client.clone());
+    tokio::spawn(watch_one(
+        shadows,
+        names::shadow_name(node),
+        shadow_tx.clone(),
+        Some(synced_shadow_tx),
+        changed.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(watch_one(
+        nodes,
+        node.to_owned(),
+        node_tx.clone(),
+        Some(synced_node_tx),
+        changed.clone(),
+        stop.clone(),
+    ));
+    // The Lease watch follows spec.slot.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let mut shadow_rx = shadow.clone();
+    let lease_tx2 = lease_tx.clone();
+    let notify = changed.clone();
+    let stop2 = stop.clone();
+    tokio::spawn(async move {
+        let mut current: Option<(String, CancellationToken)> = None;
+        loop {
+            let wanted = shadow_rx.borrow_and_update().as_ref().and_then(|s| s.spec.slot.clone());
+            if current.as_ref().map(|(n, _)| n) != wanted.as_ref() {
+                if let Some((_, token)) = current.take() {
+                    token.cancel();
+                }
+                lease_tx2.send_replace(None);
+                if let Some(name) = wanted {
+                    let token = stop2.child_token();
+                    tokio::spawn(watch_one(
+                        leases.clone(),
+                        name.clone(),
+                        lease_tx2.clone(),
+                        None,
+                        notify.clone(),
+                        token.clone(),
+                    ));
+                    current = Some((name, token));
+                }
+                notify.notify_one();
+            }
+            tokio::select! {
+                () = stop2.cancelled() => return,
+                r = shadow_rx.changed() => if r.is_err() { return },
+            }
+        }
+    });
+    // Synced once both the shadow and the Node listed.
+    let (synced_tx, synced) = watch::channel(false);
+    tokio::spawn(async move {
+        let (mut a, mut b) = (synced_shadow, synced_node);
+        let _ = a.wait_for(|v| *v).await;
+        let _ = b.wait_for(|v| *v).await;
+        synced_tx.send_replace(true);
+    });
+    Watches {
+        views: Views {
+            shadow,
+            node: node_rx,
+            lease,
+            synced,
+        },
+        shadow_tx,
+        node_tx,
+        lease_tx,
+        changed,
+    }
+}
+
+/// Pods on `node` that are not Ready (namespace/name), ignoring finished and
+/// terminating ones.
+pub async fn pods_not_ready(client: &kube::Client, node: &str) -> Result<Vec<String>, kube::Error> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let list = pods
+        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            let status = p.status.as_ref();
+            let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
+            if matches!(phase, "Succeeded" | "Failed") {
+                return false;
+            }
+            let ready = status
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == "True");
+            !ready
+        })
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p.metadata.namespace.unwrap_or_default(),
+                p.metadata.name.unwrap_or_default()
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,168 @@
+//! The agent's flags. Every flag has an environment-variable fallback (the
+//! node name comes from the downward API); durations are humantime. Bad
+//! values are refused at start with a message naming the flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use model::runtime::telemetry::LogFormat;
+
+use crate::machine;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    model::parse::duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "nodeagent",
+    version,
+    about = "Drives one Bottlerocket node through its update while it holds a slot"
+)]
+pub struct Config {
+    /// The node this agent runs on (the downward API's spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// Namespace of the operator (shadows and slot Leases).
+    #[arg(long, env = "BRUPOP_NAMESPACE", default_value = model::names::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// URL of the authproxy, through which every write goes.
+    #[arg(
+        long,
+        env = "BRUPOP_AUTHPROXY_URL",
+        default_value = "https://brupop-authproxy.brupop-bottlerocket-aws.svc:8443"
+    )]
+    pub authproxy_url: String,
+    /// Client certificate (PEM) for mTLS with the authproxy.
+    #[arg(long, env = "BRUPOP_CLIENT_CERT", default_value = "/etc/brupop/tls/tls.crt")]
+    pub client_cert: PathBuf,
+    /// Client private key (PEM).
+    #[arg(long, env = "BRUPOP_CLIENT_KEY", default_value = "/etc/brupop/tls/tls.key")]
+    pub client_key: PathBuf,
+    /// CA bundle (PEM) the authproxy's certificate must chain to.
+    #[arg(long, env = "BRUPOP_AUTHPROXY_CA", default_value = "/etc/brupop/tls/ca.crt")]
+    pub authproxy_ca: PathBuf,
+    /// Projected ServiceAccount token with the authproxy's audience.
+    #[arg(long, env = "BRUPOP_TOKEN_FILE", default_value = "/var/run/secrets/brupop/token")]
+    pub token_file: PathBuf,
+    /// The host's Bottlerocket API socket.
+    #[arg(long, env = "BRUPOP_HOST_SOCKET", default_value = "/run/api.sock")]
+    pub host_socket: PathBuf,
+    /// Lease duration asked for at each renewal; renewed every third of it.
+    #[arg(long, env = "BRUPOP_SLOT_LEASE_DURATION", default_value = "2m", value_parser = duration)]
+    pub slot_lease_duration: Duration,
+    /// Lease extension before rebooting: the longest the node may be down (at most the authproxy's --max-slot-lease).
+    #[arg(long, env = "BRUPOP_REBOOT_GRACE", default_value = "10m", value_parser = duration)]
+    pub reboot_grace: Duration,
+    /// How long after asking for the reboot the node must have gone down.
+    #[arg(long, env = "BRUPOP_REBOOT_TIMEOUT", default_value = "5m", value_parser = duration)]
+    pub reboot_timeout: Duration,
+    /// How long a drain may take, from the cordon.
+    #[arg(long, env = "BRUPOP_DRAIN_TIMEOUT", default_value = "10m", value_parser = duration)]
+    pub drain_timeout: Duration,
+    /// Pause between drain rounds while pods remain.
+    #[arg(long, env = "BRUPOP_DRAIN_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub drain_interval: Duration,
+    /// Lease time that must remain for a cordon or a drain round.
+    #[arg(long, env = "BRUPOP_STEP_MARGIN", default_value = "30s", value_parser = duration)]
+    pub step_margin: Duration,
+    /// How long the updated node is watched before its slot is released.
+    #[arg(long, env = "BRUPOP_MONITORING_DURATION", default_value = "2m", value_parser = duration)]
+    pub monitoring_duration: Duration,
+    /// Wait before asking again after a node-only failure; doubles per failure.
+    #[arg(long, env = "BRUPOP_NODE_BACKOFF", default_value = "10m", value_parser = duration)]
+    pub node_backoff: Duration,
+    /// Longest node backoff.
+    #[arg(long, env = "BRUPOP_NODE_BACKOFF_MAX", default_value = "6h", value_parser = duration)]
+    pub node_backoff_max: Duration,
+    /// How often the host is asked for new updates (jittered by ±10%).
+    #[arg(long, env = "BRUPOP_UPDATE_CHECK_INTERVAL", default_value = "1h", value_parser = duration)]
+    pub update_check_interval: Duration,
+    /// Deadline of one host update command (prepare downloads the image).
+    #[arg(long, env = "BRUPOP_HOST_COMMAND_TIMEOUT", default_value = "15m", value_parser = duration)]
+    pub host_command_timeout: Duration,
+    /// Exclude the node from external load balancers while it is cordoned.
+    #[arg(long, env = "BRUPOP_EXCLUDE_FROM_LOAD_BALANCERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub exclude_from_load_balancers: bool,
+    /// Deadline of one request to the authproxy.
+    #[arg(long, env = "BRUPOP_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// Address of the plain-HTTP admin server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "BRUPOP_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+    /// Log format: text, json or journald (the host's journal).
+    #[arg(long, env = "BRUPOP_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        model::parse::node_name(&self.node_name).map_err(|e| format!("--node-name: {e}"))?;
+        model::parse::dns_subdomain("namespace", &self.namespace).map_err(|e| format!("--namespace: {e}"))?;
+        if self.step_margin.mul_f64(1.5) >= self.slot_lease_duration {
+            return Err(format!(
+                "--step-margin ({:?}) must be less than two thirds of --slot-lease-duration ({:?}): the agent renews when a third is used",
+                self.step_margin, self.slot_lease_duration
+            ));
+        }
+        if self.reboot_grace < self.step_margin {
+            return Err("--reboot-grace must be at least --step-margin".to_owned());
+        }
+        if self.node_backoff > self.node_backoff_max {
+            return Err("--node-backoff must not exceed --node-backoff-max".to_owned());
+        }
+        if !self.authproxy_url.starts_with("https://") {
+            return Err(format!(
+                "--authproxy-url {:?} must be an https:// URL",
+                self.authproxy_url
+            ));
+        }
+        Ok(())
+    }
+
+    /// The state machine's settings.
+    pub fn machine(&self) -> machine::Config {
+        machine::Config {
+            slot_lease: self.slot_lease_duration,
+            reboot_grace: self.reboot_grace,
+            reboot_timeout: self.reboot_timeout,
+            drain_timeout: self.drain_timeout,
+            drain_interval: self.drain_interval,
+            step_margin: self.step_margin,
+            monitoring: self.monitoring_duration,
+            node_backoff: self.node_backoff,
+            node_backoff_max: self.node_backoff_max,
+            exclude_from_load_balancers: self.exclude_from_load_balancers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Config::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        Config::try_parse_from(["nodeagent", "--node-name", "node-1"].iter().chain(args.iter()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_the_flag() {
+        assert_eq!(parse(&[]).unwrap().validate(), Ok(()));
+        let err = parse(&["--reboot-grace", "a while"]).unwrap_err();
+        assert!(err.contains("--reboot-grace"), "{err}");
+        let err = parse(&["--step-margin", "90s"]).unwrap().validate().unwrap_err();
+        assert!(err.contains("--step-margin"), "{err}");
+        let err = parse(&["--authproxy-url", "http://x"]).unwrap().validate().unwrap_err();
+        assert!(err.contains("https"), "{err}");
+    }
+}
