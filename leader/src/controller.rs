@@ -25,7 +25,7 @@ pub async fn run(
     actor: Actor,
     defaults: Defaults,
     mut leading: watch::Receiver<bool>,
-    synced: watch::Receiver<bool>,
+    mut synced: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
     let mut wake_at: Option<Timestamp> = None;
@@ -39,6 +39,7 @@ pub async fn run(
             () = shared.changed.notified() => {}
             () = tokio::time::sleep(sleep_for) => {}
             changed = leading.changed() => if changed.is_err() { return },
+            changed = synced.changed() => if changed.is_err() { return },
         }
         let is_leader = *leading.borrow();
         actor.metrics.leader.set(i64::from(is_leader));

@@ -243,8 +243,9 @@ where
                     s.synced[K::INDEX] = true;
                     s.synced()
                 });
-                shared.changed.notify_one();
+                // Readiness first, then the wake-up: a woken decision loop must see it.
                 synced.send_replace(all);
+                shared.changed.notify_one();
             }
             Ok(Event::Apply(obj)) => shared.put(&obj),
             Ok(Event::Delete(obj)) => {

@@ -178,6 +178,14 @@ impl Agent {
                 mem.health = None;
                 last_grant = grant;
             }
+            // Until the watch of the slot the shadow names has listed, the
+            // Lease is unknown, not absent: never conclude the slot is lost.
+            let slot = shadow.as_ref().and_then(|s| s.spec.slot.clone());
+            if slot.is_some() && *self.watches.views.lease_synced.borrow() != slot {
+                self.sleep_until(Some(add(Timestamp::now(), Duration::from_secs(5))), &shutdown)
+                    .await;
+                continue;
+            }
             let lease = self.watches.views.lease.borrow().as_ref().and_then(lease_view);
             let node = self.watches.views.node.borrow().as_ref().map(node_view);
             let now = Timestamp::now();

@@ -25,6 +25,9 @@ pub struct Views {
     pub lease: watch::Receiver<Option<Lease>>,
     /// Set when the shadow and Node watches have delivered their first list.
     pub synced: watch::Receiver<bool>,
+    /// The slot whose Lease watch has delivered its first list: until it
+    /// names the slot the shadow grants, the Lease is unknown (not absent).
+    pub lease_synced: watch::Receiver<Option<String>>,
 }
 
 fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
@@ -49,11 +52,17 @@ pub fn store<K: kube::Resource + Clone>(tx: &watch::Sender<Option<K>>, obj: Opti
     });
 }
 
+/// Reports that a watch delivered its first list.
+enum Synced {
+    Flag(watch::Sender<bool>),
+    Name(watch::Sender<Option<String>>),
+}
+
 async fn watch_one<K>(
     api: Api<K>,
     name: String,
     tx: watch::Sender<Option<K>>,
-    synced: Option<watch::Sender<bool>>,
+    synced: Synced,
     notify: Arc<Notify>,
     stop: CancellationToken,
 ) where
@@ -73,8 +82,13 @@ async fn watch_one<K>(
             Ok(Event::InitApply(o)) => listed = Some(o),
             Ok(Event::InitDone) => {
                 tx.send_replace(listed.take());
-                if let Some(s) = &synced {
-                    s.send_replace(true);
+                match &synced {
+                    Synced::Flag(s) => {
+                        s.send_replace(true);
+                    }
+                    Synced::Name(s) => {
+                        s.send_replace(Some(name.clone()));
+                    }
                 }
             }
             Ok(Event::Apply(o)) => store(&tx, Some(o)),
@@ -107,13 +121,14 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
     let (lease_tx, lease) = watch::channel(None);
     let (synced_shadow_tx, synced_shadow) = watch::channel(false);
     let (synced_node_tx, synced_node) = watch::channel(false);
+    let (lease_synced_tx, lease_synced) = watch::channel(None);
     let shadows: Api<BottlerocketShadow> = Api::namespaced(client.clone(), namespace);
     let nodes: Api<Node> = Api::all(client.clone());
     tokio::spawn(watch_one(
         shadows,
         names::shadow_name(node),
         shadow_tx.clone(),
-        Some(synced_shadow_tx),
+        Synced::Flag(synced_shadow_tx),
         changed.clone(),
         stop.clone(),
     ));
@@ -121,7 +136,7 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
         nodes,
         node.to_owned(),
         node_tx.clone(),
-        Some(synced_node_tx),
+        Synced::Flag(synced_node_tx),
         changed.clone(),
         stop.clone(),
     ));
@@ -140,13 +155,14 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
                     token.cancel();
                 }
                 lease_tx2.send_replace(None);
+                lease_synced_tx.send_replace(None);
                 if let Some(name) = wanted {
                     let token = stop2.child_token();
                     tokio::spawn(watch_one(
                         leases.clone(),
                         name.clone(),
                         lease_tx2.clone(),
-                        None,
+                        Synced::Name(lease_synced_tx.clone()),
                         notify.clone(),
                         token.clone(),
                     ));
@@ -174,6 +190,7 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
             node: node_rx,
             lease,
             synced,
+            lease_synced,
         },
         shadow_tx,
         node_tx,
