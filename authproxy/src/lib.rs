@@ -8,7 +8,7 @@
 //! Lease (renew, release; never grant), cordon/uncordon of its Node, or a
 //! drain round of the pods on it. It keeps no state but caches.
 //!
-//! Layout: [`authz`], [`leaseops`], [`nodeops`], [`drain`] hold the pure
+//! Layout: [`authz`], [`leaseops`], [`drain`] hold the pure
 //! rules; [`auth`] and [`ops`] do the cluster I/O; [`app`] handles one
 //! request; [`server`] and [`tls`] the HTTPS listener.
 
@@ -19,7 +19,7 @@ pub mod config;
 pub mod drain;
 pub mod leaseops;
 pub mod metrics;
-pub mod nodeops;
+
 pub mod ops;
 pub mod server;
 pub mod tls;

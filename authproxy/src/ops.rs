@@ -24,7 +24,7 @@ use model::{BottlerocketShadow, BottlerocketShadowSpec, BottlerocketShadowStatus
 
 use crate::drain::{self, Class};
 use crate::leaseops::{self, Refusal};
-use crate::nodeops;
+use model::cordon as nodeops;
 
 const ATTEMPTS: usize = 5;
 

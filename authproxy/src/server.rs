@@ -67,6 +67,9 @@ pub async fn serve(
             }
         });
     }
+    // Close the listening socket at once: new connections are refused (the
+    // agent retries elsewhere or later) instead of queueing on a dying server.
+    drop(listener);
     tracing::info!(open = graceful.count(), "stopped accepting; finishing open requests");
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!("open requests did not finish within {drain:?}; closing them");

@@ -279,6 +279,7 @@ impl Actor {
                 if self.clear_holder(slot, holder, resource_version.as_deref()).await? {
                     if expired {
                         tracing::warn!(%slot, node = %holder, "reclaimed expired slot");
+                        self.lift_cordon(holder).await?;
                         if let Some(shadow) = self.shadow_object(holder) {
                             let note = format!("{slot} expired without being renewed or released; reclaimed");
                             self.event(&shadow, EventType::Warning, "SlotReclaimed", note);
@@ -310,6 +311,34 @@ impl Actor {
                 }
             }
             Action::Grant { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Lifts the operator's cordon (never a person's) from the node of a
+    /// reclaimed slot: its agent is gone or cut off, and nothing else would
+    /// ever lift it. If the agent comes back it finds its slot gone and aborts.
+    async fn lift_cordon(&self, node: &str) -> Result<(), ActError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        for _ in 0..3 {
+            let Some(current) = nodes
+                .get_opt(node)
+                .await
+                .map_err(kube_err(format!("reading node {node}")))?
+            else {
+                return Ok(());
+            };
+            let (patch, view) = model::cordon::uncordon(&current, true);
+            let Some(patch) = patch else { return Ok(()) };
+            self.check_leading()?;
+            match nodes.patch(node, &Self::patch_params(), &Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    tracing::warn!(%node, unschedulable = view.unschedulable, "lifted the operator's cordon from the node of a reclaimed slot");
+                    return Ok(());
+                }
+                Err(e) if conflict(&e) => continue,
+                Err(e) => return Err(kube_err(format!("uncordoning {node}"))(e)),
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! This crate does no I/O and reads no clock: functions that need the time
 //! take it as an argument. `docs/protocol.md` explains how the pieces fit.
 
+pub mod cordon;
 pub mod names;
 pub mod parse;
 pub mod policy;

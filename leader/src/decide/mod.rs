@@ -405,9 +405,10 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
         specs.insert(sh.node.clone(), spec);
     }
 
-    // 5. Shadows of nodes no longer managed (the Node may be gone).
+    // 5. Shadows of nodes no longer managed: deleted if the Node is gone (the
+    //    writer checks), after which a slot it held is freed (step 3).
     for sh in obs.shadows.values() {
-        if !obs.nodes.contains_key(&sh.node) && !holders.contains_key(sh.node.as_str()) {
+        if !obs.nodes.contains_key(&sh.node) {
             actions.push(Action::DeleteShadowIfNodeGone { node: sh.node.clone() });
         }
     }

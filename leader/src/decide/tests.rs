@@ -781,3 +781,24 @@ fn a_node_with_an_unacknowledged_failure_is_not_granted() {
         "counted and acknowledged first; granted on the next pass"
     );
 }
+
+#[test]
+fn a_deleted_node_holding_a_slot_loses_its_shadow_then_its_slot_without_a_failure() {
+    let mut w = World::new(2);
+    w.slots(1).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
+    w.nodes.remove("node-0");
+    let plan = w.decide(&settings());
+    assert!(
+        plan.actions
+            .contains(&Action::DeleteShadowIfNodeGone { node: "node-0".into() })
+    );
+    assert!(plan.counted.is_empty());
+    w.shadows.remove("node-0");
+    let plan = w.decide(&settings());
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0"))
+    );
+    assert!(plan.counted.is_empty());
+}

@@ -1,16 +1,17 @@
 //! Cordon, uncordon and load-balancer exclusion as pure functions of a Node:
 //! each returns the merge patch to send (or `None` when nothing changes) and
-//! the Node as it will be.
+//! the Node as it will be. The authproxy applies them for an agent; the
+//! leader applies [`uncordon`] to the node of a slot it reclaimed.
 //!
 //! Ownership (docs/protocol.md section 2): a cordon we make carries
 //! [`CORDONED_ANNOTATION`]; uncordon lifts only a cordon that carries it, so
 //! an administrator's cordon is never undone. The load-balancer label works
 //! the same way with [`LB_EXCLUDED_ANNOTATION`].
 
+use crate::names::{CORDONED_ANNOTATION, EXCLUDE_LB_LABEL, LB_EXCLUDED_ANNOTATION};
+use crate::wire::NodeView;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Node;
-use model::names::{CORDONED_ANNOTATION, EXCLUDE_LB_LABEL, LB_EXCLUDED_ANNOTATION};
-use model::wire::NodeView;
 use serde_json::{Map, Value, json};
 
 /// The Node's cordon and load-balancer state.
