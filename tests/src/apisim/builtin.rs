@@ -21,7 +21,9 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String
 /// unknown fields like the Go decoder; `Err` is a type error (400).
 /// Custom resources have no typed form: `Ok(None)`.
 pub fn typed(rt: &ResourceType, v: &Value) -> Result<Option<Value>, String> {
-    use k8s_openapi::api::{coordination::v1 as coord, core::v1 as core, events::v1 as events, policy::v1 as policy};
+    use k8s_openapi::api::{
+        coordination::v1 as coord, core::v1 as core, events::v1 as events, policy::v1 as policy,
+    };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
     let out = match rt.flavor {
         Flavor::Namespace => roundtrip::<core::Namespace>(v),
@@ -87,7 +89,9 @@ fn image_pull_policy(image: &str) -> &'static str {
 }
 
 fn default_str(m: &mut Map<String, Value>, k: &str, v: Value) {
-    let absent = m.get(k).is_none_or(|x| x.is_null() || x.as_str() == Some(""));
+    let absent = m
+        .get(k)
+        .is_none_or(|x| x.is_null() || x.as_str() == Some(""));
     if absent {
         m.insert(k.to_owned(), v);
     }
@@ -99,7 +103,10 @@ fn default_pod(v: &mut Value) {
     default_str(spec, "restartPolicy", json!("Always"));
     default_str(spec, "dnsPolicy", json!("ClusterFirst"));
     default_str(spec, "schedulerName", json!("default-scheduler"));
-    if spec.get("terminationGracePeriodSeconds").is_none_or(Value::is_null) {
+    if spec
+        .get("terminationGracePeriodSeconds")
+        .is_none_or(Value::is_null)
+    {
         spec.insert("terminationGracePeriodSeconds".into(), json!(30));
     }
     if spec.get("securityContext").is_none_or(Value::is_null) {
@@ -112,7 +119,11 @@ fn default_pod(v: &mut Value) {
         .get("serviceAccountName")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .or_else(|| spec.get("serviceAccount").and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .or_else(|| {
+            spec.get("serviceAccount")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or("default")
         .to_owned();
     spec.insert("serviceAccountName".into(), json!(sa));
@@ -125,7 +136,11 @@ fn default_pod(v: &mut Value) {
                 if c.get("resources").is_none_or(Value::is_null) {
                     c.insert("resources".into(), json!({}));
                 }
-                let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let image = c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
                 default_str(c, "imagePullPolicy", json!(image_pull_policy(&image)));
             }
         }
@@ -139,7 +154,9 @@ pub fn prepare_create(rt: &ResourceType, v: &mut Value) {
     }
     match rt.flavor {
         Flavor::Namespace => {
-            let name = get_str(v, &["metadata", "name"]).unwrap_or_default().to_owned();
+            let name = get_str(v, &["metadata", "name"])
+                .unwrap_or_default()
+                .to_owned();
             if let Some(m) = v.as_object_mut() {
                 m.insert("status".into(), json!({"phase": "Active"}));
                 m.entry("spec").or_insert_with(|| json!({}));
@@ -149,7 +166,10 @@ pub fn prepare_create(rt: &ResourceType, v: &mut Value) {
         }
         Flavor::Pod => {
             if let Some(m) = v.as_object_mut() {
-                m.insert("status".into(), json!({"phase": "Pending", "qosClass": "BestEffort"}));
+                m.insert(
+                    "status".into(),
+                    json!({"phase": "Pending", "qosClass": "BestEffort"}),
+                );
             }
             default_pod(v);
         }
@@ -191,15 +211,25 @@ pub fn validate(rt: &ResourceType, v: &Value, old: Option<&Value>) -> Vec<Cause>
             }
         }
         Flavor::Lease => {
-            if let Some(d) = v.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64)
+            if let Some(d) = v
+                .pointer("/spec/leaseDurationSeconds")
+                .and_then(Value::as_i64)
                 && d <= 0
             {
-                errs.push(Cause::invalid("spec.leaseDurationSeconds", &json!(d), "must be greater than 0"));
+                errs.push(Cause::invalid(
+                    "spec.leaseDurationSeconds",
+                    &json!(d),
+                    "must be greater than 0",
+                ));
             }
             if let Some(t) = v.pointer("/spec/leaseTransitions").and_then(Value::as_i64)
                 && t < 0
             {
-                errs.push(Cause::invalid("spec.leaseTransitions", &json!(t), "must be greater than or equal to 0"));
+                errs.push(Cause::invalid(
+                    "spec.leaseTransitions",
+                    &json!(t),
+                    "must be greater than or equal to 0",
+                ));
             }
         }
         Flavor::Pdb => errs.extend(validate_pdb(v)),
@@ -210,7 +240,9 @@ pub fn validate(rt: &ResourceType, v: &Value, old: Option<&Value>) -> Vec<Cause>
                 ("/action", "action"),
                 ("/reason", "reason"),
             ] {
-                if v.pointer(path).is_none_or(|x| x.is_null() || x.as_str() == Some("")) {
+                if v.pointer(path)
+                    .is_none_or(|x| x.is_null() || x.as_str() == Some(""))
+                {
                     errs.push(Cause::required(field, ""));
                 }
             }
@@ -226,7 +258,10 @@ fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
         if let Some(m) = s.as_object_mut() {
             m.remove("activeDeadlineSeconds");
             m.remove("tolerations");
-            let old_node = old_spec.and_then(|o| o.get("nodeName")).and_then(Value::as_str).unwrap_or_default();
+            let old_node = old_spec
+                .and_then(|o| o.get("nodeName"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if old_node.is_empty() {
                 m.remove("nodeName");
             }
@@ -259,7 +294,11 @@ pub fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Result<i64, Stri
                 .and_then(|p| p.parse().ok())
                 .ok_or_else(|| format!("invalid value for IntOrString: invalid type: string is not a percentage: {s:?}"))?;
             let scaled = pct * total;
-            Ok(if round_up { (scaled + 99).div_euclid(100) } else { scaled.div_euclid(100) })
+            Ok(if round_up {
+                (scaled + 99).div_euclid(100)
+            } else {
+                scaled.div_euclid(100)
+            })
         }
         other => Err(format!("invalid value {other}")),
     }
@@ -270,17 +309,29 @@ fn validate_pdb(v: &Value) -> Vec<Cause> {
     let spec = v.get("spec").cloned().unwrap_or(Value::Null);
     let (min, max) = (spec.get("minAvailable"), spec.get("maxUnavailable"));
     if min.is_some_and(|x| !x.is_null()) && max.is_some_and(|x| !x.is_null()) {
-        errs.push(Cause::invalid("spec", &json!("<spec>"), "minAvailable and maxUnavailable cannot be both set"));
+        errs.push(Cause::invalid(
+            "spec",
+            &json!("<spec>"),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
     }
     for (name, val) in [("minAvailable", min), ("maxUnavailable", max)] {
         match val {
             Some(Value::Number(n)) if n.as_i64().is_some_and(|i| i < 0) => {
-                errs.push(Cause::invalid(format!("spec.{name}"), &Value::Number(n.clone()), "must be greater than or equal to 0"));
+                errs.push(Cause::invalid(
+                    format!("spec.{name}"),
+                    &Value::Number(n.clone()),
+                    "must be greater than or equal to 0",
+                ));
             }
             Some(Value::String(s)) => {
                 let ok = int_or_percent(&json!(s), 100, true).is_ok_and(|p| (0..=100).contains(&p));
                 if !ok {
-                    errs.push(Cause::invalid(format!("spec.{name}"), &json!(s), "must be a valid percent value between 0% and 100%"));
+                    errs.push(Cause::invalid(
+                        format!("spec.{name}"),
+                        &json!(s),
+                        "must be a valid percent value between 0% and 100%",
+                    ));
                 }
             }
             _ => {}
@@ -291,7 +342,9 @@ fn validate_pdb(v: &Value) -> Vec<Cause> {
     {
         errs.push(Cause::invalid("spec.selector", sel, &e));
     }
-    if let Some(p) = spec.get("unhealthyPodEvictionPolicy").filter(|p| !p.is_null())
+    if let Some(p) = spec
+        .get("unhealthyPodEvictionPolicy")
+        .filter(|p| !p.is_null())
         && p.as_str() != Some("IfHealthyBudget")
         && p.as_str() != Some("AlwaysAllow")
     {
@@ -309,7 +362,7 @@ pub fn validate_labels(v: &Value) -> Vec<Cause> {
     let mut errs = Vec::new();
     if let Some(labels) = v.pointer("/metadata/labels").and_then(Value::as_object) {
         for (k, val) in labels {
-            if LabelSelector::parse(&format!("{k}")).is_err() {
+            if LabelSelector::parse(k).is_err() {
                 errs.push(Cause::invalid("metadata.labels", &json!(k), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
             }
             let s = val.as_str().unwrap_or_default();
@@ -336,7 +389,10 @@ mod tests {
         let t = typed(&rt("configmaps"), &cm).unwrap().unwrap();
         let mut unknown = Vec::new();
         unknown_fields(&cm, &t, "", &mut unknown);
-        assert_eq!(unknown, vec!["foo".to_string(), "metadata.bogus".to_string()]);
+        assert_eq!(
+            unknown,
+            vec!["foo".to_string(), "metadata.bogus".to_string()]
+        );
         let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"x": 1}});
         assert!(typed(&rt("configmaps"), &bad).is_err());
     }
@@ -347,7 +403,10 @@ mod tests {
         prepare_create(&rt("pods"), &mut p);
         assert_eq!(p["status"]["phase"], "Pending");
         assert_eq!(p["spec"]["serviceAccountName"], "default");
-        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            p["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
         let mut changed = p.clone();
         changed["spec"]["restartPolicy"] = json!("Never");
         assert_eq!(validate(&rt("pods"), &changed, Some(&p)).len(), 1);

@@ -167,7 +167,11 @@ impl ApiError {
     }
     /// 422 Invalid with field causes, as `apierrors.NewInvalid`.
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> ApiError {
-        let what = qualified(kind, group);
+        let what = if kind.is_empty() {
+            String::new()
+        } else {
+            qualified(kind, group)
+        };
         let message = match causes.as_slice() {
             [] => format!("{what} {name:?} is invalid"),
             [one] => format!("{what} {name:?} is invalid: {}", one.text()),
@@ -188,8 +192,12 @@ impl ApiError {
     }
     pub fn internal(message: impl Into<String>) -> ApiError {
         let m = message.into();
-        ApiError::new(500, "InternalError", format!("Internal error occurred: {m}"))
-            .with_details(json!({"causes": [{"message": m}]}))
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {m}"),
+        )
+        .with_details(json!({"causes": [{"message": m}]}))
     }
     pub fn unsupported_media_type(accepted: &str) -> ApiError {
         ApiError::new(
@@ -296,7 +304,10 @@ mod tests {
             two.message,
             "Widget.example.com \"w3\" is invalid: [spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\", spec.inner.a: Required value]"
         );
-        assert_eq!(two.to_status()["details"]["causes"][1]["reason"], "FieldValueRequired");
+        assert_eq!(
+            two.to_status()["details"]["causes"][1]["reason"],
+            "FieldValueRequired"
+        );
     }
 
     #[test]

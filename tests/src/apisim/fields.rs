@@ -36,7 +36,11 @@ pub fn list_kind(rt: &ResourceType, path: &[&str]) -> ListKind {
         for p in path {
             s = match s.get("properties").and_then(|ps| ps.get(*p)) {
                 Some(x) => x,
-                None => match s.get("items").and_then(|i| i.get("properties")).and_then(|ps| ps.get(*p)) {
+                None => match s
+                    .get("items")
+                    .and_then(|i| i.get("properties"))
+                    .and_then(|ps| ps.get(*p))
+                {
                     Some(x) => x,
                     None => break,
                 },
@@ -47,7 +51,11 @@ pub fn list_kind(rt: &ResourceType, path: &[&str]) -> ListKind {
                 let ks: Vec<String> = s
                     .get("x-kubernetes-list-map-keys")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 return ListKind::Map(ks);
             }
@@ -60,7 +68,10 @@ pub fn list_kind(rt: &ResourceType, path: &[&str]) -> ListKind {
         ["metadata", "ownerReferences"] => keys(&["uid"]),
         ["status", "conditions"] if !rt.is_custom() => keys(&["type"]),
         ["status", "addresses"] => keys(&["type"]),
-        ["spec", "containers" | "initContainers" | "ephemeralContainers" | "volumes"] => keys(&["name"]),
+        [
+            "spec",
+            "containers" | "initContainers" | "ephemeralContainers" | "volumes",
+        ] => keys(&["name"]),
         ["spec", "containers" | "initContainers", "env"] => keys(&["name"]),
         ["spec", "containers" | "initContainers", "ports"] => keys(&["containerPort", "protocol"]),
         ["status", "containerStatuses" | "initContainerStatuses"] => keys(&["name"]),
@@ -111,7 +122,10 @@ impl<'a> Walk<'a> {
                     if prefix.is_empty() && !tracked_top(k) {
                         continue;
                     }
-                    if self.names.len() == 1 && self.names[0] == "metadata" && !OWNED_META.contains(&k.as_str()) {
+                    if self.names.len() == 1
+                        && self.names[0] == "metadata"
+                        && !OWNED_META.contains(&k.as_str())
+                    {
                         continue;
                     }
                     let mut p = prefix.clone();
@@ -172,14 +186,24 @@ impl<'a> Walk<'a> {
     }
 
     /// Paths set or changed going from `old` to `new`, and paths removed.
-    fn diff(&mut self, old: Option<&'a Value>, new: &'a Value, prefix: &Path, set: &mut BTreeSet<Path>, removed: &mut BTreeSet<Path>) {
+    fn diff(
+        &mut self,
+        old: Option<&'a Value>,
+        new: &'a Value,
+        prefix: &Path,
+        set: &mut BTreeSet<Path>,
+        removed: &mut BTreeSet<Path>,
+    ) {
         match (old, new) {
             (Some(Value::Object(o)), Value::Object(n)) => {
                 for (k, nv) in n {
                     if prefix.is_empty() && !tracked_top(k) {
                         continue;
                     }
-                    if self.names.len() == 1 && self.names[0] == "metadata" && !OWNED_META.contains(&k.as_str()) {
+                    if self.names.len() == 1
+                        && self.names[0] == "metadata"
+                        && !OWNED_META.contains(&k.as_str())
+                    {
                         continue;
                     }
                     let mut p = prefix.clone();
@@ -199,7 +223,8 @@ impl<'a> Walk<'a> {
             }
             (Some(Value::Array(o)), Value::Array(n)) => match list_kind(self.rt, &self.names) {
                 ListKind::Map(keys) => {
-                    let olds: Vec<(Option<String>, &Value)> = o.iter().map(|i| (key_element(i, &keys), i)).collect();
+                    let olds: Vec<(Option<String>, &Value)> =
+                        o.iter().map(|i| (key_element(i, &keys), i)).collect();
                     let mut seen = BTreeSet::new();
                     for it in n {
                         let Some(el) = key_element(it, &keys) else {
@@ -208,7 +233,10 @@ impl<'a> Walk<'a> {
                         };
                         let mut p = prefix.clone();
                         p.push(el.clone());
-                        let prev = olds.iter().find(|(k, _)| k.as_deref() == Some(el.as_str())).map(|(_, v)| *v);
+                        let prev = olds
+                            .iter()
+                            .find(|(k, _)| k.as_deref() == Some(el.as_str()))
+                            .map(|(_, v)| *v);
                         if prev.is_none() {
                             set.insert(p.clone());
                         }
@@ -271,15 +299,27 @@ impl<'a> Walk<'a> {
 /// The paths an applied configuration sets.
 pub fn fieldset_of(rt: &ResourceType, v: &Value) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
-    Walk { rt, names: Vec::new() }.collect(v, &Vec::new(), false, &mut out);
+    Walk {
+        rt,
+        names: Vec::new(),
+    }
+    .collect(v, &Vec::new(), false, &mut out);
     // Map items own themselves ("." in fieldsV1).
     out
 }
 
 /// What an update changed: (set or changed paths, removed paths).
-pub fn diff(rt: &ResourceType, old: Option<&Value>, new: &Value) -> (BTreeSet<Path>, BTreeSet<Path>) {
+pub fn diff(
+    rt: &ResourceType,
+    old: Option<&Value>,
+    new: &Value,
+) -> (BTreeSet<Path>, BTreeSet<Path>) {
     let (mut set, mut removed) = (BTreeSet::new(), BTreeSet::new());
-    Walk { rt, names: Vec::new() }.diff(old, new, &Vec::new(), &mut set, &mut removed);
+    Walk {
+        rt,
+        names: Vec::new(),
+    }
+    .diff(old, new, &Vec::new(), &mut set, &mut removed);
     // The top-level struct fields of built-in objects always exist: never "created".
     if !rt.is_custom() {
         for top in ["f:metadata", "f:spec", "f:status"] {
@@ -326,10 +366,8 @@ pub fn to_fields_v1(set: &BTreeSet<Path>) -> Value {
 pub fn from_fields_v1(v: &Value) -> BTreeSet<Path> {
     fn walk(v: &Value, path: &mut Path, out: &mut BTreeSet<Path>) {
         if let Value::Object(m) = v {
-            if m.is_empty() || m.contains_key(".") {
-                if !path.is_empty() {
-                    out.insert(path.clone());
-                }
+            if (m.is_empty() || m.contains_key(".")) && !path.is_empty() {
+                out.insert(path.clone());
             }
             for (k, child) in m {
                 if k == "." {
@@ -357,7 +395,10 @@ fn find_index(items: &[Value], el: &str) -> Option<usize> {
         let key: Map<String, Value> = serde_json::from_str(k).ok()?;
         return items.iter().position(|it| {
             key.iter().all(|(kk, kv)| {
-                let actual = it.get(kk).cloned().or_else(|| (kk == "protocol").then(|| json!("TCP")));
+                let actual = it
+                    .get(kk)
+                    .cloned()
+                    .or_else(|| (kk == "protocol").then(|| json!("TCP")));
                 actual.as_ref() == Some(kv)
             })
         });
@@ -381,7 +422,9 @@ pub fn value_at<'v>(v: &'v Value, p: &[String]) -> Option<&'v Value> {
 
 /// Removes the field or list item at `p` (nothing if absent).
 pub fn remove_at(v: &mut Value, p: &[String]) {
-    let Some((last, parent_path)) = p.split_last() else { return };
+    let Some((last, parent_path)) = p.split_last() else {
+        return;
+    };
     let mut cur = v;
     for el in parent_path {
         let next = match el.strip_prefix("f:") {

@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use super::errors::{ApiError, ApiResult};
-use super::fields::{ListKind, Path, diff, fieldset_of, from_fields_v1, list_kind, remove_at, to_fields_v1, under, value_at};
+use super::fields::{
+    ListKind, Path, diff, fieldset_of, from_fields_v1, list_kind, remove_at, to_fields_v1, under,
+    value_at,
+};
 use super::resources::ResourceType;
 use super::util::now_rfc3339;
 
@@ -49,12 +52,20 @@ impl Entry {
 }
 
 pub fn read_entries(obj: &Value) -> Vec<Entry> {
-    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
+    let Some(list) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
     list.iter()
         .map(|e| {
-            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let s = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             Entry {
                 manager: s("manager"),
                 operation: s("operation"),
@@ -69,7 +80,11 @@ pub fn read_entries(obj: &Value) -> Vec<Entry> {
 
 pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
     let meta = super::util::meta_mut(obj);
-    let list: Vec<Value> = entries.iter().filter(|e| !e.fields.is_empty()).map(Entry::to_json).collect();
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(Entry::to_json)
+        .collect();
     if list.is_empty() {
         meta.remove("managedFields");
     } else {
@@ -110,10 +125,9 @@ pub fn record_update(
             e.fields.retain(|p| !gone(p));
         }
     }
-    let idx = match entries
-        .iter()
-        .position(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource)
-    {
+    let idx = match entries.iter().position(|e| {
+        e.manager == manager && e.operation == "Update" && e.subresource == subresource
+    }) {
         Some(i) => i,
         None => {
             entries.push(Entry {
@@ -156,7 +170,11 @@ pub fn pretty_path(p: &[String]) -> String {
 fn conflict_error(entries: &[Entry], conflicts: &[(usize, Path)]) -> ApiError {
     let n = conflicts.len();
     let text = if let [(i, p)] = conflicts {
-        format!("conflict with {}: {}", entries[*i].describe(), pretty_path(p))
+        format!(
+            "conflict with {}: {}",
+            entries[*i].describe(),
+            pretty_path(p)
+        )
     } else {
         let mut managers: Vec<usize> = conflicts.iter().map(|(i, _)| *i).collect();
         managers.sort_by_key(|i| entries[*i].describe());
@@ -179,7 +197,10 @@ fn conflict_error(entries: &[Entry], conflicts: &[(usize, Path)]) -> ApiError {
     ApiError::new(
         409,
         "Conflict",
-        format!("Apply failed with {n} conflict{}: {text}", if n == 1 { "" } else { "s" }),
+        format!(
+            "Apply failed with {n} conflict{}: {text}",
+            if n == 1 { "" } else { "s" }
+        ),
     )
     .with_details(json!({"causes": causes}))
 }
@@ -194,7 +215,10 @@ fn merge(rt: &ResourceType, names: &mut Vec<String>, cur: &mut Value, applied: &
                     list_kind(rt, &ns)
                 };
                 match c.get_mut(k) {
-                    Some(cv) if (cv.is_object() && av.is_object()) || (cv.is_array() && av.is_array() && kind != ListKind::Atomic) => {
+                    Some(cv)
+                        if (cv.is_object() && av.is_object())
+                            || (cv.is_array() && av.is_array() && kind != ListKind::Atomic) =>
+                    {
                         merge(rt, names, cv, av);
                     }
                     _ => {
@@ -243,9 +267,9 @@ pub fn apply(
 ) -> ApiResult<Value> {
     let mut entries = read_entries(current);
     let new_set = fieldset_of(rt, applied);
-    let mine = entries
-        .iter()
-        .position(|e| e.manager == manager && e.operation == "Apply" && e.subresource == subresource);
+    let mine = entries.iter().position(|e| {
+        e.manager == manager && e.operation == "Apply" && e.subresource == subresource
+    });
     let old_set = mine.map(|i| entries[i].fields.clone()).unwrap_or_default();
     let is_leaf = |p: &Path| {
         new_set
@@ -330,7 +354,10 @@ mod tests {
     use crate::apisim::resources::builtins;
 
     fn lease() -> ResourceType {
-        builtins().into_iter().find(|r| r.plural == "leases").unwrap()
+        builtins()
+            .into_iter()
+            .find(|r| r.plural == "leases")
+            .unwrap()
     }
 
     #[test]
@@ -342,7 +369,10 @@ mod tests {
         assert_eq!(v1["spec"]["holderIdentity"], "a");
         let a2 = json!({"metadata": {"name": "s1"}, "spec": {"holderIdentity": "b"}});
         let err = apply(&rt, &v1, &a2, "m2", false, "").unwrap_err();
-        assert_eq!(err.message, "Apply failed with 1 conflict: conflict with \"m1\": .spec.holderIdentity");
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"m1\": .spec.holderIdentity"
+        );
         let v2 = apply(&rt, &v1, &a2, "m2", true, "").unwrap();
         assert_eq!(v2["spec"]["holderIdentity"], "b");
         // m1 stops applying the label and holderIdentity (now m2's): the label goes.
@@ -357,7 +387,13 @@ mod tests {
         v4["spec"]["leaseDurationSeconds"] = json!(20);
         record_update(&rt, Some(&v3), &mut v4, "m3", "");
         let err = apply(&rt, &v4, &a3, "m1", false, "").unwrap_err();
-        assert!(err.message.contains("conflict with \"m3\" using coordination.k8s.io/v1: .spec.leaseDurationSeconds"), "{}", err.message);
+        assert!(
+            err.message.contains(
+                "conflict with \"m3\" using coordination.k8s.io/v1: .spec.leaseDurationSeconds"
+            ),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -369,6 +405,11 @@ mod tests {
         assert_eq!(out["status"]["conditions"].as_array().unwrap().len(), 2);
         assert_eq!(out["status"]["conditions"][0]["status"], "True");
         let fv1 = &out["metadata"]["managedFields"][0]["fieldsV1"];
-        assert!(fv1["f:status"]["f:conditions"]["k:{\"type\":\"Ready\"}"].get("f:status").is_some(), "{fv1}");
+        assert!(
+            fv1["f:status"]["f:conditions"]["k:{\"type\":\"Ready\"}"]
+                .get("f:status")
+                .is_some(),
+            "{fv1}"
+        );
     }
 }

@@ -128,11 +128,21 @@ impl LabelSelector {
                     op: Op::In(vec![v.trim().to_owned()]),
                 }
             } else if let Some((k, v)) = p.split_once('>') {
-                let n = v.trim().parse().map_err(|_| parse_err("for 'gt', 'lt' operators, the value must be an integer"))?;
-                Requirement { key: k.trim().to_owned(), op: Op::Gt(n) }
+                let n = v.trim().parse().map_err(|_| {
+                    parse_err("for 'gt', 'lt' operators, the value must be an integer")
+                })?;
+                Requirement {
+                    key: k.trim().to_owned(),
+                    op: Op::Gt(n),
+                }
             } else if let Some((k, v)) = p.split_once('<') {
-                let n = v.trim().parse().map_err(|_| parse_err("for 'gt', 'lt' operators, the value must be an integer"))?;
-                Requirement { key: k.trim().to_owned(), op: Op::Lt(n) }
+                let n = v.trim().parse().map_err(|_| {
+                    parse_err("for 'gt', 'lt' operators, the value must be an integer")
+                })?;
+                Requirement {
+                    key: k.trim().to_owned(),
+                    op: Op::Lt(n),
+                }
             } else if let Some((k, rest)) = split_word(p, "notin") {
                 Requirement {
                     key: k.to_owned(),
@@ -144,7 +154,9 @@ impl LabelSelector {
                     op: Op::In(parse_set(rest)?),
                 }
             } else if p.contains(char::is_whitespace) {
-                return Err(parse_err(format!("found '{p}', expected: in, notin, =, ==, !=, gt, lt")));
+                return Err(parse_err(format!(
+                    "found '{p}', expected: in, notin, =, ==, !=, gt, lt"
+                )));
             } else {
                 Requirement {
                     key: p.to_owned(),
@@ -187,20 +199,38 @@ impl LabelSelector {
         }
         if let Some(exprs) = v.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let op = match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+                let op = match e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                {
                     "In" if !values.is_empty() => Op::In(values),
                     "NotIn" if !values.is_empty() => Op::NotIn(values),
                     "Exists" if values.is_empty() => Op::Exists,
                     "DoesNotExist" if values.is_empty() => Op::NotExists,
-                    "In" | "NotIn" => return Err("for 'in', 'notin' operators, values set can't be empty".into()),
-                    "Exists" | "DoesNotExist" => return Err("values set must be empty for exists and does not exist".into()),
-                    other => return Err(format!("{other:?} is not a valid label selector operator")),
+                    "In" | "NotIn" => {
+                        return Err("for 'in', 'notin' operators, values set can't be empty".into());
+                    }
+                    "Exists" | "DoesNotExist" => {
+                        return Err("values set must be empty for exists and does not exist".into());
+                    }
+                    other => {
+                        return Err(format!("{other:?} is not a valid label selector operator"));
+                    }
                 };
                 reqs.push(Requirement { key, op });
             }
@@ -228,8 +258,12 @@ impl LabelSelector {
                 Op::NotIn(vs) => v.is_none_or(|v| !vs.contains(v)),
                 Op::Exists => v.is_some(),
                 Op::NotExists => v.is_none(),
-                Op::Gt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x > *n),
-                Op::Lt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x < *n),
+                Op::Gt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|x| x > *n),
+                Op::Lt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|x| x < *n),
             }
         })
     }
@@ -312,8 +346,14 @@ impl FieldSelector {
                 )));
             };
             let field = field.trim();
-            if field != "metadata.name" && field != "metadata.namespace" && !supported.contains(&field) {
-                let mut all = vec!["\"metadata.name\"".to_owned(), "\"metadata.namespace\"".to_owned()];
+            if field != "metadata.name"
+                && field != "metadata.namespace"
+                && !supported.contains(&field)
+            {
+                let mut all = vec![
+                    "\"metadata.name\"".to_owned(),
+                    "\"metadata.namespace\"".to_owned(),
+                ];
                 all.extend(supported.iter().map(|f| format!("{f:?}")));
                 return Err(ApiError::bad_request(format!(
                     "{field:?} is not a known field selector: only {}",
@@ -348,7 +388,9 @@ impl FieldSelector {
 
     /// Evaluates with `get` giving each field's value ("" when absent).
     pub fn matches_with(&self, mut get: impl FnMut(&str) -> String) -> bool {
-        self.reqs.iter().all(|r| (get(&r.field) == r.value) == r.equal)
+        self.reqs
+            .iter()
+            .all(|r| (get(&r.field) == r.value) == r.equal)
     }
 }
 
@@ -378,21 +420,42 @@ mod tests {
     use super::*;
 
     fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn label_selector_operators() {
         let l = labels(&[("app", "web"), ("tier", "front"), ("n", "5")]);
         let yes = [
-            "app=web", "app==web", "app!=db", "app in (web,db)", "app notin (db)", "tier",
-            "!missing", "missing!=x", "missing notin (x)", "app=web,tier=front", "n>4", "n<6",
+            "app=web",
+            "app==web",
+            "app!=db",
+            "app in (web,db)",
+            "app notin (db)",
+            "tier",
+            "!missing",
+            "missing!=x",
+            "missing notin (x)",
+            "app=web,tier=front",
+            "n>4",
+            "n<6",
             "app in ( web , db )",
         ];
         for s in yes {
             assert!(LabelSelector::parse(s).unwrap().matches(&l), "{s}");
         }
-        let no = ["app=db", "app!=web", "app in (db)", "app notin (web)", "missing", "!tier", "missing in (x)", "n>5"];
+        let no = [
+            "app=db",
+            "app!=web",
+            "app in (db)",
+            "app notin (web)",
+            "missing",
+            "!tier",
+            "missing in (x)",
+            "n>5",
+        ];
         for s in no {
             assert!(!LabelSelector::parse(s).unwrap().matches(&l), "{s}");
         }
@@ -414,7 +477,8 @@ mod tests {
 
     #[test]
     fn field_selectors() {
-        let f = FieldSelector::parse("spec.nodeName=n1,metadata.name!=x", &["spec.nodeName"]).unwrap();
+        let f =
+            FieldSelector::parse("spec.nodeName=n1,metadata.name!=x", &["spec.nodeName"]).unwrap();
         assert_eq!(f.exact("spec.nodeName"), Some("n1"));
         let pod = serde_json::json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
         assert!(f.matches_with(|k| field_value(&pod, k)));

@@ -61,7 +61,9 @@ impl Obj {
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .map(str::to_owned);
-        let deleting = meta.and_then(|m| m.get("deletionTimestamp")).is_some_and(|d| !d.is_null());
+        let deleting = meta
+            .and_then(|m| m.get("deletionTimestamp"))
+            .is_some_and(|d| !d.is_null());
         Obj {
             ns: s("namespace"),
             name: s("name"),
@@ -181,7 +183,10 @@ impl TypeState {
     fn index(&mut self, key: &Key, obj: &Obj, add: bool) {
         if let Some(node) = &obj.node_name {
             if add {
-                self.by_node.entry(node.clone()).or_default().insert(key.clone());
+                self.by_node
+                    .entry(node.clone())
+                    .or_default()
+                    .insert(key.clone());
             } else if let Some(set) = self.by_node.get_mut(node) {
                 set.remove(key);
                 if set.is_empty() {
@@ -279,7 +284,8 @@ impl Inner {
         let ts = self.types.get_mut(gr)?;
         self.rv += 1;
         let rv = self.rv;
-        super::util::meta_mut(&mut v).insert("resourceVersion".into(), Value::String(rv.to_string()));
+        super::util::meta_mut(&mut v)
+            .insert("resourceVersion".into(), Value::String(rv.to_string()));
         let obj = Arc::new(Obj::from_value(v));
         let key = (obj.ns.clone(), obj.name.clone());
         let prev = ts.objects.insert(key.clone(), obj.clone());
@@ -292,7 +298,10 @@ impl Inner {
         } else {
             EventType::Added
         };
-        let line = event_line(kind.as_str(), &obj.with_type(&ts.rt.api_version(), &ts.rt.kind));
+        let line = event_line(
+            kind.as_str(),
+            &obj.with_type(&ts.rt.api_version(), &ts.rt.kind),
+        );
         let change = Arc::new(Change {
             rv,
             kind,
@@ -314,7 +323,8 @@ impl Inner {
         self.rv += 1;
         let rv = self.rv;
         let mut v = prev.value();
-        super::util::meta_mut(&mut v).insert("resourceVersion".into(), Value::String(rv.to_string()));
+        super::util::meta_mut(&mut v)
+            .insert("resourceVersion".into(), Value::String(rv.to_string()));
         let obj = Arc::new(Obj::from_value(v));
         let line = event_line("DELETED", &obj.with_type(&ts.rt.api_version(), &ts.rt.kind));
         let change = Arc::new(Change {
@@ -344,7 +354,10 @@ impl Inner {
 
     /// Closes the watches for which `pred(user)` holds, in every type.
     pub fn close_watches(&mut self, pred: &dyn Fn(&str) -> bool) -> usize {
-        self.types.values_mut().map(|t| t.watchers.close_where(pred)).sum()
+        self.types
+            .values_mut()
+            .map(|t| t.watchers.close_where(pred))
+            .sum()
     }
 }
 
@@ -392,13 +405,19 @@ mod tests {
 
     #[test]
     fn objects_are_served_with_their_type_first() {
-        let o = Obj::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n", "resourceVersion": "7", "labels": {"a": "b"}}, "spec": {"nodeName": "x"}}));
+        let o = Obj::from_value(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n", "resourceVersion": "7", "labels": {"a": "b"}}, "spec": {"nodeName": "x"}}),
+        );
         assert_eq!(o.rv, 7);
         assert_eq!(o.node_name.as_deref(), Some("x"));
         let served: Value = serde_json::from_slice(&o.with_type("v1", "Pod")).unwrap();
         assert_eq!(served["kind"], "Pod");
         assert_eq!(served["metadata"]["labels"]["a"], "b");
-        assert!(std::str::from_utf8(&o.with_type("v1", "Pod")).unwrap().starts_with("{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\""));
+        assert!(
+            std::str::from_utf8(&o.with_type("v1", "Pod"))
+                .unwrap()
+                .starts_with("{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\"")
+        );
     }
 
     #[test]
@@ -407,7 +426,10 @@ mod tests {
         let gr = Gr::new("", "configmaps");
         let mut s = store.lock();
         for i in 0..5 {
-            s.commit(&gr, json!({"metadata": {"name": format!("c{i}"), "namespace": "n"}}));
+            s.commit(
+                &gr,
+                json!({"metadata": {"name": format!("c{i}"), "namespace": "n"}}),
+            );
         }
         let ts = s.type_state(&gr).unwrap();
         assert_eq!(ts.changes_after(0).count(), 3);

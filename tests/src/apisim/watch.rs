@@ -120,7 +120,11 @@ impl Watchers {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let slot = if let Some(n) = filter.fields.exact("metadata.name") {
             Slot::Name(n.to_owned())
-        } else if let Some(n) = filter.fields.exact("spec.nodeName") {
+        } else if let Some(n) = filter
+            .fields
+            .exact("spec.nodeName")
+            .filter(|n| !n.is_empty())
+        {
             Slot::Node(n.to_owned())
         } else if let Some(ns) = &filter.namespace {
             Slot::Ns(ns.clone())
@@ -201,7 +205,10 @@ impl Watchers {
             let Some((kind, obj)) = classify(&e.filter, change, &mut left) else {
                 continue;
             };
-            let line = match (&e.format, kind == change.kind && Arc::ptr_eq(&obj, &change.obj)) {
+            let line = match (
+                &e.format,
+                kind == change.kind && Arc::ptr_eq(&obj, &change.obj),
+            ) {
                 (Format::Shared, true) => change.line.clone(),
                 (Format::Shared, false) => {
                     event_line(kind.as_str(), &obj.with_type(&rt.api_version(), &rt.kind))
@@ -268,7 +275,9 @@ pub fn replay<'a>(
         if let Some((kind, obj)) = classify(filter, c, &mut left) {
             let line = match format {
                 Format::Shared if kind == c.kind && Arc::ptr_eq(&obj, &c.obj) => c.line.clone(),
-                Format::Shared => event_line(kind.as_str(), &obj.with_type(&rt.api_version(), &rt.kind)),
+                Format::Shared => {
+                    event_line(kind.as_str(), &obj.with_type(&rt.api_version(), &rt.kind))
+                }
                 Format::Custom(f) => f(kind, &obj),
             };
             out.push_back(Pending::Line(line));
@@ -338,32 +347,105 @@ impl WatchBody {
                 };
                 return Some((line, (st, next_bm)));
             }
-            loop {
-                let rx = st.rx.as_mut()?;
-                let bm_at = next_bm.unwrap_or(st.deadline);
-                tokio::select! {
-                    biased;
-                    msg = rx.recv() => {
-                        return msg.map(|l| (l, (st, next_bm)));
-                    }
-                    _ = tokio::time::sleep_until(st.deadline) => return None,
-                    _ = tokio::time::sleep_until(bm_at), if next_bm.is_some() => {
-                        // Everything up to `published` that this watcher
-                        // wants is already in its queue: drain it first (the
-                        // timer stays due, so the bookmark follows the queue).
-                        let rv = st.published.load(Ordering::Acquire);
-                        match rx.try_recv() {
-                            Ok(line) => return Some((line, (st, next_bm))),
-                            Err(mpsc::error::TryRecvError::Empty) => {
-                                next_bm = st.bookmark_every.map(|d| Instant::now() + d);
-                                let line = bookmark_line(&st.api_version, &st.kind, rv, false);
-                                return Some((line, (st, next_bm)));
-                            }
-                            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            let rx = st.rx.as_mut()?;
+            let bm_at = next_bm.unwrap_or(st.deadline);
+            tokio::select! {
+                biased;
+                msg = rx.recv() => msg.map(|l| (l, (st, next_bm))),
+                _ = tokio::time::sleep_until(st.deadline) => None,
+                _ = tokio::time::sleep_until(bm_at), if next_bm.is_some() => {
+                    // Everything up to `published` that this watcher wants
+                    // is already in its queue: drain it first (the timer
+                    // stays due, so the bookmark follows the queue).
+                    let rv = st.published.load(Ordering::Acquire);
+                    match rx.try_recv() {
+                        Ok(line) => Some((line, (st, next_bm))),
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            next_bm = st.bookmark_every.map(|d| Instant::now() + d);
+                            let line = bookmark_line(&st.api_version, &st.kind, rv, false);
+                            Some((line, (st, next_bm)))
                         }
+                        Err(mpsc::error::TryRecvError::Disconnected) => None,
                     }
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apisim::resources::builtins;
+    use crate::apisim::store::Store;
+    use serde_json::json;
+
+    #[test]
+    fn a_full_queue_closes_only_that_watcher() {
+        let store = Store::new(builtins(), 100);
+        let gr = crate::apisim::resources::Gr::new("", "pods");
+        let mut inner = store.lock();
+        let ts = inner.type_state_mut(&gr).unwrap();
+        let mut slow = ts
+            .watchers
+            .add(Filter::default(), Format::Shared, "slow", 2);
+        let node_filter = Filter {
+            fields: FieldSelector::parse("spec.nodeName=n1", &["spec.nodeName"]).unwrap(),
+            ..Filter::default()
+        };
+        let mut fast = ts.watchers.add(node_filter, Format::Shared, "agent", 100);
+        for i in 0..5 {
+            let node = if i % 2 == 0 { "n1" } else { "n2" };
+            inner.commit(&gr, json!({"metadata": {"name": format!("p{i}"), "namespace": "ns"}, "spec": {"nodeName": node}}));
+        }
+        let ts = inner.type_state(&gr).unwrap();
+        assert_eq!(ts.watchers.len(), 1, "the slow watcher is gone");
+        drop(inner);
+        let mut n = 0;
+        while slow.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 2, "it keeps what fit");
+        let mut names = Vec::new();
+        while let Ok(line) = fast.try_recv() {
+            let v: Value = serde_json::from_slice(&line).unwrap();
+            names.push(v["object"]["metadata"]["name"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(names, vec!["p0", "p2", "p4"], "only pods on n1");
+    }
+
+    #[test]
+    fn objects_leaving_a_selector_are_deleted_with_their_last_matching_state() {
+        let store = Store::new(builtins(), 100);
+        let gr = crate::apisim::resources::Gr::new("", "configmaps");
+        let mut inner = store.lock();
+        let f = Filter {
+            labels: LabelSelector::parse("a=1").unwrap(),
+            ..Filter::default()
+        };
+        let mut rx = inner
+            .type_state_mut(&gr)
+            .unwrap()
+            .watchers
+            .add(f, Format::Shared, "u", 10);
+        inner.commit(
+            &gr,
+            json!({"metadata": {"name": "c", "namespace": "n", "labels": {"a": "1"}}}),
+        );
+        inner.commit(
+            &gr,
+            json!({"metadata": {"name": "c", "namespace": "n", "labels": {"a": "2"}}}),
+        );
+        let rv = inner.current_rv();
+        drop(inner);
+        let first: Value = serde_json::from_slice(&rx.try_recv().unwrap()).unwrap();
+        let second: Value = serde_json::from_slice(&rx.try_recv().unwrap()).unwrap();
+        assert_eq!(first["type"], "ADDED");
+        assert_eq!(second["type"], "DELETED");
+        assert_eq!(second["object"]["metadata"]["labels"]["a"], "1");
+        assert_eq!(
+            second["object"]["metadata"]["resourceVersion"],
+            rv.to_string()
+        );
     }
 }
