@@ -1,5 +1,7 @@
 //! Test infrastructure of the project: the in-process Kubernetes API
-//! simulator, the Bottlerocket host simulator and the end-to-end harness
-//! live here as they are built (see README "Status").
+//! simulator (`apisim`), the choice between it and a real API server
+//! (`backend`), and later the Bottlerocket host simulator and the end-to-end
+//! harness (see README "Status").
 
 pub mod apisim;
+pub mod backend;

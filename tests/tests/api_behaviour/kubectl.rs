@@ -1,0 +1,105 @@
+//! The real `kubectl` against the backend, through the kubeconfig the
+//! backend provides (the simulator writes one; the demo prints such a
+//! KUBECONFIG for people to use). Skipped when kubectl is not installed.
+
+use std::process::Command;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, PostParams};
+use model::BottlerocketShadow;
+use serde_json::json;
+use tests::backend::TestApi;
+
+use crate::{api, create_node, obj};
+
+async fn kubectl(api: &TestApi, args: &[&str]) -> (bool, String) {
+    let kubeconfig = api.kubeconfig_path();
+    let home = tempfile::tempdir().unwrap();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    // Off the async runtime's threads: kubectl may take a moment.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("kubectl")
+            .args(&args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", home.path())
+            .env("KUBECACHEDIR", home.path().join("cache"))
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("kubectl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn kubectl_gets_nodes_leases_and_shadows() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: kubectl is not installed");
+        return;
+    }
+    let api = api("kubectl").await;
+    let node = api.name("k");
+    create_node(&api, "k").await;
+    let leases: Api<Lease> = Api::namespaced(api.client.clone(), &api.namespace);
+    leases
+        .create(&PostParams::default(), &obj(json!({"metadata": {"name": "brupop-slot-0"}, "spec": {"holderIdentity": node, "leaseDurationSeconds": 60}})))
+        .await
+        .unwrap();
+    api.install_crds().await.unwrap();
+    let brs: Api<BottlerocketShadow> = Api::namespaced(api.client.clone(), &api.namespace);
+    let mut shadow = crate::crs::shadow(&format!("brs-{node}"));
+    shadow.spec.slot = Some("brupop-slot-0".into());
+    brs.create(&PostParams::default(), &shadow).await.unwrap();
+
+    let (ok, out) = kubectl(&api, &["get", "nodes", &node]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("NAME") && out.contains("STATUS") && out.contains(&node),
+        "{out}"
+    );
+    let (ok, out) = kubectl(&api, &["get", "leases", "-n", &api.namespace]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("HOLDER") && out.contains("brupop-slot-0") && out.contains(&node),
+        "{out}"
+    );
+    let (ok, out) = kubectl(&api, &["get", "brs", "-n", &api.namespace]).await;
+    assert!(ok, "{out}");
+    for col in ["NAME", "STATE", "SLOT", "AGE"] {
+        assert!(out.contains(col), "{col} in {out}");
+    }
+    assert!(out.contains(&format!("brs-{node}")), "{out}");
+    let (ok, out) = kubectl(
+        &api,
+        &[
+            "get",
+            "brs",
+            "-n",
+            &api.namespace,
+            "-o",
+            "jsonpath={.items[0].spec.slot}",
+        ],
+    )
+    .await;
+    assert!(ok && out.trim() == "brupop-slot-0", "{out}");
+    let (ok, out) = kubectl(&api, &["cordon", &node]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(
+        &api,
+        &["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"],
+    )
+    .await;
+    assert!(ok && out.trim() == "true", "{out}");
+    let (ok, out) = kubectl(&api, &["auth", "whoami"]).await;
+    assert!(ok, "{out}");
+}
