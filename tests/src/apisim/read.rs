@@ -26,6 +26,23 @@ pub fn wants_table(accept: &str) -> bool {
         .is_some_and(|first| first.contains("as=Table"))
 }
 
+/// Wants `PartialObjectMetadata` (kube-rs `get_metadata`, `list_metadata`, `metadata_watcher`).
+pub fn wants_meta(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+}
+
+fn partial(o: &Obj) -> Value {
+    let meta = o
+        .value()
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+}
+
 pub fn filter(rt: &ResourceType, p: &ResPath, q: &Query) -> ApiResult<Filter> {
     Ok(Filter {
         namespace: p.namespace.clone().filter(|_| rt.namespaced),
@@ -42,6 +59,18 @@ fn node_index<'a>(rt: &ResourceType, f: &'a Filter) -> Option<&'a str> {
     f.fields
         .exact("spec.nodeName")
         .filter(|n| !n.is_empty() && rt.field_selectors.contains(&"spec.nodeName"))
+}
+
+/// The objects a filter may match, from the narrowest index: an exact name
+/// (in a namespace or of a cluster-scoped type), pods of a node, a namespace.
+fn candidates(ts: &super::store::TypeState, rt: &ResourceType, f: &Filter) -> Vec<Arc<Obj>> {
+    if let Some(name) = f.fields.exact("metadata.name")
+        && (f.namespace.is_some() || !rt.namespaced)
+    {
+        let ns = f.namespace.as_deref().unwrap_or_default();
+        return ts.get(ns, name).cloned().into_iter().collect();
+    }
+    ts.list(f.namespace.as_deref(), node_index(rt, f))
 }
 
 /// The object as served at the URL's version.
@@ -77,6 +106,9 @@ pub fn get(
             true,
         );
         return Ok(Reply::value(200, &t));
+    }
+    if wants_meta(accept) {
+        return Ok(Reply::value(200, &partial(&o)));
     }
     Ok(Reply::json(200, served(rt, &p.version, &o)))
 }
@@ -124,7 +156,7 @@ pub fn list(
         let ts = inner
             .type_state(&rt.gr())
             .ok_or_else(super::route::not_served)?;
-        (ts.list(f.namespace.as_deref(), node_index(rt, &f)), current)
+        (candidates(ts, rt, &f), current)
     };
     let mut matched: Vec<Arc<Obj>> = objs
         .into_iter()
@@ -173,10 +205,19 @@ pub fn list(
             meta["remainingItemCount"] = json!(n);
         }
     }
+    let meta_only = wants_meta(accept);
+    let (api_version, list_kind) = if meta_only {
+        (
+            "meta.k8s.io/v1".to_owned(),
+            "PartialObjectMetadataList".to_owned(),
+        )
+    } else {
+        (rt.api_version_of(&p.version), rt.list_kind())
+    };
     let head = format!(
         "{{\"apiVersion\":{},\"kind\":{},\"metadata\":{},\"items\":[",
-        Value::from(rt.api_version_of(&p.version)),
-        Value::from(rt.list_kind()),
+        Value::from(api_version),
+        Value::from(list_kind),
         meta
     );
     let mut out =
@@ -187,7 +228,9 @@ pub fn list(
             out.push(b',');
         }
         // Like Go's typed lists, built-in items carry no apiVersion/kind.
-        if rt.is_custom() {
+        if meta_only {
+            out.extend_from_slice(partial(o).to_string().as_bytes());
+        } else if rt.is_custom() {
             out.extend_from_slice(&served(rt, &p.version, o));
         } else {
             out.extend_from_slice(&o.json);
@@ -220,14 +263,16 @@ fn decode_continue(c: &str) -> ApiResult<(String, String)> {
 
 /// A watcher's way of formatting objects: shared lines at the storage
 /// version, otherwise per event (another version, or Tables).
-fn watch_format(rt: &ResourceType, version: &str, table: bool) -> Format {
-    if !table && version == rt.version {
+fn watch_format(rt: &ResourceType, version: &str, table: bool, meta: bool) -> Format {
+    if !table && !meta && version == rt.version {
         return Format::Shared;
     }
     let rt = rt.clone();
     let version = version.to_owned();
     Format::Custom(Arc::new(move |kind: EventType, o: &Obj| {
-        if table {
+        if meta {
+            event_line(kind.as_str(), partial(o).to_string().as_bytes())
+        } else if table {
             let v = served_value(&rt, &version, o);
             let t = super::table::table(&rt, &version, &[v], None, "", true);
             event_line(kind.as_str(), t.to_string().as_bytes())
@@ -247,7 +292,7 @@ pub fn watch(
 ) -> ApiResult<Reply> {
     let f = filter(rt, p, q)?;
     let table = wants_table(accept);
-    let format = watch_format(rt, &p.version, table);
+    let format = watch_format(rt, &p.version, table, wants_meta(accept));
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -263,11 +308,7 @@ pub fn watch(
         .type_state_mut(&rt.gr())
         .ok_or_else(super::route::not_served)?;
     if rv_param.is_empty() || rv_param == "0" || initial_events {
-        for o in ts
-            .list(f.namespace.as_deref(), node_index(rt, &f))
-            .into_iter()
-            .filter(|o| f.matches(o))
-        {
+        for o in candidates(ts, rt, &f).into_iter().filter(|o| f.matches(o)) {
             backlog.push_back(Pending::Added(o));
         }
         if initial_events && bookmarks {

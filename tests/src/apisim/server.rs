@@ -12,7 +12,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -25,6 +26,9 @@ use super::handlers::{self, Headers};
 use super::route::{self, Query, Reply, ReplyBody, Target, not_served};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Concurrent HTTP/2 streams per connection (watches are long-lived streams).
+const MAX_STREAMS: u32 = 100_000;
 
 /// Largest request body accepted (kube-apiserver: 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -63,7 +67,10 @@ pub async fn serve(
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(shared.clone(), req));
-            let builder = hyper::server::conn::http1::Builder::new();
+            // HTTP/1.1 (kube-rs) or HTTP/2 (kubectl, and clients that
+            // multiplex many watches over one connection).
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder.http2().max_concurrent_streams(MAX_STREAMS);
             match tls {
                 Some(acceptor) => {
                     let Ok(stream) = acceptor.accept(stream).await else {

@@ -48,7 +48,7 @@ pub fn generate() -> anyhow::Result<TlsMaterial> {
             vec![cert.der().clone(), CertificateDer::from(ca.der().to_vec())],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )?;
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsMaterial {
         ca_der: ca.der().to_vec(),
         ca_pem: ca.pem(),

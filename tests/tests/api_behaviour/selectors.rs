@@ -219,3 +219,38 @@ async fn lists_at_a_resource_version() {
     );
     assert!(r.text.contains("Too large resource version"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn metadata_only_gets_lists_and_watches() {
+    use futures::StreamExt;
+    let api = api("metadata-only").await;
+    create_pod(&api, "p", None, &[("app", "m")], "default").await;
+    let pods: Api<Pod> = Api::namespaced(api.client.clone(), &api.namespace);
+    let one = pods.get_metadata("p").await.unwrap();
+    assert_eq!(one.metadata.labels.unwrap()["app"], "m");
+    assert_eq!(
+        one.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    let list = pods
+        .list_metadata(&ListParams::default().labels("app=m"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let rv = list.metadata.resource_version.unwrap();
+    let mut w = pods
+        .watch_metadata(&kube::api::WatchParams::default().timeout(20), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    create_pod(&api, "q", None, &[], "default").await;
+    match tokio::time::timeout(std::time::Duration::from_secs(10), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
+        kube::api::WatchEvent::Added(m) => assert_eq!(m.metadata.name.as_deref(), Some("q")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
