@@ -284,7 +284,7 @@ impl<'a> Walk<'a> {
                     }
                 }
             },
-            (Some(o), n) if o == n => {}
+            (Some(o), n) if same(o, n) => {}
             (_, n) => {
                 // New or changed: everything under it is now this writer's.
                 self.collect(n, prefix, true, set);
@@ -382,6 +382,21 @@ pub fn from_fields_v1(v: &Value) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
     walk(v, &mut Vec::new(), &mut out);
     out
+}
+
+/// JSON equality where numbers compare by value (`0` equals `0.0`: a value
+/// that went through a typed decode may change representation).
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// Whether `p` starts with `prefix`.

@@ -280,7 +280,7 @@ pub fn apply(
     let mut conflicts: Vec<(usize, Path)> = Vec::new();
     for p in new_set.iter().filter(|p| is_leaf(p)) {
         let (av, cv) = (value_at(applied, p), value_at(current, p));
-        if cv.is_none() || cv == av {
+        if cv.is_none() || cv.zip(av).is_some_and(|(c, a)| super::fields::same(c, a)) {
             continue;
         }
         for (i, e) in entries.iter().enumerate() {

@@ -135,6 +135,7 @@ pub mod faults;
 pub mod fields;
 pub mod handlers;
 pub mod managed;
+pub mod openapi;
 pub mod patch;
 pub mod read;
 pub mod resources;

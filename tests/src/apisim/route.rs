@@ -43,6 +43,10 @@ pub enum Target {
     Group(String),
     /// `/api/v1` or `/apis/{group}/{version}`
     GroupVersion(String, String),
+    /// `/openapi/v3`
+    OpenApiIndex,
+    /// `/openapi/v3/api/v1`, `/openapi/v3/apis/{group}/{version}`
+    OpenApi(String, String),
     Resource(ResPath),
     Unknown,
 }
@@ -133,6 +137,9 @@ pub fn parse_path(path: &str) -> Target {
         ["api", v] => Target::GroupVersion(String::new(), v.to_string()),
         ["apis", g] => Target::Group(g.to_string()),
         ["apis", g, v] => Target::GroupVersion(g.to_string(), v.to_string()),
+        ["openapi", "v3"] => Target::OpenApiIndex,
+        ["openapi", "v3", "api", v] => Target::OpenApi(String::new(), v.to_string()),
+        ["openapi", "v3", "apis", g, v] => Target::OpenApi(g.to_string(), v.to_string()),
         ["api", v, ..] => resource_path("", v, &segs[2..]),
         ["apis", g, v, ..] => resource_path(g, v, &segs[3..]),
         _ => Target::Unknown,

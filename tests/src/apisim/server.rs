@@ -255,6 +255,18 @@ fn dispatch(
             Ok(page_not_found())
         }
         Target::Resource(p) => handlers::resource(shared, method, p, q, h, user, body),
+        Target::OpenApiIndex => {
+            get_only()?;
+            Ok(Reply::value(
+                200,
+                &super::openapi::index(&shared.store.lock()),
+            ))
+        }
+        Target::OpenApi(g, v) => {
+            get_only()?;
+            Ok(super::openapi::group_version(&shared.store.lock(), g, v)
+                .map_or_else(page_not_found, |d| Reply::value(200, &d)))
+        }
         Target::Unknown => Err(not_served()),
     }
 }

@@ -168,6 +168,12 @@ pub fn decode_with(
         pruned
     } else {
         match builtin::typed(rt, &v).map_err(cannot)? {
+            // An apply configuration stays partial: the typed form would add
+            // the zero values of required fields, which the applier does not own.
+            Some(t) if source == Source::Apply => {
+                builtin::unknown_fields(&v, &t, "", &mut unknown);
+                v
+            }
             Some(t) => {
                 builtin::unknown_fields(&v, &t, "", &mut unknown);
                 t

@@ -103,3 +103,87 @@ async fn kubectl_gets_nodes_leases_and_shadows() {
     let (ok, out) = kubectl(&api, &["auth", "whoami"]).await;
     assert!(ok, "{out}");
 }
+
+#[tokio::test]
+async fn kubectl_applies_manifests_with_server_side_validation() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: kubectl is not installed");
+        return;
+    }
+    let api = api("kubectl-apply").await;
+    api.install_crds().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.yaml");
+    let write = |paused: bool| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm}}\ndata: {{paused: \"{paused}\"}}\n---\napiVersion: brupop.bottlerocket.aws/v1\nkind: UpdatePolicy\nmetadata: {{name: default}}\nspec: {{paused: {paused}}}\n"
+            ),
+        )
+        .unwrap()
+    };
+    let path = manifest.to_string_lossy().to_string();
+    write(true);
+    let (ok, out) = kubectl(&api, &["apply", "-n", &api.namespace, "-f", &path]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("configmap/cm created")
+            && out.contains("updatepolicy.brupop.bottlerocket.aws/default created"),
+        "{out}"
+    );
+    write(false);
+    let (ok, out) = kubectl(&api, &["apply", "-n", &api.namespace, "-f", &path]).await;
+    assert!(ok && out.contains("configured"), "{out}");
+    let (ok, out) = kubectl(
+        &api,
+        &["apply", "--server-side", "-n", &api.namespace, "-f", &path],
+    )
+    .await;
+    assert!(ok && out.contains("serverside-applied"), "{out}");
+    let (ok, out) = kubectl(
+        &api,
+        &[
+            "get",
+            "updatepolicy",
+            "default",
+            "-n",
+            &api.namespace,
+            "-o",
+            "jsonpath={.spec.paused}",
+        ],
+    )
+    .await;
+    assert!(ok && out.trim() == "false", "{out}");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\nbogus: 1\n",
+    )
+    .unwrap();
+    let (ok, out) = kubectl(&api, &["apply", "-n", &api.namespace, "-f", &path]).await;
+    assert!(
+        !ok && out.contains("strict decoding error: unknown field \"bogus\""),
+        "{out}"
+    );
+    let (ok, out) = kubectl(
+        &api,
+        &[
+            "-n",
+            &api.namespace,
+            "patch",
+            "updatepolicy",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"maxConcurrentUpdates":"10%"}}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+}
