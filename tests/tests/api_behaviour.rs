@@ -15,6 +15,8 @@ mod basics;
 mod crs;
 #[path = "api_behaviour/deletion.rs"]
 mod deletion;
+#[path = "api_behaviour/differential.rs"]
+mod differential;
 #[path = "api_behaviour/eviction.rs"]
 mod eviction;
 #[path = "api_behaviour/kubectl.rs"]

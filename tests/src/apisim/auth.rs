@@ -198,14 +198,9 @@ impl Tokens {
         body: &[u8],
         dry_run: bool,
     ) -> ApiResult<Value> {
-        let mut req: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("the object provided is unrecognized (must be of type TokenRequest): couldn't get version/kind; json parse error: {e}"))
-        })?;
-        if !req.is_object() {
-            return Err(ApiError::bad_request(
-                "the object provided is unrecognized (must be of type TokenRequest)",
-            ));
-        }
+        let mut req = super::builtin::check_request_object::<
+            k8s_openapi::api::authentication::v1::TokenRequest,
+        >(body, "authentication.k8s.io/v1", "TokenRequest")?;
         let spec = super::util::obj_mut(&mut req, "spec");
         let exp = match spec.get("expirationSeconds").filter(|v| !v.is_null()) {
             None => 3600,
@@ -288,8 +283,13 @@ impl Tokens {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            let uid = match (api_version, kind.as_str()) {
-                ("v1", "Pod") => {
+            if bname.is_empty() {
+                return Err(ApiError::bad_request("Name parameter required."));
+            }
+            // Like schema.FromAPIVersionAndKind: only the group matters.
+            let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            let uid = match (group, kind.as_str()) {
+                ("", "Pod") => {
                     let pod = inner
                         .get(&Gr::new("", "pods"), ns, &bname)
                         .ok_or_else(|| ApiError::not_found("pods", "", &bname))?;
@@ -309,7 +309,7 @@ impl Tokens {
                     }
                     pod.uid.clone()
                 }
-                ("v1", "Node") => {
+                ("", "Node") => {
                     let n = inner
                         .get(&Gr::new("", "nodes"), "", &bname)
                         .ok_or_else(|| ApiError::not_found("nodes", "", &bname))?;
@@ -317,7 +317,7 @@ impl Tokens {
                     extra("node-uid", &n.uid);
                     n.uid.clone()
                 }
-                ("v1", "Secret") => inner
+                ("", "Secret") => inner
                     .get(&Gr::new("", "secrets"), ns, &bname)
                     .ok_or_else(|| ApiError::not_found("secrets", "", &bname))?
                     .uid
@@ -382,9 +382,9 @@ impl Tokens {
 
     /// `POST tokenreviews`.
     pub fn token_review(&self, inner: &Inner, body: &[u8]) -> ApiResult<Value> {
-        let req: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("the object provided is unrecognized (must be of type TokenReview): couldn't get version/kind; json parse error: {e}"))
-        })?;
+        let req = super::builtin::check_request_object::<
+            k8s_openapi::api::authentication::v1::TokenReview,
+        >(body, "authentication.k8s.io/v1", "TokenReview")?;
         let token = req
             .pointer("/spec/token")
             .and_then(Value::as_str)

@@ -13,7 +13,7 @@ use super::selectors::LabelSelector;
 use super::util::get_str;
 
 fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    let typed: T = super::lenient::from_value(v).map_err(|e| e.to_string())?;
     serde_json::to_value(&typed).map_err(|e| e.to_string())
 }
 
@@ -40,6 +40,68 @@ pub fn typed(rt: &ResourceType, v: &Value) -> Result<Option<Value>, String> {
         Flavor::Custom => return Ok(None),
     };
     out.map(Some)
+}
+
+/// Checks a request object of a non-stored kind (Eviction, TokenRequest,
+/// TokenReview) through its typed form, like the Go decoder: a 400 for
+/// anything that is not an object of that shape.
+pub fn check_request_object<T: DeserializeOwned + Serialize>(
+    body: &[u8],
+    api_version: &str,
+    kind: &str,
+) -> Result<Value, super::errors::ApiError> {
+    let unrecognized = |why: String| {
+        super::errors::ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {why}"
+        ))
+    };
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| unrecognized(e.to_string()))?;
+    if v.is_null() {
+        v = json!({});
+    }
+    let Some(m) = v.as_object_mut() else {
+        return Err(unrecognized("not a JSON object".into()));
+    };
+    for k in ["apiVersion", "kind"] {
+        if m.get(k).is_some_and(|x| !x.is_string() && !x.is_null()) {
+            return Err(unrecognized(format!(
+                "json: cannot unmarshal into Go struct field .{k} of type string"
+            )));
+        }
+    }
+    let given = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let (given_av, given_kind) = (given("apiVersion"), given("kind"));
+    let ok_av = |av: &str| av == api_version || (kind == "Eviction" && av == "policy/v1beta1");
+    if let Some(av) = given_av.as_deref().filter(|av| !ok_av(av)) {
+        let shown = given_kind.clone().unwrap_or_else(|| kind.to_owned());
+        let version = av.rsplit('/').next().unwrap_or(av);
+        return Err(super::errors::ApiError::bad_request(format!(
+            "{shown} in version {version:?} cannot be handled as a {kind}: no kind {shown:?} is registered for version {av:?} in scheme \"apisim\""
+        )));
+    }
+    if let Some(k) = given_kind.as_deref().filter(|k| *k != kind) {
+        let version = api_version.rsplit('/').next().unwrap_or(api_version);
+        return Err(super::errors::ApiError::bad_request(format!(
+            "{k} in version {version:?} cannot be handled as a {kind}: no kind {k:?} is registered for version {api_version:?} in scheme \"apisim\""
+        )));
+    }
+    let mut typed = Value::Object(m.clone());
+    if let Some(t) = typed.as_object_mut() {
+        t.insert("apiVersion".into(), json!(api_version));
+        t.insert("kind".into(), json!(kind));
+    }
+    let version = api_version.rsplit('/').next().unwrap_or(api_version);
+    roundtrip::<T>(&typed).map_err(|e| {
+        super::errors::ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {e}"
+        ))
+    })?;
+    Ok(v)
 }
 
 /// Decodes ObjectMeta alone (custom resources' metadata).
@@ -368,6 +430,22 @@ pub fn validate_labels(v: &Value) -> Vec<Cause> {
             let s = val.as_str().unwrap_or_default();
             if !s.is_empty() && LabelSelector::parse(&format!("a={s}")).is_err() {
                 errs.push(Cause::invalid("metadata.labels", val, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+            }
+        }
+    }
+    // Finalizers are qualified names, like label keys.
+    if let Some(fins) = v.pointer("/metadata/finalizers").and_then(Value::as_array) {
+        for f in fins {
+            let s = f.as_str().unwrap_or_default();
+            let name = s.rsplit_once('/').map_or(s, |(_, n)| n);
+            if name.is_empty() {
+                errs.push(Cause::invalid(
+                    "metadata.finalizers",
+                    f,
+                    "name part must be non-empty",
+                ));
+            } else if LabelSelector::parse(s).is_err() {
+                errs.push(Cause::invalid("metadata.finalizers", f, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
             }
         }
     }

@@ -173,11 +173,11 @@ pub fn evict(
     body: &[u8],
     query: &super::route::Query,
 ) -> ApiResult<(u16, Value)> {
-    let ev: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the object provided is unrecognized (must be of type Eviction): couldn't get version/kind; json parse error: {e}"
-        ))
-    })?;
+    let ev = super::builtin::check_request_object::<k8s_openapi::api::policy::v1::Eviction>(
+        body,
+        "policy/v1",
+        "Eviction",
+    )?;
     let kind = ev.get("kind").and_then(Value::as_str).unwrap_or("Eviction");
     let av = ev
         .get("apiVersion")

@@ -134,6 +134,7 @@ pub mod eviction;
 pub mod faults;
 pub mod fields;
 pub mod handlers;
+pub mod lenient;
 pub mod managed;
 pub mod openapi;
 pub mod patch;

@@ -118,9 +118,29 @@ fn too_large(rv: u64, current: u64) -> ApiError {
         .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
 }
 
-fn parse_rv(s: &str) -> ApiResult<u64> {
-    s.parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))
+/// A resourceVersion parameter, with the real server's errors (a list
+/// answers 400, a watch 500).
+fn parse_rv(s: &str, watch: bool) -> ApiResult<u64> {
+    s.parse().map_err(|_| {
+        let why = format!("resourceVersion: Invalid value: {s:?}: strconv.ParseUint: parsing {s:?}: invalid syntax");
+        if watch {
+            ApiError::new(500, "", why)
+        } else {
+            ApiError::bad_request(format!("invalid resource version: {why}"))
+        }
+    })
+}
+
+/// An integer parameter (`limit`, `timeoutSeconds`): unparsable is a 400.
+pub fn int_param(q: &Query, name: &str) -> ApiResult<Option<i64>> {
+    q.get(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))
+            })
+        })
+        .transpose()
 }
 
 pub fn list(
@@ -131,7 +151,7 @@ pub fn list(
     accept: &str,
 ) -> ApiResult<Reply> {
     let f = filter(rt, p, q)?;
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let limit = usize::try_from(int_param(q, "limit")?.unwrap_or(0)).unwrap_or(0);
     let start_after = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(c) => Some(decode_continue(c)?),
         None => None,
@@ -143,7 +163,7 @@ pub fn list(
             .get("resourceVersion")
             .filter(|r| !r.is_empty() && *r != "0")
         {
-            let rv = parse_rv(rv)?;
+            let rv = parse_rv(rv, false)?;
             if rv > current {
                 return Err(too_large(rv, current));
             }
@@ -293,10 +313,9 @@ pub fn watch(
     let f = filter(rt, p, q)?;
     let table = wants_table(accept);
     let format = watch_format(rt, &p.version, table, wants_meta(accept));
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map_or(shared.opts.watch_timeout, Duration::from_secs);
+    let timeout = int_param(q, "timeoutSeconds")?.map_or(shared.opts.watch_timeout, |t| {
+        Duration::from_secs(t.max(0) as u64)
+    });
     let bookmarks = q.flag("allowWatchBookmarks");
     let initial_events = q.flag("sendInitialEvents");
     let api_version = rt.api_version_of(&p.version);
@@ -320,7 +339,7 @@ pub fn watch(
             )));
         }
     } else {
-        let rv = parse_rv(rv_param)?;
+        let rv = parse_rv(rv_param, true)?;
         if rv < ts.floor {
             let e = ApiError::gone(format!("too old resource version: {rv} ({})", ts.floor));
             let line = event_line("ERROR", e.to_status().to_string().as_bytes());

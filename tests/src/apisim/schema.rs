@@ -117,6 +117,31 @@ fn type_ok(v: &Value, t: &str) -> bool {
 /// Validates `v` against `s`, appending field errors.
 pub fn validate(v: &Value, s: &Value, path: &str, errs: &mut Vec<Cause>) {
     if v.is_null() {
+        // Non-nullable null properties were pruned; what is left are list items.
+        if !flag(s, "nullable")
+            && let Some(t) = s.get("type").and_then(Value::as_str)
+        {
+            errs.push(Cause::type_invalid(path, "null", t));
+        }
+        return;
+    }
+    if s.get("format").and_then(Value::as_str) == Some("date-time") && !v.is_string() {
+        // kube-openapi checks such fields by format only, and quirkily: an
+        // object counts as "", a number by its Go type, and an array passes.
+        let shown = match v {
+            Value::Object(_) => Some(String::new()),
+            Value::Number(n) if n.is_f64() => Some("float64".to_owned()),
+            Value::Number(_) => Some("int64".to_owned()),
+            Value::Bool(_) => Some("bool".to_owned()),
+            _ => None,
+        };
+        if let Some(shown) = shown {
+            errs.push(Cause::invalid(
+                path,
+                &serde_json::json!(shown),
+                &format!("{path} in body must be of type date-time: {shown:?}"),
+            ));
+        }
         return;
     }
     if flag(s, "x-kubernetes-int-or-string") {

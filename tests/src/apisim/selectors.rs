@@ -191,6 +191,11 @@ impl LabelSelector {
         if let Some(m) = v.get("matchLabels").and_then(Value::as_object) {
             for (k, val) in m {
                 let val = val.as_str().unwrap_or_default().to_owned();
+                if !valid_key(k) || !valid_value(&val) {
+                    return Err(format!(
+                        "{k}={val:?} is not a valid label selector requirement"
+                    ));
+                }
                 reqs.push(Requirement {
                     key: k.clone(),
                     op: Op::In(vec![val]),
@@ -232,6 +237,14 @@ impl LabelSelector {
                         return Err(format!("{other:?} is not a valid label selector operator"));
                     }
                 };
+                if !valid_key(&key) {
+                    return Err(format!("{key:?} is not a valid label selector key"));
+                }
+                if let Op::In(vs) | Op::NotIn(vs) = &op
+                    && let Some(bad) = vs.iter().find(|v| !valid_value(v))
+                {
+                    return Err(format!("{bad:?} is not a valid label selector value"));
+                }
                 reqs.push(Requirement { key, op });
             }
         }

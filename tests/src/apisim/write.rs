@@ -64,6 +64,8 @@ pub fn parse_object(rt: &ResourceType, body: &[u8], yaml: bool) -> ApiResult<Val
     };
     match parsed {
         Ok(v @ Value::Object(_)) => Ok(v),
+        // Go decodes `null` into an object as its zero value.
+        Ok(Value::Null) => Ok(Value::Object(serde_json::Map::new())),
         Ok(other) => Err(unrecognized(format!(
             "json: cannot unmarshal {} into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}",
             super::util::json_type(&other)
@@ -75,6 +77,14 @@ pub fn parse_object(rt: &ResourceType, body: &[u8], yaml: bool) -> ApiResult<Val
 /// Checks `apiVersion`/`kind` (absent ones default to the URL's) and sets
 /// them to the storage version.
 pub fn check_type(rt: &ResourceType, v: &mut Value) -> ApiResult<()> {
+    for k in ["apiVersion", "kind"] {
+        if v.get(k).is_some_and(|x| !x.is_string() && !x.is_null()) {
+            return Err(ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: json: cannot unmarshal into Go struct field .{k} of type string",
+                rt.kind
+            )));
+        }
+    }
     let av = v
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -89,6 +99,9 @@ pub fn check_type(rt: &ResourceType, v: &mut Value) -> ApiResult<()> {
         Some((g, ver)) => (g.to_owned(), ver.to_owned()),
         None => (String::new(), av.clone()),
     };
+    if rt.is_custom() {
+        check_custom_type(rt, v, &av, &kind, &group, &version)?;
+    }
     let shown_kind = if kind.is_empty() {
         rt.kind.clone()
     } else {
@@ -109,6 +122,43 @@ pub fn check_type(rt: &ResourceType, v: &mut Value) -> ApiResult<()> {
     if let Some(m) = v.as_object_mut() {
         m.insert("apiVersion".into(), json!(rt.api_version()));
         m.insert("kind".into(), json!(rt.kind));
+    }
+    Ok(())
+}
+
+/// apiextensions-apiserver's checks of a custom object's type fields.
+fn check_custom_type(
+    rt: &ResourceType,
+    v: &Value,
+    av: &str,
+    kind: &str,
+    group: &str,
+    version: &str,
+) -> ApiResult<()> {
+    if group != rt.group || !rt.serves(version) {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            rt.api_version()
+        )));
+    }
+    if kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): Object 'Kind' is missing in '{v}'",
+            rt.kind
+        )));
+    }
+    if kind != rt.kind {
+        let name = get_str(v, &["metadata", "name"]).unwrap_or_default();
+        return Err(ApiError::invalid(
+            kind,
+            &rt.group,
+            name,
+            vec![Cause::invalid(
+                "kind",
+                &json!(kind),
+                &format!("must be {}", rt.kind),
+            )],
+        ));
     }
     Ok(())
 }
@@ -167,7 +217,14 @@ pub fn decode_with(
         unknown.sort();
         pruned
     } else {
-        match builtin::typed(rt, &v).map_err(cannot)? {
+        let typed = builtin::typed(rt, &v).map_err(|why| {
+            if source == Source::Apply {
+                typed_patch_error(rt, &v, &why)
+            } else {
+                cannot(why)
+            }
+        })?;
+        match typed {
             // An apply configuration stays partial: the typed form would add
             // the zero values of required fields, which the applier does not own.
             Some(t) if source == Source::Apply => {
@@ -185,8 +242,6 @@ pub fn decode_with(
         return Ok(out);
     }
     if source == Source::Apply {
-        let ns = get_str(&input, &["metadata", "namespace"]).unwrap_or_default();
-        let name = get_str(&input, &["metadata", "name"]).unwrap_or_default();
         let errs: Vec<String> = unknown
             .iter()
             .map(|f| format!(".{f}: field not declared in schema"))
@@ -195,14 +250,7 @@ pub fn decode_with(
             [one] => one.clone(),
             many => format!("errors:\n  {}", many.join("\n  ")),
         };
-        return Err(ApiError::new(
-            500,
-            "",
-            format!(
-                "failed to create typed patch object ({ns}/{name}; {}/{}, Kind={}): {text}",
-                rt.group, rt.version, rt.kind
-            ),
-        ));
+        return Err(typed_patch_error(rt, &input, &text));
     }
     let list: Vec<String> = unknown
         .iter()
@@ -228,6 +276,17 @@ pub fn decode_with(
         }
         FieldValidation::Ignore => Ok(out),
     }
+}
+
+/// Server-side apply's 500 for a configuration that does not fit the type.
+fn typed_patch_error(rt: &ResourceType, v: &Value, why: &str) -> ApiError {
+    let ns = get_str(v, &["metadata", "namespace"]).unwrap_or_default();
+    let name = get_str(v, &["metadata", "name"]).unwrap_or_default();
+    let msg = format!(
+        "failed to create typed patch object ({ns}/{name}; {}/{}, Kind={}): {why}",
+        rt.group, rt.version, rt.kind
+    );
+    ApiError::new(500, "", msg)
 }
 
 fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> ApiError {
