@@ -12,7 +12,7 @@ use super::errors::{ApiError, ApiResult, Cause};
 use super::resources::{Gr, ResourceType};
 use super::route::{Query, Reply, ResPath, not_served};
 use super::write::{self, FieldValidation, Part, WriteOpts};
-use super::{delete, eviction, managed, patch, read};
+use super::{decode, delete, eviction, managed, patch, read};
 
 /// Request headers a handler needs.
 #[derive(Debug, Clone, Default)]
@@ -202,8 +202,8 @@ pub fn resource(
         (&Method::POST, None) if part == Part::Main => create(shared, &rt, p, ns_key, q, h, body),
         (&Method::PUT, Some(name)) => {
             let mut opts = write_opts(method, q, h)?;
-            let v = write::parse_object(&rt, body, false)?;
-            let v = write::decode(&rt, v, &mut opts)?;
+            let v = decode::parse_object(&rt, body, false)?;
+            let v = decode::decode(&rt, v, &mut opts)?;
             let stored = write::update(
                 &mut shared.store.lock(),
                 &rt,
@@ -241,8 +241,8 @@ fn create(
     body: &Bytes,
 ) -> ApiResult<Reply> {
     let mut opts = write_opts(&Method::POST, q, h)?;
-    let v = write::parse_object(rt, body, false)?;
-    let v = write::decode(rt, v, &mut opts)?;
+    let v = decode::parse_object(rt, body, false)?;
+    let v = decode::decode(rt, v, &mut opts)?;
     let stored = write::create(&mut shared.store.lock(), rt, ns, v, &opts, true)?;
     Ok(Reply::json(201, read::served(rt, &p.version, &stored)).with_warnings(opts.warnings))
 }
@@ -372,7 +372,7 @@ fn patch(
             patch::strategic_merge(rt, &mut v, &doc);
         }
     }
-    let v = write::decode_with(rt, v, &mut opts, write::Source::Patch)?;
+    let v = decode::decode_with(rt, v, &mut opts, decode::Source::Patch)?;
     let stored = write::update(&mut inner, rt, ns, name, v, part, &opts, true)?;
     drop(inner);
     Ok(Reply::json(200, read::served(rt, &p.version, &stored)).with_warnings(opts.warnings))
@@ -403,7 +403,7 @@ fn apply(
         ));
     }
     let force = q.flag("force");
-    let raw = write::parse_object(rt, body, true)?;
+    let raw = decode::parse_object(rt, body, true)?;
     if raw.get("apiVersion").is_none_or(Value::is_null)
         || raw.get("kind").is_none_or(Value::is_null)
     {
@@ -413,7 +413,7 @@ fn apply(
             raw.get("kind").and_then(Value::as_str).unwrap_or_default()
         )));
     }
-    let mut applied = write::decode_with(rt, raw, &mut opts, write::Source::Apply)?;
+    let mut applied = decode::decode_with(rt, raw, &mut opts, decode::Source::Apply)?;
     let body_name = applied
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -443,7 +443,7 @@ fn apply(
                 .unwrap_or(Value::Null);
             let merged = managed::apply(rt, &cv, &applied, &opts.manager, force, sub)?;
             // The merged object goes through decoding again for defaults.
-            let merged = write::decode(rt, merged, &mut WriteOpts::default())?;
+            let merged = decode::decode(rt, merged, &mut WriteOpts::default())?;
             if let Some(rv) = applied
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
@@ -467,7 +467,7 @@ fn apply(
         None => {
             let skeleton = json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": {"name": name}});
             let merged = managed::apply(rt, &skeleton, &applied, &opts.manager, force, sub)?;
-            let merged = write::decode(rt, merged, &mut WriteOpts::default())?;
+            let merged = decode::decode(rt, merged, &mut WriteOpts::default())?;
             (
                 201,
                 write::create(&mut inner, rt, ns, merged, &opts, false)?,
