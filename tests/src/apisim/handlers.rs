@@ -288,7 +288,12 @@ fn delete_collection(
     for (ns, name) in names {
         match delete::delete(&mut inner, rt, &ns, &name, &opts) {
             Ok(Deleted::Gone(o) | Deleted::Pending(o)) => {
-                items.push(read::served(rt, &p.version, &o))
+                // Like Go's typed lists, built-in items carry no apiVersion/kind.
+                items.push(if rt.is_custom() {
+                    read::served(rt, &p.version, &o)
+                } else {
+                    o.json.clone()
+                })
             }
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),

@@ -114,6 +114,13 @@ pub fn record_update(
     } else {
         old.map(read_entries).unwrap_or_default()
     };
+    // Like kube-apiserver's SkipNonAppliedManager: an object that has no
+    // managedFields (created with nothing to track) is not tracked by
+    // updates until something applies to it.
+    if old.is_some() && entries.is_empty() {
+        write_entries(new, &entries);
+        return;
+    }
     let (set, removed) = diff(rt, old.map(without_managed).as_ref(), &without_managed(new));
     if set.is_empty() && removed.is_empty() {
         write_entries(new, &entries);
@@ -305,7 +312,7 @@ pub fn apply(
         let kept = entries
             .iter()
             .enumerate()
-            .any(|(i, e)| Some(i) != mine && e.fields.iter().any(|q| under(q, p) || under(p, q)));
+            .any(|(i, e)| Some(i) != mine && e.fields.iter().any(|q| under(q, p)));
         if !kept {
             remove_at(&mut merged, p);
             drop_empty_parents(&mut merged, p);

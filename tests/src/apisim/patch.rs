@@ -239,21 +239,33 @@ fn merge_list(
     match kind {
         ListKind::Map(keys) => {
             let key = keys.first().cloned().unwrap_or_default();
+            let key_of = |x: &Value| x.get(&key).cloned();
+            let server_order: Vec<Option<Value>> = cur.iter().map(key_of).collect();
+            let mut patched: Vec<Value> = Vec::new();
+            let mut touched: Vec<Option<Value>> = Vec::new();
             for item in items {
-                let same = |x: &Value| x.get(&key).is_some() && x.get(&key) == item.get(&key);
+                let k = key_of(item);
+                touched.push(k.clone());
                 if item.get("$patch").and_then(Value::as_str) == Some("delete") {
-                    cur.retain(|x| !same(x));
                     continue;
                 }
-                match cur.iter_mut().find(|x| same(x)) {
-                    Some(existing) => smp(rt, names, existing, item),
-                    None => {
-                        let mut clean = item.clone();
-                        strip_directives(&mut clean);
-                        cur.push(clean);
+                let mut merged = match cur.iter().find(|x| k.is_some() && key_of(x) == k) {
+                    Some(existing) => {
+                        let mut e = existing.clone();
+                        smp(rt, names, &mut e, item);
+                        e
                     }
-                }
+                    None => item.clone(),
+                };
+                strip_directives(&mut merged);
+                patched.push(merged);
             }
+            let server_only: Vec<Value> = cur
+                .iter()
+                .filter(|x| key_of(x).is_none() || !touched.contains(&key_of(x)))
+                .cloned()
+                .collect();
+            *cur = merge_sorted(server_only, patched, &server_order, &key_of);
         }
         _ => {
             for item in items {
@@ -263,6 +275,34 @@ fn merge_list(
             }
         }
     }
+}
+
+/// Interleaves the server-only items with the patched ones like
+/// kube-apiserver: both keep their own order, and a server-only item goes
+/// before a patched one when the live list had it first.
+fn merge_sorted(
+    left: Vec<Value>,
+    right: Vec<Value>,
+    server_order: &[Option<Value>],
+    key_of: &dyn Fn(&Value) -> Option<Value>,
+) -> Vec<Value> {
+    let index = |v: &Value| {
+        let k = key_of(v);
+        server_order.iter().position(|s| k.is_some() && *s == k)
+    };
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let (mut l, mut r) = (left.into_iter().peekable(), right.into_iter().peekable());
+    loop {
+        let take_left = match (l.peek(), r.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(a), Some(b)) => matches!((index(a), index(b)), (Some(i), Some(j)) if i < j),
+        };
+        let next = if take_left { l.next() } else { r.next() };
+        out.extend(next);
+    }
+    out
 }
 
 fn strip_directives(v: &mut Value) {
@@ -329,6 +369,40 @@ mod tests {
                 .code,
             400
         );
+    }
+
+    #[test]
+    fn strategic_merge_orders_lists_like_kube_apiserver() {
+        let pods = builtins().into_iter().find(|r| r.plural == "pods").unwrap();
+        let types = |v: &Value| -> Vec<String> {
+            v["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["type"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let mut pod =
+            json!({"status": {"conditions": [{"type": "A"}, {"type": "B"}, {"type": "C"}]}});
+        strategic_merge(
+            &pods,
+            &mut pod,
+            &json!({"status": {"conditions": [{"type": "C", "status": "False"}, {"type": "D"}]}}),
+        );
+        assert_eq!(types(&pod), ["A", "B", "C", "D"]);
+        strategic_merge(
+            &pods,
+            &mut pod,
+            &json!({"status": {"conditions": [{"type": "E"}, {"type": "A", "status": "False"}]}}),
+        );
+        assert_eq!(types(&pod), ["E", "A", "B", "C", "D"]);
+        let mut one = json!({"status": {"conditions": [{"type": "Ready"}]}});
+        strategic_merge(
+            &pods,
+            &mut one,
+            &json!({"status": {"conditions": [{"type": "PodScheduled"}]}}),
+        );
+        assert_eq!(types(&one), ["PodScheduled", "Ready"]);
     }
 
     #[test]
