@@ -189,8 +189,8 @@ impl TestApi {
         Ok(())
     }
 
-    /// Deletes the namespace, the test's Nodes (`name()`-prefixed) and CRDs
-    /// whose group contains the namespace.
+    /// Deletes the namespace, the test's Nodes and Namespaces
+    /// (`name()`-prefixed) and CRDs whose group contains the namespace.
     pub async fn cleanup(mut self) -> anyhow::Result<()> {
         self.cleaned = true;
         cleanup(self.client.clone(), &self.namespace).await
@@ -217,9 +217,14 @@ async fn cleanup(client: kube::Client, namespace: &str) -> anyhow::Result<()> {
                 .await;
         }
     }
-    let _ = Api::<Namespace>::all(client)
-        .delete(namespace, &DeleteParams::default())
-        .await;
+    let nss = Api::<Namespace>::all(client);
+    for n in nss.list(&ListParams::default()).await?.items {
+        let name = n.metadata.name.unwrap_or_default();
+        if name.starts_with(&prefix) {
+            let _ = nss.delete(&name, &DeleteParams::default()).await;
+        }
+    }
+    let _ = nss.delete(namespace, &DeleteParams::default()).await;
     Ok(())
 }
 

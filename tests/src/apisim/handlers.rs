@@ -79,9 +79,18 @@ fn write_opts(method: &Method, q: &Query, h: &Headers) -> ApiResult<WriteOpts> {
     })
 }
 
-/// Bodies are JSON (or YAML); protobuf and CBOR are refused like a server
-/// that does not speak them (kubectl's typed commands send protobuf).
-fn body_format(method: &Method, h: &Headers) -> ApiResult<bool> {
+/// How a POST/PUT body is encoded.
+enum BodyFormat {
+    Json,
+    Yaml,
+    /// The few kinds `proto` reads (kubectl's typed commands).
+    Protobuf,
+}
+
+/// Bodies are JSON or YAML, or protobuf for the kinds kubectl's typed
+/// commands send; anything else is refused like a server that does not
+/// speak it.
+fn body_format(method: &Method, h: &Headers) -> ApiResult<BodyFormat> {
     let ct = h
         .content_type
         .split(';')
@@ -90,11 +99,12 @@ fn body_format(method: &Method, h: &Headers) -> ApiResult<bool> {
         .trim()
         .to_ascii_lowercase();
     if *method != Method::POST && *method != Method::PUT {
-        return Ok(false);
+        return Ok(BodyFormat::Json);
     }
     match ct.as_str() {
-        "" | "application/json" | "*/*" => Ok(false),
-        "application/yaml" => Ok(true),
+        "" | "application/json" | "*/*" => Ok(BodyFormat::Json),
+        "application/yaml" => Ok(BodyFormat::Yaml),
+        "application/vnd.kubernetes.protobuf" => Ok(BodyFormat::Protobuf),
         _ => Err(ApiError::unsupported_media_type(
             "application/json, application/yaml",
         )),
@@ -126,17 +136,24 @@ pub fn resource(
         // The body carries nothing (kubectl sends it as protobuf).
         return Ok(Reply::value(201, &self_subject_review(user)));
     }
-    let yaml = body_format(method, h)?;
     let json_body;
-    let body = if yaml {
-        let v: serde_json::Value = std::str::from_utf8(body)
-            .ok()
-            .and_then(|s| serde_saphyr::from_str(s).ok())
-            .ok_or_else(|| ApiError::bad_request("error converting YAML to JSON"))?;
-        json_body = Bytes::from(v.to_string());
-        &json_body
-    } else {
-        body
+    let body = match body_format(method, h)? {
+        BodyFormat::Json => body,
+        BodyFormat::Yaml => {
+            let v: serde_json::Value = std::str::from_utf8(body)
+                .ok()
+                .and_then(|s| serde_saphyr::from_str(s).ok())
+                .ok_or_else(|| ApiError::bad_request("error converting YAML to JSON"))?;
+            json_body = Bytes::from(v.to_string());
+            &json_body
+        }
+        BodyFormat::Protobuf => {
+            let v = super::proto::to_json(body).ok_or_else(|| {
+                ApiError::unsupported_media_type("application/json, application/yaml")
+            })?;
+            json_body = Bytes::from(v.to_string());
+            &json_body
+        }
     };
     // Endpoints that are not stored types.
     match (

@@ -56,7 +56,7 @@
 //!   `fields` + `managed`: managedFields on every write and server-side apply.
 //! - `eviction`: the Eviction API against PodDisruptionBudgets.
 //! - `auth`: admin token, TokenRequest/TokenReview, request identity.
-//! - `discovery`, `table`, `openapi`: what kubectl needs.
+//! - `discovery`, `table`, `openapi`, `proto`: what kubectl needs.
 //!
 //! Scale (`examples/apisim_scale.rs`): 5,000 nodes, 5,000 shadows, 50,000
 //! pods and 15,000 watch streams (over HTTP/2) fit in ~370 MiB with a debug
@@ -132,12 +132,11 @@
 //!   objects (no `customresourcecleanup` finalizer); versions are served
 //!   with `None` conversion; no conversion webhooks, no scale subresource,
 //!   no `selectableFields`.
-//! - JSON only (apply bodies and POST/PUT bodies may also be YAML): no
-//!   protobuf or CBOR. kubectl's typed commands that send protobuf bodies
-//!   (`create namespace|serviceaccount|token`, `drain`) get 415; use
-//!   manifests (`kubectl apply -f`) instead. Legacy (unaggregated) discovery
-//!   only. OpenAPI v3 documents carry no schemas (`kubectl explain` does not
-//!   work; `/openapi/v2` is absent).
+//! - JSON (and YAML) bodies; protobuf only for the kinds kubectl's typed
+//!   commands send (`create namespace|serviceaccount|configmap|secret|token`,
+//!   `drain`'s evictions, see `proto`); no CBOR; answers are always JSON.
+//!   Legacy (unaggregated) discovery only. OpenAPI v3 documents carry no
+//!   schemas (`kubectl explain` does not work; `/openapi/v2` is absent).
 //! - Partitions drop the connection without an answer; `fail_next` answers a
 //!   `Status` with the usual reason for the code and `injected fault` text.
 
@@ -156,6 +155,7 @@ pub mod lenient;
 pub mod managed;
 pub mod openapi;
 pub mod patch;
+pub mod proto;
 pub mod read;
 pub mod resources;
 pub mod route;

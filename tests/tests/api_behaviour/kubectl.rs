@@ -187,3 +187,106 @@ async fn kubectl_applies_manifests_with_server_side_validation() {
     .await;
     assert!(ok, "{out}");
 }
+
+#[tokio::test]
+async fn kubectl_typed_commands_create_tokens_and_drain() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: kubectl is not installed");
+        return;
+    }
+    let api = api("kubectl-typed").await;
+    let ns = api.namespace.clone();
+    let extra = api.name("extra");
+    let (ok, out) = kubectl(&api, &["create", "namespace", &extra]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(&api, &["-n", &ns, "create", "serviceaccount", "agent"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(
+        &api,
+        &["-n", &ns, "create", "configmap", "cm", "--from-literal=a=b"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(
+        &api,
+        &[
+            "-n",
+            &ns,
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=p=q",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(
+        &api,
+        &["-n", &ns, "get", "secret", "s", "-o", "jsonpath={.data.p}"],
+    )
+    .await;
+    assert!(ok && out.trim() == "cQ==", "{out}");
+    let node = api.name("d");
+    create_node(&api, "d").await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(api.client.clone(), &ns);
+    pods.create(
+        &PostParams::default(),
+        &obj(json!({"metadata": {"name": "agent-d"}, "spec": {"serviceAccountName": "agent", "nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{"name": "c", "image": "example.com/agent:1.0"}]}})),
+    )
+    .await
+    .unwrap();
+    crate::set_pod_ready(&api, "agent-d", true).await;
+    let (ok, token) = kubectl(
+        &api,
+        &[
+            "-n",
+            &ns,
+            "create",
+            "token",
+            "agent",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            "agent-d",
+            "--audience",
+            "brupop",
+        ],
+    )
+    .await;
+    assert!(ok, "{token}");
+    let reviews: Api<k8s_openapi::api::authentication::v1::TokenReview> =
+        Api::all(api.client.clone());
+    let review = reviews
+        .create(
+            &PostParams::default(),
+            &obj(json!({"spec": {"token": token.trim(), "audiences": ["brupop"]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(review.status.unwrap().authenticated, Some(true));
+    let (ok, out) = kubectl(
+        &api,
+        &[
+            "drain",
+            &node,
+            "--force",
+            "--grace-period=0",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("evicted") && out.contains("drained"), "{out}");
+    assert!(pods.get_opt("agent-d").await.unwrap().is_none());
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(api.client.clone());
+    assert_eq!(
+        nodes.get(&node).await.unwrap().spec.unwrap().unschedulable,
+        Some(true)
+    );
+}
