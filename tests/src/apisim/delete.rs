@@ -174,7 +174,9 @@ pub fn delete(
         m.insert("deletionGracePeriodSeconds".into(), json!(period));
         return commit_pending(inner, rt, ns, name, v, period == 0 && !finalizers, opts);
     }
-    if period == 0 && !finalizers {
+    // Pods always take the graceful path: even with a zero grace period
+    // they are first marked (a MODIFIED event), then removed.
+    if period == 0 && !finalizers && rt.flavor != Flavor::Pod {
         return remove_or_dry(inner, rt, ns, name, cur, opts);
     }
     let when = now
@@ -190,7 +192,7 @@ pub fn delete(
     {
         m.insert("generation".into(), json!(g + 1));
     }
-    commit_pending(inner, rt, ns, name, v, false, opts)
+    commit_pending(inner, rt, ns, name, v, period == 0 && !finalizers, opts)
 }
 
 fn remove_or_dry(

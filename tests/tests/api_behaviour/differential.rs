@@ -816,3 +816,178 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
         diffs.join("\n")
     );
 }
+
+/// The events of a raw watch stream until an event for `sentinel`, as
+/// `TYPE name labels phase terminating`.
+async fn events_until(client: &kube::Client, path: &str, sentinel: &str) -> Vec<String> {
+    use futures::StreamExt;
+    use http_body_util::BodyExt;
+    let req = http::Request::get(path)
+        .body(kube::client::Body::from(Vec::new()))
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    let mut body = resp.into_body().into_data_stream();
+    let (mut buf, mut out) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
+        buf.extend_from_slice(&chunk);
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let e: Value = serde_json::from_slice(&line).unwrap();
+            let o = &e["object"];
+            let name = o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if e["type"] == "BOOKMARK" {
+                continue;
+            }
+            out.push(format!(
+                "{} {} {} {} {}",
+                e["type"].as_str().unwrap_or_default(),
+                name,
+                o["metadata"]["labels"],
+                o["status"]["phase"],
+                o["metadata"]["deletionTimestamp"].is_string()
+            ));
+            if name == sentinel {
+                return out;
+            }
+        }
+    }
+    out.push("<no sentinel>".into());
+    out
+}
+
+#[tokio::test]
+async fn watches_see_the_same_events_as_on_the_real_server() {
+    let api = api("watch-differential").await;
+    if !api.is_real() {
+        println!(
+            "SKIPPED on the simulator alone: this case compares the simulator with a real API server"
+        );
+        return;
+    }
+    let sim = tests::apisim::ApiSim::start().await.unwrap();
+    let mut config = sim.client_config(&sim.admin_token());
+    config.default_retry = false;
+    let sim_client = kube::Client::try_from(config).unwrap();
+    let ns = api.namespace.clone();
+    let node = api.name("w");
+    raw(
+        &sim_client,
+        "POST",
+        "/api/v1/namespaces",
+        Some(&json!({"metadata": {"name": ns}}).to_string()),
+        "application/json",
+    )
+    .await;
+    let core = format!("/api/v1/namespaces/{ns}");
+    let jsn = "application/json";
+    let merge = "application/merge-patch+json";
+    let mut rvs = Vec::new();
+    for c in [&api.client, &sim_client] {
+        raw(
+            c,
+            "POST",
+            "/api/v1/nodes",
+            Some(&json!({"metadata": {"name": node}}).to_string()),
+            jsn,
+        )
+        .await;
+        let pre = raw(c, "POST", &format!("{core}/pods"), Some(&json!({"metadata": {"name": "before", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}).to_string()), jsn).await;
+        rvs.push(
+            pre.body["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let steps: Vec<(&str, String, Value, &str)> = vec![
+        (
+            "POST",
+            format!("{core}/pods"),
+            json!({"metadata": {"name": "a", "labels": {"app": "web"}}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]}}),
+            jsn,
+        ),
+        (
+            "POST",
+            format!("{core}/pods"),
+            json!({"metadata": {"name": "b", "labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+            jsn,
+        ),
+        (
+            "PATCH",
+            format!("{core}/pods/a/status"),
+            json!({"status": {"phase": "Running"}}),
+            merge,
+        ),
+        (
+            "PATCH",
+            format!("{core}/pods/b"),
+            json!({"metadata": {"labels": {"app": "web"}}}),
+            merge,
+        ),
+        (
+            "PATCH",
+            format!("{core}/pods/a"),
+            json!({"metadata": {"labels": {"app": "gone"}}}),
+            merge,
+        ),
+        (
+            "PATCH",
+            format!("{core}/pods/a"),
+            json!({"metadata": {"labels": {"app": "web"}}}),
+            merge,
+        ),
+        ("DELETE", format!("{core}/pods/a"), Value::Null, jsn),
+        (
+            "DELETE",
+            format!("{core}/pods/a"),
+            json!({"gracePeriodSeconds": 0}),
+            jsn,
+        ),
+        ("DELETE", format!("{core}/pods/b"), Value::Null, jsn),
+        (
+            "POST",
+            format!("{core}/pods"),
+            json!({"metadata": {"name": "sentinel", "labels": {"app": "web"}}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]}}),
+            jsn,
+        ),
+    ];
+    for c in [&api.client, &sim_client] {
+        for (m, p, b, ct) in &steps {
+            let body = (!b.is_null()).then(|| b.to_string());
+            raw(c, m, p, body.as_deref(), ct).await;
+        }
+    }
+    let watches = [
+        "labelSelector=app%3Dweb".to_string(),
+        format!("fieldSelector=spec.nodeName%3D{node}"),
+        String::new(),
+    ];
+    for w in watches {
+        let real = events_until(
+            &api.client,
+            &format!(
+                "{core}/pods?watch=1&timeoutSeconds=20&resourceVersion={}&{w}",
+                rvs[0]
+            ),
+            "sentinel",
+        )
+        .await;
+        let simulated = events_until(
+            &sim_client,
+            &format!(
+                "{core}/pods?watch=1&timeoutSeconds=20&resourceVersion={}&{w}",
+                rvs[1]
+            ),
+            "sentinel",
+        )
+        .await;
+        assert_eq!(real, simulated, "watch with {w:?}");
+    }
+    for c in [&api.client, &sim_client] {
+        raw(c, "DELETE", &format!("/api/v1/nodes/{node}"), None, jsn).await;
+    }
+}
