@@ -25,6 +25,8 @@ mod kubectl;
 mod patches;
 #[path = "api_behaviour/selectors.rs"]
 mod selectors;
+#[path = "api_behaviour/sessions.rs"]
+mod sessions;
 #[path = "api_behaviour/sim_only.rs"]
 mod sim_only;
 #[path = "api_behaviour/tokens.rs"]
