@@ -31,6 +31,7 @@ pub fn typed(rt: &ResourceType, v: &Value) -> Result<Option<Value>, String> {
         Flavor::Pod => roundtrip::<core::Pod>(v),
         Flavor::ServiceAccount => roundtrip::<core::ServiceAccount>(v),
         Flavor::ConfigMap => roundtrip::<core::ConfigMap>(v),
+        Flavor::Service => roundtrip::<core::Service>(v),
         Flavor::Secret => roundtrip::<core::Secret>(v),
         Flavor::CoreEvent => roundtrip::<core::Event>(v),
         Flavor::Lease => roundtrip::<coord::Lease>(v),
@@ -246,6 +247,25 @@ pub fn prepare_create(rt: &ResourceType, v: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// Defaults applied whenever an object of a built-in type is decoded.
+pub fn apply_defaults(rt: &ResourceType, v: &mut Value) {
+    if rt.flavor == Flavor::Crd
+        && let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        spec.entry("conversion")
+            .or_insert_with(|| json!({"strategy": "None"}));
+        if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
+            let kind = names
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            default_str(names, "listKind", json!(format!("{kind}List")));
+            default_str(names, "singular", json!(kind.to_lowercase()));
+        }
     }
 }
 

@@ -197,8 +197,9 @@ pub fn decode_with(
                 builtin::unknown_fields(&v, &t, "", &mut unknown);
                 v
             }
-            Some(t) => {
+            Some(mut t) => {
                 builtin::unknown_fields(&v, &t, "", &mut unknown);
+                builtin::apply_defaults(rt, &mut t);
                 t
             }
             None => v,

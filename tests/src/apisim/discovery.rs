@@ -119,6 +119,17 @@ fn virtual_json(v: &Virtual) -> Value {
     r
 }
 
+/// kube-apiserver's `storageVersionHash`: the first 8 bytes of the SHA-256
+/// of `group/version/kind`, base64.
+pub fn storage_version_hash(group: &str, version: &str, kind: &str) -> String {
+    use base64::Engine;
+    let d = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{group}/{version}/{kind}").as_bytes(),
+    );
+    base64::engine::general_purpose::STANDARD.encode(&d.as_ref()[..8])
+}
+
 /// `/api/v1` or `/apis/{group}/{version}`; None when not served.
 pub fn resource_list(inner: &Inner, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
@@ -131,10 +142,18 @@ pub fn resource_list(inner: &Inner, group: &str, version: &str) -> Option<Value>
             "singularName": t.singular,
             "namespaced": t.namespaced,
             "kind": t.kind,
-            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            // The order each kind of server lists them in.
+            "verbs": if t.is_custom() {
+                json!(["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"])
+            } else {
+                json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
+            },
         });
         if !t.short_names.is_empty() {
             r["shortNames"] = json!(t.short_names);
+        }
+        if t.is_custom() {
+            r["storageVersionHash"] = json!(storage_version_hash(&t.group, &t.version, &t.kind));
         }
         if !t.categories.is_empty() {
             r["categories"] = json!(t.categories);
@@ -156,12 +175,13 @@ pub fn resource_list(inner: &Inner, group: &str, version: &str) -> Option<Value>
         return None;
     }
     resources.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    let gv = if group.is_empty() {
-        version.to_owned()
-    } else {
-        format!("{group}/{version}")
-    };
+    if group.is_empty() {
+        // The core list comes without an apiVersion.
+        return Some(
+            json!({"kind": "APIResourceList", "groupVersion": version, "resources": resources}),
+        );
+    }
     Some(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group}/{version}"), "resources": resources}),
     )
 }

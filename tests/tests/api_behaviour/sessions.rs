@@ -443,6 +443,13 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
             jsn,
         ),
         ("GET", format!("{core}/pods/solo"), Value::Null, jsn),
+        // The CRDs as installed, and discovery of their group.
+        ("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/bottlerocketshadows.brupop.bottlerocket.aws".to_string(), Value::Null, jsn),
+        ("GET", "/apis/brupop.bottlerocket.aws/v2".to_string(), Value::Null, jsn),
+        ("GET", "/apis/brupop.bottlerocket.aws".to_string(), Value::Null, jsn),
+        ("GET", "/api/v1".to_string(), Value::Null, jsn),
+        ("GET", "/apis/policy/v1".to_string(), Value::Null, jsn),
+        ("GET", "/apis/coordination.k8s.io/v1".to_string(), Value::Null, jsn),
         ("DELETE", format!("/api/v1/nodes/{node}"), Value::Null, jsn),
     ];
     let mut diffs = Vec::new();
