@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 use crate::{api, create_configmap, create_node, failed, obj, raw, rv_of};
@@ -512,4 +512,45 @@ async fn pods_get_defaults_and_the_default_service_account() {
         sas.get_opt("default").await.unwrap()
     })
     .await;
+}
+
+#[tokio::test]
+async fn core_and_events_k8s_io_events() {
+    let api = api("events").await;
+    let core: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(api.client.clone(), &api.namespace);
+    core.create(&PostParams::default(), &obj(json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Node", "name": "n"}, "reason": "Cordoned", "message": "m", "type": "Normal"})))
+        .await
+        .unwrap();
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.kind=Node"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let ev: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(api.client.clone(), &api.namespace);
+    ev.create(
+        &PostParams::default(),
+        &obj(json!({"metadata": {"name": "e2"}, "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "brupop.bottlerocket.aws/leader", "reportingInstance": "leader-0", "action": "Grant", "reason": "SlotGranted", "type": "Normal", "regarding": {"kind": "Node", "name": "n"}})),
+    )
+    .await
+    .unwrap();
+    let s = failed(
+        ev.create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "e3"}, "reason": "X"})),
+        )
+        .await,
+    );
+    assert_eq!(
+        (s.code, s.reason.as_str()),
+        (422, "Invalid"),
+        "{}",
+        s.message
+    );
+    assert!(
+        s.message.contains("reportingController: Required value"),
+        "{}",
+        s.message
+    );
 }
