@@ -1,5 +1,8 @@
 //! Test infrastructure of the project: the in-process Kubernetes API
-//! simulator, the Bottlerocket host simulator and the end-to-end harness
-//! live here as they are built (see README "Status").
+//! simulator (`apisim`), the choice between it and a real API server
+//! (`backend`), the Bottlerocket host simulator (`hostsim`) and the
+//! end-to-end harness (`harness`).
 
+pub mod apisim;
+pub mod backend;
 pub mod hostsim;
