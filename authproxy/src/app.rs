@@ -32,10 +32,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(rate: u32) -> Self {
-        RateLimiter {
-            rate: f64::from(rate),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        RateLimiter { rate: f64::from(rate), buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one token for `node`; false when the node is over its rate.
@@ -70,9 +67,7 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("cluster", &self.cluster)
-            .finish_non_exhaustive()
+        f.debug_struct("App").field("cluster", &self.cluster).finish_non_exhaustive()
     }
 }
 
@@ -82,21 +77,13 @@ fn json_answer<T: Serialize>(status: StatusCode, body: &T) -> Answer {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|e| format!("{{\"message\":\"encoding: {e}\"}}").into_bytes());
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn error(code: u16, reason: &str, message: impl Into<String>) -> Answer {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_answer(
-        status,
-        &ApiError {
-            code,
-            reason: reason.to_owned(),
-            message: message.into(),
-        },
-    )
+    json_answer(status, &ApiError { code, reason: reason.to_owned(), message: message.into() })
 }
 
 // A refusal is an answer built once per request; boxing it would buy nothing.
@@ -108,11 +95,7 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
 /// An empty body stands for `{}` (for endpoints whose fields are all optional).
 #[allow(clippy::result_large_err)]
 fn decode_or_default<T: DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        decode(b"{}")
-    } else {
-        decode(body)
-    }
+    if body.iter().all(u8::is_ascii_whitespace) { decode(b"{}") } else { decode(body) }
 }
 
 fn invalid(e: InvalidRequest) -> Answer {
@@ -140,20 +123,10 @@ impl App {
         let label = endpoint.map_or("unknown", |(_, e)| e.label());
         let answer = match tokio::time::timeout(self.request_timeout, self.route(req, endpoint)).await {
             Ok(a) => a,
-            Err(_) => error(
-                504,
-                "Timeout",
-                format!("the request took longer than {:?}", self.request_timeout),
-            ),
+            Err(_) => error(504, "Timeout", format!("the request took longer than {:?}", self.request_timeout)),
         };
-        self.metrics
-            .requests
-            .with_label_values(&[label, answer.status().as_str()])
-            .inc();
-        self.metrics
-            .latency
-            .with_label_values(&[label])
-            .observe(start.elapsed().as_secs_f64());
+        self.metrics.requests.with_label_values(&[label, answer.status().as_str()]).inc();
+        self.metrics.latency.with_label_values(&[label]).observe(start.elapsed().as_secs_f64());
         answer
     }
 
@@ -164,15 +137,8 @@ impl App {
         if req.method() != Method::POST {
             return error(405, "MethodNotAllowed", "every endpoint takes POST");
         }
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let json = content_type
-            .split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let json = content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
         let token = req
             .headers()
             .get(AUTHORIZATION)
@@ -184,11 +150,11 @@ impl App {
         let body = match Limited::new(req.into_body(), wire::MAX_BODY_BYTES).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return error(
-                    413,
-                    "BodyTooLarge",
-                    format!("request bodies are limited to {} bytes", wire::MAX_BODY_BYTES),
-                );
+                // The rest of the body is never read: the connection cannot be reused.
+                let limit = wire::MAX_BODY_BYTES;
+                let mut r = error(413, "BodyTooLarge", format!("request bodies are limited to {limit} bytes"));
+                r.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
             }
             Err(e) => return error(400, "InvalidBody", format!("reading the body: {e}")),
         };
@@ -202,19 +168,11 @@ impl App {
         if caller != asked {
             self.metrics.denied.with_label_values(&["NodeMismatch"]).inc();
             tracing::warn!(caller = %caller, asked = %asked, endpoint = endpoint.label(), "refused: a node asked about another node");
-            return error(
-                403,
-                "NodeMismatch",
-                format!("caller runs on node {caller} but asked about node {asked}"),
-            );
+            return error(403, "NodeMismatch", format!("caller runs on node {caller} but asked about node {asked}"));
         }
         if !self.limiter.allow(&caller, Instant::now()) {
             self.metrics.denied.with_label_values(&["RateLimited"]).inc();
-            let mut r = error(
-                429,
-                "RateLimited",
-                format!("node {caller} sends too many requests; slow down"),
-            );
+            let mut r = error(429, "RateLimited", format!("node {caller} sends too many requests; slow down"));
             r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
             return r;
         }
@@ -247,11 +205,8 @@ impl App {
                     Ok(respond(self.cluster.report_status(node, &r).await))
                 }
                 Endpoint::RequestSlot => {
-                    let r: Option<StatusReport> = if body.iter().all(u8::is_ascii_whitespace) {
-                        None
-                    } else {
-                        Some(decode(body)?)
-                    };
+                    let r: Option<StatusReport> =
+                        if body.iter().all(u8::is_ascii_whitespace) { None } else { Some(decode(body)?) };
                     if let Some(r) = &r {
                         r.validate().map_err(invalid)?;
                     }
@@ -304,9 +259,6 @@ mod tests {
         assert_eq!(allowed, 10, "burst of twice the rate");
         assert!(!l.allow("node-1", t0));
         assert!(l.allow("node-2", t0), "buckets are per node");
-        assert!(
-            l.allow("node-1", t0 + Duration::from_millis(200)),
-            "one more after 1/rate seconds"
-        );
+        assert!(l.allow("node-1", t0 + Duration::from_millis(200)), "one more after 1/rate seconds");
     }
 }

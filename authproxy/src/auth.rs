@@ -52,13 +52,7 @@ impl Authenticator {
         cache: TokenCache<String>,
         metrics: Metrics,
     ) -> Arc<Self> {
-        Arc::new(Authenticator {
-            client,
-            audience,
-            agent,
-            cache,
-            metrics,
-        })
+        Arc::new(Authenticator { client, audience, agent, cache, metrics })
     }
 
     /// The node the caller runs on.
@@ -87,24 +81,17 @@ impl Authenticator {
                 .unwrap_or_else(|| "default".into()),
         });
         let node = authz::caller_node(&identity, &self.agent, facts.as_ref())?;
-        self.cache
-            .insert(token, node.clone(), Instant::now(), SystemTime::now());
+        self.cache.insert(token, node.clone(), Instant::now(), SystemTime::now());
         Ok(node)
     }
 
     async fn review(&self, token: &str) -> Result<Identity, AuthError> {
         let reviews: Api<TokenReview> = Api::all(self.client.clone());
         let review = TokenReview {
-            spec: TokenReviewSpec {
-                token: token.to_owned(),
-                audiences: Some(vec![self.audience.clone()]),
-            },
+            spec: TokenReviewSpec { token: token.to_owned(), audiences: Some(vec![self.audience.clone()]) },
             ..Default::default()
         };
-        let pp = PostParams {
-            field_manager: Some(model::names::managers::AUTHPROXY.into()),
-            ..Default::default()
-        };
+        let pp = PostParams { field_manager: Some(model::names::managers::AUTHPROXY.into()), ..Default::default() };
         let answer = match reviews.create(&pp, &review).await {
             Ok(a) => a,
             Err(e) => {
@@ -116,16 +103,11 @@ impl Authenticator {
         let audience_ok = status.audiences.as_ref().is_none_or(|a| a.contains(&self.audience));
         if status.authenticated != Some(true) || !audience_ok {
             self.metrics.token_reviews.with_label_values(&["rejected"]).inc();
-            let why = status
-                .error
-                .unwrap_or_else(|| format!("not authenticated for audience {}", self.audience));
+            let why = status.error.unwrap_or_else(|| format!("not authenticated for audience {}", self.audience));
             return Err(AuthError::Unauthenticated(why));
         }
         self.metrics.token_reviews.with_label_values(&["authenticated"]).inc();
         let user = status.user.unwrap_or_default();
-        Ok(Identity {
-            username: user.username.unwrap_or_default(),
-            extra: user.extra.unwrap_or_default(),
-        })
+        Ok(Identity { username: user.username.unwrap_or_default(), extra: user.extra.unwrap_or_default() })
     }
 }

@@ -73,11 +73,7 @@ pub enum Denial {
     #[error("the token's pod {pod} runs as {actual}, not as the agents' service account")]
     WrongServiceAccount { pod: String, actual: String },
     #[error("the token's pod {pod} runs on node {pod_node:?}, the token says {token_node}")]
-    PodElsewhere {
-        pod: String,
-        pod_node: Option<String>,
-        token_node: String,
-    },
+    PodElsewhere { pod: String, pod_node: Option<String>, token_node: String },
     #[error("the token's pod {pod} is not scheduled to a node")]
     NoNode { pod: String },
     #[error("caller runs on node {caller} but asked about node {asked}")]
@@ -99,15 +95,9 @@ impl Denial {
 pub fn bound_pod(identity: &Identity, agent: &AgentAccount) -> Result<String, Denial> {
     let expected = agent.username();
     if identity.username != expected {
-        return Err(Denial::NotAnAgent {
-            username: identity.username.clone(),
-            expected,
-        });
+        return Err(Denial::NotAnAgent { username: identity.username.clone(), expected });
     }
-    identity
-        .single(extra::POD_NAME)?
-        .map(str::to_owned)
-        .ok_or(Denial::NotPodBound)
+    identity.single(extra::POD_NAME)?.map(str::to_owned).ok_or(Denial::NotPodBound)
 }
 
 /// The caller's node: the token's `node-name` extra, checked against the pod
@@ -123,17 +113,10 @@ pub fn caller_node(identity: &Identity, agent: &AgentAccount, pod: Option<&PodFa
     if let Some(uid) = identity.single(extra::POD_UID)?
         && uid != pod.uid
     {
-        return Err(Denial::PodReplaced {
-            pod: qualified,
-            actual: pod.uid.clone(),
-            token: uid.to_owned(),
-        });
+        return Err(Denial::PodReplaced { pod: qualified, actual: pod.uid.clone(), token: uid.to_owned() });
     }
     if pod.service_account != agent.service_account {
-        return Err(Denial::WrongServiceAccount {
-            pod: qualified,
-            actual: pod.service_account.clone(),
-        });
+        return Err(Denial::WrongServiceAccount { pod: qualified, actual: pod.service_account.clone() });
     }
     match (identity.single(extra::NODE_NAME)?, pod.node_name.as_deref()) {
         (Some(token_node), Some(pod_node)) if token_node == pod_node => Ok(pod_node.to_owned()),
@@ -156,10 +139,7 @@ pub fn authorize(
 ) -> Result<String, Denial> {
     let caller = caller_node(identity, agent, pod)?;
     if caller != asked_node {
-        return Err(Denial::NodeMismatch {
-            caller,
-            asked: asked_node.to_owned(),
-        });
+        return Err(Denial::NodeMismatch { caller, asked: asked_node.to_owned() });
     }
     Ok(caller)
 }
@@ -169,28 +149,18 @@ mod tests {
     use super::*;
 
     fn agent() -> AgentAccount {
-        AgentAccount {
-            namespace: "brupop".into(),
-            service_account: "brupop-agent".into(),
-        }
+        AgentAccount { namespace: "brupop".into(), service_account: "brupop-agent".into() }
     }
 
     fn identity(extras: &[(&str, &str)]) -> Identity {
         Identity {
             username: "system:serviceaccount:brupop:brupop-agent".into(),
-            extra: extras
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
-                .collect(),
+            extra: extras.iter().map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()])).collect(),
         }
     }
 
     fn bound(node: &str) -> Identity {
-        identity(&[
-            (extra::POD_NAME, "agent-abc"),
-            (extra::POD_UID, "uid-1"),
-            (extra::NODE_NAME, node),
-        ])
+        identity(&[(extra::POD_NAME, "agent-abc"), (extra::POD_UID, "uid-1"), (extra::NODE_NAME, node)])
     }
 
     fn pod(node: Option<&str>) -> PodFacts {
@@ -205,35 +175,20 @@ mod tests {
 
     #[test]
     fn an_agent_may_act_on_its_own_node() {
-        assert_eq!(
-            authorize(&bound("node-1"), &agent(), Some(&pod(Some("node-1"))), "node-1"),
-            Ok("node-1".into())
-        );
+        assert_eq!(authorize(&bound("node-1"), &agent(), Some(&pod(Some("node-1"))), "node-1"), Ok("node-1".into()));
     }
 
     #[test]
     fn an_agent_may_not_act_on_another_node() {
         let err = authorize(&bound("node-1"), &agent(), Some(&pod(Some("node-1"))), "node-2").unwrap_err();
-        assert_eq!(
-            err,
-            Denial::NodeMismatch {
-                caller: "node-1".into(),
-                asked: "node-2".into()
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            "caller runs on node node-1 but asked about node node-2"
-        );
+        assert_eq!(err, Denial::NodeMismatch { caller: "node-1".into(), asked: "node-2".into() });
+        assert_eq!(err.to_string(), "caller runs on node node-1 but asked about node node-2");
     }
 
     #[test]
     fn without_node_extras_the_pods_node_decides() {
         let id = identity(&[(extra::POD_NAME, "agent-abc")]);
-        assert_eq!(
-            authorize(&id, &agent(), Some(&pod(Some("node-3"))), "node-3"),
-            Ok("node-3".into())
-        );
+        assert_eq!(authorize(&id, &agent(), Some(&pod(Some("node-3"))), "node-3"), Ok("node-3".into()));
         assert!(matches!(
             authorize(&id, &agent(), Some(&pod(Some("node-3"))), "node-4"),
             Err(Denial::NodeMismatch { .. })
@@ -257,28 +212,19 @@ mod tests {
 
     #[test]
     fn tokens_not_bound_to_a_pod_are_refused() {
-        assert_eq!(
-            authorize(&identity(&[]), &agent(), None, "node-1"),
-            Err(Denial::NotPodBound)
-        );
+        assert_eq!(authorize(&identity(&[]), &agent(), None, "node-1"), Err(Denial::NotPodBound));
     }
 
     #[test]
     fn a_token_whose_pod_is_gone_is_refused() {
-        assert!(matches!(
-            authorize(&bound("node-1"), &agent(), None, "node-1"),
-            Err(Denial::PodMissing { .. })
-        ));
+        assert!(matches!(authorize(&bound("node-1"), &agent(), None, "node-1"), Err(Denial::PodMissing { .. })));
     }
 
     #[test]
     fn a_token_of_a_replaced_pod_is_refused() {
         let mut p = pod(Some("node-1"));
         p.uid = "uid-2".into();
-        assert!(matches!(
-            authorize(&bound("node-1"), &agent(), Some(&p), "node-1"),
-            Err(Denial::PodReplaced { .. })
-        ));
+        assert!(matches!(authorize(&bound("node-1"), &agent(), Some(&p), "node-1"), Err(Denial::PodReplaced { .. })));
     }
 
     #[test]
@@ -300,27 +246,20 @@ mod tests {
     #[test]
     fn an_unscheduled_pod_has_no_node() {
         let id = identity(&[(extra::POD_NAME, "agent-abc")]);
-        assert!(matches!(
-            authorize(&id, &agent(), Some(&pod(None)), "node-1"),
-            Err(Denial::NoNode { .. })
-        ));
+        assert!(matches!(authorize(&id, &agent(), Some(&pod(None)), "node-1"), Err(Denial::NoNode { .. })));
     }
 
     #[test]
     fn a_pod_in_another_namespace_does_not_count() {
         let mut p = pod(Some("node-1"));
         p.namespace = "elsewhere".into();
-        assert!(matches!(
-            authorize(&bound("node-1"), &agent(), Some(&p), "node-1"),
-            Err(Denial::PodMissing { .. })
-        ));
+        assert!(matches!(authorize(&bound("node-1"), &agent(), Some(&p), "node-1"), Err(Denial::PodMissing { .. })));
     }
 
     #[test]
     fn ambiguous_extras_are_refused() {
         let mut id = bound("node-1");
-        id.extra
-            .insert(extra::NODE_NAME.into(), vec!["node-1".into(), "node-2".into()]);
+        id.extra.insert(extra::NODE_NAME.into(), vec!["node-1".into(), "node-2".into()]);
         assert!(matches!(
             authorize(&id, &agent(), Some(&pod(Some("node-1"))), "node-1"),
             Err(Denial::AmbiguousExtra { .. })

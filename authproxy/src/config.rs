@@ -79,10 +79,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         model::parse::dns_subdomain("namespace", &self.namespace).map_err(|e| format!("--namespace: {e}"))?;
         if self.max_slot_lease < Duration::from_secs(10) {
-            return Err(format!(
-                "--max-slot-lease {:?} is too short (at least 10s)",
-                self.max_slot_lease
-            ));
+            return Err(format!("--max-slot-lease {:?} is too short (at least 10s)", self.max_slot_lease));
         }
         if self.rate_limit == 0 {
             return Err("--rate-limit must be at least 1".to_owned());

@@ -22,18 +22,10 @@ pub enum Class {
 
 pub fn classify(pod: &Pod) -> Class {
     let meta = &pod.metadata;
-    if meta
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
-    {
+    if meta.annotations.as_ref().is_some_and(|a| a.contains_key(MIRROR_ANNOTATION)) {
         return Class::SkipMirror;
     }
-    let daemonset = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.controller == Some(true) && o.kind == "DaemonSet");
+    let daemonset = meta.owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.kind == "DaemonSet");
     if daemonset {
         return Class::SkipDaemonSet;
     }
@@ -48,13 +40,8 @@ pub fn outcome(code: u16, message: &str) -> PodOutcome {
     match code {
         200 | 201 => PodOutcome::Evicted,
         404 => PodOutcome::Gone,
-        429 => PodOutcome::Blocked {
-            message: message.to_owned(),
-        },
-        _ => PodOutcome::Failed {
-            code,
-            message: message.to_owned(),
-        },
+        429 => PodOutcome::Blocked { message: message.to_owned() },
+        _ => PodOutcome::Failed { code, message: message.to_owned() },
     }
 }
 
@@ -94,11 +81,8 @@ mod tests {
     #[test]
     fn a_replicaset_pod_is_evicted_even_if_a_daemonset_is_a_non_controller_owner() {
         let mut p = pod();
-        p.metadata.owner_references = Some(vec![OwnerReference {
-            kind: "DaemonSet".into(),
-            controller: None,
-            ..Default::default()
-        }]);
+        p.metadata.owner_references =
+            Some(vec![OwnerReference { kind: "DaemonSet".into(), controller: None, ..Default::default() }]);
         assert_eq!(classify(&p), Class::Evict);
     }
 
@@ -114,12 +98,6 @@ mod tests {
         assert_eq!(outcome(201, ""), PodOutcome::Evicted);
         assert_eq!(outcome(404, "gone"), PodOutcome::Gone);
         assert_eq!(outcome(429, "pdb"), PodOutcome::Blocked { message: "pdb".into() });
-        assert_eq!(
-            outcome(500, "two pdbs"),
-            PodOutcome::Failed {
-                code: 500,
-                message: "two pdbs".into()
-            }
-        );
+        assert_eq!(outcome(500, "two pdbs"), PodOutcome::Failed { code: 500, message: "two pdbs".into() });
     }
 }

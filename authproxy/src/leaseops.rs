@@ -17,19 +17,11 @@ pub enum Refusal {
     #[error("lease {0} is not an update slot (it lacks the {SLOT_LABEL} label)")]
     NotASlot(String),
     #[error("slot {slot} is held by {}, not by {caller}", holder.as_deref().unwrap_or("nobody"))]
-    NotHolder {
-        slot: String,
-        holder: Option<String>,
-        caller: String,
-    },
+    NotHolder { slot: String, holder: Option<String>, caller: String },
     #[error("slot {slot} expired at {expired}; it cannot be renewed, only reclaimed by the leader")]
     Expired { slot: String, expired: Timestamp },
     #[error("slot {slot} is valid for {remaining_seconds}s more, {needed_seconds}s are needed: renew it first")]
-    TooShort {
-        slot: String,
-        remaining_seconds: i64,
-        needed_seconds: i64,
-    },
+    TooShort { slot: String, remaining_seconds: i64, needed_seconds: i64 },
 }
 
 impl Refusal {
@@ -47,11 +39,7 @@ fn name(lease: &Lease) -> String {
 }
 
 fn is_slot(lease: &Lease) -> bool {
-    lease
-        .metadata
-        .labels
-        .as_ref()
-        .is_some_and(|l| l.get(SLOT_LABEL).is_some_and(|v| v == "true"))
+    lease.metadata.labels.as_ref().is_some_and(|l| l.get(SLOT_LABEL).is_some_and(|v| v == "true"))
 }
 
 /// When the Lease expires (`renewTime + leaseDurationSeconds`).
@@ -82,11 +70,7 @@ pub fn fence(lease: &Lease, caller: &str, min_remaining: Duration, now: Timestam
     }
     let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
     if holder.as_deref() != Some(caller) {
-        return Err(Refusal::NotHolder {
-            slot,
-            holder,
-            caller: caller.to_owned(),
-        });
+        return Err(Refusal::NotHolder { slot, holder, caller: caller.to_owned() });
     }
     let expiry = expires(lease).unwrap_or(now);
     if expiry <= now {
@@ -95,11 +79,7 @@ pub fn fence(lease: &Lease, caller: &str, min_remaining: Duration, now: Timestam
     let remaining = expiry.duration_since(now).as_secs();
     let needed = i64::try_from(min_remaining.as_secs()).unwrap_or(i64::MAX);
     if remaining < needed {
-        return Err(Refusal::TooShort {
-            slot,
-            remaining_seconds: remaining,
-            needed_seconds: needed,
-        });
+        return Err(Refusal::TooShort { slot, remaining_seconds: remaining, needed_seconds: needed });
     }
     Ok(())
 }
@@ -164,14 +144,9 @@ mod tests {
 
     #[test]
     fn the_holder_renews_and_the_duration_is_capped() {
-        let renewed = renew(
-            &slot(Some("node-1"), 0, 60),
-            "node-1",
-            Duration::from_secs(3600),
-            Duration::from_secs(900),
-            at(30),
-        )
-        .unwrap();
+        let renewed =
+            renew(&slot(Some("node-1"), 0, 60), "node-1", Duration::from_secs(3600), Duration::from_secs(900), at(30))
+                .unwrap();
         let spec = renewed.spec.unwrap();
         assert_eq!(spec.renew_time, Some(MicroTime(at(30))));
         assert_eq!(spec.lease_duration_seconds, Some(900));
@@ -180,38 +155,19 @@ mod tests {
 
     #[test]
     fn another_node_cannot_renew() {
-        let err = renew(
-            &slot(Some("node-1"), 0, 60),
-            "node-2",
-            Duration::from_secs(60),
-            Duration::from_secs(900),
-            at(1),
-        )
-        .unwrap_err();
+        let err =
+            renew(&slot(Some("node-1"), 0, 60), "node-2", Duration::from_secs(60), Duration::from_secs(900), at(1))
+                .unwrap_err();
         assert_eq!(err.reason(), "NotHolder");
         assert_eq!(err.to_string(), "slot brupop-slot-0 is held by node-1, not by node-2");
-        assert!(
-            renew(
-                &slot(None, 0, 60),
-                "node-2",
-                Duration::from_secs(60),
-                Duration::from_secs(900),
-                at(1)
-            )
-            .is_err()
-        );
+        assert!(renew(&slot(None, 0, 60), "node-2", Duration::from_secs(60), Duration::from_secs(900), at(1)).is_err());
     }
 
     #[test]
     fn an_expired_slot_cannot_be_renewed() {
-        let err = renew(
-            &slot(Some("node-1"), 0, 60),
-            "node-1",
-            Duration::from_secs(60),
-            Duration::from_secs(900),
-            at(60),
-        )
-        .unwrap_err();
+        let err =
+            renew(&slot(Some("node-1"), 0, 60), "node-1", Duration::from_secs(60), Duration::from_secs(900), at(60))
+                .unwrap_err();
         assert!(matches!(err, Refusal::Expired { .. }));
     }
 
@@ -219,10 +175,7 @@ mod tests {
     fn a_lease_that_is_not_a_slot_is_refused() {
         let mut l = slot(Some("node-1"), 0, 60);
         l.metadata.labels = None;
-        assert!(matches!(
-            fence(&l, "node-1", Duration::ZERO, at(1)),
-            Err(Refusal::NotASlot(_))
-        ));
+        assert!(matches!(fence(&l, "node-1", Duration::ZERO, at(1)), Err(Refusal::NotASlot(_))));
         assert!(matches!(release(&l, "node-1"), Err(Refusal::NotASlot(_))));
     }
 
@@ -239,11 +192,7 @@ mod tests {
         let released = release(&slot(Some("node-1"), 0, 60), "node-1").unwrap().unwrap();
         assert_eq!(released.spec.as_ref().unwrap().holder_identity, None);
         assert_eq!(release(&released, "node-1"), Ok(None));
-        assert_eq!(
-            release(&slot(Some("node-2"), 0, 60), "node-1"),
-            Ok(None),
-            "never releases another node's slot"
-        );
+        assert_eq!(release(&slot(Some("node-2"), 0, 60), "node-1"), Ok(None), "never releases another node's slot");
     }
 
     #[test]

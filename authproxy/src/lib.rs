@@ -37,16 +37,11 @@ use crate::config::Config;
 /// Runs the authproxy until `shutdown` is cancelled.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
-    let files = tls::TlsFiles {
-        cert: cfg.tls_cert.clone(),
-        key: cfg.tls_key.clone(),
-        client_ca: cfg.client_ca.clone(),
-    };
+    let files =
+        tls::TlsFiles { cert: cfg.tls_cert.clone(), key: cfg.tls_key.clone(), client_ca: cfg.client_ca.clone() };
     let (tls, reload_task) =
         tls::watch_files(files, cfg.cert_reload_interval, shutdown.clone()).context("loading the TLS files")?;
-    let mut kube_cfg = kube::Config::infer()
-        .await
-        .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    let mut kube_cfg = kube::Config::infer().await.context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
     // We decide about retries ourselves: a 409 or a 429 must reach us.
     kube_cfg.default_retry = false;
     let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
@@ -56,13 +51,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         service_account: cfg.agent_service_account.clone(),
     };
     let cache = tokencache::TokenCache::new(cfg.token_cache_size, cfg.token_cache_ttl);
-    let auth = auth::Authenticator::new(
-        client.clone(),
-        cfg.token_audience.clone(),
-        agent,
-        cache,
-        metrics.clone(),
-    );
+    let auth = auth::Authenticator::new(client.clone(), cfg.token_audience.clone(), agent, cache, metrics.clone());
     let instance = std::env::var("POD_NAME").ok();
     let app = Arc::new(app::App {
         auth,
@@ -72,12 +61,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         metrics: metrics.clone(),
         request_timeout: cfg.request_timeout,
     });
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("--listen {}", cfg.listen))?;
-    let admin_listener = admin::bind(cfg.admin_listen)
-        .await
-        .with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("--listen {}", cfg.listen))?;
+    let admin_listener =
+        admin::bind(cfg.admin_listen).await.with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
@@ -86,20 +73,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         "authproxy serving"
     );
     let (ready_tx, ready) = tokio::sync::watch::channel(true);
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        metrics.registry.clone(),
-        ready,
-        shutdown.clone(),
-    ));
-    server::serve(
-        listener,
-        tls,
-        app,
-        shutdown.clone(),
-        cfg.request_timeout + Duration::from_secs(1),
-    )
-    .await;
+    let admin_task = tokio::spawn(admin::serve(admin_listener, metrics.registry.clone(), ready, shutdown.clone()));
+    server::serve(listener, tls, app, shutdown.clone(), cfg.request_timeout + Duration::from_secs(1)).await;
     ready_tx.send_replace(false);
     shutdown.cancel();
     let _ = admin_task.await;

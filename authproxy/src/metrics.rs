@@ -21,45 +21,28 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new(
-                "brupop_authproxy_requests_total",
-                "Agent requests by endpoint and HTTP status code",
-            ),
+            Opts::new("brupop_authproxy_requests_total", "Agent requests by endpoint and HTTP status code"),
             &["endpoint", "code"],
         )
         .expect("valid metric");
         let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "brupop_authproxy_request_duration_seconds",
-                "Agent request latency by endpoint",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
+            HistogramOpts::new("brupop_authproxy_request_duration_seconds", "Agent request latency by endpoint")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["endpoint"],
         )
         .expect("valid metric");
         let token_reviews = IntCounterVec::new(
-            Opts::new(
-                "brupop_authproxy_tokenreviews_total",
-                "TokenReviews sent to the API server, by result",
-            ),
+            Opts::new("brupop_authproxy_tokenreviews_total", "TokenReviews sent to the API server, by result"),
             &["result"],
         )
         .expect("valid metric");
         let token_cache = IntCounterVec::new(
-            Opts::new(
-                "brupop_authproxy_token_cache_total",
-                "Token cache lookups by result (hit, miss)",
-            ),
+            Opts::new("brupop_authproxy_token_cache_total", "Token cache lookups by result (hit, miss)"),
             &["result"],
         )
         .expect("valid metric");
         let denied = IntCounterVec::new(
-            Opts::new(
-                "brupop_authproxy_denied_total",
-                "Requests refused before reaching the cluster, by reason",
-            ),
+            Opts::new("brupop_authproxy_denied_total", "Requests refused before reaching the cluster, by reason"),
             &["reason"],
         )
         .expect("valid metric");
@@ -67,14 +50,7 @@ impl Metrics {
             registry.register(Box::new(c.clone())).expect("registered once");
         }
         registry.register(Box::new(latency.clone())).expect("registered once");
-        Metrics {
-            registry,
-            requests,
-            latency,
-            token_reviews,
-            token_cache,
-            denied,
-        }
+        Metrics { registry, requests, latency, token_reviews, token_cache, denied }
     }
 }
 

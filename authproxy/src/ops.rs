@@ -82,25 +82,15 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
+        f.debug_struct("Cluster").field("namespace", &self.namespace).finish_non_exhaustive()
     }
 }
 
 impl Cluster {
     pub fn new(client: kube::Client, namespace: String, max_slot_lease: Duration, instance: Option<String>) -> Self {
-        let reporter = Reporter {
-            controller: managers::AUTHPROXY.into(),
-            instance,
-        };
+        let reporter = Reporter { controller: managers::AUTHPROXY.into(), instance };
         let recorder = Recorder::new(client.clone(), reporter);
-        Cluster {
-            client,
-            namespace,
-            max_slot_lease,
-            recorder,
-        }
+        Cluster { client, namespace, max_slot_lease, recorder }
     }
 
     fn shadows(&self) -> Api<BottlerocketShadow> {
@@ -116,17 +106,11 @@ impl Cluster {
     }
 
     fn post_params() -> PostParams {
-        PostParams {
-            field_manager: Some(managers::AUTHPROXY.into()),
-            ..Default::default()
-        }
+        PostParams { field_manager: Some(managers::AUTHPROXY.into()), ..Default::default() }
     }
 
     fn patch_params() -> PatchParams {
-        PatchParams {
-            field_manager: Some(managers::AUTHPROXY.into()),
-            ..Default::default()
-        }
+        PatchParams { field_manager: Some(managers::AUTHPROXY.into()), ..Default::default() }
     }
 
     /// Emits an Event about a Node, in the background (an Event is never worth failing a request).
@@ -140,13 +124,8 @@ impl Cluster {
             namespace: Some("default".into()),
             ..Default::default()
         };
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: action.to_owned(),
-            secondary: None,
-        };
+        let event =
+            Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
         tokio::spawn(async move {
             if let Err(e) = recorder.publish(&event, &reference).await {
                 tracing::debug!(error = %e, "could not publish a Node event");
@@ -159,12 +138,7 @@ impl Cluster {
     /// Creates the node's shadow (ownerReference to its Node) if missing.
     async fn shadow_or_create(&self, node: &str) -> Result<BottlerocketShadow, OpError> {
         let name = names::shadow_name(node);
-        if let Some(s) = self
-            .shadows()
-            .get_opt(&name)
-            .await
-            .map_err(kube("reading the shadow"))?
-        {
+        if let Some(s) = self.shadows().get_opt(&name).await.map_err(kube("reading the shadow"))? {
             return Ok(s);
         }
         let node_obj = self.nodes().get_opt(node).await.map_err(kube("reading the node"))?;
@@ -206,11 +180,8 @@ impl Cluster {
             let mut shadow = if create {
                 self.shadow_or_create(node).await?
             } else {
-                let got = self
-                    .shadows()
-                    .get_opt(&names::shadow_name(node))
-                    .await
-                    .map_err(kube("reading the shadow"))?;
+                let got =
+                    self.shadows().get_opt(&names::shadow_name(node)).await.map_err(kube("reading the shadow"))?;
                 got.ok_or_else(|| OpError::NoShadow(node.to_owned()))?
             };
             let next = change(shadow.status.as_ref(), Timestamp::now())?;
@@ -218,11 +189,7 @@ impl Cluster {
                 return Ok(view(shadow));
             }
             shadow.status = Some(next);
-            match self
-                .shadows()
-                .replace_status(&names::shadow_name(node), &Self::post_params(), &shadow)
-                .await
-            {
+            match self.shadows().replace_status(&names::shadow_name(node), &Self::post_params(), &shadow).await {
                 Ok(s) => return Ok(view(s)),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(kube("writing the shadow status")(e)),
@@ -232,10 +199,7 @@ impl Cluster {
     }
 
     pub async fn report_status(&self, node: &str, report: &StatusReport) -> Result<ShadowView, OpError> {
-        self.update_status(node, true, |prev, now| {
-            Ok(BottlerocketShadowStatus::apply_report(prev, report, now))
-        })
-        .await
+        self.update_status(node, true, |prev, now| Ok(BottlerocketShadowStatus::apply_report(prev, report, now))).await
     }
 
     pub async fn request_slot(&self, node: &str, report: Option<&StatusReport>) -> Result<ShadowView, OpError> {
@@ -316,11 +280,7 @@ impl Cluster {
             let current = current.ok_or_else(|| OpError::NoSuchNode(node.to_owned()))?;
             let (patch, view) = change(&current);
             let Some(patch) = patch else { return Ok(view) };
-            match self
-                .nodes()
-                .patch(node, &Self::patch_params(), &Patch::Merge(&patch))
-                .await
-            {
+            match self.nodes().patch(node, &Self::patch_params(), &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(view),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(kube("patching the node")(e)),
@@ -332,33 +292,20 @@ impl Cluster {
     pub async fn cordon(&self, node: &str, req: &CordonRequest) -> Result<NodeView, OpError> {
         self.fence(node, &req.slot, req.min_remaining_seconds).await?;
         let now = Timestamp::now();
-        let view = self
-            .change_node(node, |n| nodeops::cordon(n, now, req.exclude_from_load_balancers))
-            .await?;
+        let view = self.change_node(node, |n| nodeops::cordon(n, now, req.exclude_from_load_balancers)).await?;
         if view.changed {
             tracing::info!(node, slot = %req.slot, "cordoned for its update");
-            let note = format!(
-                "cordoned by the Bottlerocket update operator for an update (slot {})",
-                req.slot
-            );
+            let note = format!("cordoned by the Bottlerocket update operator for an update (slot {})", req.slot);
             self.node_event(node, EventType::Normal, "Cordoned", "Cordon", note);
         }
         Ok(view)
     }
 
     pub async fn uncordon(&self, node: &str, req: &UncordonRequest) -> Result<NodeView, OpError> {
-        let view = self
-            .change_node(node, |n| nodeops::uncordon(n, req.include_in_load_balancers))
-            .await?;
+        let view = self.change_node(node, |n| nodeops::uncordon(n, req.include_in_load_balancers)).await?;
         if view.changed {
             tracing::info!(node, "uncordoned");
-            self.node_event(
-                node,
-                EventType::Normal,
-                "Uncordoned",
-                "Uncordon",
-                "the operator lifted its cordon".into(),
-            );
+            self.node_event(node, EventType::Normal, "Uncordoned", "Uncordon", "the operator lifted its cordon".into());
         }
         Ok(view)
     }
@@ -381,11 +328,9 @@ impl Cluster {
             let name = pod.metadata.name.clone().unwrap_or_default();
             match drain::classify(&pod) {
                 Class::SkipDaemonSet | Class::SkipMirror => report.skipped += 1,
-                Class::Terminating => report.pods.push(PodResult {
-                    namespace,
-                    name,
-                    outcome: model::wire::PodOutcome::Terminating,
-                }),
+                Class::Terminating => {
+                    report.pods.push(PodResult { namespace, name, outcome: model::wire::PodOutcome::Terminating })
+                }
                 Class::Evict => to_evict.push((namespace, name)),
             }
         }
@@ -394,21 +339,12 @@ impl Cluster {
         for batch in to_evict.chunks(8) {
             let results = futures::future::join_all(batch.iter().map(|(ns, name)| evict(evict_client, ns, name))).await;
             for ((namespace, name), outcome) in batch.iter().cloned().zip(results) {
-                report.pods.push(PodResult {
-                    namespace,
-                    name,
-                    outcome,
-                });
+                report.pods.push(PodResult { namespace, name, outcome });
             }
         }
-        report.remaining = u32::try_from(
-            report
-                .pods
-                .iter()
-                .filter(|p| !matches!(p.outcome, model::wire::PodOutcome::Gone))
-                .count(),
-        )
-        .unwrap_or(u32::MAX);
+        report.remaining =
+            u32::try_from(report.pods.iter().filter(|p| !matches!(p.outcome, model::wire::PodOutcome::Gone)).count())
+                .unwrap_or(u32::MAX);
         let blocked = report.blocked();
         if blocked > 0 {
             let names: Vec<String> = report
@@ -417,17 +353,10 @@ impl Cluster {
                 .filter(|p| matches!(p.outcome, model::wire::PodOutcome::Blocked { .. }))
                 .map(|p| format!("{}/{}", p.namespace, p.name))
                 .collect();
-            let note = format!(
-                "eviction refused by a PodDisruptionBudget for {blocked} pod(s): {}",
-                names.join(", ")
-            );
+            let note = format!("eviction refused by a PodDisruptionBudget for {blocked} pod(s): {}", names.join(", "));
             self.node_event(node, EventType::Warning, "DrainBlocked", "Drain", note);
         } else if !to_evict.is_empty() {
-            let note = format!(
-                "evicted {} pod(s) for the update; {} remaining",
-                to_evict.len(),
-                report.remaining
-            );
+            let note = format!("evicted {} pod(s) for the update; {} remaining", to_evict.len(), report.remaining);
             self.node_event(node, EventType::Normal, "Drained", "Drain", note);
         }
         Ok(report)
@@ -442,14 +371,8 @@ async fn evict(client: &kube::Client, namespace: &str, name: &str) -> model::wir
         "kind": "Eviction",
         "metadata": {"name": name, "namespace": namespace},
     });
-    let pp = PostParams {
-        field_manager: Some(managers::AUTHPROXY.into()),
-        ..Default::default()
-    };
-    match pods
-        .create_subresource::<_, serde_json::Value>("eviction", name, &pp, &body)
-        .await
-    {
+    let pp = PostParams { field_manager: Some(managers::AUTHPROXY.into()), ..Default::default() };
+    match pods.create_subresource::<_, serde_json::Value>("eviction", name, &pp, &body).await {
         Ok(_) => drain::outcome(201, ""),
         Err(kube::Error::Api(s)) => drain::outcome(s.code, &s.message),
         Err(e) => drain::outcome(502, &e.to_string()),

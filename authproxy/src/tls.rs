@@ -44,19 +44,13 @@ pub struct TlsFiles {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
 }
 
 fn certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| TlsError::Pem { path: path.to_owned(), message: e.to_string() })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { path: path.to_owned() });
     }
@@ -78,27 +72,16 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = certs(&files.cert, &read(&files.cert)?)?;
     let key_pem = read(&files.key)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
-            path: files.key.clone(),
-        },
-        other => TlsError::Pem {
-            path: files.key.clone(),
-            message: other.to_string(),
-        },
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey { path: files.key.clone() },
+        other => TlsError::Pem { path: files.key.clone(), message: other.to_string() },
     })?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in certs(&files.client_ca, &read(&files.client_ca)?)? {
-        roots.add(ca).map_err(|e| TlsError::Ca {
-            path: files.client_ca.clone(),
-            message: e.to_string(),
-        })?;
+        roots.add(ca).map_err(|e| TlsError::Ca { path: files.client_ca.clone(), message: e.to_string() })?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| TlsError::Ca {
-            path: files.client_ca.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| TlsError::Ca { path: files.client_ca.clone(), message: e.to_string() })?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)

@@ -25,9 +25,7 @@ fn key(token: &str) -> Key {
 /// The `exp` claim of a JWT, unverified (only used to cap cache life).
 pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.get("exp")?.as_u64()?;
     UNIX_EPOCH.checked_add(Duration::from_secs(exp))
@@ -49,14 +47,7 @@ pub struct TokenCache<V> {
 
 impl<V: Clone> TokenCache<V> {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        TokenCache {
-            inner: Mutex::new(Inner {
-                map: HashMap::new(),
-                order: VecDeque::new(),
-            }),
-            capacity,
-            ttl,
-        }
+        TokenCache { inner: Mutex::new(Inner { map: HashMap::new(), order: VecDeque::new() }), capacity, ttl }
     }
 
     /// The cached result for `token`, if present and not expired at `now`.
@@ -116,11 +107,7 @@ mod tests {
 
     fn jwt(exp: u64) -> String {
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        format!(
-            "{}.{}.sig",
-            b64(r#"{"alg":"RS256"}"#),
-            b64(&format!(r#"{{"exp":{exp},"sub":"x"}}"#))
-        )
+        format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#), b64(&format!(r#"{{"exp":{exp},"sub":"x"}}"#)))
     }
 
     #[test]

@@ -58,9 +58,7 @@ pub struct Actor {
 
 impl std::fmt::Debug for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Actor")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
+        f.debug_struct("Actor").field("namespace", &self.namespace).finish_non_exhaustive()
     }
 }
 
@@ -74,44 +72,21 @@ impl Actor {
         identity: String,
         metrics: Metrics,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: managers::LEADER.into(),
-                instance: Some(identity),
-            },
-        );
-        Actor {
-            client,
-            namespace,
-            slot_lease,
-            shared,
-            leading,
-            recorder,
-            metrics,
-        }
+        let recorder =
+            Recorder::new(client.clone(), Reporter { controller: managers::LEADER.into(), instance: Some(identity) });
+        Actor { client, namespace, slot_lease, shared, leading, recorder, metrics }
     }
 
     fn check_leading(&self) -> Result<(), ActError> {
-        if *self.leading.borrow() {
-            Ok(())
-        } else {
-            Err(ActError::NotLeader)
-        }
+        if *self.leading.borrow() { Ok(()) } else { Err(ActError::NotLeader) }
     }
 
     fn pp() -> PostParams {
-        PostParams {
-            field_manager: Some(managers::LEADER.into()),
-            ..Default::default()
-        }
+        PostParams { field_manager: Some(managers::LEADER.into()), ..Default::default() }
     }
 
     fn patch_params() -> PatchParams {
-        PatchParams {
-            field_manager: Some(managers::LEADER.into()),
-            ..Default::default()
-        }
+        PatchParams { field_manager: Some(managers::LEADER.into()), ..Default::default() }
     }
 
     fn leases(&self) -> Api<Lease> {
@@ -129,13 +104,8 @@ impl Actor {
     fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
         let reference: ObjectReference = obj.object_ref(&());
         let recorder = self.recorder.clone();
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: reason.to_owned(),
-            secondary: None,
-        };
+        let event =
+            Event { type_, reason: reason.to_owned(), note: Some(note), action: reason.to_owned(), secondary: None };
         tokio::spawn(async move {
             if let Err(e) = recorder.publish(&event, &reference).await {
                 tracing::debug!(error = %e, "could not publish an event");
@@ -153,11 +123,9 @@ impl Actor {
         policy.metadata.namespace = Some(self.namespace.clone());
         let created = match self.policies().create(&Self::pp(), &policy).await {
             Ok(p) => p,
-            Err(kube::Error::Api(s)) if s.is_already_exists() => self
-                .policies()
-                .get(names::POLICY_NAME)
-                .await
-                .map_err(kube_err("reading the UpdatePolicy"))?,
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                self.policies().get(names::POLICY_NAME).await.map_err(kube_err("reading the UpdatePolicy"))?
+            }
             Err(e) => return Err(kube_err("creating the UpdatePolicy")(e)),
         };
         tracing::info!(namespace = %self.namespace, "created UpdatePolicy default with the leader's defaults");
@@ -197,10 +165,7 @@ impl Actor {
     pub async fn apply(&self, plan: &Plan, policy: &UpdatePolicy, now: Timestamp) -> Result<(), ActError> {
         self.write_status(policy, &plan.status).await?;
         for f in &plan.counted {
-            self.metrics
-                .update_failures
-                .with_label_values(&[f.reason.as_str()])
-                .inc();
+            self.metrics.update_failures.with_label_values(&[f.reason.as_str()]).inc();
             tracing::warn!(node = %f.node, reason = %f.reason, message = %f.message, halts = f.reason.halts_fleet(), "update failure counted");
         }
         for c in &plan.completed {
@@ -250,10 +215,7 @@ impl Actor {
             }
             Action::DeleteSlot { name, resource_version } => {
                 let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        resource_version: resource_version.clone(),
-                        uid: None,
-                    }),
+                    preconditions: Some(Preconditions { resource_version: resource_version.clone(), uid: None }),
                     ..Default::default()
                 };
                 match self.leases().delete(name, &dp).await {
@@ -265,16 +227,7 @@ impl Actor {
                     Err(e) => return Err(kube_err(format!("deleting slot {name}"))(e)),
                 }
             }
-            Action::Reclaim {
-                slot,
-                holder,
-                resource_version,
-            }
-            | Action::Free {
-                slot,
-                holder,
-                resource_version,
-            } => {
+            Action::Reclaim { slot, holder, resource_version } | Action::Free { slot, holder, resource_version } => {
                 let expired = matches!(action, Action::Reclaim { .. });
                 if self.clear_holder(slot, holder, resource_version.as_deref()).await? {
                     if expired {
@@ -292,17 +245,8 @@ impl Actor {
             Action::SetSpec { node, spec } => self.set_spec(node, spec).await?,
             Action::DeleteShadowIfNodeGone { node } => {
                 let nodes: Api<Node> = Api::all(self.client.clone());
-                if nodes
-                    .get_opt(node)
-                    .await
-                    .map_err(kube_err(format!("reading node {node}")))?
-                    .is_none()
-                {
-                    match self
-                        .shadows()
-                        .delete(&names::shadow_name(node), &DeleteParams::default())
-                        .await
-                    {
+                if nodes.get_opt(node).await.map_err(kube_err(format!("reading node {node}")))?.is_none() {
+                    match self.shadows().delete(&names::shadow_name(node), &DeleteParams::default()).await {
                         Ok(_) => tracing::info!(%node, "deleted the shadow of a node that no longer exists"),
                         Err(kube::Error::Api(s)) if s.is_not_found() => {}
                         Err(e) => return Err(kube_err(format!("deleting the shadow of {node}"))(e)),
@@ -321,11 +265,7 @@ impl Actor {
     async fn lift_cordon(&self, node: &str) -> Result<(), ActError> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         for _ in 0..3 {
-            let Some(current) = nodes
-                .get_opt(node)
-                .await
-                .map_err(kube_err(format!("reading node {node}")))?
-            else {
+            let Some(current) = nodes.get_opt(node).await.map_err(kube_err(format!("reading node {node}")))? else {
                 return Ok(());
             };
             let (patch, view) = model::cordon::uncordon(&current, true);
@@ -345,11 +285,7 @@ impl Actor {
 
     /// Clears a slot's holder with a checked update. False if it changed meanwhile.
     async fn clear_holder(&self, slot: &str, holder: &str, rv: Option<&str>) -> Result<bool, ActError> {
-        let current = self
-            .leases()
-            .get_opt(slot)
-            .await
-            .map_err(kube_err(format!("reading slot {slot}")))?;
+        let current = self.leases().get_opt(slot).await.map_err(kube_err(format!("reading slot {slot}")))?;
         let Some(mut current) = current else { return Ok(false) };
         if current.metadata.resource_version.as_deref() != rv
             || current.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(holder)
@@ -381,11 +317,7 @@ impl Actor {
             "slot": spec.slot,
             "acknowledgedFailure": spec.acknowledged_failure,
         }});
-        match self
-            .shadows()
-            .patch(&names::shadow_name(node), &Self::patch_params(), &Patch::Merge(&patch))
-            .await
-        {
+        match self.shadows().patch(&names::shadow_name(node), &Self::patch_params(), &Patch::Merge(&patch)).await {
             Ok(s) => {
                 self.shared.put(&s);
                 Ok(())
@@ -398,27 +330,12 @@ impl Actor {
     /// Grants a slot: the Lease first (checked), then the shadow spec. False
     /// if the Lease changed meanwhile.
     async fn grant(&self, action: &Action, now: Timestamp, free: u32) -> Result<bool, ActError> {
-        let Action::Grant {
-            slot,
-            node,
-            version,
-            resource_version,
-            waited,
-        } = action
-        else {
+        let Action::Grant { slot, node, version, resource_version, waited } = action else {
             return Ok(true);
         };
-        let current = self
-            .leases()
-            .get_opt(slot)
-            .await
-            .map_err(kube_err(format!("reading slot {slot}")))?;
+        let current = self.leases().get_opt(slot).await.map_err(kube_err(format!("reading slot {slot}")))?;
         let Some(mut lease) = current else { return Ok(false) };
-        let held = lease
-            .spec
-            .as_ref()
-            .and_then(|s| s.holder_identity.as_deref())
-            .is_some_and(|h| !h.is_empty());
+        let held = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()).is_some_and(|h| !h.is_empty());
         if held || lease.metadata.resource_version != *resource_version {
             self.shared.put(&lease);
             return Ok(false);

@@ -18,9 +18,7 @@ fn budget(s: &str) -> Result<Budget, String> {
 }
 
 fn window(s: &str) -> Result<String, String> {
-    s.parse::<crate::window::Window>()
-        .map(|_| s.to_owned())
-        .map_err(|e| e.to_string())
+    s.parse::<crate::window::Window>().map(|_| s.to_owned()).map_err(|e| e.to_string())
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -49,11 +47,7 @@ pub struct Config {
     #[arg(long, env = "BRUPOP_NAMESPACE", default_value = model::names::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Label selector of the nodes this installation manages.
-    #[arg(
-        long,
-        env = "BRUPOP_NODE_SELECTOR",
-        default_value = "bottlerocket.aws/updater-interface-version=2.0.0"
-    )]
+    #[arg(long, env = "BRUPOP_NODE_SELECTOR", default_value = "bottlerocket.aws/updater-interface-version=2.0.0")]
     pub node_selector: String,
     /// Concurrent updates when the UpdatePolicy does not say: a count (3) or a percentage (10%).
     #[arg(long, env = "BRUPOP_MAX_CONCURRENT_UPDATES", default_value = "1", value_parser = budget)]
@@ -164,13 +158,7 @@ mod tests {
 
     #[test]
     fn windows_are_repeatable() {
-        let cli = parse(&[
-            "--update-window",
-            "Mon 02:00-03:00",
-            "--update-window",
-            "Sat 22:00+6h UTC",
-        ])
-        .unwrap();
+        let cli = parse(&["--update-window", "Mon 02:00-03:00", "--update-window", "Sat 22:00+6h UTC"]).unwrap();
         assert_eq!(cli.config.update_windows.len(), 2);
         assert!(matches!(parse(&["crd"]).unwrap().command, Some(Command::Crd)));
     }

@@ -94,6 +94,6 @@ async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<Opt
     actor.apply(&plan, &policy, now).await?;
     actor.report_failures(&plan);
     let managed: Vec<&ShadowView> = shadows.values().filter(|s| nodes.contains_key(&s.node)).collect();
-    actor.metrics.observe(&managed, &plan.status, now);
+    actor.metrics.observe(&managed, &slots, &plan.status, now);
     Ok(plan.wake_at)
 }

@@ -44,9 +44,7 @@ pub enum Claim {
 /// Decides from the observed record; `unchanged_for` is how long (on our
 /// clock) the holder and renew time have stayed the same.
 pub fn claim(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration, lease_duration: Duration) -> Claim {
-    let holder = spec
-        .and_then(|s| s.holder_identity.as_deref())
-        .filter(|h| !h.is_empty());
+    let holder = spec.and_then(|s| s.holder_identity.as_deref()).filter(|h| !h.is_empty());
     match holder {
         None => Claim::Take,
         Some(h) if h == me => Claim::Renew,
@@ -54,20 +52,13 @@ pub fn claim(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration, lease_
             let duration = spec
                 .and_then(|s| s.lease_duration_seconds)
                 .map_or(lease_duration, |s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
-            if unchanged_for >= duration {
-                Claim::Take
-            } else {
-                Claim::Wait { holder: h.to_owned() }
-            }
+            if unchanged_for >= duration { Claim::Take } else { Claim::Wait { holder: h.to_owned() } }
         }
     }
 }
 
 fn record(spec: Option<&LeaseSpec>) -> (Option<String>, Option<MicroTime>) {
-    (
-        spec.and_then(|s| s.holder_identity.clone()),
-        spec.and_then(|s| s.renew_time.clone()),
-    )
+    (spec.and_then(|s| s.holder_identity.clone()), spec.and_then(|s| s.renew_time.clone()))
 }
 
 /// Runs the election until `shutdown`; the returned receiver says whether we lead.
@@ -139,10 +130,7 @@ async fn step(
             *seen_since = Instant::now();
         }
         let now = Timestamp::now();
-        let pp = PostParams {
-            field_manager: Some(model::names::managers::LEADER.into()),
-            ..Default::default()
-        };
+        let pp = PostParams { field_manager: Some(model::names::managers::LEADER.into()), ..Default::default() };
         let decision = claim(spec, &cfg.identity, seen_since.elapsed(), cfg.lease_duration);
         match (current, decision) {
             (_, Claim::Wait { .. }) => Ok(false),
@@ -208,10 +196,7 @@ async fn release(api: &Api<Lease>, cfg: &ElectionConfig) -> Result<(), kube::Err
     spec.holder_identity = None;
     spec.renew_time = None;
     spec.acquire_time = None;
-    let pp = PostParams {
-        field_manager: Some(model::names::managers::LEADER.into()),
-        ..Default::default()
-    };
+    let pp = PostParams { field_manager: Some(model::names::managers::LEADER.into()), ..Default::default() };
     api.replace(&cfg.lease_name, &pp, &lease).await.map(|_| ())
 }
 
@@ -220,35 +205,20 @@ mod tests {
     use super::*;
 
     fn spec(holder: Option<&str>, secs: i32) -> LeaseSpec {
-        LeaseSpec {
-            holder_identity: holder.map(Into::into),
-            lease_duration_seconds: Some(secs),
-            ..Default::default()
-        }
+        LeaseSpec { holder_identity: holder.map(Into::into), lease_duration_seconds: Some(secs), ..Default::default() }
     }
 
     #[test]
     fn a_free_lease_is_taken() {
         assert_eq!(claim(None, "a", Duration::ZERO, Duration::from_secs(15)), Claim::Take);
-        assert_eq!(
-            claim(Some(&spec(None, 15)), "a", Duration::ZERO, Duration::from_secs(15)),
-            Claim::Take
-        );
-        assert_eq!(
-            claim(Some(&spec(Some(""), 15)), "a", Duration::ZERO, Duration::from_secs(15)),
-            Claim::Take
-        );
+        assert_eq!(claim(Some(&spec(None, 15)), "a", Duration::ZERO, Duration::from_secs(15)), Claim::Take);
+        assert_eq!(claim(Some(&spec(Some(""), 15)), "a", Duration::ZERO, Duration::from_secs(15)), Claim::Take);
     }
 
     #[test]
     fn our_own_lease_is_renewed() {
         assert_eq!(
-            claim(
-                Some(&spec(Some("a"), 15)),
-                "a",
-                Duration::from_secs(100),
-                Duration::from_secs(15)
-            ),
+            claim(Some(&spec(Some("a"), 15)), "a", Duration::from_secs(100), Duration::from_secs(15)),
             Claim::Renew
         );
     }
@@ -260,9 +230,6 @@ mod tests {
             claim(Some(&s), "a", Duration::from_secs(14), Duration::from_secs(15)),
             Claim::Wait { holder: "b".into() }
         );
-        assert_eq!(
-            claim(Some(&s), "a", Duration::from_secs(15), Duration::from_secs(15)),
-            Claim::Take
-        );
+        assert_eq!(claim(Some(&s), "a", Duration::from_secs(15), Duration::from_secs(15)), Claim::Take);
     }
 }

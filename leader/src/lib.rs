@@ -36,24 +36,17 @@ use crate::config::Config;
 /// Runs the leader (watches, election, decision loop, admin server) until `shutdown`.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
-    let mut kube_cfg = kube::Config::infer()
-        .await
-        .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    let mut kube_cfg = kube::Config::infer().await.context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
     kube_cfg.default_retry = false;
     let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
     let identity = cfg.identity();
     let metrics = metrics::Metrics::new();
-    let admin_listener = admin::bind(cfg.admin_listen)
-        .await
-        .with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
+    let admin_listener =
+        admin::bind(cfg.admin_listen).await.with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
     let shared = Arc::new(observe::Shared::default());
     let synced = observe::spawn(&client, &cfg.namespace, &cfg.node_selector, shared.clone());
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        metrics.registry.clone(),
-        synced.clone(),
-        shutdown.clone(),
-    ));
+    let admin_task =
+        tokio::spawn(admin::serve(admin_listener, metrics.registry.clone(), synced.clone(), shutdown.clone()));
     let election_cfg = election::ElectionConfig {
         lease_name: cfg.leader_election_lease.clone(),
         identity: identity.clone(),

@@ -8,7 +8,7 @@ use model::policy::{Phase, UpdatePolicyStatus};
 use model::{FailureReason, ShadowState};
 use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::decide::ShadowView;
+use crate::decide::{ShadowView, SlotView};
 
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -25,6 +25,10 @@ pub struct Metrics {
     pub next_window_start: Gauge,
     pub update_duration: Histogram,
     pub leader: IntGauge,
+    /// 1 for the current phase of the rollout, 0 for the others.
+    pub phase: GaugeVec,
+    /// How long the longest-held slot has been held.
+    pub longest_held: Gauge,
 }
 
 impl Metrics {
@@ -38,24 +42,17 @@ impl Metrics {
         let update_started =
             IntCounter::new("brupop_update_started_total", "Updates started (slots granted)").expect("valid metric");
         let update_failures = IntCounterVec::new(
-            Opts::new(
-                "brupop_update_failures_total",
-                "Update failures counted by the leader, by reason",
-            ),
+            Opts::new("brupop_update_failures_total", "Update failures counted by the leader, by reason"),
             &["reason"],
         )
         .expect("valid metric");
         let nodes_waiting = IntGauge::new("brupop_nodes_waiting", "Nodes waiting for a slot").expect("valid metric");
-        let grants_halted = IntGauge::new(
-            "brupop_grants_halted",
-            "1 while new grants are halted or stopped after failures",
-        )
-        .expect("valid metric");
-        let halt_remaining = Gauge::new(
-            "brupop_halt_remaining_seconds",
-            "Seconds until the current halt ends (0 if none)",
-        )
-        .expect("valid metric");
+        let grants_halted =
+            IntGauge::new("brupop_grants_halted", "1 while new grants are halted or stopped after failures")
+                .expect("valid metric");
+        let halt_remaining =
+            Gauge::new("brupop_halt_remaining_seconds", "Seconds until the current halt ends (0 if none)")
+                .expect("valid metric");
         let consecutive_failures = IntGauge::new(
             "brupop_consecutive_failures",
             "Update-implicating failures since the last success or resume",
@@ -67,14 +64,14 @@ impl Metrics {
         )
         .expect("valid metric");
         let update_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "brupop_update_duration_seconds",
-                "From grant to release of a completed update",
-            )
-            .buckets(vec![5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0]),
+            HistogramOpts::new("brupop_update_duration_seconds", "From grant to release of a completed update")
+                .buckets(vec![5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0]),
         )
         .expect("valid metric");
         let leader = IntGauge::new("brupop_leader", "1 while this replica is the active leader").expect("valid metric");
+        let phase = gauge_vec("brupop_rollout_phase", "1 for the rollout's current phase (Running, Paused, OutsideWindow, Halted, Stopped, InvalidSpec)", "phase");
+        let longest_held =
+            Gauge::new("brupop_slot_longest_held_seconds", "How long the slot held longest has been held (0 if none)").expect("valid metric");
         for r in FailureReason::ALL {
             update_failures.with_label_values(&[r.as_str()]);
         }
@@ -91,6 +88,8 @@ impl Metrics {
             Box::new(next_window_start.clone()),
             Box::new(update_duration.clone()),
             Box::new(leader.clone()),
+            Box::new(phase.clone()),
+            Box::new(longest_held.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("registered once");
@@ -109,11 +108,23 @@ impl Metrics {
             next_window_start,
             update_duration,
             leader,
+            phase,
+            longest_held,
         }
     }
 
     /// Gauges from the current picture (called after every pass).
-    pub fn observe(&self, shadows: &[&ShadowView], status: &UpdatePolicyStatus, now: jiff::Timestamp) {
+    pub fn observe(&self, shadows: &[&ShadowView], slots: &[SlotView], status: &UpdatePolicyStatus, now: jiff::Timestamp) {
+        for p in [Phase::Running, Phase::Paused, Phase::OutsideWindow, Phase::Halted, Phase::Stopped, Phase::InvalidSpec] {
+            self.phase.with_label_values(&[p.as_str()]).set(if p == status.phase { 1.0 } else { 0.0 });
+        }
+        let longest = slots
+            .iter()
+            .filter(|s| s.holder.is_some())
+            .filter_map(|s| s.acquired)
+            .map(|t| now.duration_since(t).as_secs_f64().max(0.0))
+            .fold(0.0, f64::max);
+        self.longest_held.set(longest);
         let mut states: BTreeMap<ShadowState, f64> = ShadowState::ALL.iter().map(|s| (*s, 0.0)).collect();
         let mut versions: BTreeMap<String, f64> = BTreeMap::new();
         for sh in shadows {
@@ -129,28 +140,15 @@ impl Metrics {
         for (v, n) in versions {
             self.hosts_version.with_label_values(&[v.as_str()]).set(n);
         }
-        self.slots
-            .with_label_values(&["held"])
-            .set(f64::from(status.slots_held));
-        self.slots
-            .with_label_values(&["free"])
-            .set(f64::from(status.slots_free));
+        self.slots.with_label_values(&["held"]).set(f64::from(status.slots_held));
+        self.slots.with_label_values(&["free"]).set(f64::from(status.slots_free));
         self.nodes_waiting.set(i64::from(status.nodes_waiting));
         let halted = matches!(status.phase, Phase::Halted | Phase::Stopped);
         self.grants_halted.set(i64::from(halted));
-        let remaining = status
-            .halted_until
-            .as_ref()
-            .map_or(0.0, |t| t.0.duration_since(now).as_secs_f64().max(0.0));
-        self.halt_remaining
-            .set(if status.phase == Phase::Halted { remaining } else { 0.0 });
+        let remaining = status.halted_until.as_ref().map_or(0.0, |t| t.0.duration_since(now).as_secs_f64().max(0.0));
+        self.halt_remaining.set(if status.phase == Phase::Halted { remaining } else { 0.0 });
         self.consecutive_failures.set(i64::from(status.consecutive_failures));
-        self.next_window_start.set(
-            status
-                .next_window_start
-                .as_ref()
-                .map_or(0.0, |t| t.0.as_second() as f64),
-        );
+        self.next_window_start.set(status.next_window_start.as_ref().map_or(0.0, |t| t.0.as_second() as f64));
     }
 }
 

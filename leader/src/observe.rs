@@ -74,9 +74,7 @@ pub fn node_view(node: &Node) -> Option<NodeView> {
         ready,
         unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
         cordoned_by_us: annotations.is_some_and(|a| a.contains_key(names::CORDONED_ANNOTATION)),
-        opted_out: annotations
-            .and_then(|a| a.get(names::NODE_OPT_OUT_ANNOTATION))
-            .is_some_and(|v| v == "true"),
+        opted_out: annotations.and_then(|a| a.get(names::NODE_OPT_OUT_ANNOTATION)).is_some_and(|v| v == "true"),
     })
 }
 
@@ -97,11 +95,7 @@ pub fn slot_view(lease: &Lease) -> Option<SlotView> {
 
 pub fn shadow_view(shadow: &BottlerocketShadow) -> Option<ShadowView> {
     let node = shadow.node_name()?.to_owned();
-    Some(ShadowView {
-        node,
-        spec: shadow.spec.clone(),
-        status: shadow.status.clone(),
-    })
+    Some(ShadowView { node, spec: shadow.spec.clone(), status: shadow.status.clone() })
 }
 
 /// The state shared by the watches, the writer and the decision loop.
@@ -203,10 +197,7 @@ impl Kind for BottlerocketShadow {
 impl Kind for UpdatePolicy {
     const INDEX: usize = 3;
     fn insert(state: &mut State, obj: &Self) {
-        let newer = match (
-            state.policy.as_ref().and_then(|p| rv_of(&p.metadata)),
-            rv_of(&obj.metadata),
-        ) {
+        let newer = match (state.policy.as_ref().and_then(|p| rv_of(&p.metadata)), rv_of(&obj.metadata)) {
             (Some(old), Some(new)) => new >= old,
             _ => true,
         };
@@ -273,18 +264,8 @@ pub fn spawn(
     let policies: Api<UpdatePolicy> = Api::namespaced(client.clone(), namespace);
     let by_labels = |s: &str| watcher::Config::default().labels(s);
     tokio::spawn(watch_kind(nodes, by_labels(node_selector), shared.clone(), tx.clone()));
-    tokio::spawn(watch_kind(
-        leases,
-        by_labels(&format!("{}=true", names::SLOT_LABEL)),
-        shared.clone(),
-        tx.clone(),
-    ));
-    tokio::spawn(watch_kind(
-        shadows,
-        watcher::Config::default(),
-        shared.clone(),
-        tx.clone(),
-    ));
+    tokio::spawn(watch_kind(leases, by_labels(&format!("{}=true", names::SLOT_LABEL)), shared.clone(), tx.clone()));
+    tokio::spawn(watch_kind(shadows, watcher::Config::default(), shared.clone(), tx.clone()));
     let policy = watcher::Config::default().fields(&format!("metadata.name={}", names::POLICY_NAME));
     tokio::spawn(watch_kind(policies, policy, shared, tx));
     rx

@@ -96,10 +96,7 @@ mod tests {
     fn the_default_selector_parses() {
         assert_eq!(
             parse("bottlerocket.aws/updater-interface-version=2.0.0"),
-            Ok(vec![Requirement::Equals(
-                "bottlerocket.aws/updater-interface-version".into(),
-                "2.0.0".into()
-            )])
+            Ok(vec![Requirement::Equals("bottlerocket.aws/updater-interface-version".into(), "2.0.0".into())])
         );
     }
 

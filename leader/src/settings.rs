@@ -42,19 +42,11 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         }),
     };
     let failure_backoff = dur("failureBackoff", &spec.failure_backoff, defaults.failure_backoff);
-    let failure_backoff_max = dur(
-        "failureBackoffMax",
-        &spec.failure_backoff_max,
-        defaults.failure_backoff_max,
-    );
+    let failure_backoff_max = dur("failureBackoffMax", &spec.failure_backoff_max, defaults.failure_backoff_max);
     if failure_backoff > failure_backoff_max {
         problems.push("spec.failureBackoff must not exceed spec.failureBackoffMax".to_owned());
     }
-    let specs = if spec.update_windows.is_empty() {
-        &defaults.windows
-    } else {
-        &spec.update_windows
-    };
+    let specs = if spec.update_windows.is_empty() { &defaults.windows } else { &spec.update_windows };
     let windows = Windows::parse_all(specs).unwrap_or_else(|e| {
         problems.push(format!("spec.updateWindows: {e}"));
         Windows::always()
@@ -64,18 +56,12 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         paused: spec.paused,
         failure_backoff,
         failure_backoff_max,
-        max_consecutive_failures: spec
-            .max_consecutive_failures
-            .unwrap_or(defaults.max_consecutive_failures),
+        max_consecutive_failures: spec.max_consecutive_failures.unwrap_or(defaults.max_consecutive_failures),
         update_cordoned_nodes: spec.update_cordoned_nodes,
         slot_lease_duration: defaults.slot_lease_duration,
         resume_request: spec.resume_request.clone(),
-        invalid: (!problems.is_empty()).then(|| {
-            format!(
-                "the UpdatePolicy is invalid, no grants until it is fixed: {}",
-                problems.join("; ")
-            )
-        }),
+        invalid: (!problems.is_empty())
+            .then(|| format!("the UpdatePolicy is invalid, no grants until it is fixed: {}", problems.join("; "))),
     };
     (settings, windows)
 }
@@ -123,26 +109,12 @@ mod tests {
 
     #[test]
     fn an_invalid_policy_value_stops_grants_and_names_the_field() {
-        let spec = UpdatePolicySpec {
-            max_concurrent_updates: Some(IntOrString::String("abc".into())),
-            ..Default::default()
-        };
+        let spec =
+            UpdatePolicySpec { max_concurrent_updates: Some(IntOrString::String("abc".into())), ..Default::default() };
         let (s, _) = resolve(&defaults(), Some(&spec));
         let msg = s.invalid.unwrap();
-        assert!(
-            msg.contains("spec.maxConcurrentUpdates") && msg.contains("abc"),
-            "{msg}"
-        );
-        let spec = UpdatePolicySpec {
-            update_windows: vec!["Funday 01:00-02:00".into()],
-            ..Default::default()
-        };
-        assert!(
-            resolve(&defaults(), Some(&spec))
-                .0
-                .invalid
-                .unwrap()
-                .contains("spec.updateWindows")
-        );
+        assert!(msg.contains("spec.maxConcurrentUpdates") && msg.contains("abc"), "{msg}");
+        let spec = UpdatePolicySpec { update_windows: vec!["Funday 01:00-02:00".into()], ..Default::default() };
+        assert!(resolve(&defaults(), Some(&spec)).0.invalid.unwrap().contains("spec.updateWindows"));
     }
 }

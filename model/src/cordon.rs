@@ -36,11 +36,7 @@ struct PatchBuilder {
 
 impl PatchBuilder {
     fn new() -> Self {
-        PatchBuilder {
-            spec: Map::new(),
-            labels: Map::new(),
-            annotations: Map::new(),
-        }
+        PatchBuilder { spec: Map::new(), labels: Map::new(), annotations: Map::new() }
     }
 
     fn build(self, node: &Node) -> Option<Value> {
@@ -79,8 +75,7 @@ pub fn cordon(node: &Node, now: Timestamp, exclude_lb: bool) -> (Option<Value>, 
     }
     if exclude_lb && !v.excluded_from_load_balancers {
         p.labels.insert(EXCLUDE_LB_LABEL.into(), json!("true"));
-        p.annotations
-            .insert(LB_EXCLUDED_ANNOTATION.into(), json!(now.to_string()));
+        p.annotations.insert(LB_EXCLUDED_ANNOTATION.into(), json!(now.to_string()));
         v.excluded_from_load_balancers = true;
         v.excluded_by_us = true;
     }
@@ -122,10 +117,7 @@ mod tests {
         let mut n = Node::default();
         n.metadata.name = Some("node-1".into());
         n.metadata.resource_version = Some("42".into());
-        n.spec = Some(NodeSpec {
-            unschedulable: Some(unschedulable),
-            ..Default::default()
-        });
+        n.spec = Some(NodeSpec { unschedulable: Some(unschedulable), ..Default::default() });
         let map = |keys: &[&str]| -> Option<BTreeMap<String, String>> {
             (!keys.is_empty()).then(|| keys.iter().map(|k| ((*k).to_owned(), "x".to_owned())).collect())
         };
@@ -164,15 +156,8 @@ mod tests {
 
     #[test]
     fn cordon_is_idempotent() {
-        let (patch, v) = cordon(
-            &node(
-                true,
-                &[CORDONED_ANNOTATION, LB_EXCLUDED_ANNOTATION],
-                &[EXCLUDE_LB_LABEL],
-            ),
-            now(),
-            true,
-        );
+        let (patch, v) =
+            cordon(&node(true, &[CORDONED_ANNOTATION, LB_EXCLUDED_ANNOTATION], &[EXCLUDE_LB_LABEL]), now(), true);
         assert_eq!(patch, None);
         assert!(v.cordoned_by_us && !v.changed);
     }
@@ -201,14 +186,8 @@ mod tests {
 
     #[test]
     fn uncordon_removes_our_load_balancer_exclusion_when_asked() {
-        let (patch, v) = uncordon(
-            &node(
-                true,
-                &[CORDONED_ANNOTATION, LB_EXCLUDED_ANNOTATION],
-                &[EXCLUDE_LB_LABEL],
-            ),
-            true,
-        );
+        let (patch, v) =
+            uncordon(&node(true, &[CORDONED_ANNOTATION, LB_EXCLUDED_ANNOTATION], &[EXCLUDE_LB_LABEL]), true);
         let patch = patch.unwrap();
         assert_eq!(patch["metadata"]["labels"][EXCLUDE_LB_LABEL], Value::Null);
         assert!(!v.excluded_from_load_balancers);

@@ -92,14 +92,7 @@ mod tests {
     fn slot_names_round_trip_and_reject_other_spellings() {
         assert_eq!(slot_name(0), "brupop-slot-0");
         assert_eq!(slot_index("brupop-slot-17"), Some(17));
-        for bad in [
-            "brupop-slot-",
-            "brupop-slot-01",
-            "brupop-slot--1",
-            "brupop-slot-x",
-            "slot-1",
-            "brupop-leader",
-        ] {
+        for bad in ["brupop-slot-", "brupop-slot-01", "brupop-slot--1", "brupop-slot-x", "slot-1", "brupop-leader"] {
             assert_eq!(slot_index(bad), None, "{bad}");
         }
     }

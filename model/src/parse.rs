@@ -13,19 +13,13 @@ pub enum ParseError {
     #[error("{value:?} is not an update budget: {why} (expected a count such as 3 or a percentage such as 10%)")]
     Budget { value: String, why: &'static str },
     #[error("{value:?} is not a valid {what}: {why}")]
-    Name {
-        what: &'static str,
-        value: String,
-        why: &'static str,
-    },
+    Name { what: &'static str, value: String, why: &'static str },
 }
 
 /// Parses a humantime duration (`90s`, `10m`, `1h30m`, `250ms`).
 pub fn duration(value: &str) -> Result<Duration, ParseError> {
-    humantime::parse_duration(value.trim()).map_err(|e| ParseError::Duration {
-        value: value.to_owned(),
-        why: e.to_string(),
-    })
+    humantime::parse_duration(value.trim())
+        .map_err(|e| ParseError::Duration { value: value.to_owned(), why: e.to_string() })
 }
 
 /// How many nodes may update at once.
@@ -40,10 +34,7 @@ pub enum Budget {
 impl Budget {
     /// Parses `3` or `10%`. Zero is refused: pausing is its own setting.
     pub fn parse(value: &str) -> Result<Budget, ParseError> {
-        let err = |why| ParseError::Budget {
-            value: value.to_owned(),
-            why,
-        };
+        let err = |why| ParseError::Budget { value: value.to_owned(), why };
         let v = value.trim();
         let (digits, percent) = match v.strip_suffix('%') {
             Some(d) => (d, true),
@@ -98,11 +89,7 @@ impl std::str::FromStr for Budget {
 }
 
 fn name_err(what: &'static str, value: &str, why: &'static str) -> ParseError {
-    ParseError::Name {
-        what,
-        value: value.to_owned(),
-        why,
-    }
+    ParseError::Name { what, value: value.to_owned(), why }
 }
 
 /// A DNS-1123 label: 1-63 lowercase alphanumerics or `-`, alphanumeric at both ends.
@@ -111,21 +98,10 @@ fn dns_label(what: &'static str, whole: &str, part: &str) -> Result<(), ParseErr
         return Err(name_err(what, whole, "empty part"));
     }
     if part.len() > 63 {
-        return Err(name_err(
-            what,
-            whole,
-            "a dot-separated part is longer than 63 characters",
-        ));
+        return Err(name_err(what, whole, "a dot-separated part is longer than 63 characters"));
     }
-    if !part
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(name_err(
-            what,
-            whole,
-            "only lowercase letters, digits, '-' and '.' are allowed",
-        ));
+    if !part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(name_err(what, whole, "only lowercase letters, digits, '-' and '.' are allowed"));
     }
     if part.starts_with('-') || part.ends_with('-') {
         return Err(name_err(what, whole, "must start and end with a letter or digit"));
@@ -169,15 +145,8 @@ pub fn label_value(value: &str) -> Result<(), ParseError> {
     if value.len() > 63 {
         return Err(name_err(WHAT, value, "longer than 63 characters"));
     }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Err(name_err(
-            WHAT,
-            value,
-            "only letters, digits, '-', '_' and '.' are allowed",
-        ));
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Err(name_err(WHAT, value, "only letters, digits, '-', '_' and '.' are allowed"));
     }
     let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     if !alnum(value.chars().next()) || !alnum(value.chars().last()) {
@@ -231,20 +200,14 @@ mod tests {
         assert_eq!(Budget::parse("10%"), Ok(Budget::Percent(10)));
         assert_eq!(Budget::parse("100%"), Ok(Budget::Percent(100)));
         assert_eq!(Budget::from_int_or_string(&IntOrString::Int(5)), Ok(Budget::Count(5)));
-        assert_eq!(
-            Budget::from_int_or_string(&IntOrString::String("25%".into())),
-            Ok(Budget::Percent(25))
-        );
+        assert_eq!(Budget::from_int_or_string(&IntOrString::String("25%".into())), Ok(Budget::Percent(25)));
     }
 
     #[test]
     fn bad_budgets_are_refused_naming_the_value() {
         for bad in ["0", "0%", "101%", "-1", "abc", "", "%", "1.5", "10 %", "99999999999"] {
             let err = Budget::parse(bad).expect_err(bad).to_string();
-            assert!(
-                err.starts_with(&format!("{bad:?} is not an update budget")),
-                "{bad}: {err}"
-            );
+            assert!(err.starts_with(&format!("{bad:?} is not an update budget")), "{bad}: {err}");
         }
         assert!(Budget::from_int_or_string(&IntOrString::Int(-1)).is_err());
         assert!(Budget::parse("0").unwrap_err().to_string().contains("spec.paused"));

@@ -126,11 +126,7 @@ impl BottlerocketShadow {
 
     /// The id the agent gives its next failure report.
     pub fn next_failure_id(&self) -> u64 {
-        let reported = self
-            .status
-            .as_ref()
-            .and_then(|s| s.last_failure.as_ref())
-            .map_or(0, |f| f.id);
+        let reported = self.status.as_ref().and_then(|s| s.last_failure.as_ref()).map_or(0, |f| f.id);
         reported.max(self.spec.acknowledged_failure.unwrap_or(0)) + 1
     }
 }
@@ -204,11 +200,7 @@ fn conditions(status: &BottlerocketShadowStatus, prev: &[Condition], now: Timest
         (
             condition::UP_TO_DATE,
             up_to_date,
-            if up_to_date {
-                "NoUpdateAvailable"
-            } else {
-                "UpdateAvailable"
-            },
+            if up_to_date { "NoUpdateAvailable" } else { "UpdateAvailable" },
             match &status.target_version {
                 Some(t) => format!("running {}, {t} is available", status.current_version),
                 None => format!("running {}, no newer version available", status.current_version),
@@ -223,16 +215,8 @@ fn conditions(status: &BottlerocketShadowStatus, prev: &[Condition], now: Timest
         (
             condition::UPDATE_FAILED,
             failed,
-            status
-                .last_failure
-                .as_ref()
-                .filter(|_| failed)
-                .map_or("NoFailure", |f| f.reason.as_str()),
-            status
-                .last_failure
-                .as_ref()
-                .filter(|_| failed)
-                .map_or_else(String::new, |f| f.message.clone()),
+            status.last_failure.as_ref().filter(|_| failed).map_or("NoFailure", |f| f.reason.as_str()),
+            status.last_failure.as_ref().filter(|_| failed).map_or_else(String::new, |f| f.message.clone()),
         ),
     ];
     wanted
@@ -262,12 +246,7 @@ mod tests {
     }
 
     fn report(state: ShadowState, current: &str, target: Option<&str>) -> StatusReport {
-        StatusReport {
-            state,
-            current_version: current.into(),
-            target_version: target.map(Into::into),
-            failure: None,
-        }
+        StatusReport { state, current_version: current.into(), target_version: target.map(Into::into), failure: None }
     }
 
     #[test]
@@ -300,11 +279,7 @@ mod tests {
             t0,
         );
         let failed = StatusReport {
-            failure: Some(FailureReport {
-                id: 1,
-                reason: FailureReason::RolledBack,
-                message: "booted 1.20.0".into(),
-            }),
+            failure: Some(FailureReport { id: 1, reason: FailureReason::RolledBack, message: "booted 1.20.0".into() }),
             ..report(ShadowState::ErrorReset, "1.20.0", Some("1.21.0"))
         };
         let t1 = t("2026-11-27T10:01:00Z");
@@ -313,12 +288,7 @@ mod tests {
         let f = once.last_failure.clone().unwrap();
         assert_eq!(
             (f.id, f.reason, f.state, f.time),
-            (
-                1,
-                FailureReason::RolledBack,
-                ShadowState::StagedAndPerformedUpdate,
-                Time(t1)
-            )
+            (1, FailureReason::RolledBack, ShadowState::StagedAndPerformedUpdate, Time(t1))
         );
         let twice = BottlerocketShadowStatus::apply_report(Some(&once), &failed, t("2026-11-27T10:02:00Z"));
         assert_eq!(twice, once, "a retried report must not count a second failure");
@@ -350,11 +320,7 @@ mod tests {
         let waiting = idle.request_slot(now).unwrap();
         assert_eq!(waiting.slot_requested_at, Some(MicroTime(now)));
         let again = waiting.request_slot(t("2026-11-27T10:05:00Z")).unwrap();
-        assert_eq!(
-            again.slot_requested_at,
-            Some(MicroTime(now)),
-            "asking again keeps the place in the queue"
-        );
+        assert_eq!(again.slot_requested_at, Some(MicroTime(now)), "asking again keeps the place in the queue");
         let still = BottlerocketShadowStatus::apply_report(
             Some(&again),
             &report(ShadowState::Idle, "1.20.0", Some("1.21.0")),
@@ -367,10 +333,7 @@ mod tests {
             now,
         );
         assert_eq!(walking.slot_requested_at, None);
-        assert!(
-            walking.request_slot(now).is_none(),
-            "an updating node cannot ask for a second slot"
-        );
+        assert!(walking.request_slot(now).is_none(), "an updating node cannot ask for a second slot");
         let up_to_date = BottlerocketShadowStatus::apply_report(None, &report(ShadowState::Idle, "1.21.0", None), now);
         assert!(up_to_date.request_slot(now).is_none(), "nothing to update to");
     }
@@ -388,10 +351,7 @@ mod tests {
             |s: &BottlerocketShadowStatus, ty: &str| s.conditions.iter().find(|c| c.type_ == ty).unwrap().clone();
         assert_eq!(find(&b, condition::UP_TO_DATE).last_transition_time, Time(t0));
         assert_eq!(find(&b, condition::UPDATING).status, "True");
-        assert_eq!(
-            find(&b, condition::UPDATING).last_transition_time,
-            Time(t("2026-11-27T10:09:00Z"))
-        );
+        assert_eq!(find(&b, condition::UPDATING).last_transition_time, Time(t("2026-11-27T10:09:00Z")));
     }
 
     #[test]

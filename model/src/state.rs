@@ -164,10 +164,7 @@ mod tests {
     #[test]
     fn state_names_serialize_as_the_original_operator_spells_them() {
         for s in ShadowState::ALL {
-            assert_eq!(
-                serde_json::to_value(s).unwrap(),
-                serde_json::Value::String(s.as_str().into())
-            );
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::Value::String(s.as_str().into()));
             assert_eq!(serde_json::from_value::<ShadowState>(s.as_str().into()).unwrap(), s);
         }
     }
@@ -175,10 +172,7 @@ mod tests {
     #[test]
     fn failure_reasons_serialize_by_name() {
         for r in FailureReason::ALL {
-            assert_eq!(
-                serde_json::to_value(r).unwrap(),
-                serde_json::Value::String(r.as_str().into())
-            );
+            assert_eq!(serde_json::to_value(r).unwrap(), serde_json::Value::String(r.as_str().into()));
         }
     }
 
@@ -196,10 +190,7 @@ mod tests {
                 FailureReason::SlotExpired
             ]
         );
-        assert!(
-            !FailureReason::DrainBlocked.halts_fleet(),
-            "a PDB blocking one node must not halt the fleet"
-        );
+        assert!(!FailureReason::DrainBlocked.halts_fleet(), "a PDB blocking one node must not halt the fleet");
     }
 
     #[test]

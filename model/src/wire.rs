@@ -149,17 +149,8 @@ fn check_version(field: &'static str, value: &str) -> Result<(), InvalidRequest>
     let ok = !value.is_empty()
         && value.len() <= 64
         && value.starts_with(|c: char| c.is_ascii_digit())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidRequest::Version {
-            field,
-            value: value.to_owned(),
-        })
-    }
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
+    if ok { Ok(()) } else { Err(InvalidRequest::Version { field, value: value.to_owned() }) }
 }
 
 impl StatusReport {
@@ -208,9 +199,7 @@ impl RenewSlot {
 }
 
 fn check_slot(slot: &str) -> Result<(), InvalidRequest> {
-    crate::names::slot_index(slot)
-        .map(|_| ())
-        .ok_or_else(|| InvalidRequest::SlotName(slot.to_owned()))
+    crate::names::slot_index(slot).map(|_| ()).ok_or_else(|| InvalidRequest::SlotName(slot.to_owned()))
 }
 
 /// `POST .../slot/release`.
@@ -368,10 +357,7 @@ pub struct DrainReport {
 impl DrainReport {
     /// Pods refused by a PodDisruptionBudget in this round.
     pub fn blocked(&self) -> usize {
-        self.pods
-            .iter()
-            .filter(|p| matches!(p.outcome, PodOutcome::Blocked { .. }))
-            .count()
+        self.pods.iter().filter(|p| matches!(p.outcome, PodOutcome::Blocked { .. })).count()
     }
 }
 
@@ -402,26 +388,12 @@ mod tests {
             state: ShadowState::ErrorReset,
             current_version: "1.20.0".into(),
             target_version: Some("1.21.0".into()),
-            failure: Some(FailureReport {
-                id: 3,
-                reason: FailureReason::RolledBack,
-                message: "booted 1.20.0".into(),
-            }),
+            failure: Some(FailureReport { id: 3, reason: FailureReason::RolledBack, message: "booted 1.20.0".into() }),
         });
-        round_trip(&RenewSlot {
-            slot: "brupop-slot-1".into(),
-            duration_seconds: 90,
-        });
-        round_trip(&ReleaseSlot {
-            slot: "brupop-slot-1".into(),
-        });
+        round_trip(&RenewSlot { slot: "brupop-slot-1".into(), duration_seconds: 90 });
+        round_trip(&ReleaseSlot { slot: "brupop-slot-1".into() });
         round_trip(&Released { released: true });
-        round_trip(&NodeView {
-            unschedulable: true,
-            cordoned_by_us: true,
-            changed: true,
-            ..Default::default()
-        });
+        round_trip(&NodeView { unschedulable: true, cordoned_by_us: true, changed: true, ..Default::default() });
         round_trip(&SlotView {
             slot: "brupop-slot-0".into(),
             resource_version: Some("7".into()),
@@ -431,11 +403,7 @@ mod tests {
         });
         round_trip(&DrainReport {
             pods: vec![
-                PodResult {
-                    namespace: "a".into(),
-                    name: "p".into(),
-                    outcome: PodOutcome::Evicted,
-                },
+                PodResult { namespace: "a".into(), name: "p".into(), outcome: PodOutcome::Evicted },
                 PodResult {
                     namespace: "a".into(),
                     name: "q".into(),
@@ -444,20 +412,13 @@ mod tests {
                 PodResult {
                     namespace: "a".into(),
                     name: "r".into(),
-                    outcome: PodOutcome::Failed {
-                        code: 500,
-                        message: "x".into(),
-                    },
+                    outcome: PodOutcome::Failed { code: 500, message: "x".into() },
                 },
             ],
             remaining: 2,
             skipped: 1,
         });
-        round_trip(&ApiError {
-            code: 409,
-            reason: "NotHolder".into(),
-            message: "m".into(),
-        });
+        round_trip(&ApiError { code: 409, reason: "NotHolder".into(), message: "m".into() });
     }
 
     #[test]
@@ -498,70 +459,22 @@ mod tests {
             failure: None,
         };
         assert_eq!(ok.validate(), Ok(()));
-        let bad_version = StatusReport {
-            current_version: "latest; rm -rf".into(),
-            ..ok.clone()
-        };
+        let bad_version = StatusReport { current_version: "latest; rm -rf".into(), ..ok.clone() };
         assert!(matches!(bad_version.validate(), Err(InvalidRequest::Version { .. })));
-        let error_without_failure = StatusReport {
-            state: ShadowState::ErrorReset,
-            ..ok.clone()
-        };
-        assert_eq!(
-            error_without_failure.validate(),
-            Err(InvalidRequest::FailureWithoutErrorReset)
-        );
-        let failure = FailureReport {
-            id: 1,
-            reason: FailureReason::PrepareFailed,
-            message: "x".repeat(MAX_MESSAGE_LEN + 1),
-        };
-        let long = StatusReport {
-            state: ShadowState::ErrorReset,
-            failure: Some(failure),
-            ..ok
-        };
-        assert_eq!(
-            long.validate(),
-            Err(InvalidRequest::MessageTooLong {
-                len: MAX_MESSAGE_LEN + 1
-            })
-        );
+        let error_without_failure = StatusReport { state: ShadowState::ErrorReset, ..ok.clone() };
+        assert_eq!(error_without_failure.validate(), Err(InvalidRequest::FailureWithoutErrorReset));
+        let failure =
+            FailureReport { id: 1, reason: FailureReason::PrepareFailed, message: "x".repeat(MAX_MESSAGE_LEN + 1) };
+        let long = StatusReport { state: ShadowState::ErrorReset, failure: Some(failure), ..ok };
+        assert_eq!(long.validate(), Err(InvalidRequest::MessageTooLong { len: MAX_MESSAGE_LEN + 1 }));
     }
 
     #[test]
     fn slot_requests_are_validated() {
-        assert!(
-            RenewSlot {
-                slot: "brupop-slot-0".into(),
-                duration_seconds: 30
-            }
-            .validate()
-            .is_ok()
-        );
-        assert!(
-            RenewSlot {
-                slot: "brupop-leader".into(),
-                duration_seconds: 30
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            RenewSlot {
-                slot: "brupop-slot-0".into(),
-                duration_seconds: 0
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            ReleaseSlot {
-                slot: "kube-scheduler".into()
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(RenewSlot { slot: "brupop-slot-0".into(), duration_seconds: 30 }.validate().is_ok());
+        assert!(RenewSlot { slot: "brupop-leader".into(), duration_seconds: 30 }.validate().is_err());
+        assert!(RenewSlot { slot: "brupop-slot-0".into(), duration_seconds: 0 }.validate().is_err());
+        assert!(ReleaseSlot { slot: "kube-scheduler".into() }.validate().is_err());
     }
 
     #[test]

@@ -46,45 +46,21 @@ fn generated_yaml_parses_back_into_the_same_crds() {
 #[test]
 fn shadow_crd_has_the_names_users_know() {
     let crd = &model::crds()[0];
-    assert_eq!(
-        crd.metadata.name.as_deref(),
-        Some("bottlerocketshadows.brupop.bottlerocket.aws")
-    );
+    assert_eq!(crd.metadata.name.as_deref(), Some("bottlerocketshadows.brupop.bottlerocket.aws"));
     assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["brs".to_owned()][..]));
     assert_eq!(crd.spec.scope, "Namespaced");
     let v = &crd.spec.versions[0];
     assert_eq!(v.name, "v2");
-    assert!(
-        v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
-        "status subresource"
-    );
-    let columns: Vec<_> = v
-        .additional_printer_columns
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
-    assert_eq!(
-        columns,
-        [
-            "State", "Desired", "Version", "Target", "Slot", "Waiting", "Reason", "Age"
-        ]
-    );
+    assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "status subresource");
+    let columns: Vec<_> = v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+    assert_eq!(columns, ["State", "Desired", "Version", "Target", "Slot", "Waiting", "Reason", "Age"]);
 }
 
 #[test]
 fn policy_crd_shows_phase_first() {
     let crd = &model::crds()[1];
-    assert_eq!(
-        crd.metadata.name.as_deref(),
-        Some("updatepolicies.brupop.bottlerocket.aws")
-    );
+    assert_eq!(crd.metadata.name.as_deref(), Some("updatepolicies.brupop.bottlerocket.aws"));
     let v = &crd.spec.versions[0];
-    let columns: Vec<_> = v
-        .additional_printer_columns
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
+    let columns: Vec<_> = v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(columns[0], "Phase");
 }

@@ -37,9 +37,7 @@ pub struct Agent {
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent")
-            .field("node", &self.node)
-            .finish_non_exhaustive()
+        f.debug_struct("Agent").field("node", &self.node).finish_non_exhaustive()
     }
 }
 
@@ -65,18 +63,14 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 
 /// `±10%` jitter from the node name and the time, so a fleet does not check in lockstep.
 fn jittered(interval: Duration, node: &str, now: Timestamp) -> Duration {
-    let seed = node
-        .bytes()
-        .fold(now.as_nanosecond() as u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+    let seed = node.bytes().fold(now.as_nanosecond() as u64, |h, b| h.rotate_left(5) ^ u64::from(b));
     let frac = (seed % 2001) as f64 / 10_000.0 - 0.1;
     interval.mul_f64(1.0 + frac)
 }
 
 fn lease_view(lease: &Lease) -> Option<LeaseView> {
     let spec = lease.spec.as_ref();
-    let renewed = spec
-        .and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref()))
-        .map(|t| t.0);
+    let renewed = spec.and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref())).map(|t| t.0);
     let secs = spec.and_then(|s| s.lease_duration_seconds).unwrap_or(0);
     Some(LeaseView {
         name: lease.metadata.name.clone()?,
@@ -97,14 +91,10 @@ fn node_view(node: &Node) -> NodeView {
             .is_some_and(|c| c.status == "True"),
         unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
         cordoned_by_us: annotations.is_some_and(|a| a.contains_key(names::CORDONED_ANNOTATION)),
-        cordoned_at: annotations
-            .and_then(|a| a.get(names::CORDONED_ANNOTATION))
-            .and_then(|v| v.parse().ok()),
+        cordoned_at: annotations.and_then(|a| a.get(names::CORDONED_ANNOTATION)).and_then(|v| v.parse().ok()),
         excluded: labels.is_some_and(|l| l.contains_key(names::EXCLUDE_LB_LABEL)),
         excluded_by_us: annotations.is_some_and(|a| a.contains_key(names::LB_EXCLUDED_ANNOTATION)),
-        opted_out: annotations
-            .and_then(|a| a.get(names::NODE_OPT_OUT_ANNOTATION))
-            .is_some_and(|v| v == "true"),
+        opted_out: annotations.and_then(|a| a.get(names::NODE_OPT_OUT_ANNOTATION)).is_some_and(|v| v == "true"),
     }
 }
 
@@ -119,10 +109,7 @@ fn host_update(status: &HostStatus) -> Option<HostUpdate> {
     Some(HostUpdate {
         state,
         chosen: s.chosen_version().map(str::to_owned),
-        staged: s
-            .staging_partition
-            .as_ref()
-            .map(|p| (p.image.version.clone(), p.next_to_boot)),
+        staged: s.staging_partition.as_ref().map(|p| (p.image.version.clone(), p.next_to_boot)),
     })
 }
 
@@ -130,10 +117,7 @@ impl Agent {
     async fn read_host(&self) -> Result<HostView, crate::hostapi::Error> {
         let os = self.host.os().await?;
         let status = self.host.status().await?;
-        Ok(HostView {
-            version: os.version_id,
-            update: host_update(&status),
-        })
+        Ok(HostView { version: os.version_id, update: host_update(&status) })
     }
 
     /// Runs until `shutdown`. Between steps only: a step in flight is
@@ -145,10 +129,7 @@ impl Agent {
             _ = synced.wait_for(|s| *s) => {}
         }
         tracing::info!(node = %self.node, "agent watching its shadow, slot and node");
-        let mut mem = Memory {
-            next_update_check: Some(Timestamp::now()),
-            ..Memory::default()
-        };
+        let mut mem = Memory { next_update_check: Some(Timestamp::now()), ..Memory::default() };
         let mut backoff = MIN_BACKOFF;
         let mut host_failures = 0u32;
         let mut last_grant: Option<(Option<String>, Option<MicroTime>)> = None;
@@ -168,9 +149,7 @@ impl Agent {
             };
             let shadow = self.watches.views.shadow.borrow().clone();
             // A new grant starts a new walk: forget the previous walk's progress.
-            let grant = shadow
-                .as_ref()
-                .map(|s| (s.spec.slot.clone(), s.spec.state_transition_timestamp.clone()));
+            let grant = shadow.as_ref().map(|s| (s.spec.slot.clone(), s.spec.state_transition_timestamp.clone()));
             if grant != last_grant {
                 mem.drain_started = None;
                 mem.last_drain = None;
@@ -182,8 +161,7 @@ impl Agent {
             // Lease is unknown, not absent: never conclude the slot is lost.
             let slot = shadow.as_ref().and_then(|s| s.spec.slot.clone());
             if slot.is_some() && *self.watches.views.lease_synced.borrow() != slot {
-                self.sleep_until(Some(add(Timestamp::now(), Duration::from_secs(5))), &shutdown)
-                    .await;
+                self.sleep_until(Some(add(Timestamp::now(), Duration::from_secs(5))), &shutdown).await;
                 continue;
             }
             let lease = self.watches.views.lease.borrow().as_ref().and_then(lease_view);
@@ -250,10 +228,7 @@ impl Agent {
     fn host_failure(&self, e: &crate::hostapi::Error, attempts: u32, step: &Step) -> Option<(FailureReason, String)> {
         let reason = e.failure_reason();
         // A command that ran and failed is final at once; other errors get a few tries.
-        let final_now = matches!(
-            e.failure(),
-            Failure::CommandFailed { .. } | Failure::CannotUpdateInPlace { .. }
-        );
+        let final_now = matches!(e.failure(), Failure::CommandFailed { .. } | Failure::CannotUpdateInPlace { .. });
         if !(final_now || attempts >= HOST_ATTEMPTS) {
             return None;
         }
@@ -316,11 +291,7 @@ impl Agent {
                 }
             }
             Step::Renew { slot, duration } => self.renew(slot, *duration, mem).await?,
-            Step::Cordon {
-                slot,
-                min_remaining,
-                exclude_from_load_balancers,
-            } => {
+            Step::Cordon { slot, min_remaining, exclude_from_load_balancers } => {
                 let req = CordonRequest {
                     slot: slot.clone(),
                     min_remaining_seconds: secs(*min_remaining),
@@ -333,18 +304,14 @@ impl Agent {
                             spec.unschedulable = Some(v.unschedulable);
                             let labels = n.metadata.labels.get_or_insert_with(Default::default);
                             if v.excluded_from_load_balancers {
-                                labels
-                                    .entry(names::EXCLUDE_LB_LABEL.into())
-                                    .or_insert_with(|| "true".into());
+                                labels.entry(names::EXCLUDE_LB_LABEL.into()).or_insert_with(|| "true".into());
                             }
                             let a = n.metadata.annotations.get_or_insert_with(Default::default);
                             if v.cordoned_by_us {
-                                a.entry(names::CORDONED_ANNOTATION.into())
-                                    .or_insert_with(|| now.to_string());
+                                a.entry(names::CORDONED_ANNOTATION.into()).or_insert_with(|| now.to_string());
                             }
                             if v.excluded_by_us {
-                                a.entry(names::LB_EXCLUDED_ANNOTATION.into())
-                                    .or_insert_with(|| now.to_string());
+                                a.entry(names::LB_EXCLUDED_ANNOTATION.into()).or_insert_with(|| now.to_string());
                             }
                         });
                         mem.drain_started = mem.drain_started.or(Some(now));
@@ -353,10 +320,7 @@ impl Agent {
                 }
             }
             Step::Drain { slot, min_remaining } => {
-                let req = DrainRequest {
-                    slot: slot.clone(),
-                    min_remaining_seconds: secs(*min_remaining),
-                };
+                let req = DrainRequest { slot: slot.clone(), min_remaining_seconds: secs(*min_remaining) };
                 mem.drain_started = mem.drain_started.or(Some(now));
                 match self.proxy.drain(&req).await {
                     Ok(report) => {
@@ -393,9 +357,7 @@ impl Agent {
                 tracing::info!(node = %self.node, "reboot requested");
             }
             Step::CheckHealth => {
-                let bad = cluster::pods_not_ready(&self.client, &self.node)
-                    .await
-                    .map_err(StepError::Pods)?;
+                let bad = cluster::pods_not_ready(&self.client, &self.node).await.map_err(StepError::Pods)?;
                 mem.health = Some((Timestamp::now(), bad));
             }
             Step::Uncordon => {
@@ -490,10 +452,7 @@ impl Agent {
         spec.holder_identity = view.holder.clone();
         spec.lease_duration_seconds = view.lease_duration_seconds;
         if let (Some(exp), Some(d)) = (view.expires_at, view.lease_duration_seconds) {
-            spec.renew_time = exp
-                .checked_sub(jiff::SignedDuration::from_secs(i64::from(d)))
-                .ok()
-                .map(MicroTime);
+            spec.renew_time = exp.checked_sub(jiff::SignedDuration::from_secs(i64::from(d))).ok().map(MicroTime);
         }
         cluster::store(&self.watches.lease_tx, Some(lease));
     }

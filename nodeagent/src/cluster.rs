@@ -38,10 +38,7 @@ fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Opti
 /// writes may arrive before the watch event of an older change).
 pub fn store<K: kube::Resource + Clone>(tx: &watch::Sender<Option<K>>, obj: Option<K>) {
     tx.send_if_modified(|cur| {
-        let newer = match (
-            cur.as_ref().and_then(|c| rv(c.meta())),
-            obj.as_ref().and_then(|o| rv(o.meta())),
-        ) {
+        let newer = match (cur.as_ref().and_then(|c| rv(c.meta())), obj.as_ref().and_then(|o| rv(o.meta()))) {
             (Some(old), Some(new)) => new >= old,
             _ => true,
         };
@@ -185,13 +182,7 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
         synced_tx.send_replace(true);
     });
     Watches {
-        views: Views {
-            shadow,
-            node: node_rx,
-            lease,
-            synced,
-            lease_synced,
-        },
+        views: Views { shadow, node: node_rx, lease, synced, lease_synced },
         shadow_tx,
         node_tx,
         lease_tx,
@@ -203,9 +194,7 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
 /// terminating ones.
 pub async fn pods_not_ready(client: &kube::Client, node: &str) -> Result<Vec<String>, kube::Error> {
     let pods: Api<Pod> = Api::all(client.clone());
-    let list = pods
-        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-        .await?;
+    let list = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await?;
     Ok(list
         .items
         .into_iter()
@@ -222,12 +211,6 @@ pub async fn pods_not_ready(client: &kube::Client, node: &str) -> Result<Vec<Str
                 .is_some_and(|c| c.status == "True");
             !ready
         })
-        .map(|p| {
-            format!(
-                "{}/{}",
-                p.metadata.namespace.unwrap_or_default(),
-                p.metadata.name.unwrap_or_default()
-            )
-        })
+        .map(|p| format!("{}/{}", p.metadata.namespace.unwrap_or_default(), p.metadata.name.unwrap_or_default()))
         .collect())
 }

@@ -16,11 +16,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(
-    name = "nodeagent",
-    version,
-    about = "Drives one Bottlerocket node through its update while it holds a slot"
-)]
+#[command(name = "nodeagent", version, about = "Drives one Bottlerocket node through its update while it holds a slot")]
 pub struct Config {
     /// The node this agent runs on (the downward API's spec.nodeName).
     #[arg(long, env = "NODE_NAME")]
@@ -115,10 +111,7 @@ impl Config {
             return Err("--node-backoff must not exceed --node-backoff-max".to_owned());
         }
         if !self.authproxy_url.starts_with("https://") {
-            return Err(format!(
-                "--authproxy-url {:?} must be an https:// URL",
-                self.authproxy_url
-            ));
+            return Err(format!("--authproxy-url {:?} must be an https:// URL", self.authproxy_url));
         }
         Ok(())
     }

@@ -35,12 +35,7 @@ pub fn build(
 ) -> agent::Agent {
     let mut host_cfg = HostApiConfig::new(cfg.host_socket.clone());
     let d = cfg.host_command_timeout;
-    host_cfg.deadlines = CommandDeadlines {
-        refresh: d,
-        prepare: d,
-        activate: d,
-        deactivate: d,
-    };
+    host_cfg.deadlines = CommandDeadlines { refresh: d, prepare: d, activate: d, deactivate: d };
     let proxy = proxy::Proxy::new(proxy::ProxyConfig {
         url: cfg.authproxy_url.clone(),
         node: cfg.node_name.clone(),
@@ -66,23 +61,15 @@ pub fn build(
 /// Runs the agent (and its admin server) until `shutdown`.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
-    let mut kube_cfg = kube::Config::infer()
-        .await
-        .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    let mut kube_cfg = kube::Config::infer().await.context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
     kube_cfg.default_retry = false;
     let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
     let metrics = metrics::Metrics::new();
-    let admin_listener = admin::bind(cfg.admin_listen)
-        .await
-        .with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
+    let admin_listener =
+        admin::bind(cfg.admin_listen).await.with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
     let agent = build(&cfg, client, metrics.clone(), &shutdown);
     let ready = agent.watches.views.synced.clone();
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        metrics.registry.clone(),
-        ready,
-        shutdown.clone(),
-    ));
+    let admin_task = tokio::spawn(admin::serve(admin_listener, metrics.registry.clone(), ready, shutdown.clone()));
     tracing::info!(node = %cfg.node_name, authproxy = %cfg.authproxy_url, host = %cfg.host_socket.display(), "nodeagent started");
     agent.run(shutdown.clone()).await;
     shutdown.cancel();

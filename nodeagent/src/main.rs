@@ -10,10 +10,7 @@ fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
     // One thread is plenty for one node and keeps the agent small; host API
     // calls run on tokio's blocking pool.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(4)
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(4).build()?;
     runtime.block_on(async {
         let token = CancellationToken::new();
         let signals = tokio::spawn(shutdown::on_signal(token.clone()));

@@ -24,26 +24,12 @@ impl Metrics {
         let vec = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
         };
-        let steps = vec(
-            "brupop_agent_steps_total",
-            "Steps of the update walk taken, by step",
-            &["step"],
-        );
-        let failures = vec(
-            "brupop_agent_update_failures_total",
-            "Update failures of this node, by reason",
-            &["reason"],
-        );
-        let host_errors = vec(
-            "brupop_agent_host_api_errors_total",
-            "Failed calls to the host's update API",
-            &["error"],
-        );
-        let proxy_errors = vec(
-            "brupop_agent_authproxy_errors_total",
-            "Failed calls to the authproxy",
-            &["answer"],
-        );
+        let steps = vec("brupop_agent_steps_total", "Steps of the update walk taken, by step", &["step"]);
+        let failures =
+            vec("brupop_agent_update_failures_total", "Update failures of this node, by reason", &["reason"]);
+        let host_errors =
+            vec("brupop_agent_host_api_errors_total", "Failed calls to the host's update API", &["error"]);
+        let proxy_errors = vec("brupop_agent_authproxy_errors_total", "Failed calls to the authproxy", &["answer"]);
         let holding_slot =
             IntGauge::new("brupop_agent_holding_slot", "1 while this node holds an update slot").expect("valid metric");
         for r in FailureReason::ALL {
@@ -52,17 +38,8 @@ impl Metrics {
         for c in [&steps, &failures, &host_errors, &proxy_errors] {
             registry.register(Box::new(c.clone())).expect("registered once");
         }
-        registry
-            .register(Box::new(holding_slot.clone()))
-            .expect("registered once");
-        Metrics {
-            registry,
-            steps,
-            failures,
-            host_errors,
-            proxy_errors,
-            holding_slot,
-        }
+        registry.register(Box::new(holding_slot.clone())).expect("registered once");
+        Metrics { registry, steps, failures, host_errors, proxy_errors, holding_slot }
     }
 }
 

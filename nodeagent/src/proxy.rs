@@ -82,10 +82,7 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy")
-            .field("url", &self.cfg.url)
-            .field("node", &self.cfg.node)
-            .finish_non_exhaustive()
+        f.debug_struct("Proxy").field("url", &self.cfg.url).field("node", &self.cfg.node).finish_non_exhaustive()
     }
 }
 
@@ -97,10 +94,7 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ProxyError> {
 
 impl Proxy {
     pub fn new(cfg: ProxyConfig) -> Self {
-        Proxy {
-            cfg,
-            built: Mutex::new(None),
-        }
+        Proxy { cfg, built: Mutex::new(None) }
     }
 
     fn fingerprint(&self) -> Result<Vec<u8>, ProxyError> {
@@ -119,9 +113,7 @@ impl Proxy {
         let key = PrivateKeyDer::from_pem_slice(&read(&self.cfg.client_key)?).map_err(|e| local("client key", &e))?;
         let mut roots = rustls::RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(&read(&self.cfg.ca)?) {
-            roots
-                .add(ca.map_err(|e| local("CA bundle", &e))?)
-                .map_err(|e| local("CA bundle", &e))?;
+            roots.add(ca.map_err(|e| local("CA bundle", &e))?).map_err(|e| local("CA bundle", &e))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -139,11 +131,7 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| local("HTTP client", &e))?;
-        Ok(Built {
-            client,
-            fingerprint,
-            checked: Instant::now(),
-        })
+        Ok(Built { client, fingerprint, checked: Instant::now() })
     }
 
     /// The HTTP client, rebuilt when the certificate files changed.
@@ -178,24 +166,15 @@ impl Proxy {
         let client = self.client()?;
         let token =
             String::from_utf8(read(&self.cfg.token)?).map_err(|_| ProxyError::Local("token is not UTF-8".into()))?;
-        let url = format!(
-            "{}{}",
-            self.cfg.url.trim_end_matches('/'),
-            endpoint.path(&self.cfg.node)
-        );
+        let url = format!("{}{}", self.cfg.url.trim_end_matches('/'), endpoint.path(&self.cfg.node));
         let mut req = client.post(&url).bearer_auth(token.trim());
         if let Some(b) = body {
             let bytes = serde_json::to_vec(b).map_err(|e| ProxyError::Local(format!("encoding the request: {e}")))?;
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
         let resp = req.send().await.map_err(|e| ProxyError::Unreachable(error_chain(&e)))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ProxyError::Unreachable(error_chain(&e)))?;
+        let bytes = resp.bytes().await.map_err(|e| ProxyError::Unreachable(error_chain(&e)))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| ProxyError::Unreachable(format!("unreadable answer from {}: {e}", endpoint.label())));
@@ -205,11 +184,7 @@ impl Proxy {
             reason: status.canonical_reason().unwrap_or("Error").to_owned(),
             message: String::from_utf8_lossy(&bytes).into_owned(),
         });
-        Err(ProxyError::Refused {
-            code: status.as_u16(),
-            reason: err.reason,
-            message: err.message,
-        })
+        Err(ProxyError::Refused { code: status.as_u16(), reason: err.reason, message: err.message })
     }
 
     pub async fn report(&self, report: &StatusReport) -> Result<ShadowView, ProxyError> {
@@ -222,19 +197,11 @@ impl Proxy {
 
     pub async fn renew(&self, slot: &str, duration: Duration) -> Result<SlotView, ProxyError> {
         let secs = i64::try_from(duration.as_secs().max(1)).unwrap_or(86_400).min(86_400);
-        self.call(
-            Endpoint::RenewSlot,
-            Some(&RenewSlot {
-                slot: slot.to_owned(),
-                duration_seconds: secs,
-            }),
-        )
-        .await
+        self.call(Endpoint::RenewSlot, Some(&RenewSlot { slot: slot.to_owned(), duration_seconds: secs })).await
     }
 
     pub async fn release(&self, slot: &str) -> Result<Released, ProxyError> {
-        self.call(Endpoint::ReleaseSlot, Some(&ReleaseSlot { slot: slot.to_owned() }))
-            .await
+        self.call(Endpoint::ReleaseSlot, Some(&ReleaseSlot { slot: slot.to_owned() })).await
     }
 
     pub async fn cordon(&self, req: &CordonRequest) -> Result<NodeView, ProxyError> {
@@ -242,13 +209,7 @@ impl Proxy {
     }
 
     pub async fn uncordon(&self) -> Result<NodeView, ProxyError> {
-        self.call(
-            Endpoint::Uncordon,
-            Some(&UncordonRequest {
-                include_in_load_balancers: true,
-            }),
-        )
-        .await
+        self.call(Endpoint::Uncordon, Some(&UncordonRequest { include_in_load_balancers: true })).await
     }
 
     pub async fn drain(&self, req: &DrainRequest) -> Result<DrainReport, ProxyError> {

@@ -5,4 +5,6 @@
 
 pub mod apisim;
 pub mod backend;
+pub mod deploy;
+pub mod harness;
 pub mod hostsim;

@@ -27,28 +27,17 @@ impl Fixture {
 }
 
 fn fast() -> Timings {
-    Timings {
-        reboot_downtime: Duration::from_millis(20),
-        ..Timings::uniform(Duration::from_millis(2))
-    }
+    Timings { reboot_downtime: Duration::from_millis(20), ..Timings::uniform(Duration::from_millis(2)) }
 }
 
 fn client_config(socket: &std::path::Path) -> HostApiConfig {
-    let quick = Backoff {
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(20),
-    };
+    let quick = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(20) };
     HostApiConfig {
         request_timeout: Duration::from_secs(2),
         lock_backoff: quick,
         lock_deadline: Duration::from_millis(200),
         poll_backoff: quick,
-        deadlines: CommandDeadlines {
-            refresh: DEADLINE,
-            prepare: DEADLINE,
-            activate: DEADLINE,
-            deactivate: DEADLINE,
-        },
+        deadlines: CommandDeadlines { refresh: DEADLINE, prepare: DEADLINE, activate: DEADLINE, deactivate: DEADLINE },
         ..HostApiConfig::new(socket)
     }
 }
@@ -120,10 +109,7 @@ async fn a_whole_update_walk_follows_each_command_to_completion() {
     let prepare = f.api.prepare().await.unwrap();
     assert_eq!(prepare.stderr.as_deref(), Some("Starting update to 1.21.0\n"));
     let s = status(&f.api).await;
-    assert_eq!(
-        (s.update_state, s.staged_version()),
-        (UpdateState::Staged, Some("1.21.0"))
-    );
+    assert_eq!((s.update_state, s.staged_version()), (UpdateState::Staged, Some("1.21.0")));
     assert_eq!(s.next_to_boot_version(), Some("1.20.0"));
 
     f.api.activate().await.unwrap();
@@ -134,10 +120,7 @@ async fn a_whole_update_walk_follows_each_command_to_completion() {
     let deactivate = f.api.deactivate().await.unwrap();
     assert_eq!(deactivate.cmd_type, CommandType::Deactivate);
     let s = status(&f.api).await;
-    assert_eq!(
-        (s.update_state, s.next_to_boot_version()),
-        (UpdateState::Staged, Some("1.20.0"))
-    );
+    assert_eq!((s.update_state, s.next_to_boot_version()), (UpdateState::Staged, Some("1.20.0")));
 }
 
 #[tokio::test]
@@ -149,12 +132,7 @@ async fn each_command_is_told_apart_from_the_previous_one_by_its_timestamp() {
     // The command noted before is not taken for the one awaited.
     let noted = second.timestamp.clone();
     let deadline = std::time::Instant::now() + Duration::from_millis(100);
-    let fail = failure(
-        f.api
-            .wait_for(CommandType::Refresh, Some(noted.clone()), deadline)
-            .await,
-        Action::Refresh,
-    );
+    let fail = failure(f.api.wait_for(CommandType::Refresh, Some(noted.clone()), deadline).await, Action::Refresh);
     assert!(fail.to_string().contains(noted.as_str()), "{fail}");
     // An earlier successful refresh must not pass for a new one that hangs.
     f.host().set_fault(Fault::CommandHangs(CommandKind::Refresh));
@@ -197,10 +175,7 @@ async fn commands_refused_by_state_or_missing_images_are_typed() {
         matches!(&fail, Failure::NoChosenUpdate { body } if body == "Previously chosen Update no longer exists"),
         "{fail:?}"
     );
-    assert_eq!(
-        Error::Prepare(fail).failure_reason(),
-        model::FailureReason::UpdateUnavailable
-    );
+    assert_eq!(Error::Prepare(fail).failure_reason(), model::FailureReason::UpdateUnavailable);
 }
 
 #[tokio::test]
@@ -239,15 +214,9 @@ async fn failed_prepare_and_activate_carry_exit_status_and_stderr() {
 #[tokio::test]
 async fn an_action_answering_500_is_a_server_error_with_its_body() {
     let f = setup(host_config()).await;
-    f.host().set_fault(Fault::ActionFails {
-        command: CommandKind::Refresh,
-        body: "Failed to start refresh".into(),
-    });
+    f.host().set_fault(Fault::ActionFails { command: CommandKind::Refresh, body: "Failed to start refresh".into() });
     let fail = failure(f.api.refresh().await, Action::Refresh);
-    assert!(
-        matches!(&fail, Failure::Server { status: 500, body } if body == "Failed to start refresh"),
-        "{fail:?}"
-    );
+    assert!(matches!(&fail, Failure::Server { status: 500, body } if body == "Failed to start refresh"), "{fail:?}");
 }
 
 #[tokio::test]
@@ -286,10 +255,9 @@ async fn a_lock_never_released_ends_in_deadline_errors() {
 
 #[tokio::test]
 async fn a_slow_command_is_followed_to_completion() {
-    let f = setup(host_config().fault(Fault::SlowCommand {
-        command: CommandKind::Refresh,
-        duration: Duration::from_millis(150),
-    }))
+    let f = setup(
+        host_config().fault(Fault::SlowCommand { command: CommandKind::Refresh, duration: Duration::from_millis(150) }),
+    )
     .await;
     let started = std::time::Instant::now();
     let done = f.api.refresh().await.unwrap();
@@ -301,17 +269,10 @@ async fn a_slow_command_is_followed_to_completion() {
 async fn actions_retry_423_from_a_status_reader_and_give_up_at_the_lock_deadline() {
     let f = setup(host_config().fault(Fault::LockContention { count: 3 })).await;
     f.api.refresh().await.unwrap();
-    assert_eq!(
-        f.host().faults(),
-        [Fault::LockContention { count: 0 }],
-        "three 423s were retried"
-    );
+    assert_eq!(f.host().faults(), [Fault::LockContention { count: 0 }], "three 423s were retried");
     let guard = f.host().hold_status_lock().unwrap();
     let fail = failure(f.api.start(CommandType::Refresh).await, Action::Refresh);
-    assert!(
-        matches!(fail, Failure::LockHeld { attempts, .. } if attempts > 1),
-        "{fail:?}"
-    );
+    assert!(matches!(fail, Failure::LockHeld { attempts, .. } if attempts > 1), "{fail:?}");
     drop(guard);
     f.api.start(CommandType::Refresh).await.unwrap();
 }
@@ -359,18 +320,14 @@ async fn null_and_absent_optional_fields_parse() {
         "most_recent_command.exit_status",
         "most_recent_command.stderr",
     ] {
-        for fault in [
-            Fault::StatusFieldAbsent(path.into()),
-            Fault::StatusFieldNull(path.into()),
-        ] {
+        for fault in [Fault::StatusFieldAbsent(path.into()), Fault::StatusFieldNull(path.into())] {
             f.host().set_fault(fault.clone());
             let s = status(&f.api).await;
             assert_eq!(s.update_state, UpdateState::Available, "{fault:?}");
             f.host().clear_faults();
         }
     }
-    f.host()
-        .set_fault(Fault::StatusFieldNull("most_recent_command.exit_status".into()));
+    f.host().set_fault(Fault::StatusFieldNull("most_recent_command.exit_status".into()));
     let cmd = status(&f.api).await.most_recent_command.unwrap();
     assert_eq!((cmd.exit_status, cmd.stderr.as_deref()), (None, Some("")));
 }
@@ -422,10 +379,7 @@ async fn a_rolled_back_host_reports_the_old_version_and_no_status() {
     f.api.activate().await.unwrap();
     let mut power = f.host().power();
     f.api.reboot().await.unwrap();
-    power
-        .wait_for(|p| p.state == PowerState::Up && p.boots == 2)
-        .await
-        .unwrap();
+    power.wait_for(|p| p.state == PowerState::Up && p.boots == 2).await.unwrap();
     assert_eq!(f.api.os().await.unwrap().version_id, "1.20.0");
     assert_eq!(f.api.status().await.unwrap(), HostStatus::Uninitialized);
 }
@@ -436,10 +390,7 @@ async fn a_refused_reboot_is_an_error() {
     let err = f.api.reboot().await.unwrap_err();
     assert_eq!(err.failure_reason(), model::FailureReason::RebootFailed);
     let fail = failure(Err::<(), _>(err), Action::Reboot);
-    assert!(
-        matches!(&fail, Failure::Server { status: 500, body } if body.starts_with("Failed to reboot")),
-        "{fail:?}"
-    );
+    assert!(matches!(&fail, Failure::Server { status: 500, body } if body.starts_with("Failed to reboot")), "{fail:?}");
 }
 
 #[tokio::test]
@@ -456,8 +407,5 @@ async fn a_host_that_is_gone_is_an_io_error() {
     let f = setup(host_config()).await;
     let api = AsyncHostApi::new(client_config(&f.fleet.dir().join("missing.sock")));
     let fail = failure(api.status().await, Action::ReadStatus);
-    assert!(
-        matches!(&fail, Failure::Io(e) if e.kind() == std::io::ErrorKind::NotFound),
-        "{fail:?}"
-    );
+    assert!(matches!(&fail, Failure::Io(e) if e.kind() == std::io::ErrorKind::NotFound), "{fail:?}");
 }

@@ -119,11 +119,7 @@ pub struct WindowState {
 }
 
 impl WindowState {
-    pub const ALWAYS: WindowState = WindowState {
-        open: true,
-        next_start: None,
-        current_end: None,
-    };
+    pub const ALWAYS: WindowState = WindowState { open: true, next_start: None, current_end: None };
 }
 
 /// Everything the leader observed, at one instant.
@@ -144,30 +140,13 @@ pub enum Action {
     /// Create slot Lease `name` (free).
     CreateSlot { name: String },
     /// Delete a free surplus slot (checked by resourceVersion).
-    DeleteSlot {
-        name: String,
-        resource_version: Option<String>,
-    },
+    DeleteSlot { name: String, resource_version: Option<String> },
     /// Clear the holder of an expired slot (already counted in the status).
-    Reclaim {
-        slot: String,
-        holder: String,
-        resource_version: Option<String>,
-    },
+    Reclaim { slot: String, holder: String, resource_version: Option<String> },
     /// Clear the holder of a slot whose node and shadow are gone (not a failure).
-    Free {
-        slot: String,
-        holder: String,
-        resource_version: Option<String>,
-    },
+    Free { slot: String, holder: String, resource_version: Option<String> },
     /// Give a free slot to a waiting node: the Lease first (checked), then the shadow spec.
-    Grant {
-        slot: String,
-        node: String,
-        version: String,
-        resource_version: Option<String>,
-        waited: Option<Duration>,
-    },
+    Grant { slot: String, node: String, version: String, resource_version: Option<String>, waited: Option<Duration> },
     /// Write the shadow spec (reset after release/reclaim, acknowledgement, or repair of a grant).
     SetSpec { node: String, spec: BottlerocketShadowSpec },
     /// Delete the shadow of a node that is no longer managed, if its Node no longer exists.
@@ -210,10 +189,7 @@ pub fn backoff(base: Duration, max: Duration, consecutive: u32) -> Duration {
 }
 
 fn add(t: Timestamp, d: Duration) -> Timestamp {
-    jiff::SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
+    jiff::SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
 
 fn since(now: Timestamp, then: Timestamp) -> Option<Duration> {
@@ -245,14 +221,8 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
         }
         if rec.reason.halts_fleet() {
             st.consecutive_failures = st.consecutive_failures.saturating_add(1);
-            let until = add(
-                now,
-                backoff(
-                    settings.failure_backoff,
-                    settings.failure_backoff_max,
-                    st.consecutive_failures,
-                ),
-            );
+            let until =
+                add(now, backoff(settings.failure_backoff, settings.failure_backoff_max, st.consecutive_failures));
             st.halted_until = Some(Time(until));
             st.halt_reason = Some(rec.reason);
         }
@@ -321,8 +291,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
                 message: format!(
                     "slot {} held by {holder} expired at {} without being renewed or released",
                     slot.name,
-                    slot.expires()
-                        .map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
+                    slot.expires().map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
                 ),
                 time: Time(now),
             };
@@ -363,9 +332,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
             if spec.slot.is_none() && sh.unacked_failure_is_none() && sh.is_waiting() && !reset_after_grant {
                 let mut spec = spec;
                 spec.slot = Some(slot.name.clone());
-                spec.version = spec
-                    .version
-                    .or_else(|| sh.status.as_ref().and_then(|s| s.target_version.clone()));
+                spec.version = spec.version.or_else(|| sh.status.as_ref().and_then(|s| s.target_version.clone()));
                 spec.state = ShadowState::StagedAndPerformedUpdate;
                 spec.state_transition_timestamp = Some(MicroTime(now));
                 specs.insert(sh.node.clone(), spec);
@@ -419,17 +386,12 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     let existing: BTreeSet<u32> = obs.slots.iter().map(|s| s.index).collect();
     for i in 0..size {
         if !existing.contains(&i) {
-            actions.push(Action::CreateSlot {
-                name: model::names::slot_name(i),
-            });
+            actions.push(Action::CreateSlot { name: model::names::slot_name(i) });
         }
     }
     for s in obs.slots {
         if s.index >= size && s.holder.is_none() {
-            actions.push(Action::DeleteSlot {
-                name: s.name.clone(),
-                resource_version: s.resource_version.clone(),
-            });
+            actions.push(Action::DeleteSlot { name: s.name.clone(), resource_version: s.resource_version.clone() });
         }
     }
 
@@ -451,11 +413,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
             .collect();
         let room = (size as usize).saturating_sub(held);
         for (slot, (sh, version)) in free.into_iter().zip(waiting.iter()).take(room) {
-            let waited = sh
-                .status
-                .as_ref()
-                .and_then(|s| s.slot_requested_at.as_ref())
-                .and_then(|t| since(now, t.0));
+            let waited = sh.status.as_ref().and_then(|s| s.slot_requested_at.as_ref()).and_then(|t| since(now, t.0));
             actions.push(Action::Grant {
                 slot: slot.name.clone(),
                 node: sh.node.clone(),
@@ -472,33 +430,15 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
         .filter(|(node, spec)| obs.shadows.get(node).is_some_and(|sh| sh.spec != *spec))
         .map(|(node, spec)| Action::SetSpec { node, spec })
         .collect();
-    let first_grant = actions
-        .iter()
-        .position(|a| matches!(a, Action::Grant { .. }))
-        .unwrap_or(actions.len());
+    let first_grant = actions.iter().position(|a| matches!(a, Action::Grant { .. })).unwrap_or(actions.len());
     actions.splice(first_grant..first_grant, spec_actions);
 
     // 10. The status.
     status::trim_recent(&mut st.recent_failures, &keep_keys);
     let grants = actions.iter().filter(|a| matches!(a, Action::Grant { .. })).count();
-    status::fill(
-        &mut st,
-        phase,
-        settings,
-        obs,
-        size,
-        held + grants,
-        waiting.len().saturating_sub(grants),
-        managed,
-    );
+    status::fill(&mut st, phase, settings, obs, size, held + grants, waiting.len().saturating_sub(grants), managed);
     let wake_at = status::wake_at(&st, obs, phase);
-    Plan {
-        status: st,
-        counted,
-        completed,
-        actions,
-        wake_at,
-    }
+    Plan { status: st, counted, completed, actions, wake_at }
 }
 
 /// The spec a shadow will have after this pass's writes.
@@ -525,9 +465,7 @@ impl ShadowView {
     }
 
     fn is_waiting(&self) -> bool {
-        self.status
-            .as_ref()
-            .is_some_and(|s| s.current_state == ShadowState::Idle && s.slot_requested_at.is_some())
+        self.status.as_ref().is_some_and(|s| s.current_state == ShadowState::Idle && s.slot_requested_at.is_some())
     }
 }
 
@@ -564,10 +502,7 @@ fn waiting_nodes<'a>(
     waiting.sort_by(|(a, _), (b, _)| {
         let key = |s: &ShadowView| {
             let st = s.status.as_ref();
-            (
-                st.map_or(0, |s| s.crash_count),
-                st.and_then(|s| s.slot_requested_at.as_ref()).map(|t| t.0),
-            )
+            (st.map_or(0, |s| s.crash_count), st.and_then(|s| s.slot_requested_at.as_ref()).map(|t| t.0))
         };
         key(a).cmp(&key(b)).then_with(|| a.node.cmp(&b.node))
     });

@@ -61,9 +61,7 @@ pub(super) fn fill(
     st.next_window_start = if obs.window.open {
         None
     } else {
-        obs.window
-            .next_start
-            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time)
+        obs.window.next_start.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time)
     };
     if st.halted_until.as_ref().is_some_and(|t| t.0 <= obs.now) {
         st.halted_until = None;
@@ -86,9 +84,7 @@ pub(super) fn fill(
         },
         Phase::Halted => format!(
             "halted until {} after {} consecutive failure(s){culprit}",
-            st.halted_until
-                .as_ref()
-                .map_or_else(|| "?".to_owned(), |t| t.0.to_string()),
+            st.halted_until.as_ref().map_or_else(|| "?".to_owned(), |t| t.0.to_string()),
             st.consecutive_failures
         ),
         Phase::Stopped => format!(
@@ -103,16 +99,8 @@ pub(super) fn fill(
 /// a halt, or a window edge.
 pub(super) fn wake_at(st: &UpdatePolicyStatus, obs: Observed<'_>, _phase: Phase) -> Option<Timestamp> {
     let now = obs.now;
-    let expiries = obs
-        .slots
-        .iter()
-        .filter(|s| s.holder.is_some())
-        .filter_map(|s| s.reclaimable_at());
+    let expiries = obs.slots.iter().filter(|s| s.holder.is_some()).filter_map(|s| s.reclaimable_at());
     let halt = st.halted_until.as_ref().map(|t| t.0);
-    let window = if obs.window.open {
-        obs.window.current_end
-    } else {
-        obs.window.next_start
-    };
+    let window = if obs.window.open { obs.window.current_end } else { obs.window.next_start };
     expiries.chain(halt).chain(window).filter(|t| *t > now).min()
 }

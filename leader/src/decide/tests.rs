@@ -79,11 +79,7 @@ impl World {
         };
         self.shadows.insert(
             name.to_owned(),
-            ShadowView {
-                node: name.to_owned(),
-                spec: BottlerocketShadowSpec::default(),
-                status: Some(status),
-            },
+            ShadowView { node: name.to_owned(), spec: BottlerocketShadowSpec::default(), status: Some(status) },
         );
     }
 
@@ -192,19 +188,11 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn free_slots_go_to_waiting_nodes_first_asked_first_served() {
     let mut w = World::new(5);
-    w.slots(3)
-        .waiting("node-3", 10)
-        .waiting("node-1", 20)
-        .waiting("node-4", 5)
-        .waiting("node-0", 30);
+    w.slots(3).waiting("node-3", 10).waiting("node-1", 20).waiting("node-4", 5).waiting("node-0", 30);
     let plan = w.decide(&settings());
     assert_eq!(
         granted_nodes(&plan),
-        pairs(&[
-            ("brupop-slot-0", "node-4"),
-            ("brupop-slot-1", "node-3"),
-            ("brupop-slot-2", "node-1")
-        ])
+        pairs(&[("brupop-slot-0", "node-4"), ("brupop-slot-1", "node-3"), ("brupop-slot-2", "node-1")])
     );
     assert_eq!(plan.status.phase, Phase::Running);
     assert_eq!((plan.status.slots_held, plan.status.nodes_waiting), (3, 1));
@@ -224,18 +212,17 @@ fn nodes_with_fewer_failures_are_served_first() {
 fn equal_request_times_are_served_by_node_name() {
     let mut w = World::new(3);
     w.slots(1).waiting("node-2", 10).waiting("node-1", 10);
-    assert_eq!(
-        granted_nodes(&w.decide(&settings())),
-        pairs(&[("brupop-slot-0", "node-1")])
-    );
+    assert_eq!(granted_nodes(&w.decide(&settings())), pairs(&[("brupop-slot-0", "node-1")]));
 }
 
 #[test]
 fn never_more_holders_than_slots() {
     let mut w = World::new(6);
-    w.slots(3)
-        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate)
-        .granted(1, "node-1", ShadowState::MonitoringUpdate);
+    w.slots(3).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate).granted(
+        1,
+        "node-1",
+        ShadowState::MonitoringUpdate,
+    );
     for i in 2..6 {
         w.waiting(&format!("node-{i}"), i64::from(i));
     }
@@ -254,16 +241,10 @@ fn a_node_holding_a_slot_gets_no_second_one() {
 #[test]
 fn nodes_not_ready_or_opted_out_are_skipped() {
     let mut w = World::new(3);
-    w.slots(3)
-        .waiting("node-0", 1)
-        .waiting("node-1", 2)
-        .waiting("node-2", 3);
+    w.slots(3).waiting("node-0", 1).waiting("node-1", 2).waiting("node-2", 3);
     w.nodes.get_mut("node-0").unwrap().ready = false;
     w.nodes.get_mut("node-1").unwrap().opted_out = true;
-    assert_eq!(
-        granted_nodes(&w.decide(&settings())),
-        pairs(&[("brupop-slot-0", "node-2")])
-    );
+    assert_eq!(granted_nodes(&w.decide(&settings())), pairs(&[("brupop-slot-0", "node-2")]));
 }
 
 #[test]
@@ -271,14 +252,8 @@ fn admin_cordoned_nodes_are_skipped_unless_the_policy_allows_them() {
     let mut w = World::new(2);
     w.slots(2).waiting("node-0", 1).waiting("node-1", 2);
     w.nodes.get_mut("node-0").unwrap().unschedulable = true;
-    assert_eq!(
-        granted_nodes(&w.decide(&settings())),
-        pairs(&[("brupop-slot-0", "node-1")])
-    );
-    let allow = Settings {
-        update_cordoned_nodes: true,
-        ..settings()
-    };
+    assert_eq!(granted_nodes(&w.decide(&settings())), pairs(&[("brupop-slot-0", "node-1")]));
+    let allow = Settings { update_cordoned_nodes: true, ..settings() };
     assert_eq!(granted_nodes(&w.decide(&allow)).len(), 2);
 }
 
@@ -299,10 +274,7 @@ fn unmanaged_nodes_get_nothing() {
     w.nodes.remove("node-0");
     let plan = w.decide(&settings());
     assert_eq!(granted_nodes(&plan), pairs(&[("brupop-slot-0", "node-1")]));
-    assert!(
-        plan.actions
-            .contains(&Action::DeleteShadowIfNodeGone { node: "node-0".into() })
-    );
+    assert!(plan.actions.contains(&Action::DeleteShadowIfNodeGone { node: "node-0".into() }));
 }
 
 #[test]
@@ -324,67 +296,28 @@ fn missing_slots_are_created() {
 #[test]
 fn a_percentage_budget_sizes_the_pool_from_managed_nodes() {
     let w = World::new(25);
-    let plan = w.decide(&Settings {
-        budget: Budget::Percent(10),
-        ..settings()
-    });
+    let plan = w.decide(&Settings { budget: Budget::Percent(10), ..settings() });
     assert_eq!(plan.status.slots, 2);
     let w = World::new(5);
-    assert_eq!(
-        w.decide(&Settings {
-            budget: Budget::Percent(10),
-            ..settings()
-        })
-        .status
-        .slots,
-        1
-    );
+    assert_eq!(w.decide(&Settings { budget: Budget::Percent(10), ..settings() }).status.slots, 1);
 }
 
 #[test]
 fn shrinking_never_revokes_a_held_slot_and_deletes_free_surplus() {
     let mut w = World::new(6);
-    w.slots(4)
-        .granted(3, "node-3", ShadowState::StagedAndPerformedUpdate)
-        .waiting("node-0", 1);
-    let plan = w.decide(&Settings {
-        budget: Budget::Count(1),
-        ..settings()
-    });
-    assert!(
-        plan.actions
-            .iter()
-            .any(|a| matches!(a, Action::DeleteSlot { name, .. } if name == "brupop-slot-1"))
-    );
-    assert!(
-        plan.actions
-            .iter()
-            .any(|a| matches!(a, Action::DeleteSlot { name, .. } if name == "brupop-slot-2"))
-    );
-    assert!(
-        !plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::DeleteSlot { name, .. } if name == "brupop-slot-3"))
-    );
-    assert!(
-        !plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Reclaim { .. } | Action::Free { .. }))
-    );
-    assert!(
-        granted_nodes(&plan).is_empty(),
-        "one slot allowed and one held: no room"
-    );
+    w.slots(4).granted(3, "node-3", ShadowState::StagedAndPerformedUpdate).waiting("node-0", 1);
+    let plan = w.decide(&Settings { budget: Budget::Count(1), ..settings() });
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::DeleteSlot { name, .. } if name == "brupop-slot-1")));
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::DeleteSlot { name, .. } if name == "brupop-slot-2")));
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::DeleteSlot { name, .. } if name == "brupop-slot-3")));
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Reclaim { .. } | Action::Free { .. })));
+    assert!(granted_nodes(&plan).is_empty(), "one slot allowed and one held: no room");
 }
 
 #[test]
 fn an_expired_slot_is_reclaimed_counted_and_halts_grants() {
     let mut w = World::new(3);
-    w.slots(2)
-        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate)
-        .waiting("node-1", 5);
+    w.slots(2).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate).waiting("node-1", 5);
     w.slots[0].renewed = Some(at(800));
     w.slots[0].acquired = Some(at(800));
     let plan = w.decide(&settings());
@@ -424,11 +357,7 @@ fn the_slot_of_a_vanished_node_is_freed_without_counting() {
     w.nodes.remove("node-0");
     w.shadows.remove("node-0");
     let plan = w.decide(&settings());
-    assert!(
-        plan.actions
-            .iter()
-            .any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0"))
-    );
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0")));
     assert!(plan.counted.is_empty());
     assert_eq!(plan.status.phase, Phase::Running);
 }
@@ -436,9 +365,7 @@ fn the_slot_of_a_vanished_node_is_freed_without_counting() {
 #[test]
 fn a_reported_failure_is_counted_once_and_acknowledged() {
     let mut w = World::new(2);
-    w.slots(1)
-        .failed("node-0", 1, FailureReason::RolledBack)
-        .waiting("node-1", 1);
+    w.slots(1).failed("node-0", 1, FailureReason::RolledBack).waiting("node-1", 1);
     let plan = w.decide(&settings());
     assert_eq!(plan.counted.len(), 1);
     assert_eq!(plan.counted[0].key, "node-0#1");
@@ -464,9 +391,7 @@ fn a_failure_recorded_before_a_restart_is_only_acknowledged() {
 #[test]
 fn node_only_failures_are_acknowledged_without_halting() {
     let mut w = World::new(2);
-    w.slots(1)
-        .failed("node-0", 1, FailureReason::DrainBlocked)
-        .waiting("node-1", 1);
+    w.slots(1).failed("node-0", 1, FailureReason::DrainBlocked).waiting("node-1", 1);
     let plan = w.decide(&settings());
     assert_eq!(plan.counted.len(), 1);
     assert_eq!(plan.status.consecutive_failures, 0);
@@ -513,16 +438,10 @@ fn after_max_consecutive_failures_grants_stop_until_resumed() {
     assert_eq!(later.status.phase, Phase::Stopped);
     assert!(granted_nodes(&later).is_empty());
     // A person resumes.
-    let resumed = w.decide(&Settings {
-        resume_request: Some("2026-11-28T09:00:00Z".into()),
-        ..settings()
-    });
+    let resumed = w.decide(&Settings { resume_request: Some("2026-11-28T09:00:00Z".into()), ..settings() });
     assert_eq!(resumed.status.phase, Phase::Running);
     assert_eq!(resumed.status.consecutive_failures, 0);
-    assert_eq!(
-        resumed.status.acknowledged_resume.as_deref(),
-        Some("2026-11-28T09:00:00Z")
-    );
+    assert_eq!(resumed.status.acknowledged_resume.as_deref(), Some("2026-11-28T09:00:00Z"));
     assert_eq!(granted_nodes(&resumed), pairs(&[("brupop-slot-0", "node-2")]));
 }
 
@@ -532,10 +451,7 @@ fn a_resume_request_already_acted_on_changes_nothing() {
     w.slots(1);
     w.policy.consecutive_failures = 3;
     w.policy.acknowledged_resume = Some("r1".into());
-    let plan = w.decide(&Settings {
-        resume_request: Some("r1".into()),
-        ..settings()
-    });
+    let plan = w.decide(&Settings { resume_request: Some("r1".into()), ..settings() });
     assert_eq!(plan.status.phase, Phase::Stopped);
 }
 
@@ -576,9 +492,7 @@ fn a_completed_update_resets_the_failure_count_and_the_spec() {
 #[test]
 fn a_released_slot_is_granted_again_only_after_the_spec_is_reset() {
     let mut w = World::new(2);
-    w.slots(1)
-        .granted(0, "node-0", ShadowState::MonitoringUpdate)
-        .waiting("node-1", 1);
+    w.slots(1).granted(0, "node-0", ShadowState::MonitoringUpdate).waiting("node-1", 1);
     w.status("node-0").current_state = ShadowState::Idle;
     w.status("node-0").current_version = "1.21.0".into();
     w.slots[0].holder = None;
@@ -586,29 +500,16 @@ fn a_released_slot_is_granted_again_only_after_the_spec_is_reset() {
     assert!(granted_nodes(&plan).is_empty());
     // The reset landed; the next pass grants.
     *w.spec("node-0") = spec_written(&plan, "node-0").unwrap();
-    assert_eq!(
-        granted_nodes(&w.decide(&settings())),
-        pairs(&[("brupop-slot-0", "node-1")])
-    );
+    assert_eq!(granted_nodes(&w.decide(&settings())), pairs(&[("brupop-slot-0", "node-1")]));
 }
 
 #[test]
 fn spec_writes_come_before_grants() {
     let mut w = World::new(3);
-    w.slots(2)
-        .failed("node-0", 1, FailureReason::DrainBlocked)
-        .waiting("node-1", 1);
+    w.slots(2).failed("node-0", 1, FailureReason::DrainBlocked).waiting("node-1", 1);
     let plan = w.decide(&settings());
-    let spec_at = plan
-        .actions
-        .iter()
-        .position(|a| matches!(a, Action::SetSpec { .. }))
-        .unwrap();
-    let grant_at = plan
-        .actions
-        .iter()
-        .position(|a| matches!(a, Action::Grant { .. }))
-        .unwrap();
+    let spec_at = plan.actions.iter().position(|a| matches!(a, Action::SetSpec { .. })).unwrap();
+    let grant_at = plan.actions.iter().position(|a| matches!(a, Action::Grant { .. })).unwrap();
     assert!(spec_at < grant_at);
 }
 
@@ -627,31 +528,20 @@ fn a_grant_whose_spec_write_was_lost_is_repaired() {
 #[test]
 fn a_lingering_lease_after_a_failure_is_not_granted_again() {
     let mut w = World::new(1);
-    w.slots(1)
-        .failed("node-0", 1, FailureReason::PrepareFailed)
-        .held(0, "node-0", 990, 120);
+    w.slots(1).failed("node-0", 1, FailureReason::PrepareFailed).held(0, "node-0", 990, 120);
     w.spec("node-0").acknowledged_failure = Some(1);
     w.spec("node-0").state_transition_timestamp = Some(MicroTime(at(996)));
     w.waiting("node-0", 997);
     w.status("node-0").current_state = ShadowState::Idle;
     let plan = w.decide(&settings());
-    assert_eq!(
-        spec_written(&plan, "node-0"),
-        None,
-        "reset after the grant: not a lost grant"
-    );
+    assert_eq!(spec_written(&plan, "node-0"), None, "reset after the grant: not a lost grant");
 }
 
 #[test]
 fn pausing_stops_new_grants_but_keeps_holders() {
     let mut w = World::new(3);
-    w.slots(2)
-        .granted(0, "node-0", ShadowState::StagedAndPerformedUpdate)
-        .waiting("node-1", 1);
-    let plan = w.decide(&Settings {
-        paused: true,
-        ..settings()
-    });
+    w.slots(2).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate).waiting("node-1", 1);
+    let plan = w.decide(&Settings { paused: true, ..settings() });
     assert_eq!(plan.status.phase, Phase::Paused);
     assert!(granted_nodes(&plan).is_empty());
     assert!(
@@ -666,11 +556,7 @@ fn pausing_stops_new_grants_but_keeps_holders() {
 fn outside_every_window_nothing_is_granted_and_the_next_start_is_shown() {
     let mut w = World::new(2);
     w.slots(1).waiting("node-0", 1);
-    w.window = WindowState {
-        open: false,
-        next_start: Some(at(5000)),
-        current_end: None,
-    };
+    w.window = WindowState { open: false, next_start: Some(at(5000)), current_end: None };
     let plan = w.decide(&settings());
     assert_eq!(plan.status.phase, Phase::OutsideWindow);
     assert_eq!(plan.status.next_window_start, Some(Time(at(5000))));
@@ -701,21 +587,10 @@ fn the_leader_wakes_at_the_next_slot_expiry() {
 #[test]
 fn a_node_holding_two_slots_keeps_the_one_its_spec_names() {
     let mut w = World::new(2);
-    w.slots(2)
-        .granted(1, "node-0", ShadowState::StagedAndPerformedUpdate)
-        .held(0, "node-0", 995, 120);
+    w.slots(2).granted(1, "node-0", ShadowState::StagedAndPerformedUpdate).held(0, "node-0", 995, 120);
     let plan = w.decide(&settings());
-    assert!(
-        plan.actions
-            .iter()
-            .any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0"))
-    );
-    assert!(
-        !plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-1"))
-    );
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0")));
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-1")));
 }
 
 #[test]
@@ -737,10 +612,7 @@ fn recent_failures_are_trimmed_but_unacknowledged_ones_are_kept() {
     // An unacknowledged entry survives even when it is old.
     let mut w2 = World::new(1);
     w2.slots(1).failed("node-0", 7, FailureReason::DrainBlocked);
-    let mut recorded: Vec<RecordedFailure> = vec![RecordedFailure {
-        key: "node-0#7".into(),
-        ..old(0)
-    }];
+    let mut recorded: Vec<RecordedFailure> = vec![RecordedFailure { key: "node-0#7".into(), ..old(0) }];
     recorded.extend((1..61).map(old));
     w2.policy.recent_failures = recorded;
     let plan = w2.decide(&settings());
@@ -754,12 +626,7 @@ fn a_grant_says_how_long_the_node_waited() {
     w.slots(1).waiting("node-0", 959);
     let plan = w.decide(&settings());
     match plan.grants().next().unwrap() {
-        Action::Grant {
-            waited,
-            version,
-            resource_version,
-            ..
-        } => {
+        Action::Grant { waited, version, resource_version, .. } => {
             assert_eq!(*waited, Some(Duration::from_secs(41)));
             assert_eq!(version, "1.21.0");
             assert_eq!(resource_version.as_deref(), Some("rv0"));
@@ -771,15 +638,10 @@ fn a_grant_says_how_long_the_node_waited() {
 #[test]
 fn a_node_with_an_unacknowledged_failure_is_not_granted() {
     let mut w = World::new(1);
-    w.slots(1)
-        .failed("node-0", 3, FailureReason::DrainBlocked)
-        .waiting("node-0", 1);
+    w.slots(1).failed("node-0", 3, FailureReason::DrainBlocked).waiting("node-0", 1);
     w.status("node-0").current_state = ShadowState::ErrorReset;
     let plan = w.decide(&settings());
-    assert!(
-        granted_nodes(&plan).is_empty(),
-        "counted and acknowledged first; granted on the next pass"
-    );
+    assert!(granted_nodes(&plan).is_empty(), "counted and acknowledged first; granted on the next pass");
 }
 
 #[test]
@@ -788,17 +650,10 @@ fn a_deleted_node_holding_a_slot_loses_its_shadow_then_its_slot_without_a_failur
     w.slots(1).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
     w.nodes.remove("node-0");
     let plan = w.decide(&settings());
-    assert!(
-        plan.actions
-            .contains(&Action::DeleteShadowIfNodeGone { node: "node-0".into() })
-    );
+    assert!(plan.actions.contains(&Action::DeleteShadowIfNodeGone { node: "node-0".into() }));
     assert!(plan.counted.is_empty());
     w.shadows.remove("node-0");
     let plan = w.decide(&settings());
-    assert!(
-        plan.actions
-            .iter()
-            .any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0"))
-    );
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0")));
     assert!(plan.counted.is_empty());
 }

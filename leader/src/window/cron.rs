@@ -33,10 +33,7 @@ const MONTHS: [&str; 12] = [
 
 /// Parses `tokens` (the whitespace-separated fields of `spec`).
 pub(super) fn parse(spec: &str, tokens: &[&str], length: SignedDuration) -> Result<Cron, WindowError> {
-    let error = |reason: String| WindowError::Cron {
-        value: spec.to_string(),
-        reason,
-    };
+    let error = |reason: String| WindowError::Cron { value: spec.to_string(), reason };
     if length < MIN_CRON_WINDOW {
         return Err(error(format!("window length {length:#} is shorter than one minute")));
     }
@@ -105,11 +102,7 @@ fn cron_field(
             Ok(v) => v,
             Err(_) => names(&lower).ok_or_else(|| format!("`{s}` is not a valid {field} value"))?,
         };
-        if (lo..=hi).contains(&v) {
-            Ok(v)
-        } else {
-            Err(format!("{field} value {v} is out of range {lo}-{hi}"))
-        }
+        if (lo..=hi).contains(&v) { Ok(v) } else { Err(format!("{field} value {v} is out of range {lo}-{hi}")) }
     };
     let mut set = BTreeSet::new();
     for item in text.split(',') {
@@ -172,11 +165,7 @@ impl Cron {
     /// The earliest match at or after `t`, looking no further than `limit`'s date.
     pub(super) fn match_at_or_after(&self, t: Timestamp, limit: Timestamp) -> Option<Timestamp> {
         let whole = Timestamp::from_second(t.as_second()).ok()?;
-        let t = if whole < t {
-            whole.checked_add(SignedDuration::from_secs(1)).ok()?
-        } else {
-            t
-        };
+        let t = if whole < t { whole.checked_add(SignedDuration::from_secs(1)).ok()? } else { t };
         let now = Offset::UTC.to_datetime(t);
         let today = now.date();
         let last = Offset::UTC.to_datetime(limit).date();

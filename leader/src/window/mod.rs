@@ -109,23 +109,11 @@ pub enum WindowError {
     #[error("update window `{value}`: {EXPECTED}")]
     Shape { value: String },
     #[error("update window `{value}`: bad days `{days}`: {reason}")]
-    Days {
-        value: String,
-        days: String,
-        reason: String,
-    },
+    Days { value: String, days: String, reason: String },
     #[error("update window `{value}`: bad time `{time}`: {reason}")]
-    Time {
-        value: String,
-        time: String,
-        reason: String,
-    },
+    Time { value: String, time: String, reason: String },
     #[error("update window `{value}`: bad duration `{duration}`: {reason}")]
-    Duration {
-        value: String,
-        duration: String,
-        reason: String,
-    },
+    Duration { value: String, duration: String, reason: String },
     #[error(
         "update window `{value}`: unknown time zone `{zone}` (expected an IANA name such as `Europe/Berlin` or `UTC`)"
     )]
@@ -179,18 +167,15 @@ impl Window {
     /// Parses one window; a cron expression opens windows of `cron_length`.
     pub fn parse_with_cron_length(spec: &str, cron_length: SignedDuration) -> Result<Window, WindowError> {
         let tokens: Vec<&str> = spec.split_whitespace().collect();
-        let cronish = tokens
-            .first()
-            .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit() || c == '*' || c == '?'));
+        let cronish =
+            tokens.first().is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit() || c == '*' || c == '?'));
         match tokens.as_slice() {
             [] => Err(WindowError::Empty),
             [short] if short.starts_with('@') => cron::parse(spec, &tokens, cron_length).map(|c| Window(Kind::Cron(c))),
             _ if cronish && tokens.len() >= 4 => cron::parse(spec, &tokens, cron_length).map(|c| Window(Kind::Cron(c))),
             [days, time] => parse_weekly(spec, days, time, None),
             [days, time, zone] => parse_weekly(spec, days, time, Some(*zone)),
-            _ => Err(WindowError::Shape {
-                value: spec.to_string(),
-            }),
+            _ => Err(WindowError::Shape { value: spec.to_string() }),
         }
     }
 
@@ -353,11 +338,7 @@ fn parse_weekly(spec: &str, days: &str, time: &str, zone: Option<&str>) -> Resul
         days: days.to_string(),
         reason,
     })?;
-    let time_error = |reason: String| WindowError::Time {
-        value: spec.to_string(),
-        time: time.to_string(),
-        reason,
-    };
+    let time_error = |reason: String| WindowError::Time { value: spec.to_string(), time: time.to_string(), reason };
     let (start, end) = if let Some((start, length)) = time.split_once('+') {
         let start = parse_hhmm(start, false).map_err(time_error)?;
         let length = parse_length(length).map_err(|reason| WindowError::Duration {
@@ -374,10 +355,9 @@ fn parse_weekly(spec: &str, days: &str, time: &str, zone: Option<&str>) -> Resul
     };
     let tz = match zone {
         None => TimeZone::UTC,
-        Some(zone) => TimeZoneDatabase::bundled().get(zone).map_err(|_| WindowError::Zone {
-            value: spec.to_string(),
-            zone: zone.to_string(),
-        })?,
+        Some(zone) => TimeZoneDatabase::bundled()
+            .get(zone)
+            .map_err(|_| WindowError::Zone { value: spec.to_string(), zone: zone.to_string() })?,
     };
     Ok(Window(Kind::Weekly(Weekly { days, start, end, tz })))
 }
@@ -528,17 +508,8 @@ fn format_days(days: &[bool; 7]) -> String {
 /// A compact humantime duration without spaces, e.g. `1h30m`.
 fn format_length(length: SignedDuration) -> String {
     let secs = length.as_secs();
-    let units = [
-        (secs / 86_400, "d"),
-        (secs / 3600 % 24, "h"),
-        (secs / 60 % 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let mut text: String = units
-        .iter()
-        .filter(|(n, _)| *n != 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
+    let units = [(secs / 86_400, "d"), (secs / 3600 % 24, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")];
+    let mut text: String = units.iter().filter(|(n, _)| *n != 0).map(|(n, unit)| format!("{n}{unit}")).collect();
     if length.subsec_nanos() != 0 {
         text.push_str(&format!("{}ns", length.subsec_nanos()));
     }

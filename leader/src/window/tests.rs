@@ -29,11 +29,7 @@ fn canonical(spec: &str) -> String {
 
 #[test]
 fn documented_examples_parse_and_display_unchanged() {
-    for spec in [
-        "Mon-Fri 02:00-05:00 Europe/Berlin",
-        "Sat,Sun 22:00+6h UTC",
-        "0 0 23 * * Mon-Fri *",
-    ] {
+    for spec in ["Mon-Fri 02:00-05:00 Europe/Berlin", "Sat,Sun 22:00+6h UTC", "0 0 23 * * Mon-Fri *"] {
         assert_eq!(canonical(spec), spec);
     }
 }
@@ -42,15 +38,9 @@ fn documented_examples_parse_and_display_unchanged() {
 fn display_is_canonical_and_round_trips() {
     let cases = [
         ("monday,WED 2:00-03:00", "Mon,Wed 02:00-03:00 UTC"),
-        (
-            "Fri,Sat,Sun,Mon 23:30+1h30m pacific/auckland",
-            "Fri-Mon 23:30+1h30m Pacific/Auckland",
-        ),
+        ("Fri,Sat,Sun,Mon 23:30+1h30m pacific/auckland", "Fri-Mon 23:30+1h30m Pacific/Auckland"),
         ("* 00:00-24:00", "daily 00:00-00:00 UTC"),
-        (
-            "tue-thu,sat 09:00+24h america/los_angeles",
-            "Tue-Thu,Sat 09:00+1d America/Los_Angeles",
-        ),
+        ("tue-thu,sat 09:00+24h america/los_angeles", "Tue-Thu,Sat 09:00+1d America/Los_Angeles"),
         ("Sun,Mon,Wed 01:00+90m", "Sun,Mon,Wed 01:00+1h30m UTC"),
         ("  0  */15   *  * *  Sun ", "0 */15 * * * Sun"),
     ];
@@ -59,10 +49,7 @@ fn display_is_canonical_and_round_trips() {
         let reparsed: Window = expected.parse().unwrap();
         assert_eq!(reparsed, spec.parse::<Window>().unwrap(), "{spec}");
     }
-    assert_eq!(
-        windows(&["Mon 02:00-03:00", "@daily"]).to_string(),
-        "Mon 02:00-03:00 UTC; @daily"
-    );
+    assert_eq!(windows(&["Mon 02:00-03:00", "@daily"]).to_string(), "Mon 02:00-03:00 UTC; @daily");
     assert_eq!(Windows::always().to_string(), "always");
 }
 
@@ -72,10 +59,7 @@ fn weekday_names_are_case_insensitive_and_accept_full_names() {
         "MONDAY-friday 02:00-05:00".parse::<Window>().unwrap(),
         "Mon-Fri 02:00-05:00 UTC".parse::<Window>().unwrap()
     );
-    assert_eq!(
-        canonical("Tues,THURS,saturday 02:00-05:00"),
-        "Tue,Thu,Sat 02:00-05:00 UTC"
-    );
+    assert_eq!(canonical("Tues,THURS,saturday 02:00-05:00"), "Tue,Thu,Sat 02:00-05:00 UTC");
 }
 
 #[test]
@@ -141,16 +125,8 @@ fn spring_forward_gap_moves_the_start_to_the_end_of_the_gap() {
     assert_eq!(w.next_start(at("2026-03-28T12:00Z")), Some(at("2026-03-29T01:00Z")));
     assert_eq!(w.current_end(at("2026-03-29T01:00Z")), Some(at("2026-03-29T01:30Z")));
     assert!(!w.is_open(at("2026-03-29T00:45Z")));
-    assert_eq!(
-        w.next_start(at("2026-03-22T00:00Z")),
-        Some(at("2026-03-22T01:30Z")),
-        "CET before"
-    );
-    assert_eq!(
-        w.next_start(at("2026-03-30T00:00Z")),
-        Some(at("2026-04-05T00:30Z")),
-        "CEST after"
-    );
+    assert_eq!(w.next_start(at("2026-03-22T00:00Z")), Some(at("2026-03-22T01:30Z")), "CET before");
+    assert_eq!(w.next_start(at("2026-03-30T00:00Z")), Some(at("2026-04-05T00:30Z")), "CEST after");
 }
 
 #[test]
@@ -267,10 +243,7 @@ fn cron_window_opens_for_one_hour_at_each_match() {
     assert_eq!(w.current_end(at("2026-01-09T23:30Z")), Some(at("2026-01-10T00:00Z")));
     assert!(!w.is_open(at("2026-01-10T23:30Z")), "Saturday");
     assert_eq!(w.next_start(at("2026-01-10T12:00Z")), Some(at("2026-01-12T23:00Z")));
-    assert_eq!(
-        w.next_start(at("2026-01-12T22:59:59.5Z")),
-        Some(at("2026-01-12T23:00Z"))
-    );
+    assert_eq!(w.next_start(at("2026-01-12T22:59:59.5Z")), Some(at("2026-01-12T23:00Z")));
 }
 
 #[test]
@@ -281,38 +254,23 @@ fn cron_steps_open_every_quarter_hour() {
     assert_eq!(w.next_start(at("2026-01-12T10:21Z")), Some(at("2026-01-12T10:30Z")));
     assert_eq!(w.next_start(at("2026-01-12T23:50Z")), Some(at("2026-01-13T00:00Z")));
     let ranged = with_length("0 0-30/10 9 * * *", SignedDuration::from_mins(1));
-    assert_eq!(
-        ranged.next_start(at("2026-01-12T09:05Z")),
-        Some(at("2026-01-12T09:10Z"))
-    );
-    assert_eq!(
-        ranged.next_start(at("2026-01-12T09:31Z")),
-        Some(at("2026-01-13T09:00Z"))
-    );
+    assert_eq!(ranged.next_start(at("2026-01-12T09:05Z")), Some(at("2026-01-12T09:10Z")));
+    assert_eq!(ranged.next_start(at("2026-01-12T09:31Z")), Some(at("2026-01-13T09:00Z")));
 }
 
 #[test]
 fn cron_day_of_week_numbers_count_from_sunday() {
     let monday = at("2026-01-05T00:00Z");
     assert_eq!(one("0 0 12 * * 1 *").next_start(monday), Some(at("2026-01-11T12:00Z")));
-    assert_eq!(
-        one("0 0 12 * * sun *").next_start(monday),
-        Some(at("2026-01-11T12:00Z"))
-    );
+    assert_eq!(one("0 0 12 * * sun *").next_start(monday), Some(at("2026-01-11T12:00Z")));
     assert_eq!(one("0 0 12 * * 7 *").next_start(monday), Some(at("2026-01-10T12:00Z")));
-    assert_eq!(
-        one("0 0 12 * * Tuesday *").next_start(monday),
-        Some(at("2026-01-06T12:00Z"))
-    );
+    assert_eq!(one("0 0 12 * * Tuesday *").next_start(monday), Some(at("2026-01-06T12:00Z")));
 }
 
 #[test]
 fn cron_day_of_month_and_day_of_week_must_both_match() {
     let friday_13th = one("0 0 0 13 * Fri *");
-    assert_eq!(
-        friday_13th.next_start(at("2026-01-01T00:00Z")),
-        Some(at("2026-02-13T00:00Z"))
-    );
+    assert_eq!(friday_13th.next_start(at("2026-01-01T00:00Z")), Some(at("2026-02-13T00:00Z")));
 }
 
 #[test]
@@ -330,14 +288,8 @@ fn cron_window_length_is_a_parser_parameter() {
 fn cron_accepts_month_names_years_and_shorthands() {
     let w = one("0 30 4 1 Jan-Mar * 2027");
     assert_eq!(w.next_start(at("2026-01-01T12:00Z")), Some(at("2027-01-01T04:30Z")));
-    assert_eq!(
-        one("@daily").next_start(at("2026-01-05T12:00Z")),
-        Some(at("2026-01-06T00:00Z"))
-    );
-    assert_eq!(
-        one("@weekly").next_start(at("2026-01-05T12:00Z")),
-        Some(at("2026-01-11T00:00Z"))
-    );
+    assert_eq!(one("@daily").next_start(at("2026-01-05T12:00Z")), Some(at("2026-01-06T00:00Z")));
+    assert_eq!(one("@weekly").next_start(at("2026-01-05T12:00Z")), Some(at("2026-01-11T00:00Z")));
     assert!(one("? 5/20 * ? * ?").is_open(at("2026-01-05T12:25:10Z")));
 }
 
@@ -353,39 +305,27 @@ fn rejects_an_hour_out_of_range() {
     let err = error("Mon-Fri 25:00-05:00");
     assert!(matches!(err, WindowError::Time { .. }), "{err}");
     let text = err.to_string();
-    assert!(
-        text.contains("`Mon-Fri 25:00-05:00`") && text.contains("hour 25"),
-        "{text}"
-    );
+    assert!(text.contains("`Mon-Fri 25:00-05:00`") && text.contains("hour 25"), "{text}");
 }
 
 #[test]
 fn rejects_an_unknown_weekday() {
     let err = error("Funday 02:00-03:00");
-    assert!(
-        matches!(&err, WindowError::Days { days, .. } if days == "Funday"),
-        "{err}"
-    );
+    assert!(matches!(&err, WindowError::Days { days, .. } if days == "Funday"), "{err}");
     assert!(err.to_string().contains("Funday 02:00-03:00"), "{err}");
 }
 
 #[test]
 fn rejects_an_unknown_time_zone() {
     let err = error("Mon 02:00-03:00 Mars/Olympus");
-    assert!(
-        matches!(&err, WindowError::Zone { zone, .. } if zone == "Mars/Olympus"),
-        "{err}"
-    );
+    assert!(matches!(&err, WindowError::Zone { zone, .. } if zone == "Mars/Olympus"), "{err}");
 }
 
 #[test]
 fn rejects_zero_and_too_long_durations() {
     for spec in ["Mon 02:00+0s", "Mon 02:00+8d", "Mon 02:00+soon"] {
         let err = error(spec);
-        assert!(
-            matches!(&err, WindowError::Duration { value, .. } if value == spec),
-            "{err}"
-        );
+        assert!(matches!(&err, WindowError::Duration { value, .. } if value == spec), "{err}");
     }
     assert_eq!(canonical("Mon 02:00+1w"), "Mon 02:00+7d UTC");
 }
@@ -426,13 +366,7 @@ fn rejects_bad_cron_fields() {
 fn rejects_malformed_shapes_and_times() {
     assert!(matches!(error("Mon"), WindowError::Shape { .. }));
     assert!(matches!(error("Mon 02:00-03:00 UTC extra"), WindowError::Shape { .. }));
-    for spec in [
-        "Mon 02:00",
-        "Mon 2:0-03:00",
-        "Mon 02:00-03:60",
-        "Mon 24:00-03:00",
-        "Mon x-y",
-    ] {
+    for spec in ["Mon 02:00", "Mon 2:0-03:00", "Mon 02:00-03:60", "Mon 24:00-03:00", "Mon x-y"] {
         assert!(matches!(error(spec), WindowError::Time { .. }), "{spec}");
     }
     assert!(matches!(error("Mon,,Tue 02:00-03:00"), WindowError::Days { .. }));
@@ -441,8 +375,5 @@ fn rejects_malformed_shapes_and_times() {
 #[test]
 fn parse_all_reports_the_first_bad_spec() {
     let err = Windows::parse_all(&["Mon 02:00-03:00", "Tue 99:00-01:00", "nope"]).unwrap_err();
-    assert!(
-        matches!(&err, WindowError::Time { value, .. } if value == "Tue 99:00-01:00"),
-        "{err}"
-    );
+    assert!(matches!(&err, WindowError::Time { value, .. } if value == "Tue 99:00-01:00"), "{err}");
 }

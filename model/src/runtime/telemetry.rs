@@ -33,12 +33,8 @@ pub fn init(format: LogFormat) -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
-            .try_init(),
-        LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
-            .try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init(),
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true)).try_init(),
         LogFormat::Journald => {
             let layer = tracing_journald::layer().map_err(|e| format!("cannot log to the journal: {e}"))?;
             registry.with(layer).try_init()

@@ -24,9 +24,7 @@ pub struct AsyncHostApi {
 impl AsyncHostApi {
     /// An async client of the host API described by `config`.
     pub fn new(config: HostApiConfig) -> Self {
-        AsyncHostApi {
-            inner: Arc::new(HostApi::new(config)),
-        }
+        AsyncHostApi { inner: Arc::new(HostApi::new(config)) }
     }
 
     /// The blocking client inside, for code already on a blocking thread.
@@ -72,10 +70,7 @@ impl AsyncHostApi {
         previous: Option<CommandTimestamp>,
         deadline: Instant,
     ) -> Result<Command, Error> {
-        self.call(Action::of(cmd), move |api| {
-            api.wait_for(cmd, previous.as_ref(), deadline)
-        })
-        .await
+        self.call(Action::of(cmd), move |api| api.wait_for(cmd, previous.as_ref(), deadline)).await
     }
 
     /// See [`HostApi::refresh`].

@@ -43,10 +43,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(10),
-            max: Duration::from_secs(1),
-        }
+        Backoff { initial: Duration::from_millis(10), max: Duration::from_secs(1) }
     }
 }
 
@@ -179,9 +176,7 @@ impl HostApi {
     /// `GET /os`: what the host runs.
     pub fn os(&self) -> Result<OsInfo, Error> {
         let action = Action::ReadOs;
-        let answer = self
-            .request_retrying_lock("GET", "/os")
-            .map_err(|f| Error::new(action, f))?;
+        let answer = self.request_retrying_lock("GET", "/os").map_err(|f| Error::new(action, f))?;
         match answer.status {
             200 => parse_os(&answer.body).map_err(|m| Error::new(action, Failure::Malformed(m))),
             _ => Err(Error::new(action, http_failure(action, &answer))),
@@ -191,9 +186,7 @@ impl HostApi {
     /// `GET /updates/status`, retrying 423 until the lock deadline.
     /// [`HostStatus::Uninitialized`] after a boot is not an error.
     pub fn status(&self) -> Result<HostStatus, Error> {
-        let answer = self
-            .request_retrying_lock("GET", "/updates/status")
-            .map_err(Error::ReadStatus)?;
+        let answer = self.request_retrying_lock("GET", "/updates/status").map_err(Error::ReadStatus)?;
         status_from(answer).map_err(Error::ReadStatus)
     }
 
@@ -202,9 +195,7 @@ impl HostApi {
     /// callers want [`HostApi::run`].
     pub fn start(&self, cmd: CommandType) -> Result<(), Error> {
         let action = Action::of(cmd);
-        let answer = self
-            .request_retrying_lock("POST", cmd.action_path())
-            .map_err(|f| Error::new(action, f))?;
+        let answer = self.request_retrying_lock("POST", cmd.action_path()).map_err(|f| Error::new(action, f))?;
         match answer.status {
             200..=299 => Ok(()),
             _ => Err(Error::new(action, http_failure(action, &answer))),
@@ -272,10 +263,7 @@ impl HostApi {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(fail(Failure::Timeout {
-                    waited: started.elapsed(),
-                    last_seen,
-                }));
+                return Err(fail(Failure::Timeout { waited: started.elapsed(), last_seen }));
             }
             std::thread::sleep(self.config.poll_backoff.delay(attempt).min(deadline - now));
             attempt = attempt.saturating_add(1);
@@ -308,9 +296,7 @@ impl HostApi {
     /// the caller should check `/os` after it comes back.
     pub fn reboot(&self) -> Result<(), Error> {
         let action = Action::Reboot;
-        let answer = self
-            .request_retrying_lock("POST", "/actions/reboot")
-            .map_err(|f| Error::new(action, f))?;
+        let answer = self.request_retrying_lock("POST", "/actions/reboot").map_err(|f| Error::new(action, f))?;
         match answer.status {
             200..=299 => Ok(()),
             _ => Err(Error::new(action, http_failure(action, &answer))),
@@ -330,11 +316,7 @@ impl HostApi {
             let waited = started.elapsed();
             let delay = self.config.lock_backoff.delay(attempts - 1);
             if waited + delay > self.config.lock_deadline {
-                return Err(Failure::LockHeld {
-                    body: answer.text(),
-                    attempts,
-                    waited,
-                });
+                return Err(Failure::LockHeld { body: answer.text(), attempts, waited });
             }
             debug!(method, path, attempts, ?delay, "update lock held; retrying");
             std::thread::sleep(delay);
@@ -350,15 +332,10 @@ impl HostApi {
         };
         let mut response = result.map_err(transport_failure)?;
         let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => Failure::Malformed(format!("answer larger than {MAX_BODY} bytes")),
-                other => transport_failure(other),
-            })?;
+        let body = response.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => Failure::Malformed(format!("answer larger than {MAX_BODY} bytes")),
+            other => transport_failure(other),
+        })?;
         Ok(Answer { status, body })
     }
 }
@@ -370,10 +347,9 @@ fn transport_failure(err: ureq::Error) -> Failure {
         ureq::Error::Io(io) if is_connect_failure(&io) => Failure::Io(io),
         ureq::Error::Io(io) => Failure::ConnectionDropped(io.to_string()),
         ureq::Error::Protocol(p) => Failure::ConnectionDropped(format!("HTTP protocol: {p}")),
-        ureq::Error::Timeout(t) => Failure::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no answer in time ({t})"),
-        )),
+        ureq::Error::Timeout(t) => {
+            Failure::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer in time ({t})")))
+        }
         other => Failure::Io(std::io::Error::other(other.to_string())),
     }
 }
@@ -381,9 +357,7 @@ fn transport_failure(err: ureq::Error) -> Failure {
 /// The status answer as a [`HostStatus`], or what was wrong with it.
 fn status_from(answer: Answer) -> Result<HostStatus, Failure> {
     match answer.status {
-        200 => parse_update_status(&answer.body)
-            .map(HostStatus::Initialized)
-            .map_err(Failure::Malformed),
+        200 => parse_update_status(&answer.body).map(HostStatus::Initialized).map_err(Failure::Malformed),
         // A 404 without a body is an unknown path, not a missing status.
         404 if !answer.body.is_empty() => Ok(HostStatus::Uninitialized),
         _ => Err(http_failure(Action::ReadStatus, &answer)),
@@ -399,16 +373,9 @@ fn http_failure(action: Action, answer: &Answer) -> Failure {
         (404, Action::Prepare) => Failure::NoChosenUpdate { body },
         (404, Action::Activate | Action::Deactivate) => Failure::NothingStaged { body },
         (404, Action::ReadStatus) => Failure::StatusUninitialized { body },
-        (423, _) => Failure::LockHeld {
-            body,
-            attempts: 1,
-            waited: Duration::ZERO,
-        },
+        (423, _) => Failure::LockHeld { body, attempts: 1, waited: Duration::ZERO },
         (500, _) if body.contains("Unable to start the update dispatcher") => Failure::CannotUpdateInPlace { body },
-        (500..=599, _) => Failure::Server {
-            status: answer.status,
-            body,
-        },
+        (500..=599, _) => Failure::Server { status: answer.status, body },
         (status, _) => Failure::UnexpectedStatus { status, body },
     }
 }
@@ -440,28 +407,16 @@ mod tests {
     }
 
     fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status,
-            body: body.as_bytes().to_vec(),
-        }
+        Answer { status, body: body.as_bytes().to_vec() }
     }
 
     #[test]
     fn answers_map_to_failures_named_by_action() {
-        let f = http_failure(
-            Action::Prepare,
-            &answer(404, "Previously chosen Update no longer exists"),
-        );
+        let f = http_failure(Action::Prepare, &answer(404, "Previously chosen Update no longer exists"));
         assert!(matches!(f, Failure::NoChosenUpdate { .. }), "{f:?}");
-        let f = http_failure(
-            Action::Activate,
-            &answer(404, "No update image applied to staging partition"),
-        );
+        let f = http_failure(Action::Activate, &answer(404, "No update image applied to staging partition"));
         assert!(matches!(f, Failure::NothingStaged { .. }), "{f:?}");
-        let f = http_failure(
-            Action::Deactivate,
-            &answer(409, "Update action not allowed according to update state"),
-        );
+        let f = http_failure(Action::Deactivate, &answer(409, "Update action not allowed according to update state"));
         assert!(matches!(f, Failure::NotAllowed { .. }), "{f:?}");
         let f = http_failure(Action::Refresh, &answer(500, "Unable to start the update dispatcher\n"));
         assert!(
@@ -478,11 +433,7 @@ mod tests {
 
     #[test]
     fn status_404_with_a_message_is_uninitialized_not_an_error() {
-        let s = status_from(answer(
-            404,
-            "Update status is uninitialized, refresh-updates to initialize it",
-        ))
-        .unwrap();
+        let s = status_from(answer(404, "Update status is uninitialized, refresh-updates to initialize it")).unwrap();
         assert_eq!(s, HostStatus::Uninitialized);
         assert!(status_from(answer(404, "")).is_err());
         let err = status_from(answer(200, "{\"update_state\":")).unwrap_err();

@@ -334,25 +334,15 @@ mod tests {
     fn http_failures_keep_status_and_body() {
         let err = Error::new(
             Action::Refresh,
-            Failure::CannotUpdateInPlace {
-                body: "Unable to start the update dispatcher".into(),
-            },
+            Failure::CannotUpdateInPlace { body: "Unable to start the update dispatcher".into() },
         );
         assert_eq!(err.failure().status(), Some(500));
         assert_eq!(err.failure().body(), Some("Unable to start the update dispatcher"));
         assert_eq!(err.failure_reason(), FailureReason::UpdateUnavailable);
         assert_eq!(err.action(), Action::Refresh);
-        let err = Error::new(
-            Action::Reboot,
-            Failure::Server {
-                status: 500,
-                body: "Failed to reboot, inhibited".into(),
-            },
-        );
+        let err =
+            Error::new(Action::Reboot, Failure::Server { status: 500, body: "Failed to reboot, inhibited".into() });
         assert_eq!(err.failure_reason(), FailureReason::RebootFailed);
-        assert_eq!(
-            err.to_string(),
-            "reboot: the host answered 500: Failed to reboot, inhibited"
-        );
+        assert_eq!(err.to_string(), "reboot: the host answered 500: Failed to reboot, inhibited");
     }
 }

@@ -43,8 +43,7 @@ pub(crate) struct ConnectFailed {
 /// True when `err` is a connect failure from [`UnixConnector`]: the request
 /// was never sent.
 pub(crate) fn is_connect_failure(err: &io::Error) -> bool {
-    err.get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<ConnectFailed>().is_some())
+    err.get_ref().is_some_and(|inner| inner.downcast_ref::<ConnectFailed>().is_some())
 }
 
 impl Connector<()> for UnixConnector {
@@ -53,21 +52,10 @@ impl Connector<()> for UnixConnector {
     fn connect(&self, details: &ConnectionDetails, _chained: Option<()>) -> Result<Option<Self::Out>, ureq::Error> {
         let stream = UnixStream::connect(&self.path).map_err(|source| {
             let kind = source.kind();
-            ureq::Error::Io(io::Error::new(
-                kind,
-                ConnectFailed {
-                    path: self.path.display().to_string(),
-                    source,
-                },
-            ))
+            ureq::Error::Io(io::Error::new(kind, ConnectFailed { path: self.path.display().to_string(), source }))
         })?;
         let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
-        Ok(Some(UnixTransport {
-            stream,
-            buffers,
-            read_timeout: None,
-            write_timeout: None,
-        }))
+        Ok(Some(UnixTransport { stream, buffers, read_timeout: None, write_timeout: None }))
     }
 }
 

@@ -160,13 +160,8 @@ pub struct CommandTimestamp {
 impl CommandTimestamp {
     /// Parses an RFC 3339 timestamp, keeping its text.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let at = text
-            .parse::<jiff::Timestamp>()
-            .map_err(|e| format!("timestamp {text:?} is not RFC 3339: {e}"))?;
-        Ok(CommandTimestamp {
-            text: text.to_owned(),
-            at,
-        })
+        let at = text.parse::<jiff::Timestamp>().map_err(|e| format!("timestamp {text:?} is not RFC 3339: {e}"))?;
+        Ok(CommandTimestamp { text: text.to_owned(), at })
     }
 
     /// The text as the host sent it.

@@ -193,10 +193,7 @@ pub enum Step {
 }
 
 pub(crate) fn add(t: Timestamp, d: Duration) -> Timestamp {
-    jiff::SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
+    jiff::SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
 
 /// The slot this node holds now, if the shadow grants it and the Lease agrees.
@@ -214,18 +211,8 @@ pub fn granted_slot<'a>(o: &Observation<'a>, now: Timestamp) -> Option<&'a str> 
 
 /// The status the agent would report while resting.
 fn resting_report(o: &Observation<'_>, state: ShadowState) -> StatusReport {
-    let target = o
-        .host
-        .update
-        .as_ref()
-        .and_then(|u| u.chosen.clone())
-        .filter(|t| *t != o.host.version);
-    StatusReport {
-        state,
-        current_version: o.host.version.clone(),
-        target_version: target,
-        failure: None,
-    }
+    let target = o.host.update.as_ref().and_then(|u| u.chosen.clone()).filter(|t| *t != o.host.version);
+    StatusReport { state, current_version: o.host.version.clone(), target_version: target, failure: None }
 }
 
 /// Whether the shadow's status already says what `report` says.
@@ -252,10 +239,7 @@ pub fn decide(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp) -
     let state = shadow.status.as_ref().map_or(ShadowState::Idle, |s| s.current_state);
     match granted_slot(o, now) {
         Some(slot) => walk::granted(o, mem, cfg, now, slot, state),
-        None if state.is_updating() => Step::Fail {
-            reason: FailureReason::SlotLost,
-            message: lost_message(o, now),
-        },
+        None if state.is_updating() => Step::Fail { reason: FailureReason::SlotLost, message: lost_message(o, now) },
         None => resting(o, shadow, mem, cfg, now, state),
     }
 }
@@ -270,8 +254,7 @@ fn lost_message(o: &Observation<'_>, now: Timestamp) -> String {
         }
         (Some(s), Some(l)) => format!(
             "slot {s} expired at {}, now is {now}",
-            l.expires
-                .map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
+            l.expires.map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
         ),
     }
 }
@@ -291,20 +274,14 @@ fn resting(
     if node.cordoned_by_us || node.excluded_by_us {
         return Step::Uncordon;
     }
-    if o.host
-        .update
-        .as_ref()
-        .is_some_and(|u| u.state == HostUpdateState::Ready)
-    {
+    if o.host.update.as_ref().is_some_and(|u| u.state == HostUpdateState::Ready) {
         return Step::Deactivate;
     }
     if let Some(lease) = o.lease
         && lease.holder.as_deref() == Some(o.node_name)
         && shadow.spec.slot.as_deref() != Some(lease.name.as_str())
     {
-        return Step::Release {
-            slot: lease.name.clone(),
-        };
+        return Step::Release { slot: lease.name.clone() };
     }
     let status = shadow.status.as_ref();
     let report = resting_report(o, state);
@@ -331,24 +308,14 @@ fn resting(
         if !requested || !reported(o, &report) {
             return Step::RequestSlot(report);
         }
-        return Step::Wait {
-            until: next_check,
-            why: "waiting for a slot".to_owned(),
-        };
+        return Step::Wait { until: next_check, why: "waiting for a slot".to_owned() };
     }
     let why = if node.opted_out { "node opted out" } else { "up to date" };
     wait_or_report(o, report, next_check, why)
 }
 
 fn wait_or_report(o: &Observation<'_>, report: StatusReport, until: Option<Timestamp>, why: &str) -> Step {
-    if reported(o, &report) {
-        Step::Wait {
-            until,
-            why: why.to_owned(),
-        }
-    } else {
-        Step::Report(report)
-    }
+    if reported(o, &report) { Step::Wait { until, why: why.to_owned() } } else { Step::Report(report) }
 }
 
 /// When a node that failed for a node-only reason may ask again.
@@ -359,11 +326,7 @@ fn node_backoff_until(shadow: &BottlerocketShadow, cfg: &Config) -> Option<Times
         return None;
     }
     let exp = status.crash_count.saturating_sub(1).min(20);
-    let wait = cfg
-        .node_backoff
-        .checked_mul(1 << exp)
-        .unwrap_or(cfg.node_backoff_max)
-        .min(cfg.node_backoff_max);
+    let wait = cfg.node_backoff.checked_mul(1 << exp).unwrap_or(cfg.node_backoff_max).min(cfg.node_backoff_max);
     Some(add(failure.time.0, wait))
 }
 
@@ -373,10 +336,6 @@ fn node_backoff_until(shadow: &BottlerocketShadow, cfg: &Config) -> Option<Times
 pub(crate) fn failure_report(o: &Observation<'_>, reason: FailureReason, message: &str) -> StatusReport {
     let id = o.shadow.map_or(1, BottlerocketShadow::next_failure_id);
     let mut report = resting_report(o, ShadowState::ErrorReset);
-    report.failure = Some(FailureReport {
-        id,
-        reason,
-        message: message.to_owned(),
-    });
+    report.failure = Some(FailureReport { id, reason, message: message.to_owned() });
     report
 }

@@ -55,10 +55,7 @@ impl World {
             now: at(1000),
             shadow: Some(shadow),
             lease: None,
-            node: NodeView {
-                ready: true,
-                ..Default::default()
-            },
+            node: NodeView { ready: true, ..Default::default() },
             host: HostView {
                 version: "1.20.0".into(),
                 update: Some(HostUpdate {
@@ -67,10 +64,7 @@ impl World {
                     staged: None,
                 }),
             },
-            mem: Memory {
-                next_update_check: Some(at(4000)),
-                ..Default::default()
-            },
+            mem: Memory { next_update_check: Some(at(4000)), ..Default::default() },
             cfg: cfg(),
         }
     }
@@ -91,11 +85,8 @@ impl World {
         spec.version = Some("1.21.0".into());
         spec.slot = Some("brupop-slot-0".into());
         spec.state_transition_timestamp = Some(MicroTime(at(950)));
-        self.lease = Some(LeaseView {
-            name: "brupop-slot-0".into(),
-            holder: Some("node-1".into()),
-            expires: Some(at(1110)),
-        });
+        self.lease =
+            Some(LeaseView { name: "brupop-slot-0".into(), holder: Some("node-1".into()), expires: Some(at(1110)) });
         self.mem.lease_slot = Some("brupop-slot-0".into());
         self.mem.lease_valid_until = Some(at(1110));
         self.mem.last_refresh = Some(at(960));
@@ -132,11 +123,7 @@ impl World {
     /// The host booted 1.21.0; its update status was re-created by a refresh.
     fn booted_new(mut self) -> World {
         self.host.version = "1.21.0".into();
-        self.host.update = Some(HostUpdate {
-            state: HostUpdateState::Idle,
-            chosen: None,
-            staged: None,
-        });
+        self.host.update = Some(HostUpdate { state: HostUpdateState::Idle, chosen: None, staged: None });
         self
     }
 
@@ -144,13 +131,8 @@ impl World {
         let st = self.status();
         st.current_state = ShadowState::ErrorReset;
         st.crash_count = 1;
-        st.last_failure = Some(Failure {
-            id,
-            reason,
-            message: "m".into(),
-            time: Time(at(900)),
-            state: ShadowState::Idle,
-        });
+        st.last_failure =
+            Some(Failure { id, reason, message: "m".into(), time: Time(at(900)), state: ShadowState::Idle });
         if acked {
             self.shadow.as_mut().unwrap().spec.acknowledged_failure = Some(id);
         }
@@ -211,13 +193,7 @@ fn idle_and_up_to_date_waits_until_the_next_update_check() {
     let mut w = World::idle();
     w.host.update.as_mut().unwrap().chosen = None;
     w.status().target_version = None;
-    assert_eq!(
-        w.decide(),
-        Step::Wait {
-            until: Some(at(4000)),
-            why: "up to date".into()
-        }
-    );
+    assert_eq!(w.decide(), Step::Wait { until: Some(at(4000)), why: "up to date".into() });
 }
 
 #[test]
@@ -247,13 +223,7 @@ fn a_newly_published_version_is_reported_with_the_request() {
 fn a_grant_without_a_known_lease_is_renewed_before_anything_else() {
     let mut w = World::idle().granted();
     w.mem.lease_valid_until = None;
-    assert_eq!(
-        w.decide(),
-        Step::Renew {
-            slot: "brupop-slot-0".into(),
-            duration: Duration::from_secs(120)
-        }
-    );
+    assert_eq!(w.decide(), Step::Renew { slot: "brupop-slot-0".into(), duration: Duration::from_secs(120) });
 }
 
 #[test]
@@ -279,13 +249,7 @@ fn a_grant_prepares_the_offered_version() {
 
 #[test]
 fn after_a_crash_following_prepare_the_agent_activates() {
-    assert_eq!(
-        World::idle()
-            .granted()
-            .host(HostUpdateState::Staged, Some(("1.21.0", false)))
-            .decide(),
-        Step::Activate
-    );
+    assert_eq!(World::idle().granted().host(HostUpdateState::Staged, Some(("1.21.0", false))).decide(), Step::Activate);
 }
 
 #[test]
@@ -300,44 +264,24 @@ fn after_a_crash_following_activate_the_agent_reports_and_never_prepares_in_stat
 fn a_host_that_no_longer_offers_the_granted_version_gives_the_slot_back() {
     let mut w = World::idle().granted();
     w.host.update.as_mut().unwrap().chosen = Some("1.22.0".into());
-    assert_eq!(
-        w.decide(),
-        Step::Release {
-            slot: "brupop-slot-0".into()
-        }
-    );
+    assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
 }
 
 #[test]
 fn a_wrong_image_activated_is_deactivated() {
-    assert_eq!(
-        World::idle()
-            .granted()
-            .host(HostUpdateState::Ready, Some(("1.19.0", true)))
-            .decide(),
-        Step::Deactivate
-    );
+    assert_eq!(World::idle().granted().host(HostUpdateState::Ready, Some(("1.19.0", true))).decide(), Step::Deactivate);
 }
 
 #[test]
 fn another_version_staged_is_prepared_over() {
-    assert_eq!(
-        World::idle()
-            .granted()
-            .host(HostUpdateState::Staged, Some(("1.19.0", false)))
-            .decide(),
-        Step::Prepare
-    );
+    assert_eq!(World::idle().granted().host(HostUpdateState::Staged, Some(("1.19.0", false))).decide(), Step::Prepare);
 }
 
 // === Granted: cordon, drain, reboot ===
 
 #[test]
 fn staged_and_activated_cordons_first_fenced_and_excluding_from_load_balancers() {
-    let w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated();
+    let w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated();
     assert_eq!(
         w.decide(),
         Step::Cordon {
@@ -350,26 +294,13 @@ fn staged_and_activated_cordons_first_fenced_and_excluding_from_load_balancers()
 
 #[test]
 fn after_a_crash_following_the_cordon_the_agent_drains() {
-    let w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
-    assert_eq!(
-        w.decide(),
-        Step::Drain {
-            slot: "brupop-slot-0".into(),
-            min_remaining: Duration::from_secs(30)
-        }
-    );
+    let w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
+    assert_eq!(w.decide(), Step::Drain { slot: "brupop-slot-0".into(), min_remaining: Duration::from_secs(30) });
 }
 
 #[test]
 fn an_admin_cordon_is_not_repeated_but_the_node_is_still_drained() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated();
     w.node.unschedulable = true;
     w.node.excluded = true;
     assert!(matches!(w.decide(), Step::Drain { .. }));
@@ -377,31 +308,17 @@ fn an_admin_cordon_is_not_repeated_but_the_node_is_still_drained() {
 
 #[test]
 fn drain_rounds_are_spaced_while_pods_remain() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem.drain_started = Some(at(990));
     w.mem.last_drain = Some((at(998), 3, 0));
-    assert_eq!(
-        w.decide(),
-        Step::Wait {
-            until: Some(at(1003)),
-            why: "draining: 3 pod(s) left".into()
-        }
-    );
+    assert_eq!(w.decide(), Step::Wait { until: Some(at(1003)), why: "draining: 3 pod(s) left".into() });
     w.now = at(1003);
     assert!(matches!(w.decide(), Step::Drain { .. }));
 }
 
 #[test]
 fn a_drain_refused_by_a_pdb_until_the_deadline_fails_as_drain_blocked() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem.drain_started = Some(at(300));
     w.mem.last_drain = Some((at(899), 1, 1));
     w.now = at(900);
@@ -410,11 +327,7 @@ fn a_drain_refused_by_a_pdb_until_the_deadline_fails_as_drain_blocked() {
 
 #[test]
 fn pods_stuck_terminating_until_the_deadline_fail_as_drain_timeout() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem.drain_started = Some(at(300));
     w.mem.last_drain = Some((at(899), 2, 0));
     w.now = at(900);
@@ -423,11 +336,7 @@ fn pods_stuck_terminating_until_the_deadline_fail_as_drain_timeout() {
 
 #[test]
 fn after_a_restart_mid_drain_the_deadline_counts_from_the_cordon() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.node.cordoned_at = Some(at(300));
     w.now = at(901);
     w.mem.lease_valid_until = Some(at(1010));
@@ -436,46 +345,22 @@ fn after_a_restart_mid_drain_the_deadline_counts_from_the_cordon() {
 
 #[test]
 fn a_drained_node_reboots_after_extending_its_slot() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem.last_drain = Some((at(999), 0, 0));
-    assert_eq!(
-        w.decide(),
-        Step::Reboot {
-            slot: "brupop-slot-0".into(),
-            grace: Duration::from_secs(600)
-        }
-    );
+    assert_eq!(w.decide(), Step::Reboot { slot: "brupop-slot-0".into(), grace: Duration::from_secs(600) });
 }
 
 #[test]
 fn after_the_reboot_request_the_agent_waits_for_the_reboot() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem.last_drain = Some((at(990), 0, 0));
     w.mem.reboot_requested = Some(at(995));
-    assert_eq!(
-        w.decide(),
-        Step::Wait {
-            until: Some(at(1295)),
-            why: "waiting for the reboot".into()
-        }
-    );
+    assert_eq!(w.decide(), Step::Wait { until: Some(at(1295)), why: "waiting for the reboot".into() });
 }
 
 #[test]
 fn a_reboot_that_does_not_happen_by_its_deadline_fails() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem.last_drain = Some((at(690), 0, 0));
     w.mem.reboot_requested = Some(at(695));
     assert!(is_fail(&w.decide(), FailureReason::RebootFailed));
@@ -483,19 +368,12 @@ fn a_reboot_that_does_not_happen_by_its_deadline_fails() {
 
 #[test]
 fn after_a_crash_following_the_reboot_request_the_agent_fences_and_drains_again() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem = Memory::default();
     assert!(matches!(w.decide(), Step::Renew { .. }), "restart: renew first");
     w.mem.lease_slot = Some("brupop-slot-0".into());
     w.mem.lease_valid_until = Some(at(1110));
-    assert!(
-        matches!(w.decide(), Step::Drain { .. }),
-        "then an (idempotent) drain round before rebooting"
-    );
+    assert!(matches!(w.decide(), Step::Drain { .. }), "then an (idempotent) drain round before rebooting");
 }
 
 #[test]
@@ -511,11 +389,7 @@ fn an_activation_undone_by_someone_else_is_redone() {
 
 #[test]
 fn booted_into_the_new_version_reports_rebooted_into_update() {
-    let w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .cordoned()
-        .booted_new();
+    let w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).cordoned().booted_new();
     assert!(
         matches!(w.decide(), Step::Report(r) if r.state == ShadowState::RebootedIntoUpdate && r.current_version == "1.21.0")
     );
@@ -523,10 +397,7 @@ fn booted_into_the_new_version_reports_rebooted_into_update() {
 
 #[test]
 fn booted_back_into_the_old_version_is_a_rollback() {
-    let w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .cordoned();
+    let w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).cordoned();
     // The update status was reset by the boot and re-created by a refresh: Available, nothing staged.
     let step = w.decide();
     assert!(is_fail(&step, FailureReason::RolledBack), "{step:?}");
@@ -534,20 +405,13 @@ fn booted_back_into_the_old_version_is_a_rollback() {
 
 #[test]
 fn rebooted_into_update_lifts_our_cordon() {
-    let w = World::idle()
-        .granted()
-        .state(ShadowState::RebootedIntoUpdate)
-        .cordoned()
-        .booted_new();
+    let w = World::idle().granted().state(ShadowState::RebootedIntoUpdate).cordoned().booted_new();
     assert_eq!(w.decide(), Step::Uncordon);
 }
 
 #[test]
 fn an_admins_cordon_is_kept_after_the_update() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::RebootedIntoUpdate)
-        .booted_new();
+    let mut w = World::idle().granted().state(ShadowState::RebootedIntoUpdate).booted_new();
     w.node.unschedulable = true;
     assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::MonitoringUpdate));
 }
@@ -556,36 +420,21 @@ fn an_admins_cordon_is_kept_after_the_update() {
 
 #[test]
 fn monitoring_waits_for_its_duration() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::MonitoringUpdate)
-        .booted_new();
+    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
     w.status().state_transition_timestamp = Some(Time(at(990)));
-    assert_eq!(
-        w.decide(),
-        Step::Wait {
-            until: Some(at(1110)),
-            why: "monitoring the updated node".into()
-        }
-    );
+    assert_eq!(w.decide(), Step::Wait { until: Some(at(1110)), why: "monitoring the updated node".into() });
 }
 
 #[test]
 fn at_the_end_of_monitoring_the_agent_checks_health() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::MonitoringUpdate)
-        .booted_new();
+    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
     w.status().state_transition_timestamp = Some(Time(at(800)));
     assert_eq!(w.decide(), Step::CheckHealth);
 }
 
 #[test]
 fn a_healthy_node_after_monitoring_reports_idle_on_the_new_version() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::MonitoringUpdate)
-        .booted_new();
+    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
     w.status().state_transition_timestamp = Some(Time(at(800)));
     w.mem.health = Some((at(999), vec![]));
     assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle && r.current_version == "1.21.0"));
@@ -593,10 +442,7 @@ fn a_healthy_node_after_monitoring_reports_idle_on_the_new_version() {
 
 #[test]
 fn pods_not_ready_after_monitoring_fail_the_health_check() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::MonitoringUpdate)
-        .booted_new();
+    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
     w.status().state_transition_timestamp = Some(Time(at(800)));
     w.mem.health = Some((at(999), vec!["default/web-1".into()]));
     match w.decide() {
@@ -610,10 +456,7 @@ fn pods_not_ready_after_monitoring_fail_the_health_check() {
 
 #[test]
 fn a_node_not_ready_after_monitoring_fails_the_health_check() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::MonitoringUpdate)
-        .booted_new();
+    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
     w.status().state_transition_timestamp = Some(Time(at(800)));
     w.mem.health = Some((at(999), vec![]));
     w.node.ready = false;
@@ -622,10 +465,7 @@ fn a_node_not_ready_after_monitoring_fails_the_health_check() {
 
 #[test]
 fn a_health_check_from_before_the_end_of_monitoring_is_not_trusted() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::MonitoringUpdate)
-        .booted_new();
+    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
     w.status().state_transition_timestamp = Some(Time(at(800)));
     w.mem.health = Some((at(900), vec![]));
     assert_eq!(w.decide(), Step::CheckHealth);
@@ -633,11 +473,7 @@ fn a_health_check_from_before_the_end_of_monitoring_is_not_trusted() {
 
 #[test]
 fn a_crash_before_uncordon_is_repaired_during_monitoring() {
-    let w = World::idle()
-        .granted()
-        .state(ShadowState::MonitoringUpdate)
-        .booted_new()
-        .cordoned();
+    let w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new().cordoned();
     assert_eq!(w.decide(), Step::Uncordon);
 }
 
@@ -646,26 +482,14 @@ fn idle_on_the_granted_version_releases_the_slot() {
     let mut w = World::idle().granted().booted_new();
     w.status().current_version = "1.21.0".into();
     w.status().target_version = None;
-    assert_eq!(
-        w.decide(),
-        Step::Release {
-            slot: "brupop-slot-0".into()
-        }
-    );
+    assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
 }
 
 #[test]
 fn after_a_crash_between_reboot_and_report_the_walk_resumes_at_the_report() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .cordoned()
-        .booted_new();
-    w.mem = Memory {
-        lease_slot: Some("brupop-slot-0".into()),
-        lease_valid_until: Some(at(1100)),
-        ..Default::default()
-    };
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).cordoned().booted_new();
+    w.mem =
+        Memory { lease_slot: Some("brupop-slot-0".into()), lease_valid_until: Some(at(1100)), ..Default::default() };
     assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::RebootedIntoUpdate));
 }
 
@@ -673,11 +497,7 @@ fn after_a_crash_between_reboot_and_report_the_walk_resumes_at_the_report() {
 
 #[test]
 fn a_slot_taken_by_another_node_mid_walk_fails_as_slot_lost() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated()
-        .cordoned();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.lease.as_mut().unwrap().holder = Some("node-7".into());
     match w.decide() {
         Step::Fail { reason, message } => {
@@ -690,20 +510,14 @@ fn a_slot_taken_by_another_node_mid_walk_fails_as_slot_lost() {
 
 #[test]
 fn an_expired_slot_mid_walk_fails_as_slot_lost() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::StagedAndPerformedUpdate)
-        .activated();
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated();
     w.now = at(1200);
     assert!(is_fail(&w.decide(), FailureReason::SlotLost));
 }
 
 #[test]
 fn a_grant_withdrawn_mid_walk_fails_as_slot_lost() {
-    let mut w = World::idle()
-        .granted()
-        .state(ShadowState::MonitoringUpdate)
-        .booted_new();
+    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
     w.shadow.as_mut().unwrap().spec.slot = None;
     assert!(is_fail(&w.decide(), FailureReason::SlotLost));
 }
@@ -746,13 +560,7 @@ fn aborting(w: World) -> World {
 
 #[test]
 fn an_abort_deactivates_an_activated_update_first() {
-    let w = aborting(
-        World::idle()
-            .granted()
-            .state(ShadowState::StagedAndPerformedUpdate)
-            .activated()
-            .cordoned(),
-    );
+    let w = aborting(World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned());
     assert_eq!(w.decide(), Step::Deactivate);
 }
 
@@ -776,10 +584,7 @@ fn an_abort_reports_error_reset_with_the_next_failure_id() {
         Step::Report(r) => {
             assert_eq!(r.state, ShadowState::ErrorReset);
             let f = r.failure.unwrap();
-            assert_eq!(
-                (f.id, f.reason, f.message.as_str()),
-                (5, FailureReason::DrainBlocked, "pdb")
-            );
+            assert_eq!((f.id, f.reason, f.message.as_str()), (5, FailureReason::DrainBlocked, "pdb"));
         }
         other => panic!("{other:?}"),
     }
@@ -795,12 +600,7 @@ fn an_abort_releases_the_slot_after_reporting() {
         time: Time(at(999)),
         state: ShadowState::StagedAndPerformedUpdate,
     });
-    assert_eq!(
-        w.decide(),
-        Step::Release {
-            slot: "brupop-slot-0".into()
-        }
-    );
+    assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
     w.lease.as_mut().unwrap().holder = None;
     assert_eq!(w.decide(), Step::AbortDone);
 }
@@ -808,17 +608,9 @@ fn an_abort_releases_the_slot_after_reporting() {
 #[test]
 fn after_a_restart_in_error_reset_with_the_slot_still_held_the_slot_is_released() {
     let mut w = World::idle().granted().failed(1, FailureReason::PrepareFailed, false);
-    w.mem = Memory {
-        lease_slot: Some("brupop-slot-0".into()),
-        lease_valid_until: Some(at(1100)),
-        ..Default::default()
-    };
-    assert_eq!(
-        w.decide(),
-        Step::Release {
-            slot: "brupop-slot-0".into()
-        }
-    );
+    w.mem =
+        Memory { lease_slot: Some("brupop-slot-0".into()), lease_valid_until: Some(at(1100)), ..Default::default() };
+    assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
 }
 
 // === Tidying up and backing off ===
@@ -836,17 +628,8 @@ fn a_leftover_activation_is_deactivated_when_resting() {
 #[test]
 fn a_lingering_lease_is_released_when_resting() {
     let mut w = World::idle();
-    w.lease = Some(LeaseView {
-        name: "brupop-slot-3".into(),
-        holder: Some("node-1".into()),
-        expires: Some(at(2000)),
-    });
-    assert_eq!(
-        w.decide(),
-        Step::Release {
-            slot: "brupop-slot-3".into()
-        }
-    );
+    w.lease = Some(LeaseView { name: "brupop-slot-3".into(), holder: Some("node-1".into()), expires: Some(at(2000)) });
+    assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-3".into() });
 }
 
 #[test]

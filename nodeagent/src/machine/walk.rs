@@ -20,10 +20,7 @@ pub(super) fn granted(
     match mem.lease_valid_until.filter(|_| known) {
         Some(until) if add(now, renew_before) < until => {}
         _ => {
-            return Step::Renew {
-                slot: slot.to_owned(),
-                duration: cfg.slot_lease,
-            };
+            return Step::Renew { slot: slot.to_owned(), duration: cfg.slot_lease };
         }
     }
     let desired = o.shadow.and_then(|s| s.spec.version.as_deref()).unwrap_or_default();
@@ -42,11 +39,7 @@ fn stage(o: &Observation<'_>, mem: &Memory, slot: &str, desired: &str) -> Step {
     if o.host.version == desired {
         // The update is complete (the agent reported Idle on it): give the slot back.
         let report = resting_report(o, ShadowState::Idle);
-        return if reported(o, &report) {
-            Step::Release { slot: slot.to_owned() }
-        } else {
-            Step::Report(report)
-        };
+        return if reported(o, &report) { Step::Release { slot: slot.to_owned() } } else { Step::Report(report) };
     }
     let Some(update) = o.host.update.as_ref() else {
         return Step::Refresh;
@@ -59,10 +52,7 @@ fn stage(o: &Observation<'_>, mem: &Memory, slot: &str, desired: &str) -> Step {
         HostUpdateState::Ready => Step::Deactivate,
         HostUpdateState::Staged if staged_is(false) => Step::Activate,
         HostUpdateState::Staged | HostUpdateState::Available | HostUpdateState::Idle => {
-            let granted_at = o
-                .shadow
-                .and_then(|s| s.spec.state_transition_timestamp.as_ref())
-                .map(|t| t.0);
+            let granted_at = o.shadow.and_then(|s| s.spec.state_transition_timestamp.as_ref()).map(|t| t.0);
             let fresh = mem.last_refresh.is_some_and(|r| granted_at.is_none_or(|g| r >= g));
             if !fresh {
                 Step::Refresh
@@ -96,10 +86,7 @@ fn before_reboot(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp
         // (its update status lives in tmpfs) and came back on the old image.
         return Step::Fail {
             reason: FailureReason::RolledBack,
-            message: format!(
-                "the node booted {} instead of {desired}: the new image did not boot",
-                o.host.version
-            ),
+            message: format!("the node booted {} instead of {desired}: the new image did not boot", o.host.version),
         };
     }
     let node = o.node.cloned().unwrap_or_default();
@@ -117,19 +104,13 @@ fn before_reboot(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp
         if now >= deadline {
             let (remaining, blocked) = mem.last_drain.map_or((0, 0), |(_, r, b)| (r, b));
             let (reason, why) = if blocked > 0 {
-                (
-                    FailureReason::DrainBlocked,
-                    "PodDisruptionBudgets refused their eviction",
-                )
+                (FailureReason::DrainBlocked, "PodDisruptionBudgets refused their eviction")
             } else {
                 (FailureReason::DrainTimeout, "they did not terminate")
             };
             return Step::Fail {
                 reason,
-                message: format!(
-                    "drain did not finish within {:?}: {remaining} pod(s) left, {why}",
-                    cfg.drain_timeout
-                ),
+                message: format!("drain did not finish within {:?}: {remaining} pod(s) left, {why}", cfg.drain_timeout),
             };
         }
         if let Some((at, remaining, _)) = mem.last_drain
@@ -137,37 +118,22 @@ fn before_reboot(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp
         {
             let next = add(at, cfg.drain_interval).min(deadline);
             if now < next {
-                return Step::Wait {
-                    until: Some(next),
-                    why: format!("draining: {remaining} pod(s) left"),
-                };
+                return Step::Wait { until: Some(next), why: format!("draining: {remaining} pod(s) left") };
             }
         }
-        return Step::Drain {
-            slot: slot.to_owned(),
-            min_remaining: cfg.step_margin,
-        };
+        return Step::Drain { slot: slot.to_owned(), min_remaining: cfg.step_margin };
     }
     if let Some(asked) = mem.reboot_requested {
         let deadline = add(asked, cfg.reboot_timeout);
         if now >= deadline {
             return Step::Fail {
                 reason: FailureReason::RebootFailed,
-                message: format!(
-                    "the node did not reboot within {:?} of the reboot request",
-                    cfg.reboot_timeout
-                ),
+                message: format!("the node did not reboot within {:?} of the reboot request", cfg.reboot_timeout),
             };
         }
-        return Step::Wait {
-            until: Some(deadline),
-            why: "waiting for the reboot".to_owned(),
-        };
+        return Step::Wait { until: Some(deadline), why: "waiting for the reboot".to_owned() };
     }
-    Step::Reboot {
-        slot: slot.to_owned(),
-        grace: cfg.reboot_grace,
-    }
+    Step::Reboot { slot: slot.to_owned(), grace: cfg.reboot_grace }
 }
 
 /// Booted into the new version: uncordon, then monitor.
@@ -205,10 +171,7 @@ fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp, d
         .map_or(now, |t| t.0);
     let end = add(since, cfg.monitoring);
     if now < end {
-        return Step::Wait {
-            until: Some(end),
-            why: "monitoring the updated node".to_owned(),
-        };
+        return Step::Wait { until: Some(end), why: "monitoring the updated node".to_owned() };
     }
     match &mem.health {
         Some((at, bad)) if *at >= end => {
@@ -233,12 +196,7 @@ fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp, d
 /// Undo steps that do not need the failure: deactivate an activated but not
 /// booted update, lift our cordon. `None` when nothing is left to undo.
 fn finish_abort(o: &Observation<'_>, mem: &Memory) -> Option<Step> {
-    let activated = o
-        .host
-        .update
-        .as_ref()
-        .is_some_and(|u| u.state == HostUpdateState::Ready)
-        && !mem.skip_deactivate;
+    let activated = o.host.update.as_ref().is_some_and(|u| u.state == HostUpdateState::Ready) && !mem.skip_deactivate;
     if activated {
         return Some(Step::Deactivate);
     }
@@ -253,9 +211,7 @@ pub(super) fn abort(o: &Observation<'_>, mem: &Memory, reason: FailureReason, me
     }
     let already = o.shadow.and_then(|s| s.status.as_ref()).is_some_and(|s| {
         s.current_state == ShadowState::ErrorReset
-            && s.last_failure
-                .as_ref()
-                .is_some_and(|f| f.reason == reason && f.message == message)
+            && s.last_failure.as_ref().is_some_and(|f| f.reason == reason && f.message == message)
     });
     if !already {
         return Step::Report(failure_report(o, reason, message));
@@ -263,9 +219,7 @@ pub(super) fn abort(o: &Observation<'_>, mem: &Memory, reason: FailureReason, me
     if let Some(lease) = o.lease
         && lease.holder.as_deref() == Some(o.node_name)
     {
-        return Step::Release {
-            slot: lease.name.clone(),
-        };
+        return Step::Release { slot: lease.name.clone() };
     }
     Step::AbortDone
 }

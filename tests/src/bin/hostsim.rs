@@ -72,11 +72,7 @@ async fn main() -> anyhow::Result<()> {
             reboot_downtime: args.reboot_downtime,
             status_read_hold: Duration::ZERO,
         })
-        .reboot_mode(if args.manual_reboot {
-            RebootMode::Manual
-        } else {
-            RebootMode::Automatic
-        });
+        .reboot_mode(if args.manual_reboot { RebootMode::Manual } else { RebootMode::Automatic });
     config.variant = args.variant;
     config.arch = args.arch;
     if !args.available.is_empty() {
@@ -94,10 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let host = HostSim::start(&args.socket, config)
         .await
         .with_context(|| format!("starting the host on {}", args.socket.display()))?;
-    println!(
-        "hostsim: try  curl --unix-socket {} http://localhost/updates/status",
-        args.socket.display()
-    );
+    println!("hostsim: try  curl --unix-socket {} http://localhost/updates/status", args.socket.display());
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut events = host.events();
@@ -142,11 +135,7 @@ fn print_event(event: &HostEvent) {
             done.cmd_status,
             done.timestamp,
             done.exit_status,
-            if done.stderr.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", done.stderr.trim_end())
-            }
+            if done.stderr.is_empty() { String::new() } else { format!(": {}", done.stderr.trim_end()) }
         ),
         HostEvent::RebootRequested => println!("hostsim: reboot requested"),
         HostEvent::Down => println!("hostsim: down (socket removed)"),

@@ -183,21 +183,13 @@ impl Faults {
             .active
             .iter()
             .find_map(|f| match f {
-                Fault::CommandFails {
-                    command,
-                    exit_status,
-                    stderr,
-                } if *command == cmd => Some(Outcome::Failed {
-                    exit_status: *exit_status,
-                    stderr: stderr.clone(),
-                }),
+                Fault::CommandFails { command, exit_status, stderr } if *command == cmd => {
+                    Some(Outcome::Failed { exit_status: *exit_status, stderr: stderr.clone() })
+                }
                 _ => None,
             })
             .unwrap_or(Outcome::Success);
-        Plan {
-            duration: (!self.hangs(cmd)).then_some(duration),
-            outcome,
-        }
+        Plan { duration: (!self.hangs(cmd)).then_some(duration), outcome }
     }
 
     /// The 500 body scripted for `reboot`.
@@ -249,12 +241,8 @@ impl Faults {
         }) {
             return body.into_bytes();
         }
-        let edits = self.has(|f| {
-            matches!(
-                f,
-                Fault::StatusFieldAbsent(_) | Fault::StatusFieldNull(_) | Fault::TimestampDigits(_)
-            )
-        });
+        let edits = self
+            .has(|f| matches!(f, Fault::StatusFieldAbsent(_) | Fault::StatusFieldNull(_) | Fault::TimestampDigits(_)));
         let mut body = if edits {
             // Through a JSON value (keys then come out sorted).
             serde_json::to_vec(&self.edited(status)).unwrap_or_default()
@@ -327,11 +315,7 @@ fn with_fraction_digits(ts: &str, digits: u8) -> String {
     };
     let fraction = rest.trim_end_matches('Z');
     let keep = usize::from(digits.min(9)).min(fraction.len());
-    if keep == 0 {
-        format!("{base}Z")
-    } else {
-        format!("{base}.{}Z", &fraction[..keep])
-    }
+    if keep == 0 { format!("{base}Z") } else { format!("{base}.{}Z", &fraction[..keep]) }
 }
 
 #[cfg(test)]
@@ -345,11 +329,7 @@ mod tests {
             available_updates: vec!["1.20.0".into()],
             chosen_update: None,
             active_partition: PartitionInfo {
-                image: Image {
-                    arch: "x86_64".into(),
-                    version: "1.20.0".into(),
-                    variant: "v".into(),
-                },
+                image: Image { arch: "x86_64".into(), version: "1.20.0".into(), variant: "v".into() },
                 next_to_boot: true,
             },
             staging_partition: None,
@@ -386,11 +366,9 @@ mod tests {
 
     #[test]
     fn timestamps_can_be_served_with_fewer_digits() {
-        for (digits, expected) in [
-            (0, "2026-11-24T10:00:07Z"),
-            (3, "2026-11-24T10:00:07.123Z"),
-            (6, "2026-11-24T10:00:07.123456Z"),
-        ] {
+        for (digits, expected) in
+            [(0, "2026-11-24T10:00:07Z"), (3, "2026-11-24T10:00:07.123Z"), (6, "2026-11-24T10:00:07.123456Z")]
+        {
             let v = rendered(&[Fault::TimestampDigits(digits)]);
             assert_eq!(v["most_recent_command"]["timestamp"], expected);
         }
@@ -406,10 +384,7 @@ mod tests {
         assert_eq!(set.list().len(), 3);
         assert!(set.take_contention() && set.take_contention() && !set.take_contention());
         assert_eq!(set.plan(CommandKind::Prepare, Duration::ZERO).duration, None);
-        assert_eq!(
-            set.plan(CommandKind::Refresh, Duration::from_millis(3)).duration,
-            Some(Duration::from_millis(3))
-        );
+        assert_eq!(set.plan(CommandKind::Refresh, Duration::from_millis(3)).duration, Some(Duration::from_millis(3)));
     }
 
     #[test]

@@ -50,15 +50,8 @@ impl HostFleet {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let repository = template
-            .repository
-            .clone()
-            .unwrap_or_else(|| Repository::new(template.available.clone()));
-        let mut fleet = HostFleet {
-            dir: fresh_dir()?,
-            repository,
-            hosts: Vec::new(),
-        };
+        let repository = template.repository.clone().unwrap_or_else(|| Repository::new(template.available.clone()));
+        let mut fleet = HostFleet { dir: fresh_dir()?, repository, hosts: Vec::new() };
         for name in names {
             fleet.add(template.clone().name(name.as_ref())).await?;
         }

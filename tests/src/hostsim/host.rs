@@ -97,10 +97,7 @@ impl Shared {
             if let Err(refusal) = inner.machine.lock_shared() {
                 return Reply::Text(refusal.status, refusal.body.into());
             }
-            let guard = ReadLockGuard {
-                shared: Arc::clone(self),
-                generation: inner.generation,
-            };
+            let guard = ReadLockGuard { shared: Arc::clone(self), generation: inner.generation };
             (guard, inner.timings.status_read_hold)
         };
         if !hold.is_zero() {
@@ -256,14 +253,10 @@ impl Shared {
             return Err(BootError::NeverReturns(self.name.clone()));
         }
         let disk = inner.machine.disk();
-        let fails = disk.partitions[disk.next_to_boot]
-            .as_ref()
-            .is_some_and(|i| inner.faults.boot_fails(&i.version));
+        let fails = disk.partitions[disk.next_to_boot].as_ref().is_some_and(|i| inner.faults.boot_fails(&i.version));
         let outcome = inner.machine.boot(fails);
         if let Some(version) = &outcome.rolled_back_from {
-            self.emit(HostEvent::BootFailed {
-                version: version.clone(),
-            });
+            self.emit(HostEvent::BootFailed { version: version.clone() });
         }
         self.come_up(&mut inner)?;
         self.power.send_modify(|p| {
@@ -272,19 +265,14 @@ impl Shared {
             p.version = outcome.version.clone();
             p.rollbacks += u64::from(outcome.rolled_back_from.is_some());
         });
-        self.emit(HostEvent::Up {
-            version: outcome.version.clone(),
-        });
+        self.emit(HostEvent::Up { version: outcome.version.clone() });
         Ok(outcome)
     }
 
     /// Binds the socket and starts serving a new generation.
     fn come_up(self: &Arc<Self>, inner: &mut Inner) -> Result<(), BootError> {
-        let bind_error = |source| BootError::Bind {
-            name: self.name.clone(),
-            path: self.socket.display().to_string(),
-            source,
-        };
+        let bind_error =
+            |source| BootError::Bind { name: self.name.clone(), path: self.socket.display().to_string(), source };
         match std::fs::remove_file(&self.socket) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -332,20 +320,12 @@ impl HostSim {
     /// Starts a host serving its API on `socket` (a stale file there is
     /// replaced). Must be called within a tokio runtime.
     pub async fn start(socket: impl Into<PathBuf>, config: HostConfig) -> io::Result<HostSim> {
-        let repository = config
-            .repository
-            .clone()
-            .unwrap_or_else(|| Repository::new(config.available.clone()));
+        let repository = config.repository.clone().unwrap_or_else(|| Repository::new(config.available.clone()));
         let mut faults = Faults::default();
         for fault in config.faults {
             faults.set(fault);
         }
-        let machine = Machine::new(
-            &config.variant,
-            &config.arch,
-            &config.running_version,
-            config.version_lock,
-        );
+        let machine = Machine::new(&config.variant, &config.arch, &config.running_version, config.version_lock);
         let shared = Arc::new(Shared {
             name: config.name,
             socket: socket.into(),
@@ -372,9 +352,7 @@ impl HostSim {
         });
         {
             let mut inner = shared.lock();
-            shared
-                .come_up(&mut inner)
-                .map_err(|e| io::Error::other(e.to_string()))?;
+            shared.come_up(&mut inner).map_err(|e| io::Error::other(e.to_string()))?;
         }
         Ok(HostSim { shared })
     }
@@ -485,10 +463,7 @@ impl HostSim {
     pub fn hold_status_lock(&self) -> Result<ReadLockGuard, u16> {
         let mut inner = self.shared.lock();
         inner.machine.lock_shared().map_err(|r| r.status)?;
-        Ok(ReadLockGuard {
-            shared: Arc::clone(&self.shared),
-            generation: inner.generation,
-        })
+        Ok(ReadLockGuard { shared: Arc::clone(&self.shared), generation: inner.generation })
     }
 }
 

@@ -83,10 +83,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    const LOCKED: Refusal = Refusal {
-        status: 423,
-        body: LOCK_HELD,
-    };
+    const LOCKED: Refusal = Refusal { status: 423, body: LOCK_HELD };
 }
 
 /// How a command's work ended.
@@ -141,20 +138,12 @@ pub struct Machine {
 impl Machine {
     /// A host that booted `version` from partition 0, with no status file.
     pub fn new(variant: &str, arch: &str, version: &str, version_lock: VersionLock) -> Machine {
-        let image = Image {
-            arch: arch.to_owned(),
-            version: version.to_owned(),
-            variant: variant.to_owned(),
-        };
+        let image = Image { arch: arch.to_owned(), version: version.to_owned(), variant: variant.to_owned() };
         Machine {
             variant: variant.to_owned(),
             arch: arch.to_owned(),
             version_lock,
-            disk: Disk {
-                partitions: [Some(image), None],
-                booted: 0,
-                next_to_boot: 0,
-            },
+            disk: Disk { partitions: [Some(image), None], booted: 0, next_to_boot: 0 },
             status: None,
             readers: 0,
             running: None,
@@ -164,9 +153,7 @@ impl Machine {
 
     /// The image the host runs.
     pub fn running_image(&self) -> Image {
-        self.disk.partitions[self.disk.booted]
-            .clone()
-            .unwrap_or_else(|| self.image(""))
+        self.disk.partitions[self.disk.booted].clone().unwrap_or_else(|| self.image(""))
     }
 
     /// `GET /os`.
@@ -200,11 +187,7 @@ impl Machine {
     }
 
     fn image(&self, version: &str) -> Image {
-        Image {
-            arch: self.arch.clone(),
-            version: version.to_owned(),
-            variant: self.variant.clone(),
-        }
+        Image { arch: self.arch.clone(), version: version.to_owned(), variant: self.variant.clone() }
     }
 
     /// `GET /updates/status`: 423 while a command holds the lock, 404 until
@@ -213,10 +196,7 @@ impl Machine {
         if self.running.is_some() {
             return Err(Refusal::LOCKED);
         }
-        self.status.as_ref().ok_or(Refusal {
-            status: 404,
-            body: STATUS_UNINITIALIZED,
-        })
+        self.status.as_ref().ok_or(Refusal { status: 404, body: STATUS_UNINITIALIZED })
     }
 
     /// A status reader takes the shared lock (423 while a command runs).
@@ -259,10 +239,7 @@ impl Machine {
             CommandKind::Deactivate => state == UpdateState::Ready,
         };
         if !allowed {
-            return Err(Refusal {
-                status: 409,
-                body: NOT_ALLOWED,
-            });
+            return Err(Refusal { status: 409, body: NOT_ALLOWED });
         }
         let missing = match cmd {
             CommandKind::Refresh => None,
@@ -303,10 +280,7 @@ impl Machine {
                         exit_status: 1,
                         stderr: format!("Failed to find update {} in the repository\n", chosen.version),
                     },
-                    None => Outcome::Failed {
-                        exit_status: 1,
-                        stderr: "No chosen update\n".into(),
-                    },
+                    None => Outcome::Failed { exit_status: 1, stderr: "No chosen update\n".into() },
                 }
             }
             _ => outcome,
@@ -343,11 +317,8 @@ impl Machine {
                         });
                         status.available_updates = listed;
                         if matches!(status.update_state, UpdateState::Idle | UpdateState::Available) {
-                            status.update_state = if status.chosen_update.is_some() {
-                                UpdateState::Available
-                            } else {
-                                UpdateState::Idle
-                            };
+                            status.update_state =
+                                if status.chosen_update.is_some() { UpdateState::Available } else { UpdateState::Idle };
                         }
                     }
                     CommandKind::Prepare => {
@@ -355,10 +326,7 @@ impl Machine {
                             stderr = format!("Starting update to {}\n", image.version);
                             self.disk.partitions[other] = Some(image.clone());
                             self.disk.next_to_boot = self.disk.booted;
-                            status.staging_partition = Some(PartitionInfo {
-                                image,
-                                next_to_boot: false,
-                            });
+                            status.staging_partition = Some(PartitionInfo { image, next_to_boot: false });
                             status.active_partition.next_to_boot = true;
                             status.update_state = UpdateState::Staged;
                         }
@@ -383,13 +351,8 @@ impl Machine {
                 (CmdStatus::Success, 0, stderr)
             }
         };
-        let result = CommandResult {
-            cmd_type: cmd,
-            cmd_status,
-            timestamp: format_timestamp(at, 9),
-            exit_status,
-            stderr,
-        };
+        let result =
+            CommandResult { cmd_type: cmd, cmd_status, timestamp: format_timestamp(at, 9), exit_status, stderr };
         status.most_recent_command = Some(result.clone());
         Some(result)
     }
@@ -418,10 +381,7 @@ impl Machine {
         } else {
             self.disk.next_to_boot = self.disk.booted;
         }
-        BootOutcome {
-            version: self.running_image().version,
-            rolled_back_from,
-        }
+        BootOutcome { version: self.running_image().version, rolled_back_from }
     }
 }
 
@@ -432,10 +392,7 @@ fn fresh_status(running: Image) -> UpdateStatus {
         update_state: UpdateState::Idle,
         available_updates: Vec::new(),
         chosen_update: None,
-        active_partition: PartitionInfo {
-            image: running,
-            next_to_boot: true,
-        },
+        active_partition: PartitionInfo { image: running, next_to_boot: true },
         staging_partition: None,
         most_recent_command: None,
     }

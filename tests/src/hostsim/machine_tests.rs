@@ -22,10 +22,7 @@ fn state(m: &Machine) -> UpdateState {
 }
 
 fn failed(exit_status: i32) -> Outcome {
-    Outcome::Failed {
-        exit_status,
-        stderr: "boom\n".into(),
-    }
+    Outcome::Failed { exit_status, stderr: "boom\n".into() }
 }
 
 /// A host walked to `target` with releases 1.21.0 and 1.20.0, running 1.20.0.
@@ -46,13 +43,7 @@ fn walked_to(target: UpdateState) -> (Machine, Vec<String>) {
 #[test]
 fn a_booted_host_has_no_status_until_an_update_action() {
     let m = host("1.20.0");
-    assert_eq!(
-        m.read_status().unwrap_err(),
-        Refusal {
-            status: 404,
-            body: STATUS_UNINITIALIZED
-        }
-    );
+    assert_eq!(m.read_status().unwrap_err(), Refusal { status: 404, body: STATUS_UNINITIALIZED });
     assert_eq!(m.os().version_id, "1.20.0");
 }
 
@@ -76,10 +67,7 @@ fn refresh_in_idle_lists_newest_first_and_chooses_the_newest_newer_version() {
     let mut m = host("1.20.0");
     let r = repo(&["1.19.5", "1.21.0", "1.20.0", "1.20.1"]);
     let cmd = run(&mut m, CommandKind::Refresh, Outcome::Success, &r);
-    assert_eq!(
-        (cmd.cmd_type, cmd.cmd_status, cmd.exit_status),
-        (CommandKind::Refresh, CmdStatus::Success, 0)
-    );
+    assert_eq!((cmd.cmd_type, cmd.cmd_status, cmd.exit_status), (CommandKind::Refresh, CmdStatus::Success, 0));
     let s = m.read_status().unwrap();
     assert_eq!(s.update_state, UpdateState::Available);
     assert_eq!(s.available_updates, ["1.21.0", "1.20.1", "1.20.0", "1.19.5"]);
@@ -89,12 +77,7 @@ fn refresh_in_idle_lists_newest_first_and_chooses_the_newest_newer_version() {
 #[test]
 fn refresh_without_a_newer_version_is_idle_and_from_available_falls_back_to_idle() {
     let mut m = host("1.21.0");
-    run(
-        &mut m,
-        CommandKind::Refresh,
-        Outcome::Success,
-        &repo(&["1.21.0", "1.20.0"]),
-    );
+    run(&mut m, CommandKind::Refresh, Outcome::Success, &repo(&["1.21.0", "1.20.0"]));
     assert_eq!(state(&m), UpdateState::Idle);
     assert!(m.status().unwrap().chosen_update.is_none());
     let (mut m, _) = walked_to(UpdateState::Available);
@@ -105,36 +88,21 @@ fn refresh_without_a_newer_version_is_idle_and_from_available_falls_back_to_idle
 #[test]
 fn a_pinned_version_is_chosen_even_when_older() {
     let mut m = Machine::new("v", "aarch64", "1.20.0", VersionLock::parse("1.19.5"));
-    run(
-        &mut m,
-        CommandKind::Refresh,
-        Outcome::Success,
-        &repo(&["1.21.0", "1.20.0", "1.19.5"]),
-    );
+    run(&mut m, CommandKind::Refresh, Outcome::Success, &repo(&["1.21.0", "1.20.0", "1.19.5"]));
     assert_eq!(state(&m), UpdateState::Available);
     let chosen = m.status().unwrap().chosen_update.clone().unwrap();
     assert_eq!((chosen.version.as_str(), chosen.arch.as_str()), ("1.19.5", "aarch64"));
     m.set_version_lock(VersionLock::Pinned("1.30.0".into()));
     run(&mut m, CommandKind::Refresh, Outcome::Success, &repo(&["1.21.0"]));
-    assert_eq!(
-        state(&m),
-        UpdateState::Idle,
-        "a pinned version not listed chooses nothing"
-    );
-    assert_eq!(
-        choose_update(&repo(&["1.20.0"]), "1.20.0", &VersionLock::Pinned("1.20.0".into())),
-        None
-    );
+    assert_eq!(state(&m), UpdateState::Idle, "a pinned version not listed chooses nothing");
+    assert_eq!(choose_update(&repo(&["1.20.0"]), "1.20.0", &VersionLock::Pinned("1.20.0".into())), None);
 }
 
 #[test]
 fn a_failed_refresh_goes_idle_and_keeps_the_old_lists() {
     let (mut m, _) = walked_to(UpdateState::Available);
     let cmd = run(&mut m, CommandKind::Refresh, failed(1), &repo(&["9.9.9"]));
-    assert_eq!(
-        (cmd.cmd_status, cmd.exit_status, cmd.stderr.as_str()),
-        (CmdStatus::Failed, 1, "boom\n")
-    );
+    assert_eq!((cmd.cmd_status, cmd.exit_status, cmd.stderr.as_str()), (CmdStatus::Failed, 1, "boom\n"));
     let s = m.read_status().unwrap();
     assert_eq!(s.update_state, UpdateState::Idle);
     assert_eq!(s.available_updates, ["1.21.0", "1.20.0"]);
@@ -164,10 +132,7 @@ fn prepare_stages_the_chosen_image_and_says_so_on_stderr() {
     let s = m.read_status().unwrap();
     assert_eq!(s.update_state, UpdateState::Staged);
     let staging = s.staging_partition.as_ref().unwrap();
-    assert_eq!(
-        (staging.image.version.as_str(), staging.next_to_boot),
-        ("1.21.0", false)
-    );
+    assert_eq!((staging.image.version.as_str(), staging.next_to_boot), ("1.21.0", false));
     assert!(s.active_partition.next_to_boot);
     assert_eq!(m.disk().partitions[1].as_ref().unwrap().version, "1.21.0");
 }
@@ -187,11 +152,7 @@ fn prepare_is_allowed_in_available_and_staged_only() {
         } else {
             walked_to(target)
         };
-        assert_eq!(
-            m.begin(CommandKind::Prepare).err().map(|r| r.status),
-            expected,
-            "{target:?}"
-        );
+        assert_eq!(m.begin(CommandKind::Prepare).err().map(|r| r.status), expected, "{target:?}");
     }
 }
 
@@ -199,20 +160,11 @@ fn prepare_is_allowed_in_available_and_staged_only() {
 fn prepare_without_a_chosen_update_is_404_and_a_failed_prepare_changes_nothing() {
     let (mut m, r) = walked_to(UpdateState::Staged);
     run(&mut m, CommandKind::Refresh, Outcome::Success, &repo(&["1.20.0"]));
-    assert_eq!(
-        m.begin(CommandKind::Prepare).unwrap_err(),
-        Refusal {
-            status: 404,
-            body: NO_CHOSEN_UPDATE
-        }
-    );
+    assert_eq!(m.begin(CommandKind::Prepare).unwrap_err(), Refusal { status: 404, body: NO_CHOSEN_UPDATE });
     let (mut m, _) = walked_to(UpdateState::Available);
     let before = m.status().unwrap().clone();
     let cmd = run(&mut m, CommandKind::Prepare, failed(3), &r);
-    assert_eq!(
-        (cmd.cmd_type, cmd.cmd_status, cmd.exit_status),
-        (CommandKind::Prepare, CmdStatus::Failed, 3)
-    );
+    assert_eq!((cmd.cmd_type, cmd.cmd_status, cmd.exit_status), (CommandKind::Prepare, CmdStatus::Failed, 3));
     let after = m.status().unwrap();
     assert_eq!(after.update_state, UpdateState::Available);
     assert_eq!(after.staging_partition, before.staging_partition);
@@ -246,13 +198,7 @@ fn activate_is_409_outside_staged_and_404_without_a_staged_image() {
     }
     let (mut m, r) = walked_to(UpdateState::Staged);
     m.status.as_mut().unwrap().staging_partition = None;
-    assert_eq!(
-        m.begin(CommandKind::Activate).unwrap_err(),
-        Refusal {
-            status: 404,
-            body: NOTHING_STAGED
-        }
-    );
+    assert_eq!(m.begin(CommandKind::Activate).unwrap_err(), Refusal { status: 404, body: NOTHING_STAGED });
     let (mut m, _) = walked_to(UpdateState::Staged);
     run(&mut m, CommandKind::Activate, failed(4), &r);
     assert_eq!(state(&m), UpdateState::Staged, "a failed activate changes nothing");
@@ -319,13 +265,7 @@ fn finish_timestamps_are_strictly_increasing_with_nine_digits() {
 fn boot_runs_the_activated_image_and_forgets_the_status() {
     let (mut m, r) = walked_to(UpdateState::Ready);
     let out = m.boot(false);
-    assert_eq!(
-        out,
-        BootOutcome {
-            version: "1.21.0".into(),
-            rolled_back_from: None
-        }
-    );
+    assert_eq!(out, BootOutcome { version: "1.21.0".into(), rolled_back_from: None });
     assert_eq!(m.os().version_id, "1.21.0");
     assert_eq!(m.read_status().unwrap_err().status, 404);
     run(&mut m, CommandKind::Refresh, Outcome::Success, &r);
@@ -339,19 +279,9 @@ fn boot_runs_the_activated_image_and_forgets_the_status() {
 fn a_bad_image_rolls_back_to_the_old_partition() {
     let (mut m, _) = walked_to(UpdateState::Ready);
     let out = m.boot(true);
-    assert_eq!(
-        out,
-        BootOutcome {
-            version: "1.20.0".into(),
-            rolled_back_from: Some("1.21.0".into())
-        }
-    );
+    assert_eq!(out, BootOutcome { version: "1.20.0".into(), rolled_back_from: Some("1.21.0".into()) });
     assert_eq!(m.disk().next_to_boot, m.disk().booted);
-    assert_eq!(
-        m.boot(true).rolled_back_from,
-        None,
-        "nothing new to try on the next boot"
-    );
+    assert_eq!(m.boot(true).rolled_back_from, None, "nothing new to try on the next boot");
 }
 
 #[test]

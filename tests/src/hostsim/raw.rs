@@ -60,44 +60,27 @@ pub async fn request(socket: &Path, method: &str, path: &str) -> io::Result<RawR
 pub fn parse(raw: &[u8]) -> io::Result<RawResponse> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
     if raw.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed without an answer",
-        ));
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed without an answer"));
     }
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("headers are not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default().to_owned();
-    let status = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status code"))?;
+    let status = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status code"))?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let rest = &raw[split + 4..];
-    let length = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let length = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse::<usize>().ok());
     let body = match length {
         Some(n) if n > rest.len() => return Err(bad("body shorter than Content-Length")),
         Some(n) => rest[..n].to_vec(),
         None => rest.to_vec(),
     };
-    Ok(RawResponse {
-        version,
-        status,
-        headers,
-        body,
-    })
+    Ok(RawResponse { version, status, headers, body })
 }
 
 #[cfg(test)]

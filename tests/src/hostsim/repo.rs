@@ -26,9 +26,7 @@ impl Repository {
         S: Into<String>,
     {
         let list: Vec<String> = versions.into_iter().map(Into::into).collect();
-        Repository {
-            versions: Arc::new(Mutex::new(newest_first(&list))),
-        }
+        Repository { versions: Arc::new(Mutex::new(newest_first(&list))) }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Vec<String>) -> T) -> T {

@@ -42,12 +42,8 @@ pub enum CommandKind {
 
 impl CommandKind {
     /// All four, in walk order.
-    pub const ALL: [CommandKind; 4] = [
-        CommandKind::Refresh,
-        CommandKind::Prepare,
-        CommandKind::Activate,
-        CommandKind::Deactivate,
-    ];
+    pub const ALL: [CommandKind; 4] =
+        [CommandKind::Refresh, CommandKind::Prepare, CommandKind::Activate, CommandKind::Deactivate];
 
     /// The action path that starts it.
     pub fn path(self) -> &'static str {
@@ -157,9 +153,8 @@ impl OsInfo {
 
 /// A stable 7-hex-digit "commit" for a version (FNV-1a of its text).
 fn build_id(version: &str) -> String {
-    let hash = version.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash =
+        version.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("{:07x}", hash & 0x0fff_ffff)
 }
 
@@ -225,19 +220,12 @@ mod tests {
 
     #[test]
     fn the_status_serializes_with_every_key_and_nulls() {
-        let image = Image {
-            arch: "x86_64".into(),
-            version: "1.20.0".into(),
-            variant: "aws-k8s-1.29".into(),
-        };
+        let image = Image { arch: "x86_64".into(), version: "1.20.0".into(), variant: "aws-k8s-1.29".into() };
         let status = UpdateStatus {
             update_state: UpdateState::Idle,
             available_updates: vec![],
             chosen_update: None,
-            active_partition: PartitionInfo {
-                image: image.clone(),
-                next_to_boot: true,
-            },
+            active_partition: PartitionInfo { image: image.clone(), next_to_boot: true },
             staging_partition: None,
             most_recent_command: None,
         };

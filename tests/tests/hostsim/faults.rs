@@ -10,10 +10,7 @@ use tests::hostsim::{CommandKind, Fault, HostEvent};
 async fn an_action_can_answer_500_and_start_nothing() {
     let host = start(config()).await;
     run(&host, CommandKind::Refresh).await;
-    host.set_fault(Fault::ActionFails {
-        command: CommandKind::Prepare,
-        body: "Failed to start prepare".into(),
-    });
+    host.set_fault(Fault::ActionFails { command: CommandKind::Prepare, body: "Failed to start prepare".into() });
     let r = action(&host, CommandKind::Prepare).await;
     assert_eq!((r.status, r.text().as_str()), (500, "Failed to start prepare"));
     let s = settled_status(&host).await;
@@ -26,10 +23,7 @@ async fn a_hanging_command_holds_the_lock_until_the_fault_is_cleared() {
     let host = start(config().fault(Fault::CommandHangs(CommandKind::Refresh))).await;
     let mut events = host.events();
     assert_eq!(action(&host, CommandKind::Refresh).await.status, 204);
-    assert_eq!(
-        events.recv().await.unwrap(),
-        HostEvent::CommandStarted(CommandKind::Refresh)
-    );
+    assert_eq!(events.recv().await.unwrap(), HostEvent::CommandStarted(CommandKind::Refresh));
     for _ in 0..5 {
         assert_eq!(get(&host, "/updates/status").await.status, 423);
     }
@@ -41,10 +35,9 @@ async fn a_hanging_command_holds_the_lock_until_the_fault_is_cleared() {
 
 #[tokio::test]
 async fn a_slow_command_is_423_until_it_finishes() {
-    let host = start(config().fault(Fault::SlowCommand {
-        command: CommandKind::Refresh,
-        duration: Duration::from_millis(500),
-    }))
+    let host = start(
+        config().fault(Fault::SlowCommand { command: CommandKind::Refresh, duration: Duration::from_millis(500) }),
+    )
     .await;
     let started = std::time::Instant::now();
     assert_eq!(action(&host, CommandKind::Refresh).await.status, 204);
@@ -72,10 +65,7 @@ async fn the_status_can_be_malformed_or_partial() {
 
 async fn run_raw(host: &tests::hostsim::HostSim) {
     assert_eq!(action(host, CommandKind::Refresh).await.status, 204);
-    eventually("refresh to finish", || async {
-        (host.state().running_command.is_none()).then_some(())
-    })
-    .await;
+    eventually("refresh to finish", || async { (host.state().running_command.is_none()).then_some(()) }).await;
 }
 
 #[tokio::test]
@@ -115,11 +105,8 @@ async fn timestamps_can_have_zero_three_or_six_fraction_digits() {
         host.set_fault(Fault::TimestampDigits(digits));
         let s = settled_status(&host).await;
         let ts = s["most_recent_command"]["timestamp"].as_str().unwrap();
-        let expected = if digits == 0 {
-            format!("{}Z", &nine[..19])
-        } else {
-            format!("{}Z", &nine[..20 + usize::from(digits)])
-        };
+        let expected =
+            if digits == 0 { format!("{}Z", &nine[..19]) } else { format!("{}Z", &nine[..20 + usize::from(digits)]) };
         assert_eq!(ts, expected);
     }
 }
@@ -140,11 +127,7 @@ async fn a_host_that_cannot_update_in_place_answers_500_and_keeps_its_status_404
     let host = start(config().fault(Fault::CannotUpdateInPlace)).await;
     for cmd in CommandKind::ALL {
         let r = action(&host, cmd).await;
-        assert_eq!(
-            (r.status, r.text().as_str()),
-            (500, "Unable to start the update dispatcher"),
-            "{cmd:?}"
-        );
+        assert_eq!((r.status, r.text().as_str()), (500, "Unable to start the update dispatcher"), "{cmd:?}");
         assert_eq!(get(&host, "/updates/status").await.status, 404);
     }
     assert_eq!(get(&host, "/os").await.status, 200);
@@ -152,15 +135,9 @@ async fn a_host_that_cannot_update_in_place_answers_500_and_keeps_its_status_404
 
 #[tokio::test]
 async fn a_refused_reboot_answers_500_and_the_host_stays_up() {
-    let host = start(config().fault(Fault::RebootRefused(
-        "Failed to reboot, systemd refused: inhibited".into(),
-    )))
-    .await;
+    let host = start(config().fault(Fault::RebootRefused("Failed to reboot, systemd refused: inhibited".into()))).await;
     let r = post(&host, "/actions/reboot").await;
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (500, "Failed to reboot, systemd refused: inhibited")
-    );
+    assert_eq!((r.status, r.text().as_str()), (500, "Failed to reboot, systemd refused: inhibited"));
     assert_eq!(host.power().borrow().reboots_requested, 0);
     assert_eq!(get(&host, "/os").await.status, 200);
 }

@@ -10,10 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::Receiver;
 
 async fn next_event(events: &mut Receiver<HostEvent>) -> HostEvent {
-    tokio::time::timeout(PATIENCE, events.recv())
-        .await
-        .expect("an event in time")
-        .expect("the event stream is open")
+    tokio::time::timeout(PATIENCE, events.recv()).await.expect("an event in time").expect("the event stream is open")
 }
 
 /// Skips command events; returns the next power event.
@@ -32,9 +29,7 @@ async fn reboot(host: &HostSim) {
 }
 
 fn up(version: &str) -> HostEvent {
-    HostEvent::Up {
-        version: version.into(),
-    }
+    HostEvent::Up { version: version.into() }
 }
 
 #[tokio::test]
@@ -58,10 +53,7 @@ async fn reboot_boots_the_activated_image_with_no_update_status() {
     assert_eq!(s["staging_partition"], serde_json::Value::Null);
     assert_eq!(s["update_state"], "Idle");
     let power = host.power().borrow().clone();
-    assert_eq!(
-        (power.state, power.boots, power.reboots_requested),
-        (PowerState::Up, 2, 1)
-    );
+    assert_eq!((power.state, power.boots, power.reboots_requested), (PowerState::Up, 2, 1));
 }
 
 #[tokio::test]
@@ -100,12 +92,7 @@ async fn a_bad_image_rolls_back_to_the_old_version_after_a_longer_outage() {
     reboot(&host).await;
     assert_eq!(next_power_event(&mut events).await, HostEvent::RebootRequested);
     assert_eq!(next_power_event(&mut events).await, HostEvent::Down);
-    assert_eq!(
-        next_power_event(&mut events).await,
-        HostEvent::BootFailed {
-            version: "1.21.0".into()
-        }
-    );
+    assert_eq!(next_power_event(&mut events).await, HostEvent::BootFailed { version: "1.21.0".into() });
     assert_eq!(next_power_event(&mut events).await, up("1.20.0"));
     assert_eq!(get(&host, "/os").await.json().unwrap()["version_id"], "1.20.0");
     assert_eq!(get(&host, "/updates/status").await.status, 404);
@@ -147,9 +134,7 @@ async fn a_reboot_that_never_comes_back_stays_down_until_the_fault_is_cleared() 
 async fn a_reboot_that_drops_the_connection_still_reboots() {
     let host = start(config().fault(Fault::RebootDropsConnection)).await;
     let mut events = host.events();
-    let err = raw::request(host.socket_path(), "POST", "/actions/reboot")
-        .await
-        .unwrap_err();
+    let err = raw::request(host.socket_path(), "POST", "/actions/reboot").await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     assert_eq!(next_power_event(&mut events).await, HostEvent::RebootRequested);
     assert_eq!(next_power_event(&mut events).await, HostEvent::Down);
@@ -193,11 +178,7 @@ async fn a_reboot_loses_a_running_command_and_is_not_gated_by_the_lock() {
 
 #[tokio::test]
 async fn a_crash_takes_the_host_down_and_back_without_a_reboot_request() {
-    let host = start(config().timings(Timings {
-        reboot_downtime: Duration::from_millis(10),
-        ..fast()
-    }))
-    .await;
+    let host = start(config().timings(Timings { reboot_downtime: Duration::from_millis(10), ..fast() })).await;
     run(&host, CommandKind::Refresh).await;
     let mut events = host.events();
     host.crash();

@@ -8,12 +8,7 @@ use serde_json::{Value, json};
 use tests::hostsim::{CommandKind, Fault, HostConfig, HostFleet, Timings};
 
 fn versions(s: &Value) -> Vec<&str> {
-    s["available_updates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect()
+    s["available_updates"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect()
 }
 
 async fn expect(host: &tests::hostsim::HostSim, cmd: CommandKind, status: u16, body: &str) {
@@ -38,17 +33,9 @@ async fn refresh_lists_newest_first_and_chooses_the_newest_newer_release() {
 
 #[tokio::test]
 async fn refresh_without_a_newer_release_is_idle_and_available_falls_back_to_idle() {
-    let host = start(
-        HostConfig::new("1.21.0")
-            .available(&["1.21.0", "1.20.0"])
-            .timings(fast()),
-    )
-    .await;
+    let host = start(HostConfig::new("1.21.0").available(&["1.21.0", "1.20.0"]).timings(fast())).await;
     let s = run(&host, CommandKind::Refresh).await;
-    assert_eq!(
-        (s["update_state"].as_str(), &s["chosen_update"]),
-        (Some("Idle"), &Value::Null)
-    );
+    assert_eq!((s["update_state"].as_str(), &s["chosen_update"]), (Some("Idle"), &Value::Null));
     let host = start(config()).await;
     run(&host, CommandKind::Refresh).await;
     host.repository().withdraw("1.21.0");
@@ -87,11 +74,7 @@ async fn refresh_in_staged_and_ready_keeps_the_state_and_rewrites_the_lists() {
         assert_eq!(s["chosen_update"], Value::Null, "may become null");
         assert_eq!(versions(&s), ["1.20.0", "1.19.5"]);
         assert_eq!(s["staging_partition"]["image"]["version"], "1.21.0");
-        host.set_fault(Fault::CommandFails {
-            command: CommandKind::Refresh,
-            exit_status: 2,
-            stderr: "x".into(),
-        });
+        host.set_fault(Fault::CommandFails { command: CommandKind::Refresh, exit_status: 2, stderr: "x".into() });
         let s = run(&host, CommandKind::Refresh).await;
         assert_eq!(s["update_state"], state, "a failed refresh leaves {state} alone");
     }
@@ -108,10 +91,7 @@ async fn prepare_stages_the_chosen_image_not_to_boot_yet() {
         json!({"image": {"arch": "x86_64", "version": "1.21.0", "variant": "aws-k8s-1.29"}, "next_to_boot": false})
     );
     assert_eq!(s["active_partition"]["next_to_boot"], true);
-    assert_eq!(
-        last_command(&s),
-        ("prepare", "Success", 0, "Starting update to 1.21.0\n")
-    );
+    assert_eq!(last_command(&s), ("prepare", "Success", 0, "Starting update to 1.21.0\n"));
 }
 
 #[tokio::test]
@@ -138,13 +118,7 @@ async fn prepare_is_409_in_idle_and_ready_and_404_without_a_chosen_update() {
     host.repository().withdraw("1.21.0");
     host.repository().withdraw("1.20.1");
     run(&host, CommandKind::Refresh).await;
-    expect(
-        &host,
-        CommandKind::Prepare,
-        404,
-        "Previously chosen Update no longer exists",
-    )
-    .await;
+    expect(&host, CommandKind::Prepare, 404, "Previously chosen Update no longer exists").await;
 }
 
 #[tokio::test]
@@ -161,11 +135,7 @@ async fn failed_prepare_activate_and_deactivate_change_nothing() {
             CommandKind::Activate => walk(&host, false).await,
             _ => walk(&host, true).await,
         };
-        host.set_fault(Fault::CommandFails {
-            command: cmd,
-            exit_status: -9,
-            stderr: "killed\n".into(),
-        });
+        host.set_fault(Fault::CommandFails { command: cmd, exit_status: -9, stderr: "killed\n".into() });
         let s = run(&host, cmd).await;
         assert_eq!(s["update_state"], state, "{cmd:?}");
         assert_eq!(s["staging_partition"], before["staging_partition"]);
@@ -246,11 +216,7 @@ async fn the_lock_is_checked_first_then_the_state_then_the_image() {
 
 #[tokio::test]
 async fn after_a_204_a_read_sees_the_lock_or_the_finished_command_never_the_old_status() {
-    let host = start(config().timings(Timings {
-        refresh: Duration::from_millis(30),
-        ..fast()
-    }))
-    .await;
+    let host = start(config().timings(Timings { refresh: Duration::from_millis(30), ..fast() })).await;
     let mut saw_lock = false;
     let mut previous = Value::Null;
     for _ in 0..5 {
@@ -284,17 +250,10 @@ async fn a_status_reader_holding_the_shared_lock_makes_actions_423() {
 
 #[tokio::test]
 async fn a_slow_status_read_holds_the_shared_lock_while_it_reads() {
-    let host = start(config().timings(Timings {
-        status_read_hold: Duration::from_millis(800),
-        ..fast()
-    }))
-    .await;
+    let host = start(config().timings(Timings { status_read_hold: Duration::from_millis(800), ..fast() })).await;
     let socket = host.socket_path().to_owned();
     let reader = tokio::spawn(async move { tests::hostsim::raw::request(&socket, "GET", "/updates/status").await });
-    eventually("the reader to hold the lock", || async {
-        (host.state().status_readers == 1).then_some(())
-    })
-    .await;
+    eventually("the reader to hold the lock", || async { (host.state().status_readers == 1).then_some(()) }).await;
     expect(&host, CommandKind::Refresh, 423, "Update lock held").await;
     assert_eq!(reader.await.unwrap().unwrap().status, 404, "the read itself completes");
     assert_eq!(host.state().status_readers, 0);
@@ -306,11 +265,7 @@ async fn lock_contention_refuses_the_next_actions_then_lets_them_through() {
     let host = start(config().fault(Fault::LockContention { count: 2 })).await;
     expect(&host, CommandKind::Refresh, 423, "Update lock held").await;
     expect(&host, CommandKind::Refresh, 423, "Update lock held").await;
-    assert_eq!(
-        get(&host, "/updates/status").await.status,
-        404,
-        "a 423-refused action creates no status"
-    );
+    assert_eq!(get(&host, "/updates/status").await.status, 404, "a 423-refused action creates no status");
     expect(&host, CommandKind::Refresh, 204, "").await;
 }
 
@@ -331,9 +286,7 @@ async fn a_pinned_version_lock_chooses_a_downgrade() {
 
 #[tokio::test]
 async fn a_release_published_mid_test_reaches_every_host_at_its_next_refresh() {
-    let fleet = HostFleet::start_n(3, HostConfig::new("1.20.0").timings(fast()))
-        .await
-        .unwrap();
+    let fleet = HostFleet::start_n(3, HostConfig::new("1.20.0").timings(fast())).await.unwrap();
     for host in fleet.hosts() {
         assert_eq!(run(host, CommandKind::Refresh).await["update_state"], "Idle");
     }

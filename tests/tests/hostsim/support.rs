@@ -13,17 +13,12 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Timings that keep every command a couple of milliseconds.
 pub fn fast() -> Timings {
-    Timings {
-        reboot_downtime: Duration::from_millis(20),
-        ..Timings::uniform(Duration::from_millis(2))
-    }
+    Timings { reboot_downtime: Duration::from_millis(20), ..Timings::uniform(Duration::from_millis(2)) }
 }
 
 /// A host running 1.20.0 with releases 1.21.0, 1.20.1, 1.20.0 and 1.19.5.
 pub fn config() -> HostConfig {
-    HostConfig::new("1.20.0")
-        .available(&["1.19.5", "1.21.0", "1.20.0", "1.20.1"])
-        .timings(fast())
+    HostConfig::new("1.20.0").available(&["1.19.5", "1.21.0", "1.20.0", "1.20.1"]).timings(fast())
 }
 
 /// One host in its own temporary directory (removed on drop).
@@ -39,9 +34,7 @@ impl std::ops::Deref for One {
 }
 
 pub async fn start(config: HostConfig) -> One {
-    One {
-        fleet: HostFleet::start(["node"], config).await.unwrap(),
-    }
+    One { fleet: HostFleet::start(["node"], config).await.unwrap() }
 }
 
 pub async fn get(host: &HostSim, path: &str) -> RawResponse {

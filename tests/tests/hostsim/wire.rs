@@ -9,11 +9,7 @@ async fn os_is_compact_json_of_exactly_five_strings() {
     let r = get(&host, "/os").await;
     assert_eq!((r.version.as_str(), r.status), ("HTTP/1.1", 200));
     assert_eq!(r.header("content-type"), Some("application/json"));
-    assert!(
-        !r.text().contains(": ") && !r.text().contains('\n'),
-        "compact JSON: {}",
-        r.text()
-    );
+    assert!(!r.text().contains(": ") && !r.text().contains('\n'), "compact JSON: {}", r.text());
     let os = r.json().unwrap();
     let map = os.as_object().unwrap();
     let mut keys: Vec<_> = map.keys().map(String::as_str).collect();
@@ -32,10 +28,7 @@ async fn a_booted_host_answers_404_uninitialized_in_plain_text() {
     let host = start(config()).await;
     let r = get(&host, "/updates/status").await;
     assert_eq!(r.status, 404);
-    assert_eq!(
-        r.text(),
-        "Update status is uninitialized, refresh-updates to initialize it"
-    );
+    assert_eq!(r.text(), "Update status is uninitialized, refresh-updates to initialize it");
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
 }
 
@@ -55,14 +48,9 @@ async fn unknown_paths_are_404_empty_and_wrong_methods_405() {
         assert_eq!(get(&host, cmd.path()).await.status, 405, "GET {cmd:?}");
     }
     assert_eq!(get(&host, "/actions/reboot").await.status, 405);
-    let r = tests::hostsim::raw::request(host.socket_path(), "DELETE", "/updates/status")
-        .await
-        .unwrap();
+    let r = tests::hostsim::raw::request(host.socket_path(), "DELETE", "/updates/status").await.unwrap();
     assert_eq!(r.status, 405);
-    assert!(
-        host.update_status().is_none(),
-        "no status was created by refused requests"
-    );
+    assert!(host.update_status().is_none(), "no status was created by refused requests");
 }
 
 #[tokio::test]
@@ -89,10 +77,8 @@ async fn actions_answer_204_with_no_body_and_the_status_has_every_key() {
         "\"exit_status\"",
         "\"stderr\"",
     ];
-    let positions: Vec<_> = order
-        .iter()
-        .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} missing in {text}")))
-        .collect();
+    let positions: Vec<_> =
+        order.iter().map(|k| text.find(k).unwrap_or_else(|| panic!("{k} missing in {text}"))).collect();
     assert!(positions.is_sorted(), "{text}");
     let s = r.json().unwrap();
     assert_eq!(s.as_object().unwrap().len(), 6);
