@@ -45,41 +45,40 @@ pub struct TestApi {
 
 impl std::fmt::Debug for TestApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestApi")
-            .field("namespace", &self.namespace)
-            .field("backend", &self.backend)
-            .finish()
+        f.debug_struct("TestApi").field("namespace", &self.namespace).field("backend", &self.backend).finish()
     }
 }
 
 /// A DNS label from a test name plus a random suffix.
 fn namespace_for(test_name: &str) -> String {
-    let mut base: String = test_name
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let mut base: String =
+        test_name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     while base.contains("--") {
         base = base.replace("--", "-");
     }
     let base: String = base.trim_matches('-').chars().take(40).collect();
     let base = base.trim_matches('-');
     let suffix = crate::apisim::util::name_suffix();
-    if base.is_empty() {
-        format!("t-{suffix}")
-    } else {
-        format!("{base}-{suffix}")
-    }
+    if base.is_empty() { format!("t-{suffix}") } else { format!("{base}-{suffix}") }
+}
+
+static OVERRIDE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Makes every later [`TestApi::start`] in this process use the real server
+/// of `kubeconfig` (a test binary that owns a dedicated server, such as the
+/// RBAC one, without touching the process environment).
+pub fn set_kubeconfig_override(kubeconfig: &std::path::Path) {
+    *OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) = Some(kubeconfig.to_owned());
+}
+
+fn kubeconfig_override() -> Option<PathBuf> {
+    OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// A kube config from a kubeconfig file, optionally with another bearer token.
-pub async fn config_from_kubeconfig(
-    path: &std::path::Path,
-    token: Option<&str>,
-) -> anyhow::Result<kube::Config> {
+pub async fn config_from_kubeconfig(path: &std::path::Path, token: Option<&str>) -> anyhow::Result<kube::Config> {
     let kc = Kubeconfig::read_from(path)?;
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     if let Some(t) = token {
         config.auth_info = serde_json::from_value(serde_json::json!({"token": t}))?;
     }
@@ -95,19 +94,12 @@ impl TestApi {
 
     /// [`TestApi::start`] with simulator options (ignored on a real server).
     pub async fn start_with(test_name: &str, opts: SimOptions) -> anyhow::Result<TestApi> {
-        let real = std::env::var(KUBECONFIG_ENV).ok().filter(|p| !p.is_empty());
+        let real = kubeconfig_override()
+            .or_else(|| std::env::var(KUBECONFIG_ENV).ok().filter(|p| !p.is_empty()).map(PathBuf::from));
         let (backend, kubeconfig, dir, config) = match real {
             Some(path) => {
-                let path = PathBuf::from(path);
                 let config = config_from_kubeconfig(&path, None).await?;
-                (
-                    Backend::Real {
-                        kubeconfig: path.clone(),
-                    },
-                    path,
-                    None,
-                    config,
-                )
+                (Backend::Real { kubeconfig: path.clone() }, path, None, config)
             }
             None => {
                 let sim = ApiSim::start_with(opts).await?;
@@ -121,19 +113,9 @@ impl TestApi {
         };
         let client = kube::Client::try_from(config)?;
         let namespace = namespace_for(test_name);
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?;
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await?;
-        Ok(TestApi {
-            client,
-            namespace,
-            backend,
-            kubeconfig,
-            _dir: dir,
-            cleaned: false,
-        })
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?;
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+        Ok(TestApi { client, namespace, backend, kubeconfig, _dir: dir, cleaned: false })
     }
 
     pub fn is_real(&self) -> bool {
@@ -209,12 +191,7 @@ async fn cleanup(client: kube::Client, namespace: &str) -> anyhow::Result<()> {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for c in crds.list(&ListParams::default()).await?.items {
         if c.spec.group.contains(namespace) {
-            let _ = crds
-                .delete(
-                    &c.metadata.name.unwrap_or_default(),
-                    &DeleteParams::default(),
-                )
-                .await;
+            let _ = crds.delete(&c.metadata.name.unwrap_or_default(), &DeleteParams::default()).await;
         }
     }
     let nss = Api::<Namespace>::all(client);
@@ -237,18 +214,14 @@ impl Drop for TestApi {
         }
         let (path, ns) = (self.kubeconfig.clone(), self.namespace.clone());
         let handle = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             rt.block_on(async move {
                 if let Ok(config) = config_from_kubeconfig(&path, None).await
                     && let Ok(client) = kube::Client::try_from(config)
                 {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(20), cleanup(client, &ns)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(20), cleanup(client, &ns)).await;
                 }
             });
         });

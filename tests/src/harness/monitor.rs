@@ -1,0 +1,220 @@
+//! The invariant monitor: watches the cluster for the whole test and records
+//! every moment the operator's safety rules were broken:
+//!
+//! - more slots held than allowed, or one node holding two slots;
+//! - more nodes disrupted (cordoned by us, or NotReady because rebooting)
+//!   than slots allowed;
+//! - at the end: a node still cordoned by us, or a shadow mid-walk without
+//!   its slot.
+//!
+//! Tests end with [`Monitor::assert_clean`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use model::BottlerocketShadow;
+use model::names;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// node → (cordoned by us, Ready)
+    nodes: BTreeMap<String, (bool, bool)>,
+    /// slot → holder
+    slots: BTreeMap<String, Option<String>>,
+    /// node → (current state, spec slot)
+    shadows: BTreeMap<String, (model::ShadowState, Option<String>)>,
+    max_slots: usize,
+    violations: Vec<String>,
+    peak_held: usize,
+    peak_disrupted: usize,
+    events: u64,
+}
+
+impl Seen {
+    fn check(&mut self, after: &str) {
+        self.events += 1;
+        let held: Vec<&String> = self.slots.values().flatten().collect();
+        self.peak_held = self.peak_held.max(held.len());
+        if held.len() > self.max_slots {
+            let v = format!("{} slots held, {} allowed (after {after}): {held:?}", held.len(), self.max_slots);
+            self.violations.push(v);
+        }
+        let mut per_node: BTreeMap<&String, usize> = BTreeMap::new();
+        for h in &held {
+            *per_node.entry(h).or_default() += 1;
+        }
+        if let Some((node, n)) = per_node.iter().find(|(_, n)| **n > 1) {
+            self.violations.push(format!("node {node} holds {n} slots (after {after})"));
+        }
+        let disrupted: Vec<&String> = self.nodes.iter().filter(|(_, (c, r))| *c || !*r).map(|(n, _)| n).collect();
+        self.peak_disrupted = self.peak_disrupted.max(disrupted.len());
+        if disrupted.len() > self.max_slots {
+            let v = format!(
+                "{} nodes disrupted, {} slots allowed (after {after}): {disrupted:?}",
+                disrupted.len(),
+                self.max_slots
+            );
+            self.violations.push(v);
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Monitor {
+    seen: Arc<Mutex<Seen>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the monitor saw, for reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Peaks {
+    pub held: usize,
+    pub disrupted: usize,
+    pub events: u64,
+}
+
+impl Monitor {
+    /// Starts watching nodes matching `node_selector` and the operator's
+    /// objects in `namespace`, allowing `max_slots` concurrent updates.
+    pub fn start(client: &kube::Client, namespace: &str, node_selector: &str, max_slots: usize) -> Monitor {
+        let seen = Arc::new(Mutex::new(Seen { max_slots, ..Default::default() }));
+        let mut tasks = Vec::new();
+        let nodes: Api<Node> = Api::all(client.clone());
+        let s = seen.clone();
+        tasks.push(tokio::spawn(follow(nodes, watcher::Config::default().labels(node_selector), move |ev| {
+            let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
+            match ev {
+                Change::Put(n) => {
+                    let name = n.metadata.name.clone().unwrap_or_default();
+                    let ours =
+                        n.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(names::CORDONED_ANNOTATION))
+                            && n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+                    let ready = n
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                        .is_none_or(|c| c.status == "True");
+                    g.nodes.insert(name.clone(), (ours, ready));
+                    g.check(&format!("node {name} changed"));
+                }
+                Change::Gone(n) => {
+                    g.nodes.remove(n.metadata.name.as_deref().unwrap_or_default());
+                }
+            }
+        })));
+        let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+        let s = seen.clone();
+        tasks.push(tokio::spawn(follow(
+            leases,
+            watcher::Config::default().labels(&format!("{}=true", names::SLOT_LABEL)),
+            move |ev| {
+                let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
+                match ev {
+                    Change::Put(l) => {
+                        let name = l.metadata.name.clone().unwrap_or_default();
+                        let holder = l.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
+                        g.slots.insert(name.clone(), holder);
+                        g.check(&format!("slot {name} changed"));
+                    }
+                    Change::Gone(l) => {
+                        g.slots.remove(l.metadata.name.as_deref().unwrap_or_default());
+                    }
+                }
+            },
+        )));
+        let shadows: Api<BottlerocketShadow> = Api::namespaced(client.clone(), namespace);
+        let s = seen.clone();
+        tasks.push(tokio::spawn(follow(shadows, watcher::Config::default(), move |ev| {
+            let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
+            match ev {
+                Change::Put(sh) => {
+                    let node = sh.node_name().unwrap_or_default().to_owned();
+                    let state = sh.status.as_ref().map_or(model::ShadowState::Idle, |s| s.current_state);
+                    g.shadows.insert(node, (state, sh.spec.slot.clone()));
+                }
+                Change::Gone(sh) => {
+                    g.shadows.remove(sh.node_name().unwrap_or_default());
+                }
+            }
+        })));
+        Monitor { seen, tasks }
+    }
+
+    /// Raises the number of slots allowed (a test that grows the pool live).
+    pub fn allow_slots(&self, n: usize) {
+        let mut g = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        g.max_slots = g.max_slots.max(n);
+    }
+
+    pub fn peaks(&self) -> Peaks {
+        let g = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        Peaks { held: g.peak_held, disrupted: g.peak_disrupted, events: g.events }
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).violations.clone()
+    }
+
+    /// Nodes currently cordoned by us, and shadows mid-walk without a held slot.
+    pub fn leftovers(&self) -> Vec<String> {
+        let g = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<String> =
+            g.nodes.iter().filter(|(_, (c, _))| *c).map(|(n, _)| format!("node {n} is still cordoned by us")).collect();
+        for (node, (state, slot)) in &g.shadows {
+            let holds =
+                slot.as_ref().is_some_and(|s| g.slots.get(s).is_some_and(|h| h.as_deref() == Some(node.as_str())));
+            if state.is_updating() && !holds {
+                out.push(format!("shadow of {node} is {state} without holding a slot"));
+            }
+        }
+        out
+    }
+
+    /// Panics if any invariant was broken, or if the end state has leftovers.
+    pub fn assert_clean(&self) {
+        let violations = self.violations();
+        let leftovers = self.leftovers();
+        assert!(
+            violations.is_empty() && leftovers.is_empty(),
+            "invariant monitor: {} violation(s): {violations:#?}; leftovers at the end: {leftovers:#?}",
+            violations.len()
+        );
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+enum Change<K> {
+    Put(K),
+    Gone(K),
+}
+
+async fn follow<K>(api: Api<K>, cfg: watcher::Config, mut on: impl FnMut(Change<K>) + Send + 'static)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Apply(o) | Event::InitApply(o)) => on(Change::Put(o)),
+            Ok(Event::Delete(o)) => on(Change::Gone(o)),
+            _ => {}
+        }
+    }
+}

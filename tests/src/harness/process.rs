@@ -1,0 +1,138 @@
+//! Child processes of a test: each component runs as a real process with its
+//! output in a log file of the test's directory; every child is killed when
+//! its handle is dropped, also when the test panics.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to start a process (kept for restarts).
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A running (or stopped) component process.
+#[derive(Debug)]
+pub struct Proc {
+    spec: Spec,
+    log: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Proc {
+    /// Starts `spec`, appending its stdout and stderr to `<log_dir>/<name>.log`.
+    pub fn spawn(spec: Spec, log_dir: &Path) -> std::io::Result<Proc> {
+        let log = log_dir.join(format!("{}.log", spec.name));
+        let mut p = Proc { spec, log, child: None, starts: 0 };
+        p.start()?;
+        Ok(p)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    fn start(&mut self) -> std::io::Result<()> {
+        let file = File::options().create(true).append(true).open(&self.log)?;
+        let mut cmd = Command::new(&self.spec.program);
+        cmd.args(&self.spec.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", std::env::var("BRUPOP_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file));
+        self.child = Some(cmd.spawn()?);
+        self.starts += 1;
+        Ok(())
+    }
+
+    /// Starts it again after a kill or exit (same arguments).
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.kill();
+        self.start()
+    }
+
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as a node losing power does.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` (SIGKILL after it). The exit status, if it exited by itself.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// The last `lines` lines of its log (for failure messages).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port nobody listens on now (bind to 0, read, release).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// Resident memory of a process in KiB (`VmRSS` from `/proc`), if it runs.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// CPU time (user + system) of a process in seconds, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}

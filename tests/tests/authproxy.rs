@@ -1,0 +1,703 @@
+//! The authproxy as agents (and attackers) meet it: a real authproxy process
+//! against the API simulator or a real API server, requests sent by hand.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use model::BottlerocketShadow;
+use model::names;
+use serde_json::{Value, json};
+use tests::harness::fleet::{AGENT_SA, AUDIENCE, token};
+use tests::harness::tlsclient::client;
+use tests::harness::{Fleet, FleetOptions, metric, wait_for};
+
+const T: Duration = Duration::from_secs(60);
+
+async fn fleet(name: &str, nodes: usize) -> Fleet {
+    Fleet::start(name, FleetOptions { nodes, agents: false, leaders: 0, ..Default::default() }).await.unwrap()
+}
+
+/// The projected token (authproxy audience) of the agent on `node`.
+async fn agent_token(f: &Fleet, node: &str, audience: Option<&str>) -> String {
+    let pod = format!("brupop-agent-{node}");
+    token(f.client(), &f.ns, AGENT_SA, audience, Some((&pod, &f.agent_pods[node]))).await.unwrap()
+}
+
+fn agent_tls(f: &Fleet) -> tests::harness::certs::TlsDir {
+    tests::harness::fleet::agent_tls(f)
+}
+
+fn url(f: &Fleet, path: &str) -> String {
+    format!("https://{}{path}", f.authproxy_addr)
+}
+
+/// Sends a request; returns the status code and the error reason (if any).
+async fn send(
+    c: &reqwest::Client,
+    url: &str,
+    method: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Result<(u16, String), String> {
+    let mut req = c.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url).body(body);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let resp = req.send().await.map_err(|e| format!("{e:?}"))?;
+    let code = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let reason = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["reason"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok((code, reason))
+}
+
+async fn post(c: &reqwest::Client, url: &str, token: &str, body: Value) -> (u16, String) {
+    send(c, url, "POST", Some(token), Some("application/json"), serde_json::to_vec(&body).unwrap()).await.unwrap()
+}
+
+/// Every object the tests' requests could touch, by kind/name → resourceVersion.
+async fn snapshot(f: &Fleet) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let lp = ListParams::default();
+    let rv =
+        |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| m.resource_version.clone().unwrap_or_default();
+    for n in Api::<Node>::all(f.client().clone()).list(&ListParams::default().labels(&f.selector)).await.unwrap().items
+    {
+        out.insert(format!("node/{}", n.metadata.name.clone().unwrap()), rv(&n.metadata));
+    }
+    for p in Api::<Pod>::namespaced(f.client().clone(), &f.ns).list(&lp).await.unwrap().items {
+        out.insert(format!("pod/{}", p.metadata.name.clone().unwrap()), rv(&p.metadata));
+    }
+    for l in Api::<Lease>::namespaced(f.client().clone(), &f.ns).list(&lp).await.unwrap().items {
+        out.insert(format!("lease/{}", l.metadata.name.clone().unwrap()), rv(&l.metadata));
+    }
+    for s in Api::<BottlerocketShadow>::namespaced(f.client().clone(), &f.ns).list(&lp).await.unwrap().items {
+        out.insert(format!("shadow/{}", s.metadata.name.clone().unwrap()), rv(&s.metadata));
+    }
+    out
+}
+
+async fn create_lease(f: &Fleet, name: &str, holder: &str, slot_label: bool) {
+    let mut labels = json!({});
+    if slot_label {
+        labels = json!({ names::SLOT_LABEL: "true" });
+    }
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": f.ns, "labels": labels},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 300,
+                 "acquireTime": jiff::Timestamp::now().to_string(), "renewTime": jiff::Timestamp::now().to_string()},
+    }))
+    .unwrap();
+    Api::<Lease>::namespaced(f.client().clone(), &f.ns).create(&PostParams::default(), &lease).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_writes_only_about_its_own_node() {
+    let f = fleet("authproxy-binding", 2).await;
+    let (a, b) = (f.nodes[0].clone(), f.nodes[1].clone());
+    let c = client(&agent_tls(&f).ca(), Some(&agent_tls(&f)));
+    let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
+    let report = json!({"state": "Idle", "currentVersion": "1.20.0", "targetVersion": "1.21.0"});
+    let ok = wait_for("the authproxy to answer", T, || async {
+        let r = send(
+            &c,
+            &url(&f, &format!("/v1/nodes/{a}/status")),
+            "POST",
+            Some(&tok),
+            Some("application/json"),
+            serde_json::to_vec(&report).unwrap(),
+        )
+        .await?;
+        if r.0 == 200 { Ok(r) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    assert_eq!(ok.0, 200);
+    let shadow = f.shadow(&a).await.expect("the shadow was created");
+    let owner = &shadow.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", a.as_str()), "owned by its Node");
+    assert_eq!(shadow.status.unwrap().target_version.as_deref(), Some("1.21.0"));
+    // The same token about the other node: refused, nothing written.
+    let before = snapshot(&f).await;
+    assert_eq!(
+        post(&c, &url(&f, &format!("/v1/nodes/{b}/status")), &tok, report.clone()).await,
+        (403, "NodeMismatch".into())
+    );
+    assert!(f.shadow(&b).await.is_none());
+    assert_eq!(snapshot(&f).await, before);
+    // A slot request is recorded, never granted.
+    let (code, _) = post(&c, &url(&f, &format!("/v1/nodes/{a}/slot/request")), &tok, report).await;
+    assert_eq!(code, 200);
+    let shadow = f.shadow(&a).await.unwrap();
+    assert!(shadow.status.unwrap().slot_requested_at.is_some());
+    assert_eq!(shadow.spec.slot, None);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_are_renewed_and_released_only_by_their_holder_and_cordons_are_owned() {
+    let f = fleet("authproxy-slots", 2).await;
+    let (a, b) = (f.nodes[0].clone(), f.nodes[1].clone());
+    let c = client(&agent_tls(&f).ca(), Some(&agent_tls(&f)));
+    let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
+    create_lease(&f, "brupop-slot-0", &a, true).await;
+    create_lease(&f, "brupop-slot-1", &b, true).await;
+    let u = |e: &str| url(&f, &format!("/v1/nodes/{a}/{e}"));
+    wait_for("the authproxy to answer", T, || async {
+        let r = post(&c, &u("slot/renew"), &tok, json!({"slot": "brupop-slot-0", "durationSeconds": 60})).await;
+        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    // Capped at --max-slot-lease (30s in tests).
+    let r = c
+        .post(u("slot/renew"))
+        .bearer_auth(&tok)
+        .json(&json!({"slot": "brupop-slot-0", "durationSeconds": 3600}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["leaseDurationSeconds"], 30, "{v}");
+    assert_eq!(
+        post(&c, &u("slot/renew"), &tok, json!({"slot": "brupop-slot-1", "durationSeconds": 60})).await,
+        (409, "NotHolder".into())
+    );
+    let before = snapshot(&f).await;
+    let (code, _) = post(&c, &u("slot/release"), &tok, json!({"slot": "brupop-slot-1"})).await;
+    assert_eq!(code, 200, "releasing someone else's slot is a no-op");
+    assert_eq!(snapshot(&f).await, before, "and changes nothing");
+    // Cordon is fenced: only with the slot held.
+    assert_eq!(
+        post(
+            &c,
+            &u("cordon"),
+            &tok,
+            json!({"slot": "brupop-slot-1", "minRemainingSeconds": 5, "excludeFromLoadBalancers": true})
+        )
+        .await,
+        (409, "NotHolder".into())
+    );
+    let (code, _) = post(
+        &c,
+        &u("cordon"),
+        &tok,
+        json!({"slot": "brupop-slot-0", "minRemainingSeconds": 5, "excludeFromLoadBalancers": true}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let node = f.node(&a).await.unwrap();
+    assert!(node.spec.unwrap().unschedulable.unwrap());
+    let ann = node.metadata.annotations.unwrap();
+    assert!(ann.contains_key(names::CORDONED_ANNOTATION) && ann.contains_key(names::LB_EXCLUDED_ANNOTATION));
+    assert!(node.metadata.labels.unwrap().contains_key(names::EXCLUDE_LB_LABEL));
+    let (code, _) = post(&c, &u("uncordon"), &tok, json!({"includeInLoadBalancers": true})).await;
+    assert_eq!(code, 200);
+    let node = f.node(&a).await.unwrap();
+    assert!(!node.spec.unwrap().unschedulable.unwrap_or(false));
+    assert!(!node.metadata.labels.unwrap().contains_key(names::EXCLUDE_LB_LABEL));
+    // An administrator's cordon is neither taken over nor lifted.
+    let nodes: Api<Node> = Api::all(f.client().clone());
+    nodes
+        .patch(&a, &Default::default(), &kube::api::Patch::Merge(&json!({"spec": {"unschedulable": true}})))
+        .await
+        .unwrap();
+    let r = c
+        .post(u("cordon"))
+        .bearer_auth(&tok)
+        .json(&json!({"slot": "brupop-slot-0", "minRemainingSeconds": 5}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["cordonedByUs"].as_bool(), v["changed"].as_bool()), (Some(false), Some(false)), "{v}");
+    let (code, _) = post(&c, &u("uncordon"), &tok, json!({})).await;
+    assert_eq!(code, 200);
+    assert!(f.cordoned(&a).await, "the administrator's cordon stays");
+    // Release by the holder frees it.
+    let r = c.post(u("slot/release")).bearer_auth(&tok).json(&json!({"slot": "brupop-slot-0"})).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["released"], true);
+    assert_eq!(f.slots().await[0], ("brupop-slot-0".to_owned(), None));
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_evicts_through_the_eviction_api_and_reports_pdb_refusals() {
+    let f = fleet("authproxy-drain", 1).await;
+    let a = f.nodes[0].clone();
+    let c = client(&agent_tls(&f).ca(), Some(&agent_tls(&f)));
+    let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
+    create_lease(&f, "brupop-slot-0", &a, true).await;
+    let pdbs: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> = Api::namespaced(f.client().clone(), &f.ns);
+    let pdb = serde_json::from_value(json!({"metadata": {"name": "keep-one"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}}})).unwrap();
+    pdbs.create(&Default::default(), &pdb).await.unwrap();
+    let report: Value = wait_for("a drain round", T, || async {
+        let r = c
+            .post(url(&f, &format!("/v1/nodes/{a}/drain")))
+            .bearer_auth(&tok)
+            .json(&json!({"slot": "brupop-slot-0", "minRemainingSeconds": 5}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() == 200 { r.json().await.map_err(|e| e.to_string()) } else { Err(format!("{}", r.status())) }
+    })
+    .await;
+    let pods = report["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 2, "the two web pods; the agent and DaemonSet pods are skipped: {report}");
+    assert!(pods.iter().all(|p| p["outcome"] == "blocked"), "{report}");
+    assert_eq!(report["skipped"], 2, "{report}");
+    assert_eq!(report["remaining"], 2);
+    pdbs.delete("keep-one", &DeleteParams::default()).await.unwrap();
+    let r: Value = c
+        .post(url(&f, &format!("/v1/nodes/{a}/drain")))
+        .bearer_auth(&tok)
+        .json(&json!({"slot": "brupop-slot-0", "minRemainingSeconds": 5}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(r["pods"].as_array().unwrap().iter().all(|p| p["outcome"] == "evicted"), "{r}");
+    wait_for("the evicted pods to be gone", T, || async {
+        let r: Value = c
+            .post(url(&f, &format!("/v1/nodes/{a}/drain")))
+            .bearer_auth(&tok)
+            .json(&json!({"slot": "brupop-slot-0", "minRemainingSeconds": 5}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r["remaining"] == 0 { Ok(()) } else { Err(r.to_string()) }
+    })
+    .await;
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_catalogue() {
+    let f = fleet("authproxy-attacks", 2).await;
+    let (a, b) = (f.nodes[0].clone(), f.nodes[1].clone());
+    let tls = agent_tls(&f);
+    let good = client(&tls.ca(), Some(&tls));
+    let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
+    let api_tok = agent_token(&f, &a, None).await;
+    let pods: Api<Pod> = Api::namespaced(f.client().clone(), &f.ns);
+    // An impostor pod on node a, running as another ServiceAccount.
+    let impostor: Pod = serde_json::from_value(json!({"metadata": {"name": "impostor"}, "spec": {"nodeName": a, "serviceAccountName": "default", "containers": [{"name": "x", "image": "x"}]}})).unwrap();
+    let imp = pods.create(&PostParams::default(), &impostor).await.unwrap();
+    let imp_tok =
+        token(f.client(), &f.ns, "default", Some(AUDIENCE), Some(("impostor", imp.metadata.uid.as_deref().unwrap())))
+            .await
+            .unwrap();
+    // A token bound to an agent pod that was then deleted.
+    let ghost: Pod = serde_json::from_value(json!({"metadata": {"name": "ghost"}, "spec": {"nodeName": a, "serviceAccountName": AGENT_SA, "containers": [{"name": "x", "image": "x"}]}})).unwrap();
+    let gh = pods.create(&PostParams::default(), &ghost).await.unwrap();
+    let ghost_tok =
+        token(f.client(), &f.ns, AGENT_SA, Some(AUDIENCE), Some(("ghost", gh.metadata.uid.as_deref().unwrap())))
+            .await
+            .unwrap();
+    pods.delete("ghost", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    create_lease(&f, "brupop-slot-0", &b, true).await;
+    create_lease(&f, "brupop-slot-7", &a, false).await;
+    // Wait for the authproxy, then freeze the picture.
+    wait_for("the authproxy to answer", T, || async {
+        let r = send(
+            &good,
+            &url(&f, &format!("/v1/nodes/{a}/slot/renew")),
+            "POST",
+            Some(&tok),
+            Some("application/json"),
+            b"{}".to_vec(),
+        )
+        .await?;
+        if r.0 == 400 { Ok(()) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    let before = snapshot(&f).await;
+    let foreign = f.pki.foreign_client("intruder").unwrap();
+    let no_cert = client(&tls.ca(), None);
+    let wrong_ca = client(&tls.ca(), Some(&foreign));
+    let status = format!("/v1/nodes/{a}/status");
+    let report = br#"{"state":"Idle","currentVersion":"1.20.0"}"#.to_vec();
+    let j = Some("application/json");
+    let p = |path: &str| url(&f, path);
+    type Case<'a> = (
+        &'a str,
+        &'a reqwest::Client,
+        String,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Vec<u8>,
+        Option<(u16, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
+        ("no client certificate", &no_cert, p(&status), "POST", Some(&tok), j, report.clone(), None),
+        ("client certificate from another CA", &wrong_ca, p(&status), "POST", Some(&tok), j, report.clone(), None),
+        ("no token", &good, p(&status), "POST", None, j, report.clone(), Some((401, "Unauthenticated"))),
+        ("empty bearer", &good, p(&status), "POST", Some(""), j, report.clone(), Some((401, "Unauthenticated"))),
+        (
+            "garbage token",
+            &good,
+            p(&status),
+            "POST",
+            Some("not-a-token"),
+            j,
+            report.clone(),
+            Some((401, "Unauthenticated")),
+        ),
+        (
+            "token for the API server's audience",
+            &good,
+            p(&status),
+            "POST",
+            Some(&api_tok),
+            j,
+            report.clone(),
+            Some((401, "Unauthenticated")),
+        ),
+        (
+            "token of a deleted pod",
+            &good,
+            p(&status),
+            "POST",
+            Some(&ghost_tok),
+            j,
+            report.clone(),
+            Some((401, "Unauthenticated")),
+        ),
+        (
+            "token of another ServiceAccount",
+            &good,
+            p(&status),
+            "POST",
+            Some(&imp_tok),
+            j,
+            report.clone(),
+            Some((403, "NotAnAgent")),
+        ),
+        (
+            "another node's status",
+            &good,
+            p(&format!("/v1/nodes/{b}/status")),
+            "POST",
+            Some(&tok),
+            j,
+            report.clone(),
+            Some((403, "NodeMismatch")),
+        ),
+        (
+            "another node's cordon",
+            &good,
+            p(&format!("/v1/nodes/{b}/cordon")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-slot-0","minRemainingSeconds":1}"#.to_vec(),
+            Some((403, "NodeMismatch")),
+        ),
+        (
+            "another node's drain",
+            &good,
+            p(&format!("/v1/nodes/{b}/drain")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-slot-0","minRemainingSeconds":1}"#.to_vec(),
+            Some((403, "NodeMismatch")),
+        ),
+        (
+            "another node's slot release",
+            &good,
+            p(&format!("/v1/nodes/{b}/slot/release")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-slot-0"}"#.to_vec(),
+            Some((403, "NodeMismatch")),
+        ),
+        ("GET instead of POST", &good, p(&status), "GET", Some(&tok), None, vec![], Some((405, "MethodNotAllowed"))),
+        (
+            "unknown endpoint",
+            &good,
+            p(&format!("/v1/nodes/{a}/reboot")),
+            "POST",
+            Some(&tok),
+            j,
+            vec![],
+            Some((404, "NotFound")),
+        ),
+        (
+            "path outside the API",
+            &good,
+            p("/v1/nodes/../../api/v1/nodes"),
+            "POST",
+            Some(&tok),
+            j,
+            vec![],
+            Some((404, "NotFound")),
+        ),
+        (
+            "wrong content type",
+            &good,
+            p(&status),
+            "POST",
+            Some(&tok),
+            Some("text/plain"),
+            report.clone(),
+            Some((415, "UnsupportedMediaType")),
+        ),
+        (
+            "malformed JSON",
+            &good,
+            p(&status),
+            "POST",
+            Some(&tok),
+            j,
+            b"{\"state\":".to_vec(),
+            Some((400, "InvalidBody")),
+        ),
+        (
+            "unknown field",
+            &good,
+            p(&status),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"state":"Idle","currentVersion":"1.20.0","crashCount":0}"#.to_vec(),
+            Some((400, "InvalidBody")),
+        ),
+        (
+            "body too large",
+            &good,
+            p(&status),
+            "POST",
+            Some(&tok),
+            j,
+            vec![b' '; 64 * 1024],
+            Some((413, "BodyTooLarge")),
+        ),
+        (
+            "version that is not a version",
+            &good,
+            p(&status),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"state":"Idle","currentVersion":"$(reboot)"}"#.to_vec(),
+            Some((422, "Invalid")),
+        ),
+        (
+            "ErrorReset without a failure",
+            &good,
+            p(&status),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"state":"ErrorReset","currentVersion":"1.20.0"}"#.to_vec(),
+            Some((422, "Invalid")),
+        ),
+        (
+            "unknown state",
+            &good,
+            p(&status),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"state":"Rebooting","currentVersion":"1.20.0"}"#.to_vec(),
+            Some((400, "InvalidBody")),
+        ),
+        (
+            "renew a Lease that is not named as a slot",
+            &good,
+            p(&format!("/v1/nodes/{a}/slot/renew")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-leader","durationSeconds":60}"#.to_vec(),
+            Some((422, "Invalid")),
+        ),
+        (
+            "renew a Lease without the slot label",
+            &good,
+            p(&format!("/v1/nodes/{a}/slot/renew")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-slot-7","durationSeconds":60}"#.to_vec(),
+            Some((422, "NotASlot")),
+        ),
+        (
+            "renew another node's slot",
+            &good,
+            p(&format!("/v1/nodes/{a}/slot/renew")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-slot-0","durationSeconds":60}"#.to_vec(),
+            Some((409, "NotHolder")),
+        ),
+        (
+            "renew a slot that does not exist",
+            &good,
+            p(&format!("/v1/nodes/{a}/slot/renew")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-slot-3","durationSeconds":60}"#.to_vec(),
+            Some((404, "NoSuchSlot")),
+        ),
+        (
+            "renew for zero seconds",
+            &good,
+            p(&format!("/v1/nodes/{a}/slot/renew")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-slot-0","durationSeconds":0}"#.to_vec(),
+            Some((422, "Invalid")),
+        ),
+        (
+            "cordon with another node's slot",
+            &good,
+            p(&format!("/v1/nodes/{a}/cordon")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-slot-0","minRemainingSeconds":1}"#.to_vec(),
+            Some((409, "NotHolder")),
+        ),
+        (
+            "drain with another node's slot",
+            &good,
+            p(&format!("/v1/nodes/{a}/drain")),
+            "POST",
+            Some(&tok),
+            j,
+            br#"{"slot":"brupop-slot-0","minRemainingSeconds":1}"#.to_vec(),
+            Some((409, "NotHolder")),
+        ),
+        (
+            "slot request before any status",
+            &good,
+            p(&format!("/v1/nodes/{a}/slot/request")),
+            "POST",
+            Some(&tok),
+            j,
+            vec![],
+            Some((409, "NoShadow")),
+        ),
+        (
+            "encoded slash in the node name",
+            &good,
+            p(&format!("/v1/nodes/{a}%2F..%2F{b}/status")),
+            "POST",
+            Some(&tok),
+            j,
+            report.clone(),
+            Some((403, "NodeMismatch")),
+        ),
+    ];
+    let count = cases.len();
+    for (what, c, u, method, token, ct, body, want) in cases {
+        let got = send(c, &u, method, token, ct, body).await;
+        match want {
+            None => assert!(got.is_err(), "{what}: expected the TLS handshake to be refused, got {got:?}"),
+            Some((code, reason)) => assert_eq!(got, Ok((code, reason.to_owned())), "{what}"),
+        }
+    }
+    assert!(count >= 25, "{count} attacks");
+    assert_eq!(snapshot(&f).await, before, "the cluster is unchanged after {count} hostile requests");
+    let m = f.authproxy_metrics().await;
+    assert!(metric(&m, "brupop_authproxy_denied_total{reason=\"NodeMismatch\"}").unwrap_or(0.0) >= 5.0, "{m}");
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_certificates_are_served_without_a_restart() {
+    let mut f = fleet("authproxy-rotation", 1).await;
+    let a = f.nodes[0].clone();
+    let old_tls = agent_tls(&f);
+    let old_ca = f.dir.join("old-ca.crt");
+    std::fs::copy(old_tls.ca(), &old_ca).unwrap();
+    let old_cert_dir = f.dir.join("old-agent");
+    std::fs::create_dir_all(&old_cert_dir).unwrap();
+    for file in ["tls.crt", "tls.key", "ca.crt"] {
+        std::fs::copy(old_tls.dir.join(file), old_cert_dir.join(file)).unwrap();
+    }
+    let old_identity = tests::harness::certs::TlsDir { dir: old_cert_dir };
+    let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
+    let report = json!({"state": "Idle", "currentVersion": "1.20.0"});
+    let u = url(&f, &format!("/v1/nodes/{a}/status"));
+    // A client with an open (kept-alive) connection from before the rotation.
+    let old_client = client(&old_ca, Some(&old_identity));
+    wait_for("the authproxy to answer", T, || async {
+        let r = post(&old_client, &u, &tok, report.clone()).await;
+        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    let pid_before = f.authproxy.lock().unwrap().pid();
+    // cert-manager rotates: a new CA, a new server certificate, a new client CA bundle.
+    f.pki.rotate_ca().unwrap();
+    f.pki.server("authproxy").unwrap();
+    let new_tls = f.pki.client("agent").unwrap();
+    let new_client = client(&new_tls.ca(), Some(&new_tls));
+    wait_for("the rotated server certificate to be served", T, || async {
+        match send(&new_client, &u, "POST", Some(&tok), Some("application/json"), serde_json::to_vec(&report).unwrap())
+            .await
+        {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The open connection was not dropped: it still works on the old configuration.
+    assert_eq!(post(&old_client, &u, &tok, report.clone()).await.0, 200, "kept-alive connection survives the rotation");
+    // A new connection with the old client certificate (its CA removed) is refused.
+    let old_cert_new_trust = client(&new_tls.ca(), Some(&old_identity));
+    let refused = send(&old_cert_new_trust, &u, "POST", Some(&tok), Some("application/json"), vec![]).await;
+    assert!(refused.is_err(), "a client certificate from the removed CA is refused: {refused:?}");
+    assert_eq!(f.authproxy.lock().unwrap().pid(), pid_before, "no restart");
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_reviews_are_cached_per_token() {
+    let f = fleet("authproxy-cache", 2).await;
+    let a = f.nodes[0].clone();
+    let c = client(&agent_tls(&f).ca(), Some(&agent_tls(&f)));
+    let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
+    let report = json!({"state": "Idle", "currentVersion": "1.20.0"});
+    let u = url(&f, &format!("/v1/nodes/{a}/status"));
+    wait_for("the authproxy to answer", T, || async {
+        let r = post(&c, &u, &tok, report.clone()).await;
+        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(post(&c, &u, &tok, report.clone()).await.0, 200);
+    }
+    let m = f.authproxy_metrics().await;
+    let reviews = metric(&m, "brupop_authproxy_tokenreviews_total{result=\"authenticated\"}").unwrap_or(0.0);
+    let hits = metric(&m, "brupop_authproxy_token_cache_total{result=\"hit\"}").unwrap_or(0.0);
+    assert_eq!(reviews, 1.0, "one TokenReview for 21 requests: {m}");
+    assert_eq!(hits, 20.0, "{m}");
+    // Another node's token is reviewed on its own.
+    let other = agent_token(&f, &f.nodes[1], Some(AUDIENCE)).await;
+    assert_eq!(
+        post(&c, &u, &other, report).await,
+        (403, "NodeMismatch".into()),
+        "a cached result never serves another token"
+    );
+    f.stop().await;
+}

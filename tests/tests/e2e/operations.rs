@@ -1,0 +1,63 @@
+//! What operators do while a rollout runs: pause, resume, change the slots.
+
+use model::ShadowState;
+use model::policy::Phase;
+use tests::harness::{Fleet, FleetOptions, wait_for};
+
+use super::T;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume() {
+    let fleet = Fleet::start("pause-resume", FleetOptions { nodes: 5, slots: 2, ..Default::default() }).await.unwrap();
+    fleet.patch_policy(serde_json::json!({"paused": true})).await;
+    fleet.wait_reported(T).await;
+    fleet.hosts.publish("1.21.0");
+    let p = wait_for("every node waiting while paused", T, || async {
+        let p = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
+        if p.phase == Phase::Paused && p.nodes_waiting == 5 {
+            Ok(p)
+        } else {
+            Err(format!("{p:?} | {}", fleet.progress().await))
+        }
+    })
+    .await;
+    assert_eq!(p.slots_held, 0, "nothing granted while paused");
+    assert!(p.message.contains("paused"), "{}", p.message);
+    fleet.patch_policy(serde_json::json!({"paused": false})).await;
+    fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
+    fleet.monitor.assert_clean();
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_slots_live() {
+    let fleet = Fleet::start("change-slots", FleetOptions { nodes: 8, slots: 1, ..Default::default() }).await.unwrap();
+    fleet.wait_reported(T).await;
+    fleet.hosts.publish("1.21.0");
+    wait_for("the first node updated with one slot", T, || async {
+        let n = fleet
+            .shadows()
+            .await
+            .iter()
+            .filter(|s| s.status.as_ref().is_some_and(|s| s.current_version == "1.21.0"))
+            .count();
+        if n >= 1 { Ok(()) } else { Err(fleet.progress().await) }
+    })
+    .await;
+    assert_eq!(fleet.monitor.peaks().held, 1);
+    fleet.monitor.allow_slots(4);
+    fleet.patch_policy(serde_json::json!({"maxConcurrentUpdates": 4})).await;
+    fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
+    let p = fleet.policy().await.unwrap().status.unwrap();
+    assert_eq!(p.slots, 4);
+    assert!(fleet.monitor.peaks().held > 1, "more slots were used after the change: {:?}", fleet.monitor.peaks());
+    // And back down to a percentage: surplus slots are removed once free.
+    fleet.patch_policy(serde_json::json!({"maxConcurrentUpdates": "25%"})).await;
+    wait_for("the pool to shrink to 2 slots", T, || async {
+        let slots = fleet.slots().await;
+        if slots.len() == 2 { Ok(()) } else { Err(format!("{slots:?}")) }
+    })
+    .await;
+    fleet.monitor.assert_clean();
+    fleet.stop().await;
+}
