@@ -69,9 +69,14 @@ impl Metrics {
         )
         .expect("valid metric");
         let leader = IntGauge::new("brupop_leader", "1 while this replica is the active leader").expect("valid metric");
-        let phase = gauge_vec("brupop_rollout_phase", "1 for the rollout's current phase (Running, Paused, OutsideWindow, Halted, Stopped, InvalidSpec)", "phase");
+        let phase = gauge_vec(
+            "brupop_rollout_phase",
+            "1 for the rollout's current phase (Running, Paused, OutsideWindow, Halted, Stopped, InvalidSpec)",
+            "phase",
+        );
         let longest_held =
-            Gauge::new("brupop_slot_longest_held_seconds", "How long the slot held longest has been held (0 if none)").expect("valid metric");
+            Gauge::new("brupop_slot_longest_held_seconds", "How long the slot held longest has been held (0 if none)")
+                .expect("valid metric");
         for r in FailureReason::ALL {
             update_failures.with_label_values(&[r.as_str()]);
         }
@@ -114,8 +119,16 @@ impl Metrics {
     }
 
     /// Gauges from the current picture (called after every pass).
-    pub fn observe(&self, shadows: &[&ShadowView], slots: &[SlotView], status: &UpdatePolicyStatus, now: jiff::Timestamp) {
-        for p in [Phase::Running, Phase::Paused, Phase::OutsideWindow, Phase::Halted, Phase::Stopped, Phase::InvalidSpec] {
+    pub fn observe(
+        &self,
+        shadows: &[&ShadowView],
+        slots: &[SlotView],
+        status: &UpdatePolicyStatus,
+        now: jiff::Timestamp,
+    ) {
+        for p in
+            [Phase::Running, Phase::Paused, Phase::OutsideWindow, Phase::Halted, Phase::Stopped, Phase::InvalidSpec]
+        {
             self.phase.with_label_values(&[p.as_str()]).set(if p == status.phase { 1.0 } else { 0.0 });
         }
         let longest = slots

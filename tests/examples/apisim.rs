@@ -7,9 +7,7 @@ async fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("apisim-{}.kubeconfig", std::process::id()))
-        });
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("apisim-{}.kubeconfig", std::process::id())));
     sim.write_kubeconfig(&path, &sim.admin_token())?;
     println!("API simulator at {}", sim.url());
     println!("export KUBECONFIG={}", path.display());

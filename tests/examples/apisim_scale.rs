@@ -24,9 +24,7 @@ fn rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
 }
@@ -41,45 +39,30 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let t = Instant::now();
-    stream::iter(0..n)
-        .map(&f)
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
+    stream::iter(0..n).map(&f).buffer_unordered(CONCURRENCY).try_collect::<Vec<()>>().await?;
     let secs = t.elapsed().as_secs_f64();
-    println!(
-        "created {n} {what} in {secs:.1} s ({:.0}/s), RSS {} MiB",
-        n as f64 / secs,
-        rss_mib()
-    );
+    println!("created {n} {what} in {secs:.1} s ({:.0}/s), RSS {} MiB", n as f64 / secs, rss_mib());
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let nodes = args.first().copied().unwrap_or(5000);
     let per_node = args.get(1).copied().unwrap_or(10);
-    let sim = ApiSim::start_with(SimOptions {
-        tls: false,
-        ..SimOptions::default()
-    })
-    .await?;
+    let sim = ApiSim::start_with(SimOptions { tls: false, ..SimOptions::default() }).await?;
     let mut config = sim.client_config(&sim.admin_token());
     config.default_retry = false;
     let client = kube::Client::try_from(config)?;
     println!("simulator at {}, RSS {} MiB", sim.url(), rss_mib());
     Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &obj(json!({"metadata": {"name": NS}})),
-        )
+        .create(&PostParams::default(), &obj(json!({"metadata": {"name": NS}})))
         .await?;
     for crd in model::crds() {
-        let api = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone());
+        let api =
+            Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(
+                client.clone(),
+            );
         api.patch(
             crd.metadata.name.as_deref().unwrap_or_default(),
             &PatchParams::apply("scale").force(),
@@ -137,14 +120,9 @@ async fn main() -> anyhow::Result<()> {
     let mut senders = Vec::new();
     for (c, chunk) in paths.chunks(STREAMS_PER_CONNECTION).enumerate() {
         let tcp = tokio::net::TcpStream::connect(&authority).await?;
-        let mut builder =
-            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-        builder
-            .max_concurrent_streams(100_000)
-            .initial_stream_window_size(65_535);
-        let (send, conn) = builder
-            .handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
-            .await?;
+        let mut builder = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        builder.max_concurrent_streams(100_000).initial_stream_window_size(65_535);
+        let (send, conn) = builder.handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp)).await?;
         tokio::spawn(conn);
         for (j, path) in chunk.iter().enumerate() {
             let id = c * STREAMS_PER_CONNECTION + j;
@@ -194,9 +172,7 @@ async fn main() -> anyhow::Result<()> {
     let mut got = 0;
     while got < updates {
         match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
-            Ok(Some((id, data))) if id % 3 == 1 && data.windows(8).any(|w| w == b"MODIFIED") => {
-                got += 1
-            }
+            Ok(Some((id, data))) if id % 3 == 1 && data.windows(8).any(|w| w == b"MODIFIED") => got += 1,
             Ok(Some(_)) => {}
             _ => break,
         }

@@ -47,9 +47,7 @@ use tests::backend::TestApi;
 
 /// A fresh API for one case.
 pub async fn api(name: &str) -> TestApi {
-    TestApi::start(name)
-        .await
-        .unwrap_or_else(|e| panic!("starting the API for {name}: {e:#}"))
+    TestApi::start(name).await.unwrap_or_else(|e| panic!("starting the API for {name}: {e:#}"))
 }
 
 /// True (and a printed note) when a simulator-only case runs on a real server.
@@ -88,38 +86,20 @@ pub struct Raw {
 }
 
 /// Sends a raw request through the kube client (its auth and TLS).
-pub async fn raw(
-    client: &kube::Client,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    content_type: &str,
-) -> Raw {
+pub async fn raw(client: &kube::Client, method: &str, path: &str, body: Option<&str>, content_type: &str) -> Raw {
     let mut req = http::Request::builder().method(method).uri(path);
     if body.is_some() {
         req = req.header("content-type", content_type);
     }
-    let req = req
-        .body(kube::client::Body::from(
-            body.unwrap_or_default().as_bytes().to_vec(),
-        ))
-        .expect("a valid request");
+    let req =
+        req.body(kube::client::Body::from(body.unwrap_or_default().as_bytes().to_vec())).expect("a valid request");
     let resp = client.send(req).await.expect("the server answers");
     let code = resp.status().as_u16();
-    let warnings = resp
-        .headers()
-        .get_all("warning")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect();
+    let warnings =
+        resp.headers().get_all("warning").iter().filter_map(|v| v.to_str().ok().map(str::to_owned)).collect();
     let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    Raw {
-        code,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        text,
-        warnings,
-    }
+    Raw { code, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null), text, warnings }
 }
 
 /// Polls `f` until it returns Some, or panics after `secs` seconds.
@@ -133,10 +113,7 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -146,17 +123,11 @@ pub fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
 }
 
 pub fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-    kv.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 pub fn rv_of(m: &kube::api::ObjectMeta) -> u64 {
-    m.resource_version
-        .as_deref()
-        .unwrap_or_default()
-        .parse()
-        .expect("a numeric resourceVersion")
+    m.resource_version.as_deref().unwrap_or_default().parse().expect("a numeric resourceVersion")
 }
 
 pub async fn create_configmap(api: &TestApi, name: &str, l: &[(&str, &str)]) -> ConfigMap {
@@ -172,30 +143,24 @@ pub async fn create_configmap(api: &TestApi, name: &str, l: &[(&str, &str)]) -> 
 pub async fn create_node(api: &TestApi, base: &str) -> Node {
     let nodes: Api<Node> = Api::all(api.client.clone());
     nodes
-        .create(&PostParams::default(), &obj(json!({"metadata": {"name": api.name(base), "labels": {"kubernetes.io/hostname": api.name(base)}}})))
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": api.name(base), "labels": {"kubernetes.io/hostname": api.name(base)}}})),
+        )
         .await
         .expect("node created")
 }
 
 /// A pod (on `node` if given) with labels, running as `sa`.
-pub async fn create_pod(
-    api: &TestApi,
-    name: &str,
-    node: Option<&str>,
-    l: &[(&str, &str)],
-    sa: &str,
-) -> Pod {
+pub async fn create_pod(api: &TestApi, name: &str, node: Option<&str>, l: &[(&str, &str)], sa: &str) -> Pod {
     let pods: Api<Pod> = Api::namespaced(api.client.clone(), &api.namespace);
     let mut spec = json!({"serviceAccountName": sa, "containers": [{"name": "c", "image": "example.com/app:1.0"}]});
     if let Some(n) = node {
         spec["nodeName"] = json!(n);
     }
-    pods.create(
-        &PostParams::default(),
-        &obj(json!({"metadata": {"name": name, "labels": labels(l)}, "spec": spec})),
-    )
-    .await
-    .expect("pod created")
+    pods.create(&PostParams::default(), &obj(json!({"metadata": {"name": name, "labels": labels(l)}, "spec": spec})))
+        .await
+        .expect("pod created")
 }
 
 /// Marks a pod Running and Ready (or not) through its status subresource, as a kubelet would.
@@ -205,7 +170,9 @@ pub async fn set_pod_ready(api: &TestApi, name: &str, ready: bool) {
     pods.patch_status(
         name,
         &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": status}]}})),
+        &kube::api::Patch::Merge(
+            json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": status}]}}),
+        ),
     )
     .await
     .expect("pod status patched");

@@ -116,31 +116,15 @@ impl Tokens {
         token: &str,
         audiences: Option<&[String]>,
     ) -> Result<Option<(Identity, Vec<String>)>, String> {
-        let wanted: Vec<String> =
-            audiences.map_or_else(|| self.api_audiences.clone(), <[String]>::to_vec);
+        let wanted: Vec<String> = audiences.map_or_else(|| self.api_audiences.clone(), <[String]>::to_vec);
         if token == self.admin {
-            let common: Vec<String> = wanted
-                .iter()
-                .filter(|a| self.api_audiences.contains(a))
-                .cloned()
-                .collect();
+            let common: Vec<String> = wanted.iter().filter(|a| self.api_audiences.contains(a)).cloned().collect();
             return Ok((!common.is_empty()).then(|| (Self::admin_identity(), common)));
         }
-        let Some(t) = self
-            .issued
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(token)
-            .cloned()
-        else {
+        let Some(t) = self.issued.lock().unwrap_or_else(|e| e.into_inner()).get(token).cloned() else {
             return Ok(None);
         };
-        let common: Vec<String> = t
-            .audiences
-            .iter()
-            .filter(|a| wanted.contains(a))
-            .cloned()
-            .collect();
+        let common: Vec<String> = t.audiences.iter().filter(|a| wanted.contains(a)).cloned().collect();
         if common.is_empty() {
             return Err(format!(
                 "token audiences {} is invalid for the target audiences {}",
@@ -152,9 +136,7 @@ impl Tokens {
             return Err("service account token has expired".into());
         }
         let invalidated = || "service account token has been invalidated".to_owned();
-        let sa = inner
-            .get(&Gr::new("", "serviceaccounts"), &t.ns, &t.sa)
-            .ok_or_else(invalidated)?;
+        let sa = inner.get(&Gr::new("", "serviceaccounts"), &t.ns, &t.sa).ok_or_else(invalidated)?;
         if sa.uid != t.sa_uid {
             return Err(invalidated());
         }
@@ -198,9 +180,11 @@ impl Tokens {
         body: &[u8],
         dry_run: bool,
     ) -> ApiResult<Value> {
-        let mut req = super::builtin::check_request_object::<
-            k8s_openapi::api::authentication::v1::TokenRequest,
-        >(body, "authentication.k8s.io/v1", "TokenRequest")?;
+        let mut req = super::builtin::check_request_object::<k8s_openapi::api::authentication::v1::TokenRequest>(
+            body,
+            "authentication.k8s.io/v1",
+            "TokenRequest",
+        )?;
         let spec = super::util::obj_mut(&mut req, "spec");
         let exp = match spec.get("expirationSeconds").filter(|v| !v.is_null()) {
             None => 3600,
@@ -208,10 +192,7 @@ impl Tokens {
         };
         spec.insert("expirationSeconds".into(), json!(exp));
         let audiences: Vec<String> = match spec.get("audiences").and_then(Value::as_array) {
-            Some(a) if !a.is_empty() => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
+            Some(a) if !a.is_empty() => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
             _ => self.api_audiences.clone(),
         };
         spec.insert("audiences".into(), json!(audiences));
@@ -224,10 +205,7 @@ impl Tokens {
                 vec![Cause::invalid(
                     "spec.expirationSeconds",
                     &json!(exp),
-                    &format!(
-                        "may not specify a duration less than {}",
-                        go_duration(self.min_expiration)
-                    ),
+                    &format!("may not specify a duration less than {}", go_duration(self.min_expiration)),
                 )],
             ));
         }
@@ -257,32 +235,14 @@ impl Tokens {
             extra: BTreeMap::new(),
         };
         let mut extra = |k: &str, v: &str| {
-            identity.extra.insert(
-                format!("authentication.kubernetes.io/{k}"),
-                vec![v.to_owned()],
-            );
+            identity.extra.insert(format!("authentication.kubernetes.io/{k}"), vec![v.to_owned()]);
         };
         extra("credential-id", &format!("JTI={}", super::util::uuid()));
         let mut bound = None;
-        if let Some(r) = spec
-            .get("boundObjectRef")
-            .filter(|r| r.is_object())
-            .cloned()
-        {
-            let kind = r
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let api_version = r
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let bname = r
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
+        if let Some(r) = spec.get("boundObjectRef").filter(|r| r.is_object()).cloned() {
+            let kind = r.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let api_version = r.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+            let bname = r.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
             if bname.is_empty() {
                 return Err(ApiError::bad_request("Name parameter required."));
             }
@@ -328,11 +288,7 @@ impl Tokens {
                     )));
                 }
             };
-            if let Some(want) = r
-                .get("uid")
-                .and_then(Value::as_str)
-                .filter(|u| !u.is_empty() && *u != uid)
-            {
+            if let Some(want) = r.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty() && *u != uid) {
                 return Err(ApiError::conflict(
                     &kind,
                     "",
@@ -342,22 +298,13 @@ impl Tokens {
                     ),
                 ));
             }
-            if let Some(m) = spec
-                .get_mut("boundObjectRef")
-                .and_then(Value::as_object_mut)
-            {
+            if let Some(m) = spec.get_mut("boundObjectRef").and_then(Value::as_object_mut) {
                 m.insert("uid".into(), json!(uid));
             }
-            bound = Some(Bound {
-                kind,
-                name: bname,
-                uid,
-            });
+            bound = Some(Bound { kind, name: bname, uid });
         }
         let now = jiff::Timestamp::now();
-        let expires = now
-            .checked_add(jiff::SignedDuration::from_secs(exp))
-            .unwrap_or(now);
+        let expires = now.checked_add(jiff::SignedDuration::from_secs(exp)).unwrap_or(now);
         let token = if dry_run {
             String::new()
         } else {
@@ -382,27 +329,20 @@ impl Tokens {
 
     /// `POST tokenreviews`.
     pub fn token_review(&self, inner: &Inner, body: &[u8]) -> ApiResult<Value> {
-        let req = super::builtin::check_request_object::<
-            k8s_openapi::api::authentication::v1::TokenReview,
-        >(body, "authentication.k8s.io/v1", "TokenReview")?;
-        let token = req
-            .pointer("/spec/token")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let req = super::builtin::check_request_object::<k8s_openapi::api::authentication::v1::TokenReview>(
+            body,
+            "authentication.k8s.io/v1",
+            "TokenReview",
+        )?;
+        let token = req.pointer("/spec/token").and_then(Value::as_str).unwrap_or_default();
         if token.is_empty() {
-            return Err(ApiError::bad_request(
-                "token is required for TokenReview in authentication",
-            ));
+            return Err(ApiError::bad_request("token is required for TokenReview in authentication"));
         }
         let audiences: Option<Vec<String>> = req
             .pointer("/spec/audiences")
             .and_then(Value::as_array)
             .filter(|a| !a.is_empty())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_owned))
-                    .collect()
-            });
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect());
         let status = match self.authenticate(inner, token, audiences.as_deref()) {
             Ok(Some((id, auds))) => {
                 json!({"authenticated": true, "user": id.user_info(), "audiences": auds})

@@ -21,9 +21,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String
 /// unknown fields like the Go decoder; `Err` is a type error (400).
 /// Custom resources have no typed form: `Ok(None)`.
 pub fn typed(rt: &ResourceType, v: &Value) -> Result<Option<Value>, String> {
-    use k8s_openapi::api::{
-        coordination::v1 as coord, core::v1 as core, events::v1 as events, policy::v1 as policy,
-    };
+    use k8s_openapi::api::{coordination::v1 as coord, core::v1 as core, events::v1 as events, policy::v1 as policy};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
     let out = match rt.flavor {
         Flavor::Namespace => roundtrip::<core::Namespace>(v),
@@ -65,17 +63,10 @@ pub fn check_request_object<T: DeserializeOwned + Serialize>(
     };
     for k in ["apiVersion", "kind"] {
         if m.get(k).is_some_and(|x| !x.is_string() && !x.is_null()) {
-            return Err(unrecognized(format!(
-                "json: cannot unmarshal into Go struct field .{k} of type string"
-            )));
+            return Err(unrecognized(format!("json: cannot unmarshal into Go struct field .{k} of type string")));
         }
     }
-    let given = |k: &str| {
-        m.get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
+    let given = |k: &str| m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
     let (given_av, given_kind) = (given("apiVersion"), given("kind"));
     let ok_av = |av: &str| av == api_version || (kind == "Eviction" && av == "policy/v1beta1");
     if let Some(av) = given_av.as_deref().filter(|av| !ok_av(av)) {
@@ -118,11 +109,7 @@ pub fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<St
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 match b.get(k) {
                     None => out.push(p),
                     Some(bv) => unknown_fields(v, bv, &p, out),
@@ -144,17 +131,11 @@ fn image_pull_policy(image: &str) -> &'static str {
         Some((_, t)) if !t.contains('/') => t,
         _ => "",
     };
-    if tag.is_empty() || tag == "latest" {
-        "Always"
-    } else {
-        "IfNotPresent"
-    }
+    if tag.is_empty() || tag == "latest" { "Always" } else { "IfNotPresent" }
 }
 
 fn default_str(m: &mut Map<String, Value>, k: &str, v: Value) {
-    let absent = m
-        .get(k)
-        .is_none_or(|x| x.is_null() || x.as_str() == Some(""));
+    let absent = m.get(k).is_none_or(|x| x.is_null() || x.as_str() == Some(""));
     if absent {
         m.insert(k.to_owned(), v);
     }
@@ -166,10 +147,7 @@ fn default_pod(v: &mut Value) {
     default_str(spec, "restartPolicy", json!("Always"));
     default_str(spec, "dnsPolicy", json!("ClusterFirst"));
     default_str(spec, "schedulerName", json!("default-scheduler"));
-    if spec
-        .get("terminationGracePeriodSeconds")
-        .is_none_or(Value::is_null)
-    {
+    if spec.get("terminationGracePeriodSeconds").is_none_or(Value::is_null) {
         spec.insert("terminationGracePeriodSeconds".into(), json!(30));
     }
     if spec.get("securityContext").is_none_or(Value::is_null) {
@@ -182,11 +160,7 @@ fn default_pod(v: &mut Value) {
         .get("serviceAccountName")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .or_else(|| {
-            spec.get("serviceAccount")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        })
+        .or_else(|| spec.get("serviceAccount").and_then(Value::as_str).filter(|s| !s.is_empty()))
         .unwrap_or("default")
         .to_owned();
     spec.insert("serviceAccountName".into(), json!(sa));
@@ -199,11 +173,7 @@ fn default_pod(v: &mut Value) {
                 if c.get("resources").is_none_or(Value::is_null) {
                     c.insert("resources".into(), json!({}));
                 }
-                let image = c
-                    .get("image")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
+                let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_owned();
                 default_str(c, "imagePullPolicy", json!(image_pull_policy(&image)));
             }
         }
@@ -217,9 +187,7 @@ pub fn prepare_create(rt: &ResourceType, v: &mut Value) {
     }
     match rt.flavor {
         Flavor::Namespace => {
-            let name = get_str(v, &["metadata", "name"])
-                .unwrap_or_default()
-                .to_owned();
+            let name = get_str(v, &["metadata", "name"]).unwrap_or_default().to_owned();
             if let Some(m) = v.as_object_mut() {
                 m.insert("status".into(), json!({"phase": "Active"}));
                 m.entry("spec").or_insert_with(|| json!({}));
@@ -229,10 +197,7 @@ pub fn prepare_create(rt: &ResourceType, v: &mut Value) {
         }
         Flavor::Pod => {
             if let Some(m) = v.as_object_mut() {
-                m.insert(
-                    "status".into(),
-                    json!({"phase": "Pending", "qosClass": "BestEffort"}),
-                );
+                m.insert("status".into(), json!({"phase": "Pending", "qosClass": "BestEffort"}));
             }
             default_pod(v);
         }
@@ -255,14 +220,9 @@ pub fn apply_defaults(rt: &ResourceType, v: &mut Value) {
     if rt.flavor == Flavor::Crd
         && let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut)
     {
-        spec.entry("conversion")
-            .or_insert_with(|| json!({"strategy": "None"}));
+        spec.entry("conversion").or_insert_with(|| json!({"strategy": "None"}));
         if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
-            let kind = names
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
+            let kind = names.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
             default_str(names, "listKind", json!(format!("{kind}List")));
             default_str(names, "singular", json!(kind.to_lowercase()));
         }
@@ -293,25 +253,15 @@ pub fn validate(rt: &ResourceType, v: &Value, old: Option<&Value>) -> Vec<Cause>
             }
         }
         Flavor::Lease => {
-            if let Some(d) = v
-                .pointer("/spec/leaseDurationSeconds")
-                .and_then(Value::as_i64)
+            if let Some(d) = v.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64)
                 && d <= 0
             {
-                errs.push(Cause::invalid(
-                    "spec.leaseDurationSeconds",
-                    &json!(d),
-                    "must be greater than 0",
-                ));
+                errs.push(Cause::invalid("spec.leaseDurationSeconds", &json!(d), "must be greater than 0"));
             }
             if let Some(t) = v.pointer("/spec/leaseTransitions").and_then(Value::as_i64)
                 && t < 0
             {
-                errs.push(Cause::invalid(
-                    "spec.leaseTransitions",
-                    &json!(t),
-                    "must be greater than or equal to 0",
-                ));
+                errs.push(Cause::invalid("spec.leaseTransitions", &json!(t), "must be greater than or equal to 0"));
             }
         }
         Flavor::Pdb => errs.extend(validate_pdb(v)),
@@ -322,9 +272,7 @@ pub fn validate(rt: &ResourceType, v: &Value, old: Option<&Value>) -> Vec<Cause>
                 ("/action", "action"),
                 ("/reason", "reason"),
             ] {
-                if v.pointer(path)
-                    .is_none_or(|x| x.is_null() || x.as_str() == Some(""))
-                {
+                if v.pointer(path).is_none_or(|x| x.is_null() || x.as_str() == Some("")) {
                     errs.push(Cause::required(field, ""));
                 }
             }
@@ -340,10 +288,7 @@ fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
         if let Some(m) = s.as_object_mut() {
             m.remove("activeDeadlineSeconds");
             m.remove("tolerations");
-            let old_node = old_spec
-                .and_then(|o| o.get("nodeName"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let old_node = old_spec.and_then(|o| o.get("nodeName")).and_then(Value::as_str).unwrap_or_default();
             if old_node.is_empty() {
                 m.remove("nodeName");
             }
@@ -371,16 +316,11 @@ pub fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Result<i64, Stri
     match v {
         Value::Number(n) => n.as_i64().ok_or_else(|| format!("invalid value {n}")),
         Value::String(s) => {
-            let pct: i64 = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| format!("invalid value for IntOrString: invalid type: string is not a percentage: {s:?}"))?;
+            let pct: i64 = s.strip_suffix('%').and_then(|p| p.parse().ok()).ok_or_else(|| {
+                format!("invalid value for IntOrString: invalid type: string is not a percentage: {s:?}")
+            })?;
             let scaled = pct * total;
-            Ok(if round_up {
-                (scaled + 99).div_euclid(100)
-            } else {
-                scaled.div_euclid(100)
-            })
+            Ok(if round_up { (scaled + 99).div_euclid(100) } else { scaled.div_euclid(100) })
         }
         other => Err(format!("invalid value {other}")),
     }
@@ -391,11 +331,7 @@ fn validate_pdb(v: &Value) -> Vec<Cause> {
     let spec = v.get("spec").cloned().unwrap_or(Value::Null);
     let (min, max) = (spec.get("minAvailable"), spec.get("maxUnavailable"));
     if min.is_some_and(|x| !x.is_null()) && max.is_some_and(|x| !x.is_null()) {
-        errs.push(Cause::invalid(
-            "spec",
-            &json!("<spec>"),
-            "minAvailable and maxUnavailable cannot be both set",
-        ));
+        errs.push(Cause::invalid("spec", &json!("<spec>"), "minAvailable and maxUnavailable cannot be both set"));
     }
     for (name, val) in [("minAvailable", min), ("maxUnavailable", max)] {
         match val {
@@ -424,9 +360,7 @@ fn validate_pdb(v: &Value) -> Vec<Cause> {
     {
         errs.push(Cause::invalid("spec.selector", sel, &e));
     }
-    if let Some(p) = spec
-        .get("unhealthyPodEvictionPolicy")
-        .filter(|p| !p.is_null())
+    if let Some(p) = spec.get("unhealthyPodEvictionPolicy").filter(|p| !p.is_null())
         && p.as_str() != Some("IfHealthyBudget")
         && p.as_str() != Some("AlwaysAllow")
     {
@@ -459,11 +393,7 @@ pub fn validate_labels(v: &Value) -> Vec<Cause> {
             let s = f.as_str().unwrap_or_default();
             let name = s.rsplit_once('/').map_or(s, |(_, n)| n);
             if name.is_empty() {
-                errs.push(Cause::invalid(
-                    "metadata.finalizers",
-                    f,
-                    "name part must be non-empty",
-                ));
+                errs.push(Cause::invalid("metadata.finalizers", f, "name part must be non-empty"));
             } else if LabelSelector::parse(s).is_err() {
                 errs.push(Cause::invalid("metadata.finalizers", f, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
             }
@@ -487,10 +417,7 @@ mod tests {
         let t = typed(&rt("configmaps"), &cm).unwrap().unwrap();
         let mut unknown = Vec::new();
         unknown_fields(&cm, &t, "", &mut unknown);
-        assert_eq!(
-            unknown,
-            vec!["foo".to_string(), "metadata.bogus".to_string()]
-        );
+        assert_eq!(unknown, vec!["foo".to_string(), "metadata.bogus".to_string()]);
         let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"x": 1}});
         assert!(typed(&rt("configmaps"), &bad).is_err());
     }
@@ -501,10 +428,7 @@ mod tests {
         prepare_create(&rt("pods"), &mut p);
         assert_eq!(p["status"]["phase"], "Pending");
         assert_eq!(p["spec"]["serviceAccountName"], "default");
-        assert_eq!(
-            p["spec"]["containers"][0]["imagePullPolicy"],
-            "IfNotPresent"
-        );
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
         let mut changed = p.clone();
         changed["spec"]["restartPolicy"] = json!("Never");
         assert_eq!(validate(&rt("pods"), &changed, Some(&p)).len(), 1);

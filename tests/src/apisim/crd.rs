@@ -49,26 +49,16 @@ pub fn type_from_crd(crd: &Value) -> Option<ResourceType> {
     let group = s(&["group"])?;
     let plural = s(&["names", "plural"])?;
     let kind = s(&["names", "kind"])?;
-    let singular = s(&["names", "singular"])
-        .filter(|x| !x.is_empty())
-        .unwrap_or_else(|| kind.to_lowercase());
+    let singular = s(&["names", "singular"]).filter(|x| !x.is_empty()).unwrap_or_else(|| kind.to_lowercase());
     let strings = |p: &str| -> Vec<String> {
         spec.pointer(p)
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_owned))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
             .unwrap_or_default()
     };
     let versions = spec.get("versions")?.as_array()?;
-    let mut info = CrdInfo {
-        crd_name: get_str(crd, &["metadata", "name"])
-            .unwrap_or_default()
-            .to_owned(),
-        ..CrdInfo::default()
-    };
+    let mut info =
+        CrdInfo { crd_name: get_str(crd, &["metadata", "name"]).unwrap_or_default().to_owned(), ..CrdInfo::default() };
     let mut served = Vec::new();
     let mut storage = None;
     for v in versions {
@@ -91,12 +81,7 @@ pub fn type_from_crd(crd: &Value) -> Option<ResourceType> {
             .map(|cols| {
                 cols.iter()
                     .map(|c| {
-                        let cs = |k: &str| {
-                            c.get(k)
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_owned()
-                        };
+                        let cs = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
                         PrinterColumn {
                             name: cs("name"),
                             type_: cs("type"),
@@ -148,38 +133,23 @@ pub fn validate(inner: &Inner, crd: &Value, old: Option<&Value>) -> Vec<Cause> {
         errs.push(Cause::required("spec.names.kind", ""));
     }
     if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
-        errs.push(Cause::invalid(
-            "metadata.name",
-            &json!(name),
-            "must be spec.names.plural+\".\"+spec.group",
-        ));
+        errs.push(Cause::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
     }
     match get_str(&spec, &["scope"]) {
         Some("Namespaced" | "Cluster") => {}
-        Some(other) => errs.push(Cause::not_supported(
-            "spec.scope",
-            &json!(other),
-            &["Cluster".into(), "Namespaced".into()],
-        )),
+        Some(other) => {
+            errs.push(Cause::not_supported("spec.scope", &json!(other), &["Cluster".into(), "Namespaced".into()]))
+        }
         None => errs.push(Cause::required("spec.scope", "")),
     }
-    let versions = spec
-        .get("versions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let versions = spec.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
     if versions.is_empty() {
         errs.push(Cause::invalid(
             "spec.versions",
             &json!([]),
             "must have exactly one version marked as storage version",
         ));
-    } else if versions
-        .iter()
-        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-        .count()
-        != 1
-    {
+    } else if versions.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).count() != 1 {
         errs.push(Cause::invalid(
             "spec.versions",
             &json!("<versions>"),
@@ -188,36 +158,23 @@ pub fn validate(inner: &Inner, crd: &Value, old: Option<&Value>) -> Vec<Cause> {
     }
     for (i, v) in versions.iter().enumerate() {
         if v.pointer("/schema/openAPIV3Schema").is_none() {
-            errs.push(Cause::required(
-                format!("spec.versions[{i}].schema.openAPIV3Schema"),
-                "schemas are required",
-            ));
+            errs.push(Cause::required(format!("spec.versions[{i}].schema.openAPIV3Schema"), "schemas are required"));
         }
     }
     if let Some(old) = old {
         for (path, label) in [("/spec/group", "spec.group"), ("/spec/scope", "spec.scope")] {
             if old.pointer(path) != crd.pointer(path) {
-                errs.push(Cause::invalid(
-                    label,
-                    crd.pointer(path).unwrap_or(&Value::Null),
-                    "field is immutable",
-                ));
+                errs.push(Cause::invalid(label, crd.pointer(path).unwrap_or(&Value::Null), "field is immutable"));
             }
         }
     } else if !group.is_empty() && !plural.is_empty() && is_builtin(inner, group, plural) {
-        errs.push(Cause::invalid(
-            "spec.group",
-            &json!(group),
-            "must not collide with a built-in resource",
-        ));
+        errs.push(Cause::invalid("spec.group", &json!(group), "must not collide with a built-in resource"));
     }
     errs
 }
 
 fn is_builtin(inner: &Inner, group: &str, plural: &str) -> bool {
-    inner
-        .rt(&Gr::new(group, plural))
-        .is_some_and(|rt| !rt.is_custom())
+    inner.rt(&Gr::new(group, plural)).is_some_and(|rt| !rt.is_custom())
 }
 
 /// Registers (or refreshes) the type of a stored CRD and marks the CRD
@@ -235,10 +192,7 @@ pub fn established(inner: &mut Inner, stored: &Arc<Obj>) {
     let storage = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
-        .and_then(|vs| {
-            vs.iter()
-                .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-        })
+        .and_then(|vs| vs.iter().find(|v| v.get("storage").and_then(Value::as_bool) == Some(true)))
         .and_then(|v| v.get("name"))
         .cloned()
         .unwrap_or(Value::Null);
@@ -246,10 +200,7 @@ pub fn established(inner: &mut Inner, stored: &Arc<Obj>) {
         && crd
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Established" && c["status"] == "True")
-            });
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
     if done {
         return;
     }
@@ -265,10 +216,7 @@ pub fn established(inner: &mut Inner, stored: &Arc<Obj>) {
     if let Some(m) = crd.as_object_mut() {
         m.insert("status".into(), status);
     }
-    inner.commit(
-        &Gr::new("apiextensions.k8s.io", "customresourcedefinitions"),
-        crd,
-    );
+    inner.commit(&Gr::new("apiextensions.k8s.io", "customresourcedefinitions"), crd);
 }
 
 /// A deleted CRD takes its objects and its type with it.

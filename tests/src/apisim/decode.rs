@@ -51,16 +51,8 @@ pub fn check_type(rt: &ResourceType, v: &mut Value) -> ApiResult<()> {
             )));
         }
     }
-    let av = v
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let kind = v
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let av = v.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
     let (group, version) = match av.rsplit_once('/') {
         Some((g, ver)) => (g.to_owned(), ver.to_owned()),
         None => (String::new(), av.clone()),
@@ -68,11 +60,7 @@ pub fn check_type(rt: &ResourceType, v: &mut Value) -> ApiResult<()> {
     if rt.is_custom() {
         check_custom_type(rt, v, &av, &kind, &group, &version)?;
     }
-    let shown_kind = if kind.is_empty() {
-        rt.kind.clone()
-    } else {
-        kind.clone()
-    };
+    let shown_kind = if kind.is_empty() { rt.kind.clone() } else { kind.clone() };
     if !kind.is_empty() && kind != rt.kind {
         return Err(ApiError::bad_request(format!(
             "{shown_kind} in version {version:?} cannot be handled as a {}: converting ({version}.{kind}) to ({version}.{}): unknown conversion",
@@ -93,14 +81,7 @@ pub fn check_type(rt: &ResourceType, v: &mut Value) -> ApiResult<()> {
 }
 
 /// apiextensions-apiserver's checks of a custom object's type fields.
-fn check_custom_type(
-    rt: &ResourceType,
-    v: &Value,
-    av: &str,
-    kind: &str,
-    group: &str,
-    version: &str,
-) -> ApiResult<()> {
+fn check_custom_type(rt: &ResourceType, v: &Value, av: &str, kind: &str, group: &str, version: &str) -> ApiResult<()> {
     if group != rt.group || !rt.serves(version) {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({av}) does not match the expected API version ({})",
@@ -119,11 +100,7 @@ fn check_custom_type(
             kind,
             &rt.group,
             name,
-            vec![Cause::invalid(
-                "kind",
-                &json!(kind),
-                &format!("must be {}", rt.kind),
-            )],
+            vec![Cause::invalid("kind", &json!(kind), &format!("must be {}", rt.kind))],
         ));
     }
     Ok(())
@@ -148,20 +125,12 @@ pub fn decode(rt: &ResourceType, v: Value, opts: &mut WriteOpts) -> ApiResult<Va
 }
 
 /// [`decode`] for a given [`Source`].
-pub fn decode_with(
-    rt: &ResourceType,
-    mut v: Value,
-    opts: &mut WriteOpts,
-    source: Source,
-) -> ApiResult<Value> {
+pub fn decode_with(rt: &ResourceType, mut v: Value, opts: &mut WriteOpts, source: Source) -> ApiResult<Value> {
     check_type(rt, &mut v)?;
     let input = v.clone();
     let cannot = |why: String| {
         let version = rt.version.clone();
-        ApiError::bad_request(format!(
-            "{} in version {version:?} cannot be handled as a {}: {why}",
-            rt.kind, rt.kind
-        ))
+        ApiError::bad_request(format!("{} in version {version:?} cannot be handled as a {}: {why}", rt.kind, rt.kind))
     };
     let mut unknown = Vec::new();
     let out = if let Some(schema) = rt.schema() {
@@ -172,24 +141,12 @@ pub fn decode_with(
         if let Some(m) = pruned.as_object_mut() {
             m.insert("metadata".into(), typed_meta);
         }
-        schema::prune_with(
-            &mut pruned,
-            schema,
-            "",
-            true,
-            source != Source::Apply,
-            &mut unknown,
-        );
+        schema::prune_with(&mut pruned, schema, "", true, source != Source::Apply, &mut unknown);
         unknown.sort();
         pruned
     } else {
-        let typed = builtin::typed(rt, &v).map_err(|why| {
-            if source == Source::Apply {
-                typed_patch_error(rt, &v, &why)
-            } else {
-                cannot(why)
-            }
-        })?;
+        let typed = builtin::typed(rt, &v)
+            .map_err(|why| if source == Source::Apply { typed_patch_error(rt, &v, &why) } else { cannot(why) })?;
         match typed {
             // An apply configuration stays partial: the typed form would add
             // the zero values of required fields, which the applier does not own.
@@ -209,34 +166,20 @@ pub fn decode_with(
         return Ok(out);
     }
     if source == Source::Apply {
-        let errs: Vec<String> = unknown
-            .iter()
-            .map(|f| format!(".{f}: field not declared in schema"))
-            .collect();
+        let errs: Vec<String> = unknown.iter().map(|f| format!(".{f}: field not declared in schema")).collect();
         let text = match errs.as_slice() {
             [one] => one.clone(),
             many => format!("errors:\n  {}", many.join("\n  ")),
         };
         return Err(typed_patch_error(rt, &input, &text));
     }
-    let list: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
+    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
     match opts.validation {
         FieldValidation::Strict if source == Source::Patch => {
             let detail = format!("strict decoding error: {}", list.join(", "));
-            Err(ApiError::invalid(
-                "",
-                "",
-                "",
-                vec![Cause::invalid("patch", &json!(input.to_string()), &detail)],
-            ))
+            Err(ApiError::invalid("", "", "", vec![Cause::invalid("patch", &json!(input.to_string()), &detail)]))
         }
-        FieldValidation::Strict => Err(cannot(format!(
-            "strict decoding error: {}",
-            list.join(", ")
-        ))),
+        FieldValidation::Strict => Err(cannot(format!("strict decoding error: {}", list.join(", ")))),
         FieldValidation::Warn => {
             opts.warnings.extend(list);
             Ok(out)

@@ -30,13 +30,8 @@ pub fn api(server_address: &str) -> Value {
     })
 }
 
-const BUILTIN_ORDER: &[&str] = &[
-    "coordination.k8s.io",
-    "authentication.k8s.io",
-    "policy",
-    "events.k8s.io",
-    "apiextensions.k8s.io",
-];
+const BUILTIN_ORDER: &[&str] =
+    &["coordination.k8s.io", "authentication.k8s.io", "policy", "events.k8s.io", "apiextensions.k8s.io"];
 
 fn all_types(inner: &Inner) -> Vec<&ResourceType> {
     let mut v: Vec<&ResourceType> = inner.types().map(|t| &*t.rt).collect();
@@ -72,10 +67,7 @@ fn groups(inner: &Inner) -> Vec<(String, Vec<String>)> {
             add_group(&mut out, g, &t.served);
         }
     }
-    let mut custom: Vec<&ResourceType> = all_types(inner)
-        .into_iter()
-        .filter(|t| t.is_custom())
-        .collect();
+    let mut custom: Vec<&ResourceType> = all_types(inner).into_iter().filter(|t| t.is_custom()).collect();
     custom.sort_by(|a, b| a.group.cmp(&b.group));
     for t in custom {
         add_group(&mut out, &t.group, &t.served);
@@ -84,18 +76,13 @@ fn groups(inner: &Inner) -> Vec<(String, Vec<String>)> {
 }
 
 fn group_json(name: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
-        .collect();
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
     json!({"name": name, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
 }
 
 pub fn apis(inner: &Inner) -> Value {
-    let groups: Vec<Value> = groups(inner)
-        .iter()
-        .map(|(n, vs)| group_json(n, vs))
-        .collect();
+    let groups: Vec<Value> = groups(inner).iter().map(|(n, vs)| group_json(n, vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -108,7 +95,8 @@ pub fn group(inner: &Inner, name: &str) -> Option<Value> {
 }
 
 fn virtual_json(v: &Virtual) -> Value {
-    let mut r = json!({"name": v.name, "singularName": "", "namespaced": v.namespaced, "kind": v.kind, "verbs": ["create"]});
+    let mut r =
+        json!({"name": v.name, "singularName": "", "namespaced": v.namespaced, "kind": v.kind, "verbs": ["create"]});
     if let Some((g, ver)) = v.kind_gv {
         r["group"] = json!(g);
         r["version"] = json!(ver);
@@ -123,20 +111,14 @@ fn virtual_json(v: &Virtual) -> Value {
 /// of `group/version/kind`, base64.
 pub fn storage_version_hash(group: &str, version: &str, kind: &str) -> String {
     use base64::Engine;
-    let d = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{group}/{version}/{kind}").as_bytes(),
-    );
+    let d = ring::digest::digest(&ring::digest::SHA256, format!("{group}/{version}/{kind}").as_bytes());
     base64::engine::general_purpose::STANDARD.encode(&d.as_ref()[..8])
 }
 
 /// `/api/v1` or `/apis/{group}/{version}`; None when not served.
 pub fn resource_list(inner: &Inner, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for t in all_types(inner)
-        .into_iter()
-        .filter(|t| t.group == group && t.serves(version))
-    {
+    for t in all_types(inner).into_iter().filter(|t| t.group == group && t.serves(version)) {
         let mut r = json!({
             "name": t.plural,
             "singularName": t.singular,
@@ -164,12 +146,7 @@ pub fn resource_list(inner: &Inner, group: &str, version: &str) -> Option<Value>
         }
     }
     if version == "v1" {
-        resources.extend(
-            virtuals()
-                .iter()
-                .filter(|v| v.group == group)
-                .map(virtual_json),
-        );
+        resources.extend(virtuals().iter().filter(|v| v.group == group).map(virtual_json));
     }
     if resources.is_empty() {
         return None;
@@ -177,9 +154,7 @@ pub fn resource_list(inner: &Inner, group: &str, version: &str) -> Option<Value>
     resources.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     if group.is_empty() {
         // The core list comes without an apiVersion.
-        return Some(
-            json!({"kind": "APIResourceList", "groupVersion": version, "resources": resources}),
-        );
+        return Some(json!({"kind": "APIResourceList", "groupVersion": version, "resources": resources}));
     }
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group}/{version}"), "resources": resources}),

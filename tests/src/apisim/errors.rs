@@ -22,52 +22,30 @@ impl Cause {
         }
     }
     pub fn required(field: impl Into<String>, detail: &str) -> Cause {
-        let message = if detail.is_empty() {
-            "Required value".to_owned()
-        } else {
-            format!("Required value: {detail}")
-        };
-        Cause {
-            reason: "FieldValueRequired",
-            message,
-            field: field.into(),
-        }
+        let message = if detail.is_empty() { "Required value".to_owned() } else { format!("Required value: {detail}") };
+        Cause { reason: "FieldValueRequired", message, field: field.into() }
     }
     pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[String]) -> Cause {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         Cause {
             reason: "FieldValueNotSupported",
-            message: format!(
-                "Unsupported value: {}: supported values: {}",
-                go_value(value),
-                list.join(", ")
-            ),
+            message: format!("Unsupported value: {}: supported values: {}", go_value(value), list.join(", ")),
             field: field.into(),
         }
     }
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Cause {
-        Cause {
-            reason: "FieldValueForbidden",
-            message: format!("Forbidden: {detail}"),
-            field: field.into(),
-        }
+        Cause { reason: "FieldValueForbidden", message: format!("Forbidden: {detail}"), field: field.into() }
     }
     /// A value of the wrong JSON type (CR schema validation).
     pub fn type_invalid(field: &str, actual: &str, expected: &str) -> Cause {
         Cause {
             reason: "FieldValueTypeInvalid",
-            message: format!(
-                "Invalid value: \"{actual}\": {field} in body must be of type {expected}: \"{actual}\""
-            ),
+            message: format!("Invalid value: \"{actual}\": {field} in body must be of type {expected}: \"{actual}\""),
             field: field.to_owned(),
         }
     }
     fn text(&self) -> String {
-        if self.field.is_empty() {
-            self.message.clone()
-        } else {
-            format!("{}: {}", self.field, self.message)
-        }
+        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
     }
 }
 
@@ -91,11 +69,7 @@ pub struct ApiError {
 
 /// `resource.group` as Go's `GroupResource.String()` prints it.
 pub fn qualified(resource: &str, group: &str) -> String {
-    if group.is_empty() {
-        resource.to_owned()
-    } else {
-        format!("{resource}.{group}")
-    }
+    if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") }
 }
 
 fn details(name: &str, group: &str, kind: &str) -> Value {
@@ -114,12 +88,7 @@ fn details(name: &str, group: &str, kind: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            reason: reason.to_owned(),
-            message: message.into(),
-            details: None,
-        }
+        ApiError { code, reason: reason.to_owned(), message: message.into(), details: None }
     }
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);
@@ -129,30 +98,19 @@ impl ApiError {
         ApiError::new(400, "BadRequest", message)
     }
     pub fn not_found(resource: &str, group: &str, name: &str) -> ApiError {
-        ApiError::new(
-            404,
-            "NotFound",
-            format!("{} {name:?} not found", qualified(resource, group)),
-        )
-        .with_details(details(name, group, resource))
+        ApiError::new(404, "NotFound", format!("{} {name:?} not found", qualified(resource, group)))
+            .with_details(details(name, group, resource))
     }
     pub fn already_exists(resource: &str, group: &str, name: &str) -> ApiError {
-        ApiError::new(
-            409,
-            "AlreadyExists",
-            format!("{} {name:?} already exists", qualified(resource, group)),
-        )
-        .with_details(details(name, group, resource))
+        ApiError::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(resource, group)))
+            .with_details(details(name, group, resource))
     }
     /// 409 Conflict: `Operation cannot be fulfilled on <what> "<name>": <why>`.
     pub fn conflict(resource: &str, group: &str, name: &str, why: &str) -> ApiError {
         ApiError::new(
             409,
             "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} {name:?}: {why}",
-                qualified(resource, group)
-            ),
+            format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified(resource, group)),
         )
         .with_details(details(name, group, resource))
     }
@@ -167,11 +125,7 @@ impl ApiError {
     }
     /// 422 Invalid with field causes, as `apierrors.NewInvalid`.
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> ApiError {
-        let what = if kind.is_empty() {
-            String::new()
-        } else {
-            qualified(kind, group)
-        };
+        let what = if kind.is_empty() { String::new() } else { qualified(kind, group) };
         let message = match causes.as_slice() {
             [] => format!("{what} {name:?} is invalid"),
             [one] => format!("{what} {name:?} is invalid: {}", one.text()),
@@ -181,10 +135,8 @@ impl ApiError {
             }
         };
         let mut d = details(name, group, kind);
-        let list: Vec<Value> = causes
-            .iter()
-            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-            .collect();
+        let list: Vec<Value> =
+            causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
         if let Some(m) = d.as_object_mut() {
             m.insert("causes".into(), Value::Array(list));
         }
@@ -192,20 +144,14 @@ impl ApiError {
     }
     pub fn internal(message: impl Into<String>) -> ApiError {
         let m = message.into();
-        ApiError::new(
-            500,
-            "InternalError",
-            format!("Internal error occurred: {m}"),
-        )
-        .with_details(json!({"causes": [{"message": m}]}))
+        ApiError::new(500, "InternalError", format!("Internal error occurred: {m}"))
+            .with_details(json!({"causes": [{"message": m}]}))
     }
     pub fn unsupported_media_type(accepted: &str) -> ApiError {
         ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: {accepted}"
-            ),
+            format!("the body of the request was in an unknown format - accepted media types include: {accepted}"),
         )
     }
     pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
@@ -281,11 +227,7 @@ mod tests {
             "Lease",
             "coordination.k8s.io",
             "l2",
-            vec![Cause::invalid(
-                "spec.leaseDurationSeconds",
-                &json!(0),
-                "must be greater than 0",
-            )],
+            vec![Cause::invalid("spec.leaseDurationSeconds", &json!(0), "must be greater than 0")],
         );
         assert_eq!(
             one.message,
@@ -295,19 +237,13 @@ mod tests {
             "Widget",
             "example.com",
             "w3",
-            vec![
-                Cause::type_invalid("spec.size", "string", "integer"),
-                Cause::required("spec.inner.a", ""),
-            ],
+            vec![Cause::type_invalid("spec.size", "string", "integer"), Cause::required("spec.inner.a", "")],
         );
         assert_eq!(
             two.message,
             "Widget.example.com \"w3\" is invalid: [spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\", spec.inner.a: Required value]"
         );
-        assert_eq!(
-            two.to_status()["details"]["causes"][1]["reason"],
-            "FieldValueRequired"
-        );
+        assert_eq!(two.to_status()["details"]["causes"][1]["reason"], "FieldValueRequired");
     }
 
     #[test]

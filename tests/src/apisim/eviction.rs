@@ -35,14 +35,11 @@ fn is_ready(pod: &Value) -> bool {
 }
 
 fn terminating(pod: &Value) -> bool {
-    pod.pointer("/metadata/deletionTimestamp")
-        .is_some_and(|d| !d.is_null())
+    pod.pointer("/metadata/deletionTimestamp").is_some_and(|d| !d.is_null())
 }
 
 fn phase(pod: &Value) -> &str {
-    pod.pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+    pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default()
 }
 
 fn is_healthy(pod: &Value) -> bool {
@@ -74,11 +71,7 @@ fn compute_status(inner: &Inner, pdb: &Value) -> Result<Value, String> {
             .collect()
     };
     let now = jiff::Timestamp::now();
-    let prev = pdb
-        .pointer("/status/disruptedPods")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let prev = pdb.pointer("/status/disruptedPods").and_then(Value::as_object).cloned().unwrap_or_default();
     let mut disrupted = Map::new();
     let mut healthy = 0i64;
     for p in &pods {
@@ -126,11 +119,7 @@ fn compute_status(inner: &Inner, pdb: &Value) -> Result<Value, String> {
 
 /// The `DisruptionAllowed` condition, keeping its transition time if unchanged.
 fn condition(pdb: &Value, allowed: i64) -> Value {
-    let (status, reason) = if allowed > 0 {
-        ("True", "SufficientPods")
-    } else {
-        ("False", "InsufficientPods")
-    };
+    let (status, reason) = if allowed > 0 { ("True", "SufficientPods") } else { ("False", "InsufficientPods") };
     let prev = pdb
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -173,16 +162,10 @@ pub fn evict(
     body: &[u8],
     query: &super::route::Query,
 ) -> ApiResult<(u16, Value)> {
-    let ev = super::builtin::check_request_object::<k8s_openapi::api::policy::v1::Eviction>(
-        body,
-        "policy/v1",
-        "Eviction",
-    )?;
+    let ev =
+        super::builtin::check_request_object::<k8s_openapi::api::policy::v1::Eviction>(body, "policy/v1", "Eviction")?;
     let kind = ev.get("kind").and_then(Value::as_str).unwrap_or("Eviction");
-    let av = ev
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("policy/v1");
+    let av = ev.get("apiVersion").and_then(Value::as_str).unwrap_or("policy/v1");
     let version = av.rsplit_once('/').map_or(av, |(_, v)| v);
     if kind != "Eviction" {
         return Err(ApiError::bad_request(format!(
@@ -195,9 +178,7 @@ pub fn evict(
         )));
     }
     if get_str(&ev, &["metadata", "name"]).is_some_and(|n| !n.is_empty() && n != name) {
-        return Err(ApiError::bad_request(
-            "name in URL does not match name in Eviction object",
-        ));
+        return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
     }
     let mut opts = match ev.get("deleteOptions").filter(|d| !d.is_null()) {
         Some(d) => DeleteOpts::parse(d.to_string().as_bytes(), &super::route::Query::default())?,
@@ -206,9 +187,7 @@ pub fn evict(
     if query.get("dryRun").is_some_and(|d| !d.is_empty()) {
         opts.dry_run = true;
     }
-    let pod_obj = inner
-        .get(&pods(), ns, name)
-        .ok_or_else(|| ApiError::not_found("pods", "", name))?;
+    let pod_obj = inner.get(&pods(), ns, name).ok_or_else(|| ApiError::not_found("pods", "", name))?;
     let pod = pod_obj.value();
     if matches!(phase(&pod), "Succeeded" | "Failed" | "Pending") || terminating(&pod) {
         return delete_pod(inner, pods_rt, ns, name, opts);
@@ -233,10 +212,7 @@ pub fn evict(
     }
     if let Some(pdb) = matching.first() {
         let mut status = compute_status(inner, pdb).map_err(ApiError::internal)?;
-        let always = pdb
-            .pointer("/spec/unhealthyPodEvictionPolicy")
-            .and_then(Value::as_str)
-            == Some("AlwaysAllow");
+        let always = pdb.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str) == Some("AlwaysAllow");
         let current = status["currentHealthy"].as_i64().unwrap_or(0);
         let desired = status["desiredHealthy"].as_i64().unwrap_or(0);
         if !is_ready(&pod) && (always || (current >= desired && desired > 0)) {
@@ -248,9 +224,7 @@ pub fn evict(
         }
         let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0);
         if allowed <= 0 {
-            let pdb_name = get_str(pdb, &["metadata", "name"])
-                .unwrap_or_default()
-                .to_owned();
+            let pdb_name = get_str(pdb, &["metadata", "name"]).unwrap_or_default().to_owned();
             write_status(inner, pdb, status, opts.dry_run);
             return Err(ApiError::new(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
                 .with_details(json!({"causes": [{"reason": "DisruptionBudget",
@@ -283,11 +257,7 @@ fn delete_pod(
     if !opts.dry_run
         && let Some(cur) = inner.get(&pods(), ns, name)
     {
-        if let Some(uid) = opts
-            .uid
-            .as_deref()
-            .filter(|u| !u.is_empty() && *u != cur.uid)
-        {
+        if let Some(uid) = opts.uid.as_deref().filter(|u| !u.is_empty() && *u != cur.uid) {
             return Err(ApiError::conflict(
                 "pods",
                 "",
@@ -298,11 +268,7 @@ fn delete_pod(
                 ),
             ));
         }
-        if let Some(rv) = opts
-            .rv
-            .as_deref()
-            .filter(|r| !r.is_empty() && *r != cur.rv.to_string())
-        {
+        if let Some(rv) = opts.rv.as_deref().filter(|r| !r.is_empty() && *r != cur.rv.to_string()) {
             return Err(ApiError::conflict(
                 "pods",
                 "",

@@ -115,10 +115,7 @@ pub struct Faults {
 
 impl Faults {
     pub(crate) fn new(store: &Arc<Store>) -> Faults {
-        Faults {
-            state: Mutex::new(FaultState::default()),
-            store: Arc::downgrade(store),
-        }
+        Faults { state: Mutex::new(FaultState::default()), store: Arc::downgrade(store) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, FaultState> {
@@ -128,11 +125,7 @@ impl Faults {
     /// The next `n` requests matching `m` fail with HTTP `code` (a `Status`
     /// with the usual reason for that code).
     pub fn fail_next(&self, m: FaultMatch, n: u32, code: u16) {
-        self.state().fails.push(FailRule {
-            matcher: m,
-            remaining: n,
-            code,
-        });
+        self.state().fails.push(FailRule { matcher: m, remaining: n, code });
     }
 
     /// Requests matching `m` are answered `d` later (cumulative with other delays).
@@ -161,9 +154,7 @@ impl Faults {
     /// Ends every open watch stream now (clients see the stream end and
     /// re-watch, like after an API server restart or a load balancer reset).
     pub fn close_all_watches(&self) -> usize {
-        self.store
-            .upgrade()
-            .map_or(0, |s| s.lock().close_watches(&|_| true))
+        self.store.upgrade().map_or(0, |s| s.lock().close_watches(&|_| true))
     }
 
     /// Clears every fault.
@@ -174,20 +165,11 @@ impl Faults {
     /// Decides about one request (consumes one use of a matching fail rule).
     pub(crate) fn check(&self, r: &RequestInfo) -> (Verdict, Duration) {
         let mut st = self.state();
-        let delay = st
-            .delays
-            .iter()
-            .filter(|(m, _)| m.matches(r))
-            .map(|(_, d)| *d)
-            .sum();
+        let delay = st.delays.iter().filter(|(m, _)| m.matches(r)).map(|(_, d)| *d).sum();
         if st.partitioned.contains(&r.user) {
             return (Verdict::Drop, delay);
         }
-        if let Some(rule) = st
-            .fails
-            .iter_mut()
-            .find(|f| f.remaining > 0 && f.matcher.matches(r))
-        {
+        if let Some(rule) = st.fails.iter_mut().find(|f| f.remaining > 0 && f.matcher.matches(r)) {
             rule.remaining -= 1;
             let code = rule.code;
             st.fails.retain(|f| f.remaining > 0);
@@ -217,11 +199,7 @@ const WRITE_VERBS: &[&str] = &["create", "update", "patch", "delete", "deletecol
 
 impl RequestStats {
     fn sum(&self, f: impl Fn(&str, &str, &str) -> bool) -> u64 {
-        self.counts
-            .iter()
-            .filter(|((v, r, u), _)| f(v, r, u))
-            .map(|(_, n)| n)
-            .sum()
+        self.counts.iter().filter(|((v, r, u), _)| f(v, r, u)).map(|(_, n)| n).sum()
     }
     pub fn total(&self) -> u64 {
         self.sum(|_, _, _| true)
@@ -248,8 +226,7 @@ impl RequestStats {
     }
     /// The difference `self - earlier` (for measuring one phase of a test).
     pub fn since(&self, earlier: &RequestStats) -> RequestStats {
-        let sub = |a: &BTreeMap<(String, String, String), u64>,
-                   b: &BTreeMap<(String, String, String), u64>| {
+        let sub = |a: &BTreeMap<(String, String, String), u64>, b: &BTreeMap<(String, String, String), u64>| {
             a.iter()
                 .filter_map(|(k, n)| {
                     let d = n.saturating_sub(*b.get(k).unwrap_or(&0));
@@ -257,10 +234,7 @@ impl RequestStats {
                 })
                 .collect()
         };
-        RequestStats {
-            counts: sub(&self.counts, &earlier.counts),
-            errors: sub(&self.errors, &earlier.errors),
-        }
+        RequestStats { counts: sub(&self.counts, &earlier.counts), errors: sub(&self.errors, &earlier.errors) }
     }
 }
 
@@ -273,10 +247,7 @@ pub struct RequestLog {
 
 impl RequestLog {
     pub fn new(keep: usize) -> RequestLog {
-        RequestLog {
-            inner: Mutex::new((RequestStats::default(), VecDeque::new())),
-            keep,
-        }
+        RequestLog { inner: Mutex::new((RequestStats::default(), VecDeque::new())), keep }
     }
 
     pub fn record(&self, info: RequestInfo, code: u16) {
@@ -295,21 +266,11 @@ impl RequestLog {
     }
 
     pub fn stats(&self) -> RequestStats {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
     }
 
     pub fn recent(&self) -> Vec<LoggedRequest> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .iter()
-            .cloned()
-            .collect()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.iter().cloned().collect()
     }
 }
 
@@ -318,30 +279,15 @@ mod tests {
     use super::*;
 
     fn req(verb: &str, resource: &str, user: &str) -> RequestInfo {
-        RequestInfo {
-            verb: verb.into(),
-            resource: resource.into(),
-            user: user.into(),
-            ..RequestInfo::default()
-        }
+        RequestInfo { verb: verb.into(), resource: resource.into(), user: user.into(), ..RequestInfo::default() }
     }
 
     #[test]
     fn fail_next_counts_down_and_partition_drops() {
         let store = Arc::new(Store::new(Vec::new(), 10));
         let f = Faults::new(&store);
-        f.fail_next(
-            FaultMatch::new()
-                .verb("update")
-                .resource("leases")
-                .user("u"),
-            2,
-            503,
-        );
-        assert_eq!(
-            f.check(&req("update", "leases", "other")).0,
-            Verdict::Proceed
-        );
+        f.fail_next(FaultMatch::new().verb("update").resource("leases").user("u"), 2, 503);
+        assert_eq!(f.check(&req("update", "leases", "other")).0, Verdict::Proceed);
         assert_eq!(f.check(&req("update", "leases", "u")).0, Verdict::Fail(503));
         assert_eq!(f.check(&req("get", "leases", "u")).0, Verdict::Proceed);
         assert_eq!(f.check(&req("update", "leases", "u")).0, Verdict::Fail(503));
@@ -351,10 +297,7 @@ mod tests {
         f.heal_user("u");
         assert_eq!(f.check(&req("get", "pods", "u")).0, Verdict::Proceed);
         f.delay(FaultMatch::new().resource("pods"), Duration::from_millis(5));
-        assert_eq!(
-            f.check(&req("get", "pods", "u")).1,
-            Duration::from_millis(5)
-        );
+        assert_eq!(f.check(&req("get", "pods", "u")).1, Duration::from_millis(5));
     }
 
     #[test]
@@ -364,15 +307,7 @@ mod tests {
         log.record(req("get", "leases", "a"), 200);
         log.record(req("create", "pods/eviction", "b"), 429);
         let s = log.stats();
-        assert_eq!(
-            (
-                s.total(),
-                s.writes(),
-                s.count("create", "pods/eviction"),
-                s.by_user("a")
-            ),
-            (3, 2, 1, 2)
-        );
+        assert_eq!((s.total(), s.writes(), s.count("create", "pods/eviction"), s.by_user("a")), (3, 2, 1, 2));
         assert_eq!(s.errors.len(), 1);
         assert_eq!(log.recent().len(), 2);
         let before = s.clone();

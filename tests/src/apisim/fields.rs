@@ -36,11 +36,7 @@ pub fn list_kind(rt: &ResourceType, path: &[&str]) -> ListKind {
         for p in path {
             s = match s.get("properties").and_then(|ps| ps.get(*p)) {
                 Some(x) => x,
-                None => match s
-                    .get("items")
-                    .and_then(|i| i.get("properties"))
-                    .and_then(|ps| ps.get(*p))
-                {
+                None => match s.get("items").and_then(|i| i.get("properties")).and_then(|ps| ps.get(*p)) {
                     Some(x) => x,
                     None => break,
                 },
@@ -51,11 +47,7 @@ pub fn list_kind(rt: &ResourceType, path: &[&str]) -> ListKind {
                 let ks: Vec<String> = s
                     .get("x-kubernetes-list-map-keys")
                     .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|k| k.as_str().map(str::to_owned))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default();
                 return ListKind::Map(ks);
             }
@@ -68,10 +60,7 @@ pub fn list_kind(rt: &ResourceType, path: &[&str]) -> ListKind {
         ["metadata", "ownerReferences"] => keys(&["uid"]),
         ["status", "conditions"] if !rt.is_custom() => keys(&["type"]),
         ["status", "addresses"] => keys(&["type"]),
-        [
-            "spec",
-            "containers" | "initContainers" | "ephemeralContainers" | "volumes",
-        ] => keys(&["name"]),
+        ["spec", "containers" | "initContainers" | "ephemeralContainers" | "volumes"] => keys(&["name"]),
         ["spec", "containers" | "initContainers", "env"] => keys(&["name"]),
         ["spec", "containers" | "initContainers", "ports"] => keys(&["containerPort", "protocol"]),
         ["status", "containerStatuses" | "initContainerStatuses"] => keys(&["name"]),
@@ -122,10 +111,7 @@ impl<'a> Walk<'a> {
                     if prefix.is_empty() && !tracked_top(k) {
                         continue;
                     }
-                    if self.names.len() == 1
-                        && self.names[0] == "metadata"
-                        && !OWNED_META.contains(&k.as_str())
-                    {
+                    if self.names.len() == 1 && self.names[0] == "metadata" && !OWNED_META.contains(&k.as_str()) {
                         continue;
                     }
                     let mut p = prefix.clone();
@@ -200,10 +186,7 @@ impl<'a> Walk<'a> {
                     if prefix.is_empty() && !tracked_top(k) {
                         continue;
                     }
-                    if self.names.len() == 1
-                        && self.names[0] == "metadata"
-                        && !OWNED_META.contains(&k.as_str())
-                    {
+                    if self.names.len() == 1 && self.names[0] == "metadata" && !OWNED_META.contains(&k.as_str()) {
                         continue;
                     }
                     let mut p = prefix.clone();
@@ -223,8 +206,7 @@ impl<'a> Walk<'a> {
             }
             (Some(Value::Array(o)), Value::Array(n)) => match list_kind(self.rt, &self.names) {
                 ListKind::Map(keys) => {
-                    let olds: Vec<(Option<String>, &Value)> =
-                        o.iter().map(|i| (key_element(i, &keys), i)).collect();
+                    let olds: Vec<(Option<String>, &Value)> = o.iter().map(|i| (key_element(i, &keys), i)).collect();
                     let mut seen = BTreeSet::new();
                     for it in n {
                         let Some(el) = key_element(it, &keys) else {
@@ -233,10 +215,7 @@ impl<'a> Walk<'a> {
                         };
                         let mut p = prefix.clone();
                         p.push(el.clone());
-                        let prev = olds
-                            .iter()
-                            .find(|(k, _)| k.as_deref() == Some(el.as_str()))
-                            .map(|(_, v)| *v);
+                        let prev = olds.iter().find(|(k, _)| k.as_deref() == Some(el.as_str())).map(|(_, v)| *v);
                         if prev.is_none() {
                             set.insert(p.clone());
                         }
@@ -299,27 +278,15 @@ impl<'a> Walk<'a> {
 /// The paths an applied configuration sets.
 pub fn fieldset_of(rt: &ResourceType, v: &Value) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
-    Walk {
-        rt,
-        names: Vec::new(),
-    }
-    .collect(v, &Vec::new(), false, &mut out);
+    Walk { rt, names: Vec::new() }.collect(v, &Vec::new(), false, &mut out);
     // Map items own themselves ("." in fieldsV1).
     out
 }
 
 /// What an update changed: (set or changed paths, removed paths).
-pub fn diff(
-    rt: &ResourceType,
-    old: Option<&Value>,
-    new: &Value,
-) -> (BTreeSet<Path>, BTreeSet<Path>) {
+pub fn diff(rt: &ResourceType, old: Option<&Value>, new: &Value) -> (BTreeSet<Path>, BTreeSet<Path>) {
     let (mut set, mut removed) = (BTreeSet::new(), BTreeSet::new());
-    Walk {
-        rt,
-        names: Vec::new(),
-    }
-    .diff(old, new, &Vec::new(), &mut set, &mut removed);
+    Walk { rt, names: Vec::new() }.diff(old, new, &Vec::new(), &mut set, &mut removed);
     // The top-level struct fields of built-in objects always exist: never "created".
     if !rt.is_custom() {
         for top in ["f:metadata", "f:spec", "f:status"] {
@@ -389,9 +356,7 @@ pub fn from_fields_v1(v: &Value) -> BTreeSet<Path> {
 pub fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -410,10 +375,7 @@ fn find_index(items: &[Value], el: &str) -> Option<usize> {
         let key: Map<String, Value> = serde_json::from_str(k).ok()?;
         return items.iter().position(|it| {
             key.iter().all(|(kk, kv)| {
-                let actual = it
-                    .get(kk)
-                    .cloned()
-                    .or_else(|| (kk == "protocol").then(|| json!("TCP")));
+                let actual = it.get(kk).cloned().or_else(|| (kk == "protocol").then(|| json!("TCP")));
                 actual.as_ref() == Some(kv)
             })
         });

@@ -64,19 +64,10 @@ fn write_opts(method: &Method, q: &Query, h: &Headers) -> ApiResult<WriteOpts> {
         Some(m) => m.to_owned(),
         None => {
             let ua = h.user_agent.split('/').next().unwrap_or_default().trim();
-            if ua.is_empty() {
-                "unknown".to_owned()
-            } else {
-                ua.to_owned()
-            }
+            if ua.is_empty() { "unknown".to_owned() } else { ua.to_owned() }
         }
     };
-    Ok(WriteOpts {
-        dry_run: q.get("dryRun").is_some_and(|d| !d.is_empty()),
-        manager,
-        validation,
-        warnings: Vec::new(),
-    })
+    Ok(WriteOpts { dry_run: q.get("dryRun").is_some_and(|d| !d.is_empty()), manager, validation, warnings: Vec::new() })
 }
 
 /// How a POST/PUT body is encoded.
@@ -91,13 +82,7 @@ enum BodyFormat {
 /// commands send; anything else is refused like a server that does not
 /// speak it.
 fn body_format(method: &Method, h: &Headers) -> ApiResult<BodyFormat> {
-    let ct = h
-        .content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let ct = h.content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     if *method != Method::POST && *method != Method::PUT {
         return Ok(BodyFormat::Json);
     }
@@ -105,9 +90,7 @@ fn body_format(method: &Method, h: &Headers) -> ApiResult<BodyFormat> {
         "" | "application/json" | "*/*" => Ok(BodyFormat::Json),
         "application/yaml" => Ok(BodyFormat::Yaml),
         "application/vnd.kubernetes.protobuf" => Ok(BodyFormat::Protobuf),
-        _ => Err(ApiError::unsupported_media_type(
-            "application/json, application/yaml",
-        )),
+        _ => Err(ApiError::unsupported_media_type("application/json, application/yaml")),
     }
 }
 
@@ -122,17 +105,9 @@ pub fn resource(
     body: &Bytes,
 ) -> ApiResult<Reply> {
     let ns = p.namespace.clone().unwrap_or_default();
-    if (
-        p.group.as_str(),
-        p.resource.as_str(),
-        p.version.as_str(),
-        method,
-    ) == (
-        "authentication.k8s.io",
-        "selfsubjectreviews",
-        "v1",
-        &Method::POST,
-    ) {
+    if (p.group.as_str(), p.resource.as_str(), p.version.as_str(), method)
+        == ("authentication.k8s.io", "selfsubjectreviews", "v1", &Method::POST)
+    {
         // The body carries nothing (kubectl sends it as protobuf).
         return Ok(Reply::value(201, &self_subject_review(user)));
     }
@@ -148,29 +123,17 @@ pub fn resource(
             &json_body
         }
         BodyFormat::Protobuf => {
-            let v = super::proto::to_json(body).ok_or_else(|| {
-                ApiError::unsupported_media_type("application/json, application/yaml")
-            })?;
+            let v = super::proto::to_json(body)
+                .ok_or_else(|| ApiError::unsupported_media_type("application/json, application/yaml"))?;
             json_body = Bytes::from(v.to_string());
             &json_body
         }
     };
     // Endpoints that are not stored types.
-    match (
-        p.group.as_str(),
-        p.resource.as_str(),
-        p.name.as_deref(),
-        p.sub.as_deref(),
-        method,
-    ) {
-        ("authentication.k8s.io", "tokenreviews", None, None, &Method::POST)
-            if p.version == "v1" =>
-        {
+    match (p.group.as_str(), p.resource.as_str(), p.name.as_deref(), p.sub.as_deref(), method) {
+        ("authentication.k8s.io", "tokenreviews", None, None, &Method::POST) if p.version == "v1" => {
             let inner = shared.store.lock();
-            return Ok(Reply::value(
-                201,
-                &shared.tokens.token_review(&inner, body)?,
-            ));
+            return Ok(Reply::value(201, &shared.tokens.token_review(&inner, body)?));
         }
         ("", "pods", Some(name), Some("eviction"), &Method::POST) if p.namespace.is_some() => {
             let mut inner = shared.store.lock();
@@ -178,23 +141,14 @@ pub fn resource(
             let (code, v) = eviction::evict(&mut inner, &rt, &ns, name, body, q)?;
             return Ok(Reply::value(code, &v));
         }
-        ("", "serviceaccounts", Some(name), Some("token"), &Method::POST)
-            if p.namespace.is_some() =>
-        {
+        ("", "serviceaccounts", Some(name), Some("token"), &Method::POST) if p.namespace.is_some() => {
             let inner = shared.store.lock();
             let dry = q.get("dryRun").is_some_and(|d| !d.is_empty());
-            return Ok(Reply::value(
-                201,
-                &shared.tokens.token_request(&inner, &ns, name, body, dry)?,
-            ));
+            return Ok(Reply::value(201, &shared.tokens.token_request(&inner, &ns, name, body, dry)?));
         }
         _ => {}
     }
-    let rt = shared
-        .store
-        .lock()
-        .rt(&Gr::new(&p.group, &p.resource))
-        .ok_or_else(not_served)?;
+    let rt = shared.store.lock().rt(&Gr::new(&p.group, &p.resource)).ok_or_else(not_served)?;
     if !rt.serves(&p.version) || (!rt.namespaced && p.namespace.is_some()) {
         return Err(not_served());
     }
@@ -221,18 +175,8 @@ pub fn resource(
             let mut opts = write_opts(method, q, h)?;
             let v = decode::parse_object(&rt, body, false)?;
             let v = decode::decode(&rt, v, &mut opts)?;
-            let stored = write::update(
-                &mut shared.store.lock(),
-                &rt,
-                ns_key,
-                name,
-                v,
-                part,
-                &opts,
-                true,
-            )?;
-            Ok(Reply::json(200, read::served(&rt, &p.version, &stored))
-                .with_warnings(opts.warnings))
+            let stored = write::update(&mut shared.store.lock(), &rt, ns_key, name, v, part, &opts, true)?;
+            Ok(Reply::json(200, read::served(&rt, &p.version, &stored)).with_warnings(opts.warnings))
         }
         (&Method::PATCH, Some(name)) => patch(shared, &rt, p, ns_key, name, part, q, h, body),
         (&Method::DELETE, Some(name)) if part == Part::Main => {
@@ -283,13 +227,7 @@ fn deleted_reply(rt: &ResourceType, version: &str, out: Deleted) -> Reply {
     }
 }
 
-fn delete_collection(
-    shared: &Shared,
-    rt: &ResourceType,
-    p: &ResPath,
-    q: &Query,
-    body: &Bytes,
-) -> ApiResult<Reply> {
+fn delete_collection(shared: &Shared, rt: &ResourceType, p: &ResPath, q: &Query, body: &Bytes) -> ApiResult<Reply> {
     let opts = DeleteOpts::parse(body, q)?;
     let f = read::filter(rt, p, q)?;
     let mut inner = shared.store.lock();
@@ -306,11 +244,7 @@ fn delete_collection(
         match delete::delete(&mut inner, rt, &ns, &name, &opts) {
             Ok(Deleted::Gone(o) | Deleted::Pending(o)) => {
                 // Like Go's typed lists, built-in items carry no apiVersion/kind.
-                items.push(if rt.is_custom() {
-                    read::served(rt, &p.version, &o)
-                } else {
-                    o.json.clone()
-                })
+                items.push(if rt.is_custom() { read::served(rt, &p.version, &o) } else { o.json.clone() })
             }
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
@@ -334,8 +268,7 @@ fn delete_collection(
     Ok(Reply::json(200, Bytes::from(out)))
 }
 
-const PATCH_TYPES: &str =
-    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
+const PATCH_TYPES: &str = "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
 
 #[allow(clippy::too_many_arguments)]
 fn patch(
@@ -349,13 +282,7 @@ fn patch(
     h: &Headers,
     body: &Bytes,
 ) -> ApiResult<Reply> {
-    let ct = h
-        .content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let ct = h.content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     let mut opts = write_opts(&Method::PATCH, q, h)?;
     let all_types = format!("{PATCH_TYPES}, application/strategic-merge-patch+json");
     match ct.as_str() {
@@ -367,21 +294,16 @@ fn patch(
         _ if rt.is_custom() => return Err(ApiError::unsupported_media_type(PATCH_TYPES)),
         _ => return Err(ApiError::unsupported_media_type(&all_types)),
     }
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut inner = shared.store.lock();
-    let cur = inner
-        .get(&rt.gr(), ns, name)
-        .ok_or_else(|| ApiError::not_found(&rt.plural, &rt.group, name))?;
-    let mut v: Value =
-        serde_json::from_slice(&cur.with_type(&rt.api_version(), &rt.kind)).unwrap_or(Value::Null);
+    let cur = inner.get(&rt.gr(), ns, name).ok_or_else(|| ApiError::not_found(&rt.plural, &rt.group, name))?;
+    let mut v: Value = serde_json::from_slice(&cur.with_type(&rt.api_version(), &rt.kind)).unwrap_or(Value::Null);
     match ct.as_str() {
         "application/json-patch+json" => patch::json_patch(&mut v, &doc)?,
         "application/merge-patch+json" => {
             if !doc.is_object() {
-                return Err(ApiError::bad_request(
-                    "error decoding patch: a merge patch must be a JSON object",
-                ));
+                return Err(ApiError::bad_request("error decoding patch: a merge patch must be a JSON object"));
             }
             patch::merge_patch(&mut v, &doc);
         }
@@ -418,17 +340,12 @@ fn apply(
             "PatchOptions",
             "meta.k8s.io",
             "",
-            vec![Cause::required(
-                "fieldManager",
-                "is required for apply patch",
-            )],
+            vec![Cause::required("fieldManager", "is required for apply patch")],
         ));
     }
     let force = q.flag("force");
     let raw = decode::parse_object(rt, body, true)?;
-    if raw.get("apiVersion").is_none_or(Value::is_null)
-        || raw.get("kind").is_none_or(Value::is_null)
-    {
+    if raw.get("apiVersion").is_none_or(Value::is_null) || raw.get("kind").is_none_or(Value::is_null) {
         return Err(ApiError::bad_request(format!(
             "invalid object type: {}, Kind={}",
             raw.get("apiVersion").and_then(Value::as_str).unwrap_or("/"),
@@ -436,10 +353,7 @@ fn apply(
         )));
     }
     let mut applied = decode::decode_with(rt, raw, &mut opts, decode::Source::Apply)?;
-    let body_name = applied
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let body_name = applied.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     if body_name != name {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
@@ -450,9 +364,7 @@ fn apply(
             Part::Main if rt.status => {
                 m.remove("status");
             }
-            Part::Status => {
-                m.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"))
-            }
+            Part::Status => m.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status")),
             Part::Main => {}
         }
     }
@@ -461,27 +373,20 @@ fn apply(
     let sub = part.subresource();
     let (code, stored) = match cur {
         Some(cur) => {
-            let mut cv: Value = serde_json::from_slice(&cur.with_type(&rt.api_version(), &rt.kind))
-                .unwrap_or(Value::Null);
+            let mut cv: Value =
+                serde_json::from_slice(&cur.with_type(&rt.api_version(), &rt.kind)).unwrap_or(Value::Null);
             let merged = managed::apply(rt, &cv, &applied, &opts.manager, force, sub)?;
             // The merged object goes through decoding again for defaults.
             let merged = decode::decode(rt, merged, &mut WriteOpts::default())?;
-            if let Some(rv) = applied
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
+            if let Some(rv) = applied.pointer("/metadata/resourceVersion").and_then(Value::as_str)
                 && rv != cur.rv.to_string()
             {
                 return Err(ApiError::stale(&rt.plural, &rt.group, name));
             }
-            super::util::meta_mut(&mut cv)
-                .insert("resourceVersion".into(), json!(cur.rv.to_string()));
+            super::util::meta_mut(&mut cv).insert("resourceVersion".into(), json!(cur.rv.to_string()));
             let mut merged = merged;
-            super::util::meta_mut(&mut merged)
-                .insert("resourceVersion".into(), json!(cur.rv.to_string()));
-            (
-                200,
-                write::update(&mut inner, rt, ns, name, merged, part, &opts, false)?,
-            )
+            super::util::meta_mut(&mut merged).insert("resourceVersion".into(), json!(cur.rv.to_string()));
+            (200, write::update(&mut inner, rt, ns, name, merged, part, &opts, false)?)
         }
         None if part == Part::Status => {
             return Err(ApiError::not_found(&rt.plural, &rt.group, name));
@@ -490,10 +395,7 @@ fn apply(
             let skeleton = json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": {"name": name}});
             let merged = managed::apply(rt, &skeleton, &applied, &opts.manager, force, sub)?;
             let merged = decode::decode(rt, merged, &mut WriteOpts::default())?;
-            (
-                201,
-                write::create(&mut inner, rt, ns, merged, &opts, false)?,
-            )
+            (201, write::create(&mut inner, rt, ns, merged, &opts, false)?)
         }
     };
     drop(inner);

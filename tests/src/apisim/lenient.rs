@@ -3,9 +3,7 @@
 //! becomes that type's zero value (`""`, `0`, `false`, an empty struct, list
 //! or map) instead of an error. Optional fields stay `None`.
 
-use serde::de::{
-    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// A `serde_json::Value` deserializer with Go's null handling.
@@ -18,14 +16,8 @@ struct Seq<'a>(std::slice::Iter<'a, Value>);
 
 impl<'de, 'a: 'de> SeqAccess<'de> for Seq<'a> {
     type Error = E;
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, E> {
-        self.0
-            .next()
-            .map(|v| seed.deserialize(Lenient(v)))
-            .transpose()
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, E> {
+        self.0.next().map(|v| seed.deserialize(Lenient(v))).transpose()
     }
 }
 
@@ -40,8 +32,7 @@ impl<'de, 'a: 'de> MapAccess<'de> for Obj<'a> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                let key: de::value::BorrowedStrDeserializer<'de, E> =
-                    de::value::BorrowedStrDeserializer::new(k);
+                let key: de::value::BorrowedStrDeserializer<'de, E> = de::value::BorrowedStrDeserializer::new(k);
                 seed.deserialize(key).map(Some)
             }
             None => Ok(None),
@@ -75,10 +66,7 @@ impl<'de, 'a: 'de> Deserializer<'de> for Lenient<'a> {
             }
             Value::String(s) => visitor.visit_borrowed_str(s),
             Value::Array(a) => visitor.visit_seq(Seq(a.iter())),
-            Value::Object(m) => visitor.visit_map(Obj {
-                iter: m.iter(),
-                value: None,
-            }),
+            Value::Object(m) => visitor.visit_map(Obj { iter: m.iter(), value: None }),
         }
     }
 
@@ -109,10 +97,7 @@ impl<'de, 'a: 'de> Deserializer<'de> for Lenient<'a> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
         match self.0 {
-            Value::Null => visitor.visit_map(Obj {
-                iter: EMPTY.iter(),
-                value: None,
-            }),
+            Value::Null => visitor.visit_map(Obj { iter: EMPTY.iter(), value: None }),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -155,11 +140,7 @@ impl<'de, 'a: 'de> Deserializer<'de> for Lenient<'a> {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, E> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, E> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -206,19 +187,12 @@ mod tests {
         assert_eq!(pod.metadata.finalizers.unwrap(), vec![String::new()]);
         let spec = pod.spec.unwrap();
         assert_eq!(spec.containers[0].name, "");
-        assert_eq!(
-            spec.containers[1].ports.as_ref().unwrap()[0].container_port,
-            0
-        );
+        assert_eq!(spec.containers[1].ports.as_ref().unwrap()[0].container_port, 0);
         assert_eq!(spec.node_name, None);
         let bad: Result<k8s_openapi::api::core::v1::Pod, _> =
             from_value(&json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": 5}}));
         assert!(bad.is_err());
-        let ios: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString =
-            from_value(&json!("50%")).unwrap();
-        assert_eq!(
-            ios,
-            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("50%".into())
-        );
+        let ios: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString = from_value(&json!("50%")).unwrap();
+        assert_eq!(ios, k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("50%".into()));
     }
 }

@@ -9,8 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::errors::{ApiError, ApiResult};
 use super::fields::{
-    ListKind, Path, diff, fieldset_of, from_fields_v1, list_kind, remove_at, to_fields_v1, under,
-    value_at,
+    ListKind, Path, diff, fieldset_of, from_fields_v1, list_kind, remove_at, to_fields_v1, under, value_at,
 };
 use super::resources::ResourceType;
 use super::util::now_rfc3339;
@@ -52,20 +51,12 @@ impl Entry {
 }
 
 pub fn read_entries(obj: &Value) -> Vec<Entry> {
-    let Some(list) = obj
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
+    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
         return Vec::new();
     };
     list.iter()
         .map(|e| {
-            let s = |k: &str| {
-                e.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
             Entry {
                 manager: s("manager"),
                 operation: s("operation"),
@@ -80,11 +71,7 @@ pub fn read_entries(obj: &Value) -> Vec<Entry> {
 
 pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
     let meta = super::util::meta_mut(obj);
-    let list: Vec<Value> = entries
-        .iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(Entry::to_json)
-        .collect();
+    let list: Vec<Value> = entries.iter().filter(|e| !e.fields.is_empty()).map(Entry::to_json).collect();
     if list.is_empty() {
         meta.remove("managedFields");
     } else {
@@ -102,13 +89,7 @@ fn without_managed(v: &Value) -> Value {
 
 /// Records a non-apply write by `manager` that turned `old` into `new`.
 /// The body's own `managedFields`, when it has them, replace the old ones.
-pub fn record_update(
-    rt: &ResourceType,
-    old: Option<&Value>,
-    new: &mut Value,
-    manager: &str,
-    subresource: &str,
-) {
+pub fn record_update(rt: &ResourceType, old: Option<&Value>, new: &mut Value, manager: &str, subresource: &str) {
     let mut entries = if new.pointer("/metadata/managedFields").is_some() {
         read_entries(new)
     } else {
@@ -132,9 +113,10 @@ pub fn record_update(
             e.fields.retain(|p| !gone(p));
         }
     }
-    let idx = match entries.iter().position(|e| {
-        e.manager == manager && e.operation == "Update" && e.subresource == subresource
-    }) {
+    let idx = match entries
+        .iter()
+        .position(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource)
+    {
         Some(i) => i,
         None => {
             entries.push(Entry {
@@ -177,11 +159,7 @@ pub fn pretty_path(p: &[String]) -> String {
 fn conflict_error(entries: &[Entry], conflicts: &[(usize, Path)]) -> ApiError {
     let n = conflicts.len();
     let text = if let [(i, p)] = conflicts {
-        format!(
-            "conflict with {}: {}",
-            entries[*i].describe(),
-            pretty_path(p)
-        )
+        format!("conflict with {}: {}", entries[*i].describe(), pretty_path(p))
     } else {
         let mut managers: Vec<usize> = conflicts.iter().map(|(i, _)| *i).collect();
         managers.sort_by_key(|i| entries[*i].describe());
@@ -201,15 +179,8 @@ fn conflict_error(entries: &[Entry], conflicts: &[(usize, Path)]) -> ApiError {
             json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", entries[*i].describe()), "field": pretty_path(p)})
         })
         .collect();
-    ApiError::new(
-        409,
-        "Conflict",
-        format!(
-            "Apply failed with {n} conflict{}: {text}",
-            if n == 1 { "" } else { "s" }
-        ),
-    )
-    .with_details(json!({"causes": causes}))
+    ApiError::new(409, "Conflict", format!("Apply failed with {n} conflict{}: {text}", if n == 1 { "" } else { "s" }))
+        .with_details(json!({"causes": causes}))
 }
 
 fn merge(rt: &ResourceType, names: &mut Vec<String>, cur: &mut Value, applied: &Value) {
@@ -274,16 +245,10 @@ pub fn apply(
 ) -> ApiResult<Value> {
     let mut entries = read_entries(current);
     let new_set = fieldset_of(rt, applied);
-    let mine = entries.iter().position(|e| {
-        e.manager == manager && e.operation == "Apply" && e.subresource == subresource
-    });
+    let mine =
+        entries.iter().position(|e| e.manager == manager && e.operation == "Apply" && e.subresource == subresource);
     let old_set = mine.map(|i| entries[i].fields.clone()).unwrap_or_default();
-    let is_leaf = |p: &Path| {
-        new_set
-            .range(p.clone()..)
-            .nth(1)
-            .is_none_or(|next| !under(next, p))
-    };
+    let is_leaf = |p: &Path| new_set.range(p.clone()..).nth(1).is_none_or(|next| !under(next, p));
     let mut conflicts: Vec<(usize, Path)> = Vec::new();
     for p in new_set.iter().filter(|p| is_leaf(p)) {
         let (av, cv) = (value_at(applied, p), value_at(current, p));
@@ -309,10 +274,7 @@ pub fn apply(
     }
     let mut merged = without_managed(current);
     for p in old_set.difference(&new_set) {
-        let kept = entries
-            .iter()
-            .enumerate()
-            .any(|(i, e)| Some(i) != mine && e.fields.iter().any(|q| under(q, p)));
+        let kept = entries.iter().enumerate().any(|(i, e)| Some(i) != mine && e.fields.iter().any(|q| under(q, p)));
         if !kept {
             remove_at(&mut merged, p);
             drop_empty_parents(&mut merged, p);
@@ -361,10 +323,7 @@ mod tests {
     use crate::apisim::resources::builtins;
 
     fn lease() -> ResourceType {
-        builtins()
-            .into_iter()
-            .find(|r| r.plural == "leases")
-            .unwrap()
+        builtins().into_iter().find(|r| r.plural == "leases").unwrap()
     }
 
     #[test]
@@ -376,10 +335,7 @@ mod tests {
         assert_eq!(v1["spec"]["holderIdentity"], "a");
         let a2 = json!({"metadata": {"name": "s1"}, "spec": {"holderIdentity": "b"}});
         let err = apply(&rt, &v1, &a2, "m2", false, "").unwrap_err();
-        assert_eq!(
-            err.message,
-            "Apply failed with 1 conflict: conflict with \"m1\": .spec.holderIdentity"
-        );
+        assert_eq!(err.message, "Apply failed with 1 conflict: conflict with \"m1\": .spec.holderIdentity");
         let v2 = apply(&rt, &v1, &a2, "m2", true, "").unwrap();
         assert_eq!(v2["spec"]["holderIdentity"], "b");
         // m1 stops applying the label and holderIdentity (now m2's): the label goes.
@@ -395,9 +351,7 @@ mod tests {
         record_update(&rt, Some(&v3), &mut v4, "m3", "");
         let err = apply(&rt, &v4, &a3, "m1", false, "").unwrap_err();
         assert!(
-            err.message.contains(
-                "conflict with \"m3\" using coordination.k8s.io/v1: .spec.leaseDurationSeconds"
-            ),
+            err.message.contains("conflict with \"m3\" using coordination.k8s.io/v1: .spec.leaseDurationSeconds"),
             "{}",
             err.message
         );
@@ -412,11 +366,6 @@ mod tests {
         assert_eq!(out["status"]["conditions"].as_array().unwrap().len(), 2);
         assert_eq!(out["status"]["conditions"][0]["status"], "True");
         let fv1 = &out["metadata"]["managedFields"][0]["fieldsV1"];
-        assert!(
-            fv1["f:status"]["f:conditions"]["k:{\"type\":\"Ready\"}"]
-                .get("f:status")
-                .is_some(),
-            "{fv1}"
-        );
+        assert!(fv1["f:status"]["f:conditions"]["k:{\"type\":\"Ready\"}"].get("f:status").is_some(), "{fv1}");
     }
 }

@@ -249,21 +249,14 @@ impl ApiSim {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let store = Arc::new(store::Store::new(
-            resources::builtins(),
-            opts.history_per_resource,
-        ));
+        let store = Arc::new(store::Store::new(resources::builtins(), opts.history_per_resource));
         bootstrap(&store);
         let shared = Arc::new(Shared {
             faults: Faults::new(&store),
             store,
             tokens: auth::Tokens::new(opts.token_min_expiration),
             log: faults::RequestLog::new(opts.request_log_entries),
-            tls: if opts.tls {
-                Some(tls::generate()?)
-            } else {
-                None
-            },
+            tls: if opts.tls { Some(tls::generate()?) } else { None },
             server_address: addr.to_string(),
             opts: opts.clone(),
         });
@@ -275,37 +268,27 @@ impl ApiSim {
             .build()?;
         let server_shared = shared.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("apisim-main".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => {
-                            let _ = ready_tx.send(Ok(()));
-                            server::serve(l, server_shared, rx).await;
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                        }
+        std::thread::Builder::new().name("apisim-main".into()).spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        let _ = ready_tx.send(Ok(()));
+                        server::serve(l, server_shared, rx).await;
                     }
-                });
-                runtime.shutdown_background();
-            })?;
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+            runtime.shutdown_background();
+        })?;
         ready_rx.await??;
-        Ok(ApiSim {
-            shared,
-            addr,
-            shutdown,
-        })
+        Ok(ApiSim { shared, addr, shutdown })
     }
 
     /// `https://127.0.0.1:PORT` (or `http://` without TLS).
     pub fn url(&self) -> String {
-        let scheme = if self.shared.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if self.shared.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
     }
 
@@ -370,12 +353,7 @@ impl ApiSim {
 
     /// Open watch streams right now.
     pub fn watch_count(&self) -> usize {
-        self.shared
-            .store
-            .lock()
-            .types()
-            .map(|t| t.watchers.len())
-            .sum()
+        self.shared.store.lock().types().map(|t| t.watchers.len()).sum()
     }
 
     /// The current resourceVersion.

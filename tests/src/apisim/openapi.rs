@@ -13,22 +13,13 @@ use super::resources::ResourceType;
 use super::store::Inner;
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
 }
 
 fn served_versions(inner: &Inner) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = inner
         .types()
-        .flat_map(|t| {
-            t.rt.served
-                .iter()
-                .map(|v| (t.rt.group.clone(), v.clone()))
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|t| t.rt.served.iter().map(|v| (t.rt.group.clone(), v.clone())).collect::<Vec<_>>())
         .collect();
     out.sort();
     out.dedup();
@@ -58,11 +49,7 @@ fn operation(rt: &ResourceType, version: &str, action: &str, patch: bool) -> Val
     let mut content = Map::new();
     let types: &[&str] = if patch {
         if rt.is_custom() {
-            &[
-                "application/json-patch+json",
-                "application/merge-patch+json",
-                "application/apply-patch+yaml",
-            ]
+            &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
         } else {
             &[
                 "application/json-patch+json",
@@ -89,10 +76,7 @@ fn operation(rt: &ResourceType, version: &str, action: &str, patch: bool) -> Val
 /// `/openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`.
 pub fn group_version(inner: &Inner, group: &str, version: &str) -> Option<Value> {
     let mut paths = Map::new();
-    for t in inner
-        .types()
-        .filter(|t| t.rt.group == group && t.rt.serves(version))
-    {
+    for t in inner.types().filter(|t| t.rt.group == group && t.rt.serves(version)) {
         let rt = &t.rt;
         let base = format!("/{}", gv_path(group, version));
         let collection = if rt.namespaced {
@@ -100,14 +84,17 @@ pub fn group_version(inner: &Inner, group: &str, version: &str) -> Option<Value>
         } else {
             format!("{base}/{}", rt.plural)
         };
-        paths.insert(
-            collection.clone(),
-            json!({"post": operation(rt, version, "post", false)}),
-        );
+        paths.insert(collection.clone(), json!({"post": operation(rt, version, "post", false)}));
         let item = format!("{collection}/{{name}}");
-        paths.insert(item.clone(), json!({"put": operation(rt, version, "put", false), "patch": operation(rt, version, "patch", true)}));
+        paths.insert(
+            item.clone(),
+            json!({"put": operation(rt, version, "put", false), "patch": operation(rt, version, "patch", true)}),
+        );
         if rt.status {
-            paths.insert(format!("{item}/status"), json!({"put": operation(rt, version, "put", false), "patch": operation(rt, version, "patch", true)}));
+            paths.insert(
+                format!("{item}/status"),
+                json!({"put": operation(rt, version, "put", false), "patch": operation(rt, version, "patch", true)}),
+            );
         }
     }
     if paths.is_empty() {

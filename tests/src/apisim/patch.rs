@@ -36,12 +36,8 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 fn rejected() -> ApiError {
-    ApiError::new(
-        422,
-        "Invalid",
-        "the server rejected our request due to an error in our request",
-    )
-    .with_details(Value::Object(Map::new()))
+    ApiError::new(422, "Invalid", "the server rejected our request due to an error in our request")
+        .with_details(Value::Object(Map::new()))
 }
 
 fn unescape(tok: &str) -> String {
@@ -122,12 +118,13 @@ fn get(doc: &Value, path: &str) -> ApiResult<Value> {
 
 /// RFC 6902.
 pub fn json_patch(doc: &mut Value, patch: &Value) -> ApiResult<()> {
-    let ops = patch
-        .as_array()
-        .ok_or_else(|| ApiError::bad_request("error decoding patch: json: cannot unmarshal object into Go value of type jsonpatch.Patch"))?;
+    let ops = patch.as_array().ok_or_else(|| {
+        ApiError::bad_request(
+            "error decoding patch: json: cannot unmarshal object into Go value of type jsonpatch.Patch",
+        )
+    })?;
     for op in ops {
-        let invalid =
-            || ApiError::bad_request(format!("invalid operation {op}: unsupported operation"));
+        let invalid = || ApiError::bad_request(format!("invalid operation {op}: unsupported operation"));
         let name = op.get("op").and_then(Value::as_str).ok_or_else(invalid)?;
         let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
         let from = op.get("from").and_then(Value::as_str).unwrap_or_default();
@@ -218,22 +215,9 @@ fn smp(rt: &ResourceType, names: &mut Vec<String>, target: &mut Value, patch: &V
     }
 }
 
-fn merge_list(
-    rt: &ResourceType,
-    names: &mut Vec<String>,
-    cur: &mut Vec<Value>,
-    items: &[Value],
-    kind: &ListKind,
-) {
-    if items
-        .iter()
-        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
-    {
-        *cur = items
-            .iter()
-            .filter(|i| i.get("$patch").is_none())
-            .cloned()
-            .collect();
+fn merge_list(rt: &ResourceType, names: &mut Vec<String>, cur: &mut Vec<Value>, items: &[Value], kind: &ListKind) {
+    if items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
+        *cur = items.iter().filter(|i| i.get("$patch").is_none()).cloned().collect();
         return;
     }
     match kind {
@@ -260,11 +244,8 @@ fn merge_list(
                 strip_directives(&mut merged);
                 patched.push(merged);
             }
-            let server_only: Vec<Value> = cur
-                .iter()
-                .filter(|x| key_of(x).is_none() || !touched.contains(&key_of(x)))
-                .cloned()
-                .collect();
+            let server_only: Vec<Value> =
+                cur.iter().filter(|x| key_of(x).is_none() || !touched.contains(&key_of(x))).cloned().collect();
             *cur = merge_sorted(server_only, patched, &server_order, &key_of);
         }
         _ => {
@@ -344,31 +325,13 @@ mod tests {
             ]),
         )
         .unwrap();
+        assert_eq!(doc, json!({"metadata": {"labels": {"a/b": "2"}}, "l": [2], "y": 2}));
+        assert_eq!(json_patch(&mut doc, &json!([{"op": "test", "path": "/y", "value": 3}])).unwrap_err().code, 422);
         assert_eq!(
-            doc,
-            json!({"metadata": {"labels": {"a/b": "2"}}, "l": [2], "y": 2})
-        );
-        assert_eq!(
-            json_patch(&mut doc, &json!([{"op": "test", "path": "/y", "value": 3}]))
-                .unwrap_err()
-                .code,
+            json_patch(&mut doc, &json!([{"op": "replace", "path": "/nope/x", "value": 3}])).unwrap_err().code,
             422
         );
-        assert_eq!(
-            json_patch(
-                &mut doc,
-                &json!([{"op": "replace", "path": "/nope/x", "value": 3}])
-            )
-            .unwrap_err()
-            .code,
-            422
-        );
-        assert_eq!(
-            json_patch(&mut doc, &json!([{"op": "bogus", "path": "/y"}]))
-                .unwrap_err()
-                .code,
-            400
-        );
+        assert_eq!(json_patch(&mut doc, &json!([{"op": "bogus", "path": "/y"}])).unwrap_err().code, 400);
     }
 
     #[test]
@@ -382,8 +345,7 @@ mod tests {
                 .map(|c| c["type"].as_str().unwrap().to_owned())
                 .collect()
         };
-        let mut pod =
-            json!({"status": {"conditions": [{"type": "A"}, {"type": "B"}, {"type": "C"}]}});
+        let mut pod = json!({"status": {"conditions": [{"type": "A"}, {"type": "B"}, {"type": "C"}]}});
         strategic_merge(
             &pods,
             &mut pod,
@@ -397,11 +359,7 @@ mod tests {
         );
         assert_eq!(types(&pod), ["E", "A", "B", "C", "D"]);
         let mut one = json!({"status": {"conditions": [{"type": "Ready"}]}});
-        strategic_merge(
-            &pods,
-            &mut one,
-            &json!({"status": {"conditions": [{"type": "PodScheduled"}]}}),
-        );
+        strategic_merge(&pods, &mut one, &json!({"status": {"conditions": [{"type": "PodScheduled"}]}}));
         assert_eq!(types(&one), ["PodScheduled", "Ready"]);
     }
 
@@ -423,10 +381,7 @@ mod tests {
             &json!({"status": {"conditions": [{"type": "PodScheduled", "$patch": "delete"}]}}),
         );
         assert_eq!(pod["status"]["conditions"].as_array().unwrap().len(), 2);
-        let nodes = builtins()
-            .into_iter()
-            .find(|r| r.plural == "nodes")
-            .unwrap();
+        let nodes = builtins().into_iter().find(|r| r.plural == "nodes").unwrap();
         let mut node = json!({"metadata": {"labels": {"a": "1"}, "finalizers": ["x"]}, "spec": {}});
         strategic_merge(
             &nodes,

@@ -58,25 +58,16 @@ const DELETE_OPTIONS: &[Field] = &[
     f(4, "propagationPolicy", Kind::Str),
     f(5, "dryRun", Kind::StrList),
 ];
-const EVICTION: &[Field] = &[
-    f(1, "metadata", Kind::Msg(OBJECT_META)),
-    f(2, "deleteOptions", Kind::Msg(DELETE_OPTIONS)),
-];
-const BOUND_REF: &[Field] = &[
-    f(1, "kind", Kind::Str),
-    f(2, "apiVersion", Kind::Str),
-    f(3, "name", Kind::Str),
-    f(4, "uid", Kind::Str),
-];
+const EVICTION: &[Field] =
+    &[f(1, "metadata", Kind::Msg(OBJECT_META)), f(2, "deleteOptions", Kind::Msg(DELETE_OPTIONS))];
+const BOUND_REF: &[Field] =
+    &[f(1, "kind", Kind::Str), f(2, "apiVersion", Kind::Str), f(3, "name", Kind::Str), f(4, "uid", Kind::Str)];
 const TOKEN_SPEC: &[Field] = &[
     f(1, "audiences", Kind::StrList),
     f(3, "boundObjectRef", Kind::Msg(BOUND_REF)),
     f(4, "expirationSeconds", Kind::Int),
 ];
-const TOKEN_REQUEST: &[Field] = &[
-    f(1, "metadata", Kind::Msg(OBJECT_META)),
-    f(2, "spec", Kind::Msg(TOKEN_SPEC)),
-];
+const TOKEN_REQUEST: &[Field] = &[f(1, "metadata", Kind::Msg(OBJECT_META)), f(2, "spec", Kind::Msg(TOKEN_SPEC))];
 const ONLY_META: &[Field] = &[f(1, "metadata", Kind::Msg(OBJECT_META))];
 const OBJECT_REF: &[Field] = &[
     f(1, "kind", Kind::Str),
@@ -176,9 +167,7 @@ fn entry(b: &[u8], bytes_value: bool) -> Option<(String, Value)> {
     while let Some((num, w)) = r.next()? {
         match (num, w) {
             (1, Wire::Bytes(x)) => k = std::str::from_utf8(x).ok()?.to_owned(),
-            (2, Wire::Bytes(x)) if bytes_value => {
-                v = json!(base64::engine::general_purpose::STANDARD.encode(x))
-            }
+            (2, Wire::Bytes(x)) if bytes_value => v = json!(base64::engine::general_purpose::STANDARD.encode(x)),
             (2, Wire::Bytes(x)) => v = text(x)?,
             _ => {}
         }
@@ -213,10 +202,7 @@ fn message(b: &[u8], fields: &[Field]) -> Option<Value> {
             }
             (Kind::MsgList(sub), Wire::Bytes(x)) => {
                 let item = message(x, sub)?;
-                out.entry(name)
-                    .or_insert_with(|| json!([]))
-                    .as_array_mut()?
-                    .push(item);
+                out.entry(name).or_insert_with(|| json!([])).as_array_mut()?.push(item);
             }
             (Kind::StrMap | Kind::BytesMap, Wire::Bytes(x)) => {
                 let (k, v) = entry(x, matches!(fd.kind, Kind::BytesMap))?;
@@ -233,10 +219,7 @@ fn message(b: &[u8], fields: &[Field]) -> Option<Value> {
 /// simulator reads (the caller answers 415).
 pub fn to_json(body: &[u8]) -> Option<Value> {
     let envelope = body.strip_prefix(b"k8s\0")?;
-    let mut r = Reader {
-        buf: envelope,
-        pos: 0,
-    };
+    let mut r = Reader { buf: envelope, pos: 0 };
     let (mut type_meta, mut raw) = (Value::Null, &[][..]);
     while let Some((num, w)) = r.next()? {
         match (num, w) {
@@ -257,10 +240,7 @@ pub fn to_json(body: &[u8]) -> Option<Value> {
     };
     let mut v = message(raw, fields)?;
     if let Some(m) = v.as_object_mut() {
-        m.insert(
-            "apiVersion".into(),
-            type_meta.get("apiVersion").cloned().unwrap_or(Value::Null),
-        );
+        m.insert("apiVersion".into(), type_meta.get("apiVersion").cloned().unwrap_or(Value::Null));
         m.insert("kind".into(), json!(kind));
     }
     Some(v)
@@ -298,12 +278,7 @@ mod tests {
     #[test]
     fn maps_and_lists() {
         let label = [field(1, 2, b"a"), field(2, 2, b"b")].concat();
-        let meta = [
-            field(1, 2, b"cm"),
-            field(11, 2, &label),
-            field(14, 2, b"x/y"),
-        ]
-        .concat();
+        let meta = [field(1, 2, b"cm"), field(11, 2, &label), field(14, 2, b"x/y")].concat();
         let data = [field(1, 2, b"k"), field(2, 2, b"v")].concat();
         let raw = [field(1, 2, &meta), field(2, 2, &data)].concat();
         let tm = [field(1, 2, b"v1"), field(2, 2, b"ConfigMap")].concat();

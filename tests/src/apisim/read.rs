@@ -20,26 +20,16 @@ use super::watch::{Filter, Format, Pending, WatchBody, bookmark_line, replay};
 
 /// Wants a `meta.k8s.io` Table (kubectl get).
 pub fn wants_table(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=Table"))
+    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
 }
 
 /// Wants `PartialObjectMetadata` (kube-rs `get_metadata`, `list_metadata`, `metadata_watcher`).
 pub fn wants_meta(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+    accept.split(',').next().is_some_and(|first| first.contains("as=PartialObjectMetadata"))
 }
 
 fn partial(o: &Obj) -> Value {
-    let meta = o
-        .value()
-        .get("metadata")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let meta = o.value().get("metadata").cloned().unwrap_or_else(|| json!({}));
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
 }
 
@@ -47,18 +37,13 @@ pub fn filter(rt: &ResourceType, p: &ResPath, q: &Query) -> ApiResult<Filter> {
     Ok(Filter {
         namespace: p.namespace.clone().filter(|_| rt.namespaced),
         labels: LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?,
-        fields: FieldSelector::parse(
-            q.get("fieldSelector").unwrap_or_default(),
-            rt.field_selectors,
-        )?,
+        fields: FieldSelector::parse(q.get("fieldSelector").unwrap_or_default(), rt.field_selectors)?,
     })
 }
 
 /// The node whose pods index answers this filter (pods on no node are not indexed).
 fn node_index<'a>(rt: &ResourceType, f: &'a Filter) -> Option<&'a str> {
-    f.fields
-        .exact("spec.nodeName")
-        .filter(|n| !n.is_empty() && rt.field_selectors.contains(&"spec.nodeName"))
+    f.fields.exact("spec.nodeName").filter(|n| !n.is_empty() && rt.field_selectors.contains(&"spec.nodeName"))
 }
 
 /// The objects a filter may match, from the narrowest index: an exact name
@@ -82,20 +67,10 @@ fn served_value(rt: &ResourceType, version: &str, o: &Obj) -> Value {
     serde_json::from_slice(&served(rt, version, o)).unwrap_or(Value::Null)
 }
 
-pub fn get(
-    shared: &Shared,
-    rt: &ResourceType,
-    p: &ResPath,
-    name: &str,
-    accept: &str,
-    q: &Query,
-) -> ApiResult<Reply> {
+pub fn get(shared: &Shared, rt: &ResourceType, p: &ResPath, name: &str, accept: &str, q: &Query) -> ApiResult<Reply> {
     let ns = p.namespace.as_deref().unwrap_or_default();
-    let o = shared
-        .store
-        .lock()
-        .get(&rt.gr(), ns, name)
-        .ok_or_else(|| ApiError::not_found(&rt.plural, &rt.group, name))?;
+    let o =
+        shared.store.lock().get(&rt.gr(), ns, name).ok_or_else(|| ApiError::not_found(&rt.plural, &rt.group, name))?;
     if wants_table(accept) {
         let t = super::table::table(
             rt,
@@ -136,20 +111,13 @@ pub fn int_param(q: &Query, name: &str) -> ApiResult<Option<i64>> {
     q.get(name)
         .filter(|v| !v.is_empty())
         .map(|v| {
-            v.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))
-            })
+            v.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: invalid syntax")))
         })
         .transpose()
 }
 
-pub fn list(
-    shared: &Shared,
-    rt: &ResourceType,
-    p: &ResPath,
-    q: &Query,
-    accept: &str,
-) -> ApiResult<Reply> {
+pub fn list(shared: &Shared, rt: &ResourceType, p: &ResPath, q: &Query, accept: &str) -> ApiResult<Reply> {
     let f = filter(rt, p, q)?;
     let limit = usize::try_from(int_param(q, "limit")?.unwrap_or(0)).unwrap_or(0);
     let start_after = match q.get("continue").filter(|c| !c.is_empty()) {
@@ -159,33 +127,22 @@ pub fn list(
     let (objs, rv) = {
         let inner = shared.store.lock();
         let current = inner.current_rv();
-        if let Some(rv) = q
-            .get("resourceVersion")
-            .filter(|r| !r.is_empty() && *r != "0")
-        {
+        if let Some(rv) = q.get("resourceVersion").filter(|r| !r.is_empty() && *r != "0") {
             let rv = parse_rv(rv, false)?;
             if rv > current {
                 return Err(too_large(rv, current));
             }
             if q.get("resourceVersionMatch") == Some("Exact") && rv != current {
-                return Err(ApiError::gone(
-                    "The resourceVersion for the provided list is too old.",
-                ));
+                return Err(ApiError::gone("The resourceVersion for the provided list is too old."));
             }
         }
-        let ts = inner
-            .type_state(&rt.gr())
-            .ok_or_else(super::route::not_served)?;
+        let ts = inner.type_state(&rt.gr()).ok_or_else(super::route::not_served)?;
         (candidates(ts, rt, &f), current)
     };
     let mut matched: Vec<Arc<Obj>> = objs
         .into_iter()
         .filter(|o| f.matches(o))
-        .filter(|o| {
-            start_after
-                .as_ref()
-                .is_none_or(|(ns, name)| (&o.ns, &o.name) > (ns, name))
-        })
+        .filter(|o| start_after.as_ref().is_none_or(|(ns, name)| (&o.ns, &o.name) > (ns, name)))
         .collect();
     let mut cont = None;
     let selected = !f.labels.is_empty() || !f.fields.is_empty();
@@ -198,18 +155,9 @@ pub fn list(
         }
     }
     if wants_table(accept) {
-        let values: Vec<Value> = matched
-            .iter()
-            .map(|o| served_value(rt, &p.version, o))
-            .collect();
-        let mut t = super::table::table(
-            rt,
-            &p.version,
-            &values,
-            Some(rv),
-            q.get("includeObject").unwrap_or_default(),
-            true,
-        );
+        let values: Vec<Value> = matched.iter().map(|o| served_value(rt, &p.version, o)).collect();
+        let mut t =
+            super::table::table(rt, &p.version, &values, Some(rv), q.get("includeObject").unwrap_or_default(), true);
         if let Some((c, n)) = &cont {
             t["metadata"]["continue"] = json!(c);
             if let Some(n) = n {
@@ -227,10 +175,7 @@ pub fn list(
     }
     let meta_only = wants_meta(accept);
     let (api_version, list_kind) = if meta_only {
-        (
-            "meta.k8s.io/v1".to_owned(),
-            "PartialObjectMetadataList".to_owned(),
-        )
+        ("meta.k8s.io/v1".to_owned(), "PartialObjectMetadataList".to_owned())
     } else {
         (rt.api_version_of(&p.version), rt.list_kind())
     };
@@ -240,8 +185,7 @@ pub fn list(
         Value::from(list_kind),
         meta
     );
-    let mut out =
-        Vec::with_capacity(head.len() + matched.iter().map(|o| o.json.len() + 64).sum::<usize>());
+    let mut out = Vec::with_capacity(head.len() + matched.iter().map(|o| o.json.len() + 64).sum::<usize>());
     out.extend_from_slice(head.as_bytes());
     for (i, o) in matched.iter().enumerate() {
         if i > 0 {
@@ -271,12 +215,8 @@ fn decode_continue(c: &str) -> ApiResult<(String, String)> {
         .decode(c)
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(c))
         .map_err(|e| bad(&e.to_string()))?;
-    let v: Value = serde_json::from_slice(&raw)
-        .map_err(|e| bad(&format!("continue key is not valid: {e}")))?;
-    let start = v
-        .get("start")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("continue key is not valid"))?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|e| bad(&format!("continue key is not valid: {e}")))?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(|| bad("continue key is not valid"))?;
     let (ns, name) = start.split_once('/').unwrap_or(("", start));
     Ok((ns.to_owned(), name.to_owned()))
 }
@@ -313,9 +253,8 @@ pub fn watch(
     let f = filter(rt, p, q)?;
     let table = wants_table(accept);
     let format = watch_format(rt, &p.version, table, wants_meta(accept));
-    let timeout = int_param(q, "timeoutSeconds")?.map_or(shared.opts.watch_timeout, |t| {
-        Duration::from_secs(t.max(0) as u64)
-    });
+    let timeout =
+        int_param(q, "timeoutSeconds")?.map_or(shared.opts.watch_timeout, |t| Duration::from_secs(t.max(0) as u64));
     let bookmarks = q.flag("allowWatchBookmarks");
     let initial_events = q.flag("sendInitialEvents");
     let api_version = rt.api_version_of(&p.version);
@@ -323,20 +262,13 @@ pub fn watch(
     let mut backlog = std::collections::VecDeque::new();
     let mut inner = shared.store.lock();
     let current = inner.current_rv();
-    let ts = inner
-        .type_state_mut(&rt.gr())
-        .ok_or_else(super::route::not_served)?;
+    let ts = inner.type_state_mut(&rt.gr()).ok_or_else(super::route::not_served)?;
     if rv_param.is_empty() || rv_param == "0" || initial_events {
         for o in candidates(ts, rt, &f).into_iter().filter(|o| f.matches(o)) {
             backlog.push_back(Pending::Added(o));
         }
         if initial_events && bookmarks {
-            backlog.push_back(Pending::Line(bookmark_line(
-                &api_version,
-                &rt.kind,
-                current,
-                true,
-            )));
+            backlog.push_back(Pending::Line(bookmark_line(&api_version, &rt.kind, current, true)));
         }
     } else {
         let rv = parse_rv(rv_param, true)?;
@@ -353,17 +285,11 @@ pub fn watch(
                 published: shared.store.published(),
                 format,
             };
-            return Ok(Reply {
-                code: 200,
-                body: ReplyBody::Watch(body),
-                warnings: Vec::new(),
-            });
+            return Ok(Reply { code: 200, body: ReplyBody::Watch(body), warnings: Vec::new() });
         }
         backlog = replay(&f, ts.changes_after(rv), rt, &format);
     }
-    let rx = ts
-        .watchers
-        .add(f, format.clone(), &user.username, shared.opts.watch_queue);
+    let rx = ts.watchers.add(f, format.clone(), &user.username, shared.opts.watch_queue);
     drop(inner);
     let body = WatchBody {
         backlog,
@@ -375,9 +301,5 @@ pub fn watch(
         published: shared.store.published(),
         format,
     };
-    Ok(Reply {
-        code: 200,
-        body: ReplyBody::Watch(body),
-        warnings: Vec::new(),
-    })
+    Ok(Reply { code: 200, body: ReplyBody::Watch(body), warnings: Vec::new() })
 }

@@ -33,10 +33,7 @@ pub struct Gr {
 
 impl Gr {
     pub fn new(group: &str, resource: &str) -> Gr {
-        Gr {
-            group: group.to_owned(),
-            resource: resource.to_owned(),
-        }
+        Gr { group: group.to_owned(), resource: resource.to_owned() }
     }
 }
 
@@ -93,11 +90,7 @@ impl ResourceType {
     }
 
     pub fn api_version_of(&self, version: &str) -> String {
-        if self.group.is_empty() {
-            version.to_owned()
-        } else {
-            format!("{}/{version}", self.group)
-        }
+        if self.group.is_empty() { version.to_owned() } else { format!("{}/{version}", self.group) }
     }
 
     /// apiVersion of the storage version.
@@ -183,78 +176,12 @@ fn builtin(
 pub fn builtins() -> Vec<ResourceType> {
     use Flavor::*;
     vec![
-        builtin(
-            "",
-            "configmaps",
-            "configmap",
-            "ConfigMap",
-            true,
-            &["cm"],
-            false,
-            false,
-            ConfigMap,
-            &[],
-        ),
-        builtin(
-            "",
-            "events",
-            "event",
-            "Event",
-            true,
-            &["ev"],
-            false,
-            false,
-            CoreEvent,
-            EVENT_FIELDS,
-        ),
-        builtin(
-            "",
-            "namespaces",
-            "namespace",
-            "Namespace",
-            false,
-            &["ns"],
-            true,
-            false,
-            Namespace,
-            &["status.phase"],
-        ),
-        builtin(
-            "",
-            "nodes",
-            "node",
-            "Node",
-            false,
-            &["no"],
-            true,
-            false,
-            Node,
-            &["spec.unschedulable"],
-        ),
-        builtin(
-            "",
-            "pods",
-            "pod",
-            "Pod",
-            true,
-            &["po"],
-            true,
-            true,
-            Pod,
-            POD_FIELDS,
-        ),
-        builtin(
-            "",
-            "secrets",
-            "secret",
-            "Secret",
-            true,
-            &[],
-            false,
-            false,
-            Secret,
-            &["type"],
-        ),
+        builtin("", "configmaps", "configmap", "ConfigMap", true, &["cm"], false, false, ConfigMap, &[]),
+        builtin("", "events", "event", "Event", true, &["ev"], false, false, CoreEvent, EVENT_FIELDS),
+        builtin("", "namespaces", "namespace", "Namespace", false, &["ns"], true, false, Namespace, &["status.phase"]),
+        builtin("", "nodes", "node", "Node", false, &["no"], true, false, Node, &["spec.unschedulable"]),
+        builtin("", "pods", "pod", "Pod", true, &["po"], true, true, Pod, POD_FIELDS),
+        builtin("", "secrets", "secret", "Secret", true, &[], false, false, Secret, &["type"]),
         builtin(
             "",
             "serviceaccounts",
@@ -267,30 +194,8 @@ pub fn builtins() -> Vec<ResourceType> {
             ServiceAccount,
             &[],
         ),
-        builtin(
-            "",
-            "services",
-            "service",
-            "Service",
-            true,
-            &["svc"],
-            true,
-            false,
-            Service,
-            &[],
-        ),
-        builtin(
-            "coordination.k8s.io",
-            "leases",
-            "lease",
-            "Lease",
-            true,
-            &[],
-            false,
-            false,
-            Lease,
-            &[],
-        ),
+        builtin("", "services", "service", "Service", true, &["svc"], true, false, Service, &[]),
+        builtin("coordination.k8s.io", "leases", "lease", "Lease", true, &[], false, false, Lease, &[]),
         builtin(
             "policy",
             "poddisruptionbudgets",
@@ -303,18 +208,7 @@ pub fn builtins() -> Vec<ResourceType> {
             Pdb,
             &[],
         ),
-        builtin(
-            "events.k8s.io",
-            "events",
-            "event",
-            "Event",
-            true,
-            &["ev"],
-            false,
-            false,
-            Event,
-            &[],
-        ),
+        builtin("events.k8s.io", "events", "event", "Event", true, &["ev"], false, false, Event, &[]),
         builtin(
             "apiextensions.k8s.io",
             "customresourcedefinitions",

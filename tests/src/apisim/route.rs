@@ -97,15 +97,8 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn resource_path(group: &str, version: &str, rest: &[String]) -> Target {
-    let mut p = ResPath {
-        group: group.to_owned(),
-        version: version.to_owned(),
-        ..ResPath::default()
-    };
-    let rest: &[String] = if rest.len() >= 3
-        && rest[0] == "namespaces"
-        && rest[2] != "status"
-        && rest[2] != "finalize"
+    let mut p = ResPath { group: group.to_owned(), version: version.to_owned(), ..ResPath::default() };
+    let rest: &[String] = if rest.len() >= 3 && rest[0] == "namespaces" && rest[2] != "status" && rest[2] != "finalize"
     {
         p.namespace = Some(rest[1].clone());
         &rest[2..]
@@ -122,12 +115,7 @@ fn resource_path(group: &str, version: &str, rest: &[String]) -> Target {
 }
 
 pub fn parse_path(path: &str) -> Target {
-    let segs: Vec<String> = path
-        .trim_end_matches('/')
-        .split('/')
-        .skip(1)
-        .map(decode_segment)
-        .collect();
+    let segs: Vec<String> = path.trim_end_matches('/').split('/').skip(1).map(decode_segment).collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
         ["version"] => Target::Version,
@@ -179,11 +167,7 @@ pub enum ReplyBody {
 
 impl Reply {
     pub fn json(code: u16, body: Bytes) -> Reply {
-        Reply {
-            code,
-            body: ReplyBody::Json(body),
-            warnings: Vec::new(),
-        }
+        Reply { code, body: ReplyBody::Json(body), warnings: Vec::new() }
     }
     pub fn value(code: u16, v: &serde_json::Value) -> Reply {
         Reply::json(code, Bytes::from(v.to_string()))
@@ -199,12 +183,8 @@ impl Reply {
 
 /// The 404 of a path nothing is served at.
 pub fn not_served() -> ApiError {
-    ApiError::new(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-    )
-    .with_details(serde_json::json!({}))
+    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        .with_details(serde_json::json!({}))
 }
 
 #[cfg(test)]
@@ -214,45 +194,22 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(parse_path("/version"), Target::Version);
+        assert_eq!(parse_path("/api/v1"), Target::GroupVersion(String::new(), "v1".into()));
+        let Target::Resource(p) = parse_path("/api/v1/namespaces/ns1/pods/p1/eviction") else { panic!() };
         assert_eq!(
-            parse_path("/api/v1"),
-            Target::GroupVersion(String::new(), "v1".into())
-        );
-        let Target::Resource(p) = parse_path("/api/v1/namespaces/ns1/pods/p1/eviction") else {
-            panic!()
-        };
-        assert_eq!(
-            (
-                p.namespace.as_deref(),
-                p.resource.as_str(),
-                p.name.as_deref(),
-                p.sub.as_deref()
-            ),
+            (p.namespace.as_deref(), p.resource.as_str(), p.name.as_deref(), p.sub.as_deref()),
             (Some("ns1"), "pods", Some("p1"), Some("eviction"))
         );
-        let Target::Resource(p) = parse_path("/api/v1/namespaces/ns1/status") else {
-            panic!()
-        };
+        let Target::Resource(p) = parse_path("/api/v1/namespaces/ns1/status") else { panic!() };
         assert_eq!(
             (p.resource.as_str(), p.name.as_deref(), p.sub.as_deref()),
             ("namespaces", Some("ns1"), Some("status"))
         );
-        let Target::Resource(p) = parse_path("/apis/coordination.k8s.io/v1/namespaces/x/leases")
-        else {
-            panic!()
-        };
-        assert_eq!(
-            (p.group.as_str(), p.resource.as_str(), p.name),
-            ("coordination.k8s.io", "leases", None)
-        );
-        let Target::Resource(p) = parse_path("/api/v1/nodes/n%2E1") else {
-            panic!()
-        };
+        let Target::Resource(p) = parse_path("/apis/coordination.k8s.io/v1/namespaces/x/leases") else { panic!() };
+        assert_eq!((p.group.as_str(), p.resource.as_str(), p.name), ("coordination.k8s.io", "leases", None));
+        let Target::Resource(p) = parse_path("/api/v1/nodes/n%2E1") else { panic!() };
         assert_eq!(p.name.as_deref(), Some("n.1"));
-        assert_eq!(
-            parse_path("/api/v1/namespaces/a/pods/b/c/d"),
-            Target::Unknown
-        );
+        assert_eq!(parse_path("/api/v1/namespaces/a/pods/b/c/d"), Target::Unknown);
         assert_eq!(parse_path("/foo"), Target::Unknown);
     }
 }

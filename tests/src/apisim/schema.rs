@@ -14,11 +14,7 @@ use super::errors::Cause;
 use super::util::json_type;
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 fn flag(s: &Value, name: &str) -> bool {
@@ -33,14 +29,7 @@ pub fn prune(v: &mut Value, s: &Value, path: &str, root: bool, unknown: &mut Vec
 }
 
 /// [`prune`], optionally without applying defaults (for apply configurations).
-pub fn prune_with(
-    v: &mut Value,
-    s: &Value,
-    path: &str,
-    root: bool,
-    defaults: bool,
-    unknown: &mut Vec<String>,
-) {
+pub fn prune_with(v: &mut Value, s: &Value, path: &str, root: bool, defaults: bool, unknown: &mut Vec<String>) {
     let preserve = flag(s, "x-kubernetes-preserve-unknown-fields");
     let embedded = flag(s, "x-kubernetes-embedded-resource");
     match v {
@@ -56,8 +45,7 @@ pub fn prune_with(
                 let child_schema = props.and_then(|p| p.get(&k)).or(additional);
                 match child_schema {
                     Some(cs) => {
-                        let null_dropped =
-                            m.get(&k).is_some_and(Value::is_null) && !flag(cs, "nullable");
+                        let null_dropped = m.get(&k).is_some_and(Value::is_null) && !flag(cs, "nullable");
                         if null_dropped {
                             m.remove(&k);
                         } else if let Some(child) = m.get_mut(&k) {
@@ -159,10 +147,8 @@ pub fn validate(v: &Value, s: &Value, path: &str, errs: &mut Vec<Cause>) {
     if let Some(allowed) = s.get("enum").and_then(Value::as_array)
         && !allowed.contains(v)
     {
-        let names: Vec<String> = allowed
-            .iter()
-            .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned))
-            .collect();
+        let names: Vec<String> =
+            allowed.iter().map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned)).collect();
         errs.push(Cause::not_supported(path, v, &names));
     }
     let invalid = |detail: String| Cause::invalid(path, v, &detail);
@@ -171,28 +157,16 @@ pub fn validate(v: &Value, s: &Value, path: &str, errs: &mut Vec<Cause>) {
         let excl_max = flag(s, "exclusiveMaximum");
         if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
             if excl_min && n <= min {
-                errs.push(invalid(format!(
-                    "{path} in body should be greater than {}",
-                    num(&s["minimum"])
-                )));
+                errs.push(invalid(format!("{path} in body should be greater than {}", num(&s["minimum"]))));
             } else if n < min {
-                errs.push(invalid(format!(
-                    "{path} in body should be greater than or equal to {}",
-                    num(&s["minimum"])
-                )));
+                errs.push(invalid(format!("{path} in body should be greater than or equal to {}", num(&s["minimum"]))));
             }
         }
         if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
             if excl_max && n >= max {
-                errs.push(invalid(format!(
-                    "{path} in body should be less than {}",
-                    num(&s["maximum"])
-                )));
+                errs.push(invalid(format!("{path} in body should be less than {}", num(&s["maximum"]))));
             } else if n > max {
-                errs.push(invalid(format!(
-                    "{path} in body should be less than or equal to {}",
-                    num(&s["maximum"])
-                )));
+                errs.push(invalid(format!("{path} in body should be less than or equal to {}", num(&s["maximum"]))));
             }
         }
     }
@@ -210,16 +184,10 @@ pub fn validate(v: &Value, s: &Value, path: &str, errs: &mut Vec<Cause>) {
         if let Some(min) = s.get("minLength").and_then(Value::as_u64)
             && len < min
         {
-            errs.push(invalid(format!(
-                "{path} in body should be at least {min} chars long"
-            )));
+            errs.push(invalid(format!("{path} in body should be at least {min} chars long")));
         }
-        if s.get("format").and_then(Value::as_str) == Some("date-time")
-            && text.parse::<jiff::Timestamp>().is_err()
-        {
-            errs.push(invalid(format!(
-                "{path} in body must be of type date-time: {text:?}"
-            )));
+        if s.get("format").and_then(Value::as_str) == Some("date-time") && text.parse::<jiff::Timestamp>().is_err() {
+            errs.push(invalid(format!("{path} in body must be of type date-time: {text:?}")));
         }
     }
     match v {
@@ -237,9 +205,7 @@ pub fn validate(v: &Value, s: &Value, path: &str, errs: &mut Vec<Cause>) {
             if let Some(min) = s.get("minItems").and_then(Value::as_u64)
                 && (items.len() as u64) < min
             {
-                errs.push(invalid(format!(
-                    "{path} in body should have at least {min} items"
-                )));
+                errs.push(invalid(format!("{path} in body should have at least {min} items")));
             }
             if let Some(is) = s.get("items") {
                 for (i, it) in items.iter().enumerate() {
@@ -302,14 +268,8 @@ mod tests {
         assert_eq!(unknown, vec!["spec.inner.b", "spec.junk", "top"]);
         assert_eq!(v["spec"]["count"], 0);
         assert_eq!(v["spec"]["free"]["any"]["thing"], 1);
-        assert!(
-            v["spec"].get("when").unwrap().is_null(),
-            "nullable null kept"
-        );
-        assert!(
-            v["spec"].get("color").is_none(),
-            "non-nullable null dropped"
-        );
+        assert!(v["spec"].get("when").unwrap().is_null(), "nullable null kept");
+        assert!(v["spec"].get("color").is_none(), "non-nullable null dropped");
         assert!(v.get("status").unwrap().is_null());
     }
 
@@ -318,45 +278,26 @@ mod tests {
         let v = json!({"spec": {"size": "one", "color": "green", "inner": {}, "when": "yesterday", "amount": true}});
         let mut errs = Vec::new();
         validate(&v, &widget_schema(), "", &mut errs);
-        let msgs: Vec<String> = errs
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
-        assert!(msgs.contains(&"spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\"".to_string()), "{msgs:?}");
+        let msgs: Vec<String> = errs.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
         assert!(
             msgs.contains(
-                &"spec.color: Unsupported value: \"green\": supported values: \"red\", \"blue\""
+                &"spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\""
                     .to_string()
             ),
             "{msgs:?}"
         );
         assert!(
-            msgs.contains(&"spec.inner.a: Required value".to_string()),
+            msgs.contains(&"spec.color: Unsupported value: \"green\": supported values: \"red\", \"blue\"".to_string()),
             "{msgs:?}"
         );
-        assert!(
-            msgs.iter().any(|m| m.contains("must be of type date-time")),
-            "{msgs:?}"
-        );
+        assert!(msgs.contains(&"spec.inner.a: Required value".to_string()), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("must be of type date-time")), "{msgs:?}");
         assert_eq!(errs.len(), 5, "{msgs:?}");
         let mut errs = Vec::new();
-        validate(
-            &json!({"spec": {"size": -1}}),
-            &widget_schema(),
-            "",
-            &mut errs,
-        );
-        assert_eq!(
-            errs[0].message,
-            "Invalid value: -1: spec.size in body should be greater than or equal to 0"
-        );
+        validate(&json!({"spec": {"size": -1}}), &widget_schema(), "", &mut errs);
+        assert_eq!(errs[0].message, "Invalid value: -1: spec.size in body should be greater than or equal to 0");
         let mut errs = Vec::new();
-        validate(
-            &json!({}),
-            &json!({"type": "object", "required": ["spec"]}),
-            "",
-            &mut errs,
-        );
+        validate(&json!({}), &json!({"type": "object", "required": ["spec"]}), "", &mut errs);
         assert_eq!(errs[0].field, "spec");
     }
 }

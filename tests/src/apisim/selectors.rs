@@ -53,8 +53,7 @@ fn valid_key(k: &str) -> bool {
 fn valid_value(v: &str) -> bool {
     v.is_empty()
         || (v.len() <= 63
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             && v.starts_with(|c: char| c.is_ascii_alphanumeric())
             && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
@@ -113,55 +112,31 @@ impl LabelSelector {
                 return Err(parse_err("found '', expected: identifier"));
             }
             let req = if let Some(k) = p.strip_prefix('!') {
-                Requirement {
-                    key: k.trim().to_owned(),
-                    op: Op::NotExists,
-                }
+                Requirement { key: k.trim().to_owned(), op: Op::NotExists }
             } else if let Some((k, v)) = p.split_once("!=") {
-                Requirement {
-                    key: k.trim().to_owned(),
-                    op: Op::NotIn(vec![v.trim().to_owned()]),
-                }
+                Requirement { key: k.trim().to_owned(), op: Op::NotIn(vec![v.trim().to_owned()]) }
             } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
-                Requirement {
-                    key: k.trim().to_owned(),
-                    op: Op::In(vec![v.trim().to_owned()]),
-                }
+                Requirement { key: k.trim().to_owned(), op: Op::In(vec![v.trim().to_owned()]) }
             } else if let Some((k, v)) = p.split_once('>') {
-                let n = v.trim().parse().map_err(|_| {
-                    parse_err("for 'gt', 'lt' operators, the value must be an integer")
-                })?;
-                Requirement {
-                    key: k.trim().to_owned(),
-                    op: Op::Gt(n),
-                }
+                let n = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| parse_err("for 'gt', 'lt' operators, the value must be an integer"))?;
+                Requirement { key: k.trim().to_owned(), op: Op::Gt(n) }
             } else if let Some((k, v)) = p.split_once('<') {
-                let n = v.trim().parse().map_err(|_| {
-                    parse_err("for 'gt', 'lt' operators, the value must be an integer")
-                })?;
-                Requirement {
-                    key: k.trim().to_owned(),
-                    op: Op::Lt(n),
-                }
+                let n = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| parse_err("for 'gt', 'lt' operators, the value must be an integer"))?;
+                Requirement { key: k.trim().to_owned(), op: Op::Lt(n) }
             } else if let Some((k, rest)) = split_word(p, "notin") {
-                Requirement {
-                    key: k.to_owned(),
-                    op: Op::NotIn(parse_set(rest)?),
-                }
+                Requirement { key: k.to_owned(), op: Op::NotIn(parse_set(rest)?) }
             } else if let Some((k, rest)) = split_word(p, "in") {
-                Requirement {
-                    key: k.to_owned(),
-                    op: Op::In(parse_set(rest)?),
-                }
+                Requirement { key: k.to_owned(), op: Op::In(parse_set(rest)?) }
             } else if p.contains(char::is_whitespace) {
-                return Err(parse_err(format!(
-                    "found '{p}', expected: in, notin, =, ==, !=, gt, lt"
-                )));
+                return Err(parse_err(format!("found '{p}', expected: in, notin, =, ==, !=, gt, lt")));
             } else {
-                Requirement {
-                    key: p.to_owned(),
-                    op: Op::Exists,
-                }
+                Requirement { key: p.to_owned(), op: Op::Exists }
             };
             if !valid_key(&req.key) {
                 return Err(parse_err(format!("invalid label key {:?}", req.key)));
@@ -173,56 +148,33 @@ impl LabelSelector {
             }
             reqs.push(req);
         }
-        Ok(LabelSelector {
-            reqs,
-            nothing: false,
-        })
+        Ok(LabelSelector { reqs, nothing: false })
     }
 
     /// Reads a `metav1.LabelSelector` object. `None`/null matches nothing.
     pub fn from_object(v: Option<&Value>) -> Result<LabelSelector, String> {
         let Some(v) = v.filter(|v| !v.is_null()) else {
-            return Ok(LabelSelector {
-                reqs: Vec::new(),
-                nothing: true,
-            });
+            return Ok(LabelSelector { reqs: Vec::new(), nothing: true });
         };
         let mut reqs = Vec::new();
         if let Some(m) = v.get("matchLabels").and_then(Value::as_object) {
             for (k, val) in m {
                 let val = val.as_str().unwrap_or_default().to_owned();
                 if !valid_key(k) || !valid_value(&val) {
-                    return Err(format!(
-                        "{k}={val:?} is not a valid label selector requirement"
-                    ));
+                    return Err(format!("{k}={val:?} is not a valid label selector requirement"));
                 }
-                reqs.push(Requirement {
-                    key: k.clone(),
-                    op: Op::In(vec![val]),
-                });
+                reqs.push(Requirement { key: k.clone(), op: Op::In(vec![val]) });
             }
         }
         if let Some(exprs) = v.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e
-                    .get("key")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
+                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_owned))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default();
-                let op = match e
-                    .get("operator")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                {
+                let op = match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
                     "In" if !values.is_empty() => Op::In(values),
                     "NotIn" if !values.is_empty() => Op::NotIn(values),
                     "Exists" if values.is_empty() => Op::Exists,
@@ -248,10 +200,7 @@ impl LabelSelector {
                 reqs.push(Requirement { key, op });
             }
         }
-        Ok(LabelSelector {
-            reqs,
-            nothing: false,
-        })
+        Ok(LabelSelector { reqs, nothing: false })
     }
 
     /// True for a selector without requirements (matches everything, or for
@@ -271,12 +220,8 @@ impl LabelSelector {
                 Op::NotIn(vs) => v.is_none_or(|v| !vs.contains(v)),
                 Op::Exists => v.is_some(),
                 Op::NotExists => v.is_none(),
-                Op::Gt(n) => v
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .is_some_and(|x| x > *n),
-                Op::Lt(n) => v
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .is_some_and(|x| x < *n),
+                Op::Gt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x > *n),
+                Op::Lt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x < *n),
             }
         })
     }
@@ -354,40 +299,25 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (f, true, v)
             } else {
-                return Err(ApiError::bad_request(format!(
-                    "invalid selector: '{s}'; can't understand '{part}'"
-                )));
+                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
             };
             let field = field.trim();
-            if field != "metadata.name"
-                && field != "metadata.namespace"
-                && !supported.contains(&field)
-            {
-                let mut all = vec![
-                    "\"metadata.name\"".to_owned(),
-                    "\"metadata.namespace\"".to_owned(),
-                ];
+            if field != "metadata.name" && field != "metadata.namespace" && !supported.contains(&field) {
+                let mut all = vec!["\"metadata.name\"".to_owned(), "\"metadata.namespace\"".to_owned()];
                 all.extend(supported.iter().map(|f| format!("{f:?}")));
                 return Err(ApiError::bad_request(format!(
                     "{field:?} is not a known field selector: only {}",
                     all.join(", ")
                 )));
             }
-            reqs.push(FieldReq {
-                field: field.to_owned(),
-                equal,
-                value: unescape(value.trim()),
-            });
+            reqs.push(FieldReq { field: field.to_owned(), equal, value: unescape(value.trim()) });
         }
         Ok(FieldSelector { reqs })
     }
 
     /// The value of an exact `field=value` term (used to pick an index).
     pub fn exact(&self, field: &str) -> Option<&str> {
-        self.reqs
-            .iter()
-            .find(|r| r.equal && r.field == field)
-            .map(|r| r.value.as_str())
+        self.reqs.iter().find(|r| r.equal && r.field == field).map(|r| r.value.as_str())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -401,9 +331,7 @@ impl FieldSelector {
 
     /// Evaluates with `get` giving each field's value ("" when absent).
     pub fn matches_with(&self, mut get: impl FnMut(&str) -> String) -> bool {
-        self.reqs
-            .iter()
-            .all(|r| (get(&r.field) == r.value) == r.equal)
+        self.reqs.iter().all(|r| (get(&r.field) == r.value) == r.equal)
     }
 }
 
@@ -433,9 +361,7 @@ mod tests {
     use super::*;
 
     fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -459,16 +385,7 @@ mod tests {
         for s in yes {
             assert!(LabelSelector::parse(s).unwrap().matches(&l), "{s}");
         }
-        let no = [
-            "app=db",
-            "app!=web",
-            "app in (db)",
-            "app notin (web)",
-            "missing",
-            "!tier",
-            "missing in (x)",
-            "n>5",
-        ];
+        let no = ["app=db", "app!=web", "app in (db)", "app notin (web)", "missing", "!tier", "missing in (x)", "n>5"];
         for s in no {
             assert!(!LabelSelector::parse(s).unwrap().matches(&l), "{s}");
         }
@@ -490,8 +407,7 @@ mod tests {
 
     #[test]
     fn field_selectors() {
-        let f =
-            FieldSelector::parse("spec.nodeName=n1,metadata.name!=x", &["spec.nodeName"]).unwrap();
+        let f = FieldSelector::parse("spec.nodeName=n1,metadata.name!=x", &["spec.nodeName"]).unwrap();
         assert_eq!(f.exact("spec.nodeName"), Some("n1"));
         let pod = serde_json::json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
         assert!(f.matches_with(|k| field_value(&pod, k)));

@@ -46,15 +46,8 @@ impl std::fmt::Display for Partitioned {
 impl std::error::Error for Partitioned {}
 
 /// Accepts connections until `shutdown` changes.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let tls = shared
-        .tls
-        .as_ref()
-        .map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let tls = shared.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -97,23 +90,14 @@ pub async fn serve(
 fn bearer(req: &Request<Incoming>) -> Option<String> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> String {
-    req.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+    req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Partitioned> {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Partitioned> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = Query::parse(req.uri().query());
@@ -131,18 +115,14 @@ async fn handle(
             namespace: p.namespace.clone().unwrap_or_default(),
             name: p.name.clone().unwrap_or_default(),
         },
-        _ => RequestInfo {
-            verb: method.as_str().to_ascii_lowercase(),
-            resource: path.clone(),
-            ..RequestInfo::default()
-        },
+        _ => {
+            RequestInfo { verb: method.as_str().to_ascii_lowercase(), resource: path.clone(), ..RequestInfo::default() }
+        }
     };
     let user = match bearer(&req) {
         None => Identity::anonymous(),
         Some(token) => {
-            let result = shared
-                .tokens
-                .authenticate(&shared.store.lock(), &token, None);
+            let result = shared.tokens.authenticate(&shared.store.lock(), &token, None);
             match result {
                 Ok(Some((id, _))) => id,
                 _ => {
@@ -175,18 +155,15 @@ async fn handle(
             return Ok(respond(Reply::error(&ApiError::too_large()), ""));
         }
     };
-    let reply = dispatch(&shared, &method, &target, &query, &headers, &user, &body)
-        .unwrap_or_else(|e| Reply::error(&e));
+    let reply =
+        dispatch(&shared, &method, &target, &query, &headers, &user, &body).unwrap_or_else(|e| Reply::error(&e));
     shared.log.record(info, reply.code);
     let table = read_table(&headers, &reply);
     Ok(respond(reply, table))
 }
 
 fn read_table<'a>(h: &Headers, reply: &Reply) -> &'a str {
-    if super::read::wants_table(&h.accept)
-        && reply.code < 300
-        && matches!(reply.body, ReplyBody::Json(_))
-    {
+    if super::read::wants_table(&h.accept) && reply.code < 300 && matches!(reply.body, ReplyBody::Json(_)) {
         "application/json;as=Table;v=v1;g=meta.k8s.io"
     } else {
         ""
@@ -206,9 +183,7 @@ fn dispatch(
         if *method == Method::GET || *method == Method::HEAD {
             Ok(())
         } else {
-            Err(ApiError::method_not_allowed(
-                "the server does not allow this method on the requested resource",
-            ))
+            Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"))
         }
     };
     match target {
@@ -216,11 +191,7 @@ fn dispatch(
             get_only()?;
             Ok(Reply::value(200, &discovery::version()))
         }
-        Target::Health => Ok(Reply {
-            code: 200,
-            body: ReplyBody::Text("ok"),
-            warnings: Vec::new(),
-        }),
+        Target::Health => Ok(Reply { code: 200, body: ReplyBody::Text("ok"), warnings: Vec::new() }),
         Target::Api => {
             get_only()?;
             Ok(Reply::value(200, &discovery::api(&shared.server_address)))
@@ -231,8 +202,7 @@ fn dispatch(
         }
         Target::Group(g) => {
             get_only()?;
-            Ok(discovery::group(&shared.store.lock(), g)
-                .map_or_else(page_not_found, |v| Reply::value(200, &v)))
+            Ok(discovery::group(&shared.store.lock(), g).map_or_else(page_not_found, |v| Reply::value(200, &v)))
         }
         Target::GroupVersion(g, v) => {
             get_only()?;
@@ -243,24 +213,16 @@ fn dispatch(
             if !g.is_empty() && discovery::group(&inner, g).is_none() {
                 return Ok(page_not_found());
             }
-            discovery::resource_list(&inner, g, v)
-                .map(|v| Reply::value(200, &v))
-                .ok_or_else(not_served)
+            discovery::resource_list(&inner, g, v).map(|v| Reply::value(200, &v)).ok_or_else(not_served)
         }
-        Target::Resource(p)
-            if !p.group.is_empty()
-                && discovery::group(&shared.store.lock(), &p.group).is_none() =>
-        {
+        Target::Resource(p) if !p.group.is_empty() && discovery::group(&shared.store.lock(), &p.group).is_none() => {
             // Like the real server's mux: a group nobody serves is not an API path.
             Ok(page_not_found())
         }
         Target::Resource(p) => handlers::resource(shared, method, p, q, h, user, body),
         Target::OpenApiIndex => {
             get_only()?;
-            Ok(Reply::value(
-                200,
-                &super::openapi::index(&shared.store.lock()),
-            ))
+            Ok(Reply::value(200, &super::openapi::index(&shared.store.lock())))
         }
         Target::OpenApi(g, v) => {
             get_only()?;
@@ -272,35 +234,21 @@ fn dispatch(
 }
 
 fn page_not_found() -> Reply {
-    Reply {
-        code: 404,
-        body: ReplyBody::Text("404 page not found\n"),
-        warnings: Vec::new(),
-    }
+    Reply { code: 404, body: ReplyBody::Text("404 page not found\n"), warnings: Vec::new() }
 }
 
 fn respond(reply: Reply, content_type: &str) -> Response<Body> {
-    let mut builder = Response::builder()
-        .status(reply.code)
-        .header(header::CACHE_CONTROL, "no-cache, private");
+    let mut builder = Response::builder().status(reply.code).header(header::CACHE_CONTROL, "no-cache, private");
     for w in &reply.warnings {
         if let Ok(v) = HeaderValue::from_str(&format!("299 - {w:?}")) {
             builder = builder.header(header::WARNING, v);
         }
     }
     let (ct, body): (&str, Body) = match reply.body {
-        ReplyBody::Json(b) => (
-            if content_type.is_empty() {
-                "application/json"
-            } else {
-                content_type
-            },
-            Full::new(b).boxed_unsync(),
-        ),
-        ReplyBody::Text(t) => (
-            "text/plain; charset=utf-8",
-            Full::new(Bytes::from_static(t.as_bytes())).boxed_unsync(),
-        ),
+        ReplyBody::Json(b) => {
+            (if content_type.is_empty() { "application/json" } else { content_type }, Full::new(b).boxed_unsync())
+        }
+        ReplyBody::Text(t) => ("text/plain; charset=utf-8", Full::new(Bytes::from_static(t.as_bytes())).boxed_unsync()),
         ReplyBody::Watch(w) => {
             let stream = w.into_stream().map(|b| Ok::<_, Infallible>(Frame::data(b)));
             ("application/json", StreamBody::new(stream).boxed_unsync())

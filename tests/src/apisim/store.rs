@@ -40,20 +40,11 @@ impl Obj {
             m.remove("kind");
         }
         let meta = v.get("metadata");
-        let s = |k: &str| {
-            meta.and_then(|m| m.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let s = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_owned();
         let labels = meta
             .and_then(|m| m.get("labels"))
             .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
             .unwrap_or_default();
         let node_name = v
             .get("spec")
@@ -61,9 +52,7 @@ impl Obj {
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .map(str::to_owned);
-        let deleting = meta
-            .and_then(|m| m.get("deletionTimestamp"))
-            .is_some_and(|d| !d.is_null());
+        let deleting = meta.and_then(|m| m.get("deletionTimestamp")).is_some_and(|d| !d.is_null());
         Obj {
             ns: s("namespace"),
             name: s("name"),
@@ -83,11 +72,7 @@ impl Obj {
 
     /// The object with `apiVersion` and `kind` first, as served.
     pub fn with_type(&self, api_version: &str, kind: &str) -> Bytes {
-        let head = format!(
-            "{{\"apiVersion\":{},\"kind\":{}",
-            Value::from(api_version),
-            Value::from(kind)
-        );
+        let head = format!("{{\"apiVersion\":{},\"kind\":{}", Value::from(api_version), Value::from(kind));
         let rest = &self.json[1..];
         let mut out = Vec::with_capacity(head.len() + self.json.len() + 1);
         out.extend_from_slice(head.as_bytes());
@@ -183,10 +168,7 @@ impl TypeState {
     fn index(&mut self, key: &Key, obj: &Obj, add: bool) {
         if let Some(node) = &obj.node_name {
             if add {
-                self.by_node
-                    .entry(node.clone())
-                    .or_default()
-                    .insert(key.clone());
+                self.by_node.entry(node.clone()).or_default().insert(key.clone());
             } else if let Some(set) = self.by_node.get_mut(node) {
                 set.remove(key);
                 if set.is_empty() {
@@ -284,8 +266,7 @@ impl Inner {
         let ts = self.types.get_mut(gr)?;
         self.rv += 1;
         let rv = self.rv;
-        super::util::meta_mut(&mut v)
-            .insert("resourceVersion".into(), Value::String(rv.to_string()));
+        super::util::meta_mut(&mut v).insert("resourceVersion".into(), Value::String(rv.to_string()));
         let obj = Arc::new(Obj::from_value(v));
         let key = (obj.ns.clone(), obj.name.clone());
         let prev = ts.objects.insert(key.clone(), obj.clone());
@@ -293,22 +274,9 @@ impl Inner {
             ts.index(&key, p, false);
         }
         ts.index(&key, &obj, true);
-        let kind = if prev.is_some() {
-            EventType::Modified
-        } else {
-            EventType::Added
-        };
-        let line = event_line(
-            kind.as_str(),
-            &obj.with_type(&ts.rt.api_version(), &ts.rt.kind),
-        );
-        let change = Arc::new(Change {
-            rv,
-            kind,
-            obj: obj.clone(),
-            prev,
-            line,
-        });
+        let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+        let line = event_line(kind.as_str(), &obj.with_type(&ts.rt.api_version(), &ts.rt.kind));
+        let change = Arc::new(Change { rv, kind, obj: obj.clone(), prev, line });
         self.record(gr, change);
         Some(obj)
     }
@@ -323,17 +291,10 @@ impl Inner {
         self.rv += 1;
         let rv = self.rv;
         let mut v = prev.value();
-        super::util::meta_mut(&mut v)
-            .insert("resourceVersion".into(), Value::String(rv.to_string()));
+        super::util::meta_mut(&mut v).insert("resourceVersion".into(), Value::String(rv.to_string()));
         let obj = Arc::new(Obj::from_value(v));
         let line = event_line("DELETED", &obj.with_type(&ts.rt.api_version(), &ts.rt.kind));
-        let change = Arc::new(Change {
-            rv,
-            kind: EventType::Deleted,
-            obj: obj.clone(),
-            prev: Some(prev),
-            line,
-        });
+        let change = Arc::new(Change { rv, kind: EventType::Deleted, obj: obj.clone(), prev: Some(prev), line });
         self.record(gr, change);
         Some(obj)
     }
@@ -354,10 +315,7 @@ impl Inner {
 
     /// Closes the watches for which `pred(user)` holds, in every type.
     pub fn close_watches(&mut self, pred: &dyn Fn(&str) -> bool) -> usize {
-        self.types
-            .values_mut()
-            .map(|t| t.watchers.close_where(pred))
-            .sum()
+        self.types.values_mut().map(|t| t.watchers.close_where(pred)).sum()
     }
 }
 
@@ -372,19 +330,12 @@ pub struct Store {
 impl Store {
     pub fn new(types: Vec<ResourceType>, history_cap: usize) -> Store {
         let published = Arc::new(AtomicU64::new(1));
-        let mut inner = Inner {
-            rv: 1,
-            types: HashMap::new(),
-            history_cap: history_cap.max(1),
-            published: published.clone(),
-        };
+        let mut inner =
+            Inner { rv: 1, types: HashMap::new(), history_cap: history_cap.max(1), published: published.clone() };
         for rt in types {
             inner.put_type(rt);
         }
-        Store {
-            inner: Mutex::new(inner),
-            published,
-        }
+        Store { inner: Mutex::new(inner), published }
     }
 
     /// The store's lock (a panic elsewhere never poisons it for good).
@@ -426,10 +377,7 @@ mod tests {
         let gr = Gr::new("", "configmaps");
         let mut s = store.lock();
         for i in 0..5 {
-            s.commit(
-                &gr,
-                json!({"metadata": {"name": format!("c{i}"), "namespace": "n"}}),
-            );
+            s.commit(&gr, json!({"metadata": {"name": format!("c{i}"), "namespace": "n"}}));
         }
         let ts = s.type_state(&gr).unwrap();
         assert_eq!(ts.changes_after(0).count(), 3);

@@ -22,11 +22,7 @@ pub fn human_duration(secs: i64) -> String {
     let minutes = secs / 60;
     if minutes < 10 {
         let s = secs % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
+        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
     }
     if minutes < 180 {
         return format!("{minutes}m");
@@ -34,42 +30,28 @@ pub fn human_duration(secs: i64) -> String {
     let hours = secs / 3600;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
+        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        };
+        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     }
     if hours < 24 * 365 * 8 {
         let dy = (hours / 24) % 365;
-        return if dy == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{dy}d", hours / 24 / 365)
-        };
+        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
     }
     format!("{}y", hours / 24 / 365)
 }
 
 fn age(ts: Option<&Value>) -> Value {
     match ts.and_then(Value::as_str).and_then(parse_time) {
-        Some(t) => json!(human_duration(
-            jiff::Timestamp::now().as_second() - t.as_second()
-        )),
+        Some(t) => json!(human_duration(jiff::Timestamp::now().as_second() - t.as_second())),
         None => json!("<unknown>"),
     }
 }
@@ -85,11 +67,7 @@ fn or_none(v: Option<&str>) -> Value {
 /// A simple JSONPath (`.status.currentState`, `.spec.list[0].x`).
 fn json_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     let mut cur = v;
-    for part in path
-        .trim_start_matches('.')
-        .split('.')
-        .filter(|p| !p.is_empty())
-    {
+    for part in path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()) {
         let (field, index) = match part.split_once('[') {
             Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
             None => (part, None),
@@ -110,7 +88,12 @@ fn columns(rt: &ResourceType, version: &str) -> Vec<Value> {
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
     ];
     match rt.flavor {
-        Flavor::Node => cols.extend([col("Status", "string", 0), col("Roles", "string", 0), col("Age", "string", 0), col("Version", "string", 0)]),
+        Flavor::Node => cols.extend([
+            col("Status", "string", 0),
+            col("Roles", "string", 0),
+            col("Age", "string", 0),
+            col("Version", "string", 0),
+        ]),
         Flavor::Pod => cols.extend([
             col("Ready", "string", 0),
             col("Status", "string", 0),
@@ -120,7 +103,12 @@ fn columns(rt: &ResourceType, version: &str) -> Vec<Value> {
             col("Node", "string", 1),
         ]),
         Flavor::Lease => cols.extend([col("Holder", "string", 0), col("Age", "string", 0)]),
-        Flavor::Pdb => cols.extend([col("Min Available", "string", 0), col("Max Unavailable", "string", 0), col("Allowed Disruptions", "integer", 0), col("Age", "string", 0)]),
+        Flavor::Pdb => cols.extend([
+            col("Min Available", "string", 0),
+            col("Max Unavailable", "string", 0),
+            col("Allowed Disruptions", "integer", 0),
+            col("Age", "string", 0),
+        ]),
         Flavor::Custom => {
             let defined = rt.crd.as_ref().and_then(|c| c.columns.get(version)).cloned().unwrap_or_default();
             if defined.is_empty() {
@@ -136,11 +124,7 @@ fn columns(rt: &ResourceType, version: &str) -> Vec<Value> {
 }
 
 fn cells(rt: &ResourceType, version: &str, o: &Value) -> Vec<Value> {
-    let name = json!(
-        o.pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    );
+    let name = json!(o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default());
     let created = o.pointer("/metadata/creationTimestamp");
     let s = |p: &str| o.pointer(p).and_then(Value::as_str);
     let mut row = vec![name];
@@ -161,11 +145,7 @@ fn cells(rt: &ResourceType, version: &str, o: &Value) -> Vec<Value> {
             let roles: Vec<&str> = o
                 .pointer("/metadata/labels")
                 .and_then(Value::as_object)
-                .map(|l| {
-                    l.keys()
-                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
-                        .collect()
-                })
+                .map(|l| l.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).collect())
                 .unwrap_or_default();
             row.extend([
                 json!(status),
@@ -175,24 +155,12 @@ fn cells(rt: &ResourceType, version: &str, o: &Value) -> Vec<Value> {
             ]);
         }
         Flavor::Pod => {
-            let statuses = o
-                .pointer("/status/containerStatuses")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let statuses =
+                o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
             let ready = statuses.iter().filter(|c| c["ready"] == true).count();
-            let restarts: i64 = statuses
-                .iter()
-                .filter_map(|c| c["restartCount"].as_i64())
-                .sum();
-            let total = o
-                .pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            let mut status = s("/status/reason")
-                .or(s("/status/phase"))
-                .unwrap_or_default()
-                .to_owned();
+            let restarts: i64 = statuses.iter().filter_map(|c| c["restartCount"].as_i64()).sum();
+            let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
+            let mut status = s("/status/reason").or(s("/status/phase")).unwrap_or_default().to_owned();
             if o.pointer("/metadata/deletionTimestamp").is_some() {
                 status = "Terminating".into();
             }
@@ -205,33 +173,22 @@ fn cells(rt: &ResourceType, version: &str, o: &Value) -> Vec<Value> {
                 or_none(s("/spec/nodeName")),
             ]);
         }
-        Flavor::Lease => row.extend([
-            json!(s("/spec/holderIdentity").unwrap_or_default()),
-            age(created),
-        ]),
+        Flavor::Lease => row.extend([json!(s("/spec/holderIdentity").unwrap_or_default()), age(created)]),
         Flavor::Pdb => {
             let show = |p: &str| {
-                o.pointer(p).filter(|v| !v.is_null()).map_or_else(
-                    || "N/A".to_owned(),
-                    |v| v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                )
+                o.pointer(p)
+                    .filter(|v| !v.is_null())
+                    .map_or_else(|| "N/A".to_owned(), |v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
             };
             row.extend([
                 json!(show("/spec/minAvailable")),
                 json!(show("/spec/maxUnavailable")),
-                o.pointer("/status/disruptionsAllowed")
-                    .cloned()
-                    .unwrap_or(json!(0)),
+                o.pointer("/status/disruptionsAllowed").cloned().unwrap_or(json!(0)),
                 age(created),
             ]);
         }
         Flavor::Custom => {
-            let defined = rt
-                .crd
-                .as_ref()
-                .and_then(|c| c.columns.get(version))
-                .cloned()
-                .unwrap_or_default();
+            let defined = rt.crd.as_ref().and_then(|c| c.columns.get(version)).cloned().unwrap_or_default();
             if defined.is_empty() {
                 row.push(age(created));
             }
@@ -272,8 +229,7 @@ pub fn table(
             row
         })
         .collect();
-    let mut t =
-        json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "rows": rows});
+    let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "rows": rows});
     if headers {
         t["columnDefinitions"] = json!(columns(rt, version));
     }
@@ -297,9 +253,7 @@ mod tests {
 
     #[test]
     fn crd_columns_follow_json_paths() {
-        let crd =
-            serde_json::to_value(<model::BottlerocketShadow as kube::CustomResourceExt>::crd())
-                .unwrap();
+        let crd = serde_json::to_value(<model::BottlerocketShadow as kube::CustomResourceExt>::crd()).unwrap();
         let rt = crate::apisim::crd::type_from_crd(&crd).unwrap();
         let o = json!({"metadata": {"name": "brs-a", "creationTimestamp": "2020-01-01T00:00:00Z"}, "spec": {"state": "Idle", "slot": "brupop-slot-0"}, "status": {"currentState": "Idle", "currentVersion": "1.0.0"}});
         let t = table(&rt, "v2", &[o], Some(5), "None", true);

@@ -10,17 +10,12 @@ pub fn now_rfc3339() -> String {
 pub fn time_rfc3339(t: jiff::Timestamp) -> String {
     // Truncate to seconds like metav1.Time.
     let secs = t.as_second();
-    jiff::Timestamp::from_second(secs)
-        .unwrap_or(t)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::from_second(secs).unwrap_or(t).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Now with microseconds, like metav1.MicroTime.
 pub fn now_micro() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 pub fn parse_time(s: &str) -> Option<jiff::Timestamp> {
@@ -46,23 +41,13 @@ pub fn uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// The 5-character suffix of `generateName`, from the same alphabet as Kubernetes.
 pub fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    random_bytes::<5>()
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    random_bytes::<5>().iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }
 
 /// URL-safe random token text.
@@ -90,12 +75,8 @@ pub fn obj_mut<'a>(value: &'a mut Value, key: &str) -> &'a mut Map<String, Value
     if !value.is_object() {
         *value = Value::Object(Map::new());
     }
-    let Value::Object(map) = value else {
-        unreachable!("just made an object")
-    };
-    let entry = map
-        .entry(key.to_owned())
-        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(map) = value else { unreachable!("just made an object") };
+    let entry = map.entry(key.to_owned()).or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
@@ -138,8 +119,7 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|p| {
             !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !p.starts_with('-')
                 && !p.ends_with('-')
         })

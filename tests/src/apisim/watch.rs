@@ -110,21 +110,11 @@ impl Watchers {
     }
 
     /// Registers a watcher with a queue of `capacity` events.
-    pub fn add(
-        &mut self,
-        filter: Filter,
-        format: Format,
-        user: &str,
-        capacity: usize,
-    ) -> mpsc::Receiver<Bytes> {
+    pub fn add(&mut self, filter: Filter, format: Format, user: &str, capacity: usize) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let slot = if let Some(n) = filter.fields.exact("metadata.name") {
             Slot::Name(n.to_owned())
-        } else if let Some(n) = filter
-            .fields
-            .exact("spec.nodeName")
-            .filter(|n| !n.is_empty())
-        {
+        } else if let Some(n) = filter.fields.exact("spec.nodeName").filter(|n| !n.is_empty()) {
             Slot::Node(n.to_owned())
         } else if let Some(ns) = &filter.namespace {
             Slot::Ns(ns.clone())
@@ -134,16 +124,7 @@ impl Watchers {
         self.next += 1;
         let id = self.next;
         self.slots.entry(slot.clone()).or_default().insert(id);
-        self.all.insert(
-            id,
-            Entry {
-                filter,
-                format,
-                user: user.to_owned(),
-                slot,
-                tx,
-            },
-        );
+        self.all.insert(id, Entry { filter, format, user: user.to_owned(), slot, tx });
         rx
     }
 
@@ -160,12 +141,7 @@ impl Watchers {
 
     /// Closes the watchers of users for which `pred` holds.
     pub fn close_where(&mut self, pred: &dyn Fn(&str) -> bool) -> usize {
-        let ids: Vec<u64> = self
-            .all
-            .iter()
-            .filter(|(_, e)| pred(&e.user))
-            .map(|(id, _)| *id)
-            .collect();
+        let ids: Vec<u64> = self.all.iter().filter(|(_, e)| pred(&e.user)).map(|(id, _)| *id).collect();
         for id in &ids {
             self.remove(*id);
         }
@@ -205,14 +181,9 @@ impl Watchers {
             let Some((kind, obj)) = classify(&e.filter, change, &mut left) else {
                 continue;
             };
-            let line = match (
-                &e.format,
-                kind == change.kind && Arc::ptr_eq(&obj, &change.obj),
-            ) {
+            let line = match (&e.format, kind == change.kind && Arc::ptr_eq(&obj, &change.obj)) {
                 (Format::Shared, true) => change.line.clone(),
-                (Format::Shared, false) => {
-                    event_line(kind.as_str(), &obj.with_type(&rt.api_version(), &rt.kind))
-                }
+                (Format::Shared, false) => event_line(kind.as_str(), &obj.with_type(&rt.api_version(), &rt.kind)),
                 (Format::Custom(f), _) => f(kind, &obj),
             };
             if e.tx.try_send(line).is_err() {
@@ -227,11 +198,7 @@ impl Watchers {
 }
 
 /// The event a watcher with `filter` sees for `change`, if any.
-fn classify(
-    filter: &Filter,
-    change: &Change,
-    left: &mut Option<Arc<Obj>>,
-) -> Option<(EventType, Arc<Obj>)> {
+fn classify(filter: &Filter, change: &Change, left: &mut Option<Arc<Obj>>) -> Option<(EventType, Arc<Obj>)> {
     let now = filter.matches(&change.obj);
     match change.kind {
         EventType::Added => now.then(|| (EventType::Added, change.obj.clone())),
@@ -247,10 +214,8 @@ fn classify(
                     let obj = left
                         .get_or_insert_with(|| {
                             let mut v = change.prev.as_ref().map(|p| p.value()).unwrap_or_default();
-                            super::util::meta_mut(&mut v).insert(
-                                "resourceVersion".into(),
-                                Value::String(change.rv.to_string()),
-                            );
+                            super::util::meta_mut(&mut v)
+                                .insert("resourceVersion".into(), Value::String(change.rv.to_string()));
                             Arc::new(Obj::from_value(v))
                         })
                         .clone();
@@ -275,9 +240,7 @@ pub fn replay<'a>(
         if let Some((kind, obj)) = classify(filter, c, &mut left) {
             let line = match format {
                 Format::Shared if kind == c.kind && Arc::ptr_eq(&obj, &c.obj) => c.line.clone(),
-                Format::Shared => {
-                    event_line(kind.as_str(), &obj.with_type(&rt.api_version(), &rt.kind))
-                }
+                Format::Shared => event_line(kind.as_str(), &obj.with_type(&rt.api_version(), &rt.kind)),
                 Format::Custom(f) => f(kind, &obj),
             };
             out.push_back(Pending::Line(line));
@@ -310,10 +273,7 @@ pub struct WatchBody {
 
 impl std::fmt::Debug for WatchBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchBody")
-            .field("backlog", &self.backlog.len())
-            .field("kind", &self.kind)
-            .finish()
+        f.debug_struct("WatchBody").field("backlog", &self.backlog.len()).field("kind", &self.kind).finish()
     }
 }
 
@@ -386,9 +346,7 @@ mod tests {
         let gr = crate::apisim::resources::Gr::new("", "pods");
         let mut inner = store.lock();
         let ts = inner.type_state_mut(&gr).unwrap();
-        let mut slow = ts
-            .watchers
-            .add(Filter::default(), Format::Shared, "slow", 2);
+        let mut slow = ts.watchers.add(Filter::default(), Format::Shared, "slow", 2);
         let node_filter = Filter {
             fields: FieldSelector::parse("spec.nodeName=n1", &["spec.nodeName"]).unwrap(),
             ..Filter::default()
@@ -396,7 +354,10 @@ mod tests {
         let mut fast = ts.watchers.add(node_filter, Format::Shared, "agent", 100);
         for i in 0..5 {
             let node = if i % 2 == 0 { "n1" } else { "n2" };
-            inner.commit(&gr, json!({"metadata": {"name": format!("p{i}"), "namespace": "ns"}, "spec": {"nodeName": node}}));
+            inner.commit(
+                &gr,
+                json!({"metadata": {"name": format!("p{i}"), "namespace": "ns"}, "spec": {"nodeName": node}}),
+            );
         }
         let ts = inner.type_state(&gr).unwrap();
         assert_eq!(ts.watchers.len(), 1, "the slow watcher is gone");
@@ -419,23 +380,10 @@ mod tests {
         let store = Store::new(builtins(), 100);
         let gr = crate::apisim::resources::Gr::new("", "configmaps");
         let mut inner = store.lock();
-        let f = Filter {
-            labels: LabelSelector::parse("a=1").unwrap(),
-            ..Filter::default()
-        };
-        let mut rx = inner
-            .type_state_mut(&gr)
-            .unwrap()
-            .watchers
-            .add(f, Format::Shared, "u", 10);
-        inner.commit(
-            &gr,
-            json!({"metadata": {"name": "c", "namespace": "n", "labels": {"a": "1"}}}),
-        );
-        inner.commit(
-            &gr,
-            json!({"metadata": {"name": "c", "namespace": "n", "labels": {"a": "2"}}}),
-        );
+        let f = Filter { labels: LabelSelector::parse("a=1").unwrap(), ..Filter::default() };
+        let mut rx = inner.type_state_mut(&gr).unwrap().watchers.add(f, Format::Shared, "u", 10);
+        inner.commit(&gr, json!({"metadata": {"name": "c", "namespace": "n", "labels": {"a": "1"}}}));
+        inner.commit(&gr, json!({"metadata": {"name": "c", "namespace": "n", "labels": {"a": "2"}}}));
         let rv = inner.current_rv();
         drop(inner);
         let first: Value = serde_json::from_slice(&rx.try_recv().unwrap()).unwrap();
@@ -443,9 +391,6 @@ mod tests {
         assert_eq!(first["type"], "ADDED");
         assert_eq!(second["type"], "DELETED");
         assert_eq!(second["object"]["metadata"]["labels"]["a"], "1");
-        assert_eq!(
-            second["object"]["metadata"]["resourceVersion"],
-            rv.to_string()
-        );
+        assert_eq!(second["object"]["metadata"]["resourceVersion"], rv.to_string());
     }
 }

@@ -62,11 +62,7 @@ fn validate(inner: &Inner, rt: &ResourceType, v: &Value, old: Option<&Value>) ->
     if rt.flavor == Flavor::Crd {
         causes.extend(crd::validate(inner, v, old));
     }
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(invalid(rt, name, causes))
-    }
+    if causes.is_empty() { Ok(()) } else { Err(invalid(rt, name, causes)) }
 }
 
 fn strip(v: &Value, keep_status: bool) -> Value {
@@ -92,37 +88,20 @@ pub fn create(
     opts: &WriteOpts,
     record: bool,
 ) -> ApiResult<Arc<Obj>> {
-    let body_ns = get_str(&v, &["metadata", "namespace"])
-        .unwrap_or_default()
-        .to_owned();
+    let body_ns = get_str(&v, &["metadata", "namespace"]).unwrap_or_default().to_owned();
     if rt.namespaced && !body_ns.is_empty() && body_ns != ns {
         return Err(ApiError::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
         ));
     }
     if get_str(&v, &["metadata", "resourceVersion"]).is_some_and(|r| !r.is_empty()) {
-        return Err(ApiError::new(
-            500,
-            "",
-            "resourceVersion should not be set on objects to be created",
-        ));
+        return Err(ApiError::new(500, "", "resourceVersion should not be set on objects to be created"));
     }
-    let mut name = get_str(&v, &["metadata", "name"])
-        .unwrap_or_default()
-        .to_owned();
+    let mut name = get_str(&v, &["metadata", "name"]).unwrap_or_default().to_owned();
     if name.is_empty() {
-        let prefix = get_str(&v, &["metadata", "generateName"])
-            .unwrap_or_default()
-            .to_owned();
+        let prefix = get_str(&v, &["metadata", "generateName"]).unwrap_or_default().to_owned();
         if prefix.is_empty() {
-            return Err(invalid(
-                rt,
-                "",
-                vec![Cause::required(
-                    "metadata.name",
-                    "name or generateName is required",
-                )],
-            ));
+            return Err(invalid(rt, "", vec![Cause::required("metadata.name", "name or generateName is required")]));
         }
         name = format!("{prefix}{}", super::util::name_suffix());
     }
@@ -135,13 +114,7 @@ pub fn create(
         } else {
             m.remove("namespace");
         }
-        for k in [
-            "uid",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "selfLink",
-            "generation",
-        ] {
+        for k in ["uid", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
             m.remove(k);
         }
         m.insert("uid".into(), json!(super::util::uuid()));
@@ -171,9 +144,7 @@ pub fn create(
     if opts.dry_run {
         return Ok(Arc::new(Obj::from_value(v)));
     }
-    let stored = inner
-        .commit(&rt.gr(), v.clone())
-        .ok_or_else(|| ApiError::internal("resource type vanished"))?;
+    let stored = inner.commit(&rt.gr(), v.clone()).ok_or_else(|| ApiError::internal("resource type vanished"))?;
     match rt.flavor {
         Flavor::Namespace => create_default_sa(inner, &name),
         Flavor::Crd => crd::established(inner, &stored),
@@ -196,11 +167,7 @@ fn check_name(rt: &ResourceType, name: &str) -> ApiResult<()> {
     } else {
         "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
     };
-    Err(invalid(
-        rt,
-        name,
-        vec![Cause::invalid("metadata.name", &json!(name), detail)],
-    ))
+    Err(invalid(rt, name, vec![Cause::invalid("metadata.name", &json!(name), detail)]))
 }
 
 /// What the ServiceAccount controller does for a new namespace.
@@ -303,20 +270,14 @@ pub fn update(
         ));
     }
     let ns_key = if rt.namespaced { ns } else { "" };
-    let cur = inner
-        .get(&rt.gr(), ns_key, name)
-        .ok_or_else(|| ApiError::not_found(&rt.plural, &rt.group, name))?;
+    let cur = inner.get(&rt.gr(), ns_key, name).ok_or_else(|| ApiError::not_found(&rt.plural, &rt.group, name))?;
     let rv = get_str(&new, &["metadata", "resourceVersion"]).unwrap_or_default();
     if rv.is_empty() && rt.is_custom() {
         return Err(ApiError::invalid(
             &rt.plural,
             &rt.group,
             name,
-            vec![Cause::invalid(
-                "metadata.resourceVersion",
-                &json!(0),
-                "must be specified for an update",
-            )],
+            vec![Cause::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")],
         ));
     }
     if !rv.is_empty() && rv != cur.rv.to_string() {
@@ -342,10 +303,7 @@ pub fn update(
     }
     let mut v = merge_for_part(rt, &old, new, part);
     if rt.generation && part == Part::Main && strip(&v, false) != strip(&old, false) {
-        let g = old
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
         meta_mut(&mut v).insert("generation".into(), json!(g + 1));
     }
     validate(inner, rt, &v, Some(&old))?;
@@ -369,21 +327,11 @@ pub fn update(
 /// Commits an updated object, or removes it when it was being deleted and
 /// its last finalizer is gone.
 pub fn finish_write(inner: &mut Inner, rt: &ResourceType, v: Value) -> ApiResult<Arc<Obj>> {
-    let deleting = v
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|d| !d.is_null());
-    let finalizers = v
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty());
-    let grace = v
-        .pointer("/metadata/deletionGracePeriodSeconds")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+    let deleting = v.pointer("/metadata/deletionTimestamp").is_some_and(|d| !d.is_null());
+    let finalizers = v.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let grace = v.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
     let gr = rt.gr();
-    let stored = inner
-        .commit(&gr, v)
-        .ok_or_else(|| ApiError::internal("resource type vanished"))?;
+    let stored = inner.commit(&gr, v).ok_or_else(|| ApiError::internal("resource type vanished"))?;
     if deleting && !finalizers && grace == 0 {
         let (ns, name) = (stored.ns.clone(), stored.name.clone());
         if let Some(gone) = super::delete::remove_now(inner, rt, &ns, &name) {
@@ -401,14 +349,6 @@ pub fn finish_write(inner: &mut Inner, rt: &ResourceType, v: Value) -> ApiResult
 
 /// The etcd key kube-apiserver would use (for error texts).
 pub fn storage_key(rt: &ResourceType, ns: &str, name: &str) -> String {
-    let res = if rt.group.is_empty() {
-        rt.plural.clone()
-    } else {
-        format!("{}/{}", rt.group, rt.plural)
-    };
-    if ns.is_empty() {
-        format!("/registry/{res}/{name}")
-    } else {
-        format!("/registry/{res}/{ns}/{name}")
-    }
+    let res = if rt.group.is_empty() { rt.plural.clone() } else { format!("{}/{}", rt.group, rt.plural) };
+    if ns.is_empty() { format!("/registry/{res}/{name}") } else { format!("/registry/{res}/{ns}/{name}") }
 }

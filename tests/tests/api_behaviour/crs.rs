@@ -11,13 +11,7 @@ use serde_json::json;
 use crate::{api, failed, raw};
 
 pub fn shadow(name: &str) -> BottlerocketShadow {
-    BottlerocketShadow::new(
-        name,
-        BottlerocketShadowSpec {
-            state: ShadowState::Idle,
-            ..Default::default()
-        },
-    )
+    BottlerocketShadow::new(name, BottlerocketShadowSpec { state: ShadowState::Idle, ..Default::default() })
 }
 
 fn shadows(api: &tests::backend::TestApi) -> Api<BottlerocketShadow> {
@@ -28,29 +22,12 @@ fn shadows(api: &tests::backend::TestApi) -> Api<BottlerocketShadow> {
 async fn crds_install_idempotently_and_are_discoverable() {
     let api = api("install-crds").await;
     api.install_crds().await.unwrap();
-    api.install_crds()
-        .await
-        .expect("applying the CRDs again is fine");
-    let res = api
-        .client
-        .list_api_group_resources("brupop.bottlerocket.aws/v2")
-        .await
-        .unwrap();
-    let brs = res
-        .resources
-        .iter()
-        .find(|r| r.name == "bottlerocketshadows")
-        .unwrap();
+    api.install_crds().await.expect("applying the CRDs again is fine");
+    let res = api.client.list_api_group_resources("brupop.bottlerocket.aws/v2").await.unwrap();
+    let brs = res.resources.iter().find(|r| r.name == "bottlerocketshadows").unwrap();
     assert_eq!(brs.short_names.as_deref(), Some(&["brs".to_string()][..]));
-    assert!(
-        res.resources
-            .iter()
-            .any(|r| r.name == "bottlerocketshadows/status")
-    );
-    let created = shadows(&api)
-        .create(&PostParams::default(), &shadow("brs-a"))
-        .await
-        .unwrap();
+    assert!(res.resources.iter().any(|r| r.name == "bottlerocketshadows/status"));
+    let created = shadows(&api).create(&PostParams::default(), &shadow("brs-a")).await.unwrap();
     assert_eq!(created.metadata.generation, Some(1));
     assert!(created.status.is_none(), "status is not written on create");
 }
@@ -60,9 +37,7 @@ async fn status_writes_change_only_status_and_main_writes_only_the_rest() {
     let api = api("status-subresource").await;
     api.install_crds().await.unwrap();
     let brs = shadows(&api);
-    brs.create(&PostParams::default(), &shadow("brs-a"))
-        .await
-        .unwrap();
+    brs.create(&PostParams::default(), &shadow("brs-a")).await.unwrap();
     let pp = PatchParams::default();
     let s = brs
         .patch_status(
@@ -74,42 +49,19 @@ async fn status_writes_change_only_status_and_main_writes_only_the_rest() {
         .unwrap();
     assert_eq!(s.spec.state, ShadowState::Idle, "a status write keeps spec");
     assert_eq!(s.status.as_ref().unwrap().current_version, "1.0.0");
-    assert_eq!(
-        s.metadata.generation,
-        Some(1),
-        "status writes do not bump generation"
-    );
+    assert_eq!(s.metadata.generation, Some(1), "status writes do not bump generation");
     let mut main = s.clone();
     main.spec.slot = Some("brupop-slot-0".into());
     main.status.as_mut().unwrap().current_version = "9.9.9".into();
-    let m = brs
-        .replace("brs-a", &PostParams::default(), &main)
-        .await
-        .unwrap();
+    let m = brs.replace("brs-a", &PostParams::default(), &main).await.unwrap();
     assert_eq!(m.spec.slot.as_deref(), Some("brupop-slot-0"));
-    assert_eq!(
-        m.status.as_ref().unwrap().current_version,
-        "1.0.0",
-        "a main write keeps status"
-    );
-    assert_eq!(
-        m.metadata.generation,
-        Some(2),
-        "a spec change bumps generation"
-    );
+    assert_eq!(m.status.as_ref().unwrap().current_version, "1.0.0", "a main write keeps status");
+    assert_eq!(m.metadata.generation, Some(2), "a spec change bumps generation");
     let l = brs
-        .patch(
-            "brs-a",
-            &pp,
-            &Patch::Merge(json!({"metadata": {"labels": {"brupop.bottlerocket.aws/node": "a"}}})),
-        )
+        .patch("brs-a", &pp, &Patch::Merge(json!({"metadata": {"labels": {"brupop.bottlerocket.aws/node": "a"}}})))
         .await
         .unwrap();
-    assert_eq!(
-        l.metadata.generation,
-        Some(2),
-        "metadata changes do not bump generation"
-    );
+    assert_eq!(l.metadata.generation, Some(2), "metadata changes do not bump generation");
     let applied = brs
         .patch_status(
             "brs-a",
@@ -133,24 +85,17 @@ async fn generation_of_built_in_types_matches_the_real_server() {
         .patch(
             "p",
             &PatchParams::default(),
-            &Patch::Strategic(
-                json!({"spec": {"containers": [{"name": "c", "image": "example.com/app:2.0"}]}}),
-            ),
+            &Patch::Strategic(json!({"spec": {"containers": [{"name": "c", "image": "example.com/app:2.0"}]}})),
         )
         .await
         .unwrap();
     assert_eq!(p2.metadata.generation, Some(2));
     let p3 = pods
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
-        )
+        .patch("p", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})))
         .await
         .unwrap();
     assert_eq!(p3.metadata.generation, Some(2));
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-        Api::namespaced(api.client.clone(), &api.namespace);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(api.client.clone(), &api.namespace);
     let l = leases
         .create(
             &PostParams::default(),
@@ -163,14 +108,8 @@ async fn generation_of_built_in_types_matches_the_real_server() {
         Api::namespaced(api.client.clone(), &api.namespace);
     let pdb = pdbs.create(&PostParams::default(), &crate::obj(json!({"metadata": {"name": "b"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"a": "b"}}}}))).await.unwrap();
     assert_eq!(pdb.metadata.generation, Some(1));
-    let pdb = pdbs
-        .patch(
-            "b",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"minAvailable": 2}})),
-        )
-        .await
-        .unwrap();
+    let pdb =
+        pdbs.patch("b", &PatchParams::default(), &Patch::Merge(json!({"spec": {"minAvailable": 2}}))).await.unwrap();
     assert_eq!(pdb.metadata.generation, Some(2));
 }
 
@@ -189,16 +128,9 @@ async fn unknown_fields_of_custom_resources_are_pruned_or_refused_when_strict() 
     }))
     .unwrap();
     let created = dynamic.create(&PostParams::default(), &body).await.unwrap();
-    assert!(
-        created.data["spec"].get("notInSchema").is_none(),
-        "{:?}",
-        created.data
-    );
+    assert!(created.data["spec"].get("notInSchema").is_none(), "{:?}", created.data);
     assert!(created.data.get("extra").is_none());
-    let path = format!(
-        "/apis/brupop.bottlerocket.aws/v2/namespaces/{}/bottlerocketshadows",
-        api.namespace
-    );
+    let path = format!("/apis/brupop.bottlerocket.aws/v2/namespaces/{}/bottlerocketshadows", api.namespace);
     let strict = json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-q"}, "spec": {"state": "Idle", "notInSchema": 1}});
     let r = raw(
         &api.client,
@@ -208,39 +140,14 @@ async fn unknown_fields_of_custom_resources_are_pruned_or_refused_when_strict() 
         "application/json",
     )
     .await;
-    assert_eq!(
-        (r.code, r.body["reason"].as_str()),
-        (400, Some("BadRequest")),
-        "{}",
-        r.text
-    );
-    assert!(
-        r.text
-            .contains("strict decoding error: unknown field \\\"spec.notInSchema\\\""),
-        "{}",
-        r.text
-    );
-    let r = raw(
-        &api.client,
-        "POST",
-        &path,
-        Some(&strict.to_string()),
-        "application/json",
-    )
-    .await;
+    assert_eq!((r.code, r.body["reason"].as_str()), (400, Some("BadRequest")), "{}", r.text);
+    assert!(r.text.contains("strict decoding error: unknown field \\\"spec.notInSchema\\\""), "{}", r.text);
+    let r = raw(&api.client, "POST", &path, Some(&strict.to_string()), "application/json").await;
     assert_eq!(r.code, 201, "{}", r.text);
-    assert!(
-        r.warnings.iter().any(|w| w.contains("spec.notInSchema")),
-        "{:?}",
-        r.warnings
-    );
+    assert!(r.warnings.iter().any(|w| w.contains("spec.notInSchema")), "{:?}", r.warnings);
     let pp = PatchParams::default();
     let patched = dynamic
-        .patch(
-            "brs-p",
-            &pp,
-            &Patch::Merge(json!({"spec": {"alsoNot": "x", "version": "1.2.3"}})),
-        )
+        .patch("brs-p", &pp, &Patch::Merge(json!({"spec": {"alsoNot": "x", "version": "1.2.3"}})))
         .await
         .unwrap();
     assert!(patched.data["spec"].get("alsoNot").is_none());
@@ -251,73 +158,35 @@ async fn unknown_fields_of_custom_resources_are_pruned_or_refused_when_strict() 
 async fn custom_resource_schema_violations_are_422() {
     let api = api("cr-validation").await;
     api.install_crds().await.unwrap();
-    let path = format!(
-        "/apis/brupop.bottlerocket.aws/v2/namespaces/{}/bottlerocketshadows",
-        api.namespace
-    );
+    let path = format!("/apis/brupop.bottlerocket.aws/v2/namespaces/{}/bottlerocketshadows", api.namespace);
     let post = |body: serde_json::Value| {
         let (c, p) = (api.client.clone(), path.clone());
         async move { raw(&c, "POST", &p, Some(&body.to_string()), "application/json").await }
     };
     let r = post(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-e"}, "spec": {"state": "Dancing"}})).await;
-    assert_eq!(
-        (r.code, r.body["reason"].as_str()),
-        (422, Some("Invalid")),
-        "{}",
-        r.text
-    );
+    assert_eq!((r.code, r.body["reason"].as_str()), (422, Some("Invalid")), "{}", r.text);
     let msg = r.body["message"].as_str().unwrap();
     assert!(msg.starts_with("BottlerocketShadow.brupop.bottlerocket.aws \"brs-e\" is invalid: spec.state: Unsupported value: \"Dancing\": supported values: \"Idle\""), "{msg}");
-    assert_eq!(
-        r.body["details"]["causes"][0]["reason"],
-        "FieldValueNotSupported"
-    );
+    assert_eq!(r.body["details"]["causes"][0]["reason"], "FieldValueNotSupported");
     let r = post(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-r"}, "spec": {}})).await;
     assert_eq!(r.code, 422, "{}", r.text);
     assert!(r.text.contains("spec.state: Required value"), "{}", r.text);
     let r = post(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-t"}, "spec": {"state": "Idle", "acknowledgedFailure": "three"}})).await;
     assert_eq!(r.code, 422, "{}", r.text);
-    assert!(
-        r.text
-            .contains("spec.acknowledgedFailure in body must be of type integer: \\\"string\\\""),
-        "{}",
-        r.text
-    );
+    assert!(r.text.contains("spec.acknowledgedFailure in body must be of type integer: \\\"string\\\""), "{}", r.text);
     let r = post(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-m"}, "spec": {"state": "Idle", "acknowledgedFailure": -1}})).await;
     assert_eq!(r.code, 422, "{}", r.text);
-    assert!(
-        r.text.contains("should be greater than or equal to 0"),
-        "{}",
-        r.text
-    );
+    assert!(r.text.contains("should be greater than or equal to 0"), "{}", r.text);
     let brs = shadows(&api);
-    brs.create(&PostParams::default(), &shadow("brs-ok"))
-        .await
-        .unwrap();
+    brs.create(&PostParams::default(), &shadow("brs-ok")).await.unwrap();
     let s = failed(
-        brs.patch_status(
-            "brs-ok",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"currentState": "Idle"}})),
-        )
-        .await,
+        brs.patch_status("brs-ok", &PatchParams::default(), &Patch::Merge(json!({"status": {"currentState": "Idle"}})))
+            .await,
     );
-    assert_eq!(
-        s.code, 422,
-        "status.currentVersion is required: {}",
-        s.message
-    );
+    assert_eq!(s.code, 422, "status.currentVersion is required: {}", s.message);
     let r = raw(&api.client, "PUT", &format!("{path}/brs-ok"), Some(&json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-ok"}, "spec": {"state": "Idle"}}).to_string()), "application/json").await;
-    assert_eq!(
-        r.code, 422,
-        "custom resources need a resourceVersion to update: {}",
-        r.text
-    );
-    assert!(
-        r.text.contains("must be specified for an update"),
-        "{}",
-        r.text
-    );
+    assert_eq!(r.code, 422, "custom resources need a resourceVersion to update: {}", r.text);
+    assert!(r.text.contains("must be specified for an update"), "{}", r.text);
 }
 
 #[tokio::test]
@@ -334,9 +203,7 @@ async fn schema_defaults_are_applied() {
     let p = policies.get("default").await.unwrap();
     assert!(!p.spec.paused);
     let brs = shadows(&api);
-    brs.create(&PostParams::default(), &shadow("brs-d"))
-        .await
-        .unwrap();
+    brs.create(&PostParams::default(), &shadow("brs-d")).await.unwrap();
     let ar = ApiResource::erase::<BottlerocketShadow>(&());
     let dyn_brs: Api<DynamicObject> = Api::namespaced_with(api.client.clone(), &api.namespace, &ar);
     let s = dyn_brs

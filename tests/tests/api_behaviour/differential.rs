@@ -46,26 +46,13 @@ pub async fn setup(client: &kube::Client, ns: &str) {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for crd in model::crds() {
         let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("fuzz").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        kube::runtime::wait::await_condition(
-            crds.clone(),
-            &name,
-            kube::runtime::conditions::is_crd_established(),
-        )
-        .await
-        .unwrap();
+        crds.patch(&name, &PatchParams::apply("fuzz").force(), &Patch::Apply(&crd)).await.unwrap();
+        kube::runtime::wait::await_condition(crds.clone(), &name, kube::runtime::conditions::is_crd_established())
+            .await
+            .unwrap();
     }
     for (path, body) in [
-        (
-            format!("/api/v1/namespaces/{ns}/serviceaccounts"),
-            json!({"metadata": {"name": "sa"}}),
-        ),
+        (format!("/api/v1/namespaces/{ns}/serviceaccounts"), json!({"metadata": {"name": "sa"}})),
         (
             format!("/api/v1/namespaces/{ns}/pods"),
             json!({"metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"serviceAccountName": "sa", "containers": [{"name": "c", "image": "i"}]}}),
@@ -79,14 +66,7 @@ pub async fn setup(client: &kube::Client, ns: &str) {
             json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-x"}, "spec": {"state": "Idle"}}),
         ),
     ] {
-        let r = raw(
-            client,
-            "POST",
-            &path,
-            Some(&body.to_string()),
-            "application/json",
-        )
-        .await;
+        let r = raw(client, "POST", &path, Some(&body.to_string()), "application/json").await;
         assert_eq!(r.code, 201, "{path}: {}", r.text);
     }
 }
@@ -110,9 +90,7 @@ fn corpus(ns: &str) -> Vec<Probe> {
         ),
         (
             "PATCH",
-            format!(
-                "/apis/brupop.bottlerocket.aws/v2/namespaces/{ns}/bottlerocketshadows/brs-x/status"
-            ),
+            format!("/apis/brupop.bottlerocket.aws/v2/namespaces/{ns}/bottlerocketshadows/brs-x/status"),
             json!({"status": {"currentState": "Idle", "currentVersion": "1", "crashCount": 1, "conditions": [{"type": "a", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z", "reason": "r", "message": "m"}]}}),
         ),
         (
@@ -141,22 +119,10 @@ fn corpus(ns: &str) -> Vec<Probe> {
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"x": "y"}}, "spec": {"activeDeadlineSeconds": 5}}),
         ),
     ];
-    let swaps = [
-        json!(null),
-        json!(1),
-        json!(-1),
-        json!(1.5),
-        json!("x"),
-        json!(true),
-        json!([]),
-        json!({}),
-        json!([[{}]]),
-    ];
-    let patch_types = [
-        "application/merge-patch+json",
-        "application/strategic-merge-patch+json",
-        "application/apply-patch+yaml",
-    ];
+    let swaps =
+        [json!(null), json!(1), json!(-1), json!(1.5), json!("x"), json!(true), json!([]), json!({}), json!([[{}]])];
+    let patch_types =
+        ["application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"];
     let mut out = Vec::new();
     for (method, path, valid) in targets {
         let mut ptrs = Vec::new();
@@ -167,25 +133,14 @@ fn corpus(ns: &str) -> Vec<Probe> {
                 if let Some(slot) = body.pointer_mut(ptr) {
                     *slot = swap.clone();
                 }
-                let content_type = if method == "PATCH" {
-                    patch_types[j % patch_types.len()]
-                } else {
-                    "application/json"
-                };
-                let query = if j % 2 == 0 {
-                    "?fieldManager=fuzz&fieldValidation=Strict"
-                } else {
-                    "?fieldManager=fuzz"
-                };
+                let content_type =
+                    if method == "PATCH" { patch_types[j % patch_types.len()] } else { "application/json" };
+                let query = if j % 2 == 0 { "?fieldManager=fuzz&fieldValidation=Strict" } else { "?fieldManager=fuzz" };
                 let created = (method == "POST"
                     && !path.contains("/eviction")
                     && !path.contains("/token")
                     && !path.contains("tokenreviews"))
-                .then(|| {
-                    body.pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .map(|n| format!("{path}/{n}"))
-                })
+                .then(|| body.pointer("/metadata/name").and_then(Value::as_str).map(|n| format!("{path}/{n}")))
                 .flatten();
                 out.push(Probe {
                     method,
@@ -197,16 +152,7 @@ fn corpus(ns: &str) -> Vec<Probe> {
             }
         }
     }
-    for junk in [
-        "",
-        "{",
-        "[]",
-        "null",
-        "\"x\"",
-        "{\"metadata\":[]}",
-        "{\"apiVersion\":1}",
-        "\u{0}\u{1}",
-    ] {
+    for junk in ["", "{", "[]", "null", "\"x\"", "{\"metadata\":[]}", "{\"apiVersion\":1}", "\u{0}\u{1}"] {
         for path in [
             format!("/api/v1/namespaces/{ns}/pods"),
             format!("/api/v1/namespaces/{ns}/pods/p/eviction"),
@@ -227,22 +173,8 @@ fn corpus(ns: &str) -> Vec<Probe> {
 async fn run(client: &kube::Client, p: &Probe) -> crate::Raw {
     let r = raw(client, p.method, &p.path, Some(&p.body), p.content_type).await;
     if let Some(obj) = p.created.as_deref().filter(|_| r.code == 201) {
-        raw(
-            client,
-            "PATCH",
-            obj,
-            Some(r#"{"metadata":{"finalizers":null}}"#),
-            "application/merge-patch+json",
-        )
-        .await;
-        raw(
-            client,
-            "DELETE",
-            obj,
-            Some(r#"{"gracePeriodSeconds":0}"#),
-            "application/json",
-        )
-        .await;
+        raw(client, "PATCH", obj, Some(r#"{"metadata":{"finalizers":null}}"#), "application/merge-patch+json").await;
+        raw(client, "DELETE", obj, Some(r#"{"gracePeriodSeconds":0}"#), "application/json").await;
     }
     r
 }
@@ -251,9 +183,7 @@ async fn run(client: &kube::Client, p: &Probe) -> crate::Raw {
 async fn fuzzed_requests_are_answered_like_the_real_server() {
     let api = api("fuzz-differential").await;
     if !api.is_real() {
-        println!(
-            "SKIPPED on the simulator alone: this case compares the simulator with a real API server"
-        );
+        println!("SKIPPED on the simulator alone: this case compares the simulator with a real API server");
         return;
     }
     let sim = tests::apisim::ApiSim::start().await.unwrap();
@@ -290,13 +220,7 @@ async fn fuzzed_requests_are_answered_like_the_real_server() {
             ));
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} of {} answers differ:\n{}",
-        diffs.len(),
-        probes.len(),
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "{} of {} answers differ:\n{}", diffs.len(), probes.len(), diffs.join("\n"));
 }
 
 #[tokio::test]
@@ -310,19 +234,9 @@ async fn malformed_input_never_crashes_the_simulator() {
     let probes = corpus(&ns);
     for p in &probes {
         let r = run(&api.client, p).await;
-        assert!(
-            (200..600).contains(&r.code),
-            "{} {}: {}",
-            p.method,
-            p.path,
-            r.code
-        );
+        assert!((200..600).contains(&r.code), "{} {}: {}", p.method, p.path, r.code);
         if r.code >= 400 {
-            assert_eq!(
-                r.body["kind"], "Status",
-                "{} {} {}: {}",
-                p.method, p.path, p.body, r.text
-            );
+            assert_eq!(r.body["kind"], "Status", "{} {} {}: {}", p.method, p.path, p.body, r.text);
         }
     }
     // Query parameters, as kube-testserver answers them.
@@ -334,20 +248,9 @@ async fn malformed_input_never_crashes_the_simulator() {
         ("?watch=1&resourceVersion=-5", 500),
         ("?timeoutSeconds=abc&watch=true&resourceVersion=1", 400),
     ] {
-        let r = raw(
-            &api.client,
-            "GET",
-            &format!("/api/v1/namespaces/{ns}/pods{q}"),
-            None,
-            "",
-        )
-        .await;
+        let r = raw(&api.client, "GET", &format!("/api/v1/namespaces/{ns}/pods{q}"), None, "").await;
         assert_eq!(r.code, code, "{q}: {}", r.text);
     }
     assert!(probes.len() > 500, "{}", probes.len());
-    assert_eq!(
-        raw(&api.client, "GET", "/version", None, "").await.code,
-        200,
-        "still serving"
-    );
+    assert_eq!(raw(&api.client, "GET", "/version", None, "").await.code, 200, "still serving");
 }

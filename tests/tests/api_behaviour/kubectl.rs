@@ -28,22 +28,13 @@ async fn kubectl(api: &TestApi, args: &[&str]) -> (bool, String) {
     .await
     .unwrap()
     .expect("kubectl runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
 #[tokio::test]
 async fn kubectl_gets_nodes_leases_and_shadows() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
+    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
         println!("SKIPPED: kubectl is not installed");
         return;
     }
@@ -63,42 +54,21 @@ async fn kubectl_gets_nodes_leases_and_shadows() {
 
     let (ok, out) = kubectl(&api, &["get", "nodes", &node]).await;
     assert!(ok, "{out}");
-    assert!(
-        out.contains("NAME") && out.contains("STATUS") && out.contains(&node),
-        "{out}"
-    );
+    assert!(out.contains("NAME") && out.contains("STATUS") && out.contains(&node), "{out}");
     let (ok, out) = kubectl(&api, &["get", "leases", "-n", &api.namespace]).await;
     assert!(ok, "{out}");
-    assert!(
-        out.contains("HOLDER") && out.contains("brupop-slot-0") && out.contains(&node),
-        "{out}"
-    );
+    assert!(out.contains("HOLDER") && out.contains("brupop-slot-0") && out.contains(&node), "{out}");
     let (ok, out) = kubectl(&api, &["get", "brs", "-n", &api.namespace]).await;
     assert!(ok, "{out}");
     for col in ["NAME", "STATE", "SLOT", "AGE"] {
         assert!(out.contains(col), "{col} in {out}");
     }
     assert!(out.contains(&format!("brs-{node}")), "{out}");
-    let (ok, out) = kubectl(
-        &api,
-        &[
-            "get",
-            "brs",
-            "-n",
-            &api.namespace,
-            "-o",
-            "jsonpath={.items[0].spec.slot}",
-        ],
-    )
-    .await;
+    let (ok, out) = kubectl(&api, &["get", "brs", "-n", &api.namespace, "-o", "jsonpath={.items[0].spec.slot}"]).await;
     assert!(ok && out.trim() == "brupop-slot-0", "{out}");
     let (ok, out) = kubectl(&api, &["cordon", &node]).await;
     assert!(ok, "{out}");
-    let (ok, out) = kubectl(
-        &api,
-        &["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"],
-    )
-    .await;
+    let (ok, out) = kubectl(&api, &["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"]).await;
     assert!(ok && out.trim() == "true", "{out}");
     let (ok, out) = kubectl(&api, &["auth", "whoami"]).await;
     assert!(ok, "{out}");
@@ -106,12 +76,7 @@ async fn kubectl_gets_nodes_leases_and_shadows() {
 
 #[tokio::test]
 async fn kubectl_applies_manifests_with_server_side_validation() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
+    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
         println!("SKIPPED: kubectl is not installed");
         return;
     }
@@ -133,43 +98,20 @@ async fn kubectl_applies_manifests_with_server_side_validation() {
     let (ok, out) = kubectl(&api, &["apply", "-n", &api.namespace, "-f", &path]).await;
     assert!(ok, "{out}");
     assert!(
-        out.contains("configmap/cm created")
-            && out.contains("updatepolicy.brupop.bottlerocket.aws/default created"),
+        out.contains("configmap/cm created") && out.contains("updatepolicy.brupop.bottlerocket.aws/default created"),
         "{out}"
     );
     write(false);
     let (ok, out) = kubectl(&api, &["apply", "-n", &api.namespace, "-f", &path]).await;
     assert!(ok && out.contains("configured"), "{out}");
-    let (ok, out) = kubectl(
-        &api,
-        &["apply", "--server-side", "-n", &api.namespace, "-f", &path],
-    )
-    .await;
+    let (ok, out) = kubectl(&api, &["apply", "--server-side", "-n", &api.namespace, "-f", &path]).await;
     assert!(ok && out.contains("serverside-applied"), "{out}");
-    let (ok, out) = kubectl(
-        &api,
-        &[
-            "get",
-            "updatepolicy",
-            "default",
-            "-n",
-            &api.namespace,
-            "-o",
-            "jsonpath={.spec.paused}",
-        ],
-    )
-    .await;
+    let (ok, out) =
+        kubectl(&api, &["get", "updatepolicy", "default", "-n", &api.namespace, "-o", "jsonpath={.spec.paused}"]).await;
     assert!(ok && out.trim() == "false", "{out}");
-    std::fs::write(
-        &manifest,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\nbogus: 1\n",
-    )
-    .unwrap();
+    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\nbogus: 1\n").unwrap();
     let (ok, out) = kubectl(&api, &["apply", "-n", &api.namespace, "-f", &path]).await;
-    assert!(
-        !ok && out.contains("strict decoding error: unknown field \"bogus\""),
-        "{out}"
-    );
+    assert!(!ok && out.contains("strict decoding error: unknown field \"bogus\""), "{out}");
     let (ok, out) = kubectl(
         &api,
         &[
@@ -190,12 +132,7 @@ async fn kubectl_applies_manifests_with_server_side_validation() {
 
 #[tokio::test]
 async fn kubectl_typed_commands_create_tokens_and_drain() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
+    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
         println!("SKIPPED: kubectl is not installed");
         return;
     }
@@ -206,31 +143,11 @@ async fn kubectl_typed_commands_create_tokens_and_drain() {
     assert!(ok, "{out}");
     let (ok, out) = kubectl(&api, &["-n", &ns, "create", "serviceaccount", "agent"]).await;
     assert!(ok, "{out}");
-    let (ok, out) = kubectl(
-        &api,
-        &["-n", &ns, "create", "configmap", "cm", "--from-literal=a=b"],
-    )
-    .await;
+    let (ok, out) = kubectl(&api, &["-n", &ns, "create", "configmap", "cm", "--from-literal=a=b"]).await;
     assert!(ok, "{out}");
-    let (ok, out) = kubectl(
-        &api,
-        &[
-            "-n",
-            &ns,
-            "create",
-            "secret",
-            "generic",
-            "s",
-            "--from-literal=p=q",
-        ],
-    )
-    .await;
+    let (ok, out) = kubectl(&api, &["-n", &ns, "create", "secret", "generic", "s", "--from-literal=p=q"]).await;
     assert!(ok, "{out}");
-    let (ok, out) = kubectl(
-        &api,
-        &["-n", &ns, "get", "secret", "s", "-o", "jsonpath={.data.p}"],
-    )
-    .await;
+    let (ok, out) = kubectl(&api, &["-n", &ns, "get", "secret", "s", "-o", "jsonpath={.data.p}"]).await;
     assert!(ok && out.trim() == "cQ==", "{out}");
     let node = api.name("d");
     create_node(&api, "d").await;
@@ -260,33 +177,16 @@ async fn kubectl_typed_commands_create_tokens_and_drain() {
     )
     .await;
     assert!(ok, "{token}");
-    let reviews: Api<k8s_openapi::api::authentication::v1::TokenReview> =
-        Api::all(api.client.clone());
+    let reviews: Api<k8s_openapi::api::authentication::v1::TokenReview> = Api::all(api.client.clone());
     let review = reviews
-        .create(
-            &PostParams::default(),
-            &obj(json!({"spec": {"token": token.trim(), "audiences": ["brupop"]}})),
-        )
+        .create(&PostParams::default(), &obj(json!({"spec": {"token": token.trim(), "audiences": ["brupop"]}})))
         .await
         .unwrap();
     assert_eq!(review.status.unwrap().authenticated, Some(true));
-    let (ok, out) = kubectl(
-        &api,
-        &[
-            "drain",
-            &node,
-            "--force",
-            "--grace-period=0",
-            "--timeout=60s",
-        ],
-    )
-    .await;
+    let (ok, out) = kubectl(&api, &["drain", &node, "--force", "--grace-period=0", "--timeout=60s"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("evicted") && out.contains("drained"), "{out}");
     assert!(pods.get_opt("agent-d").await.unwrap().is_none());
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(api.client.clone());
-    assert_eq!(
-        nodes.get(&node).await.unwrap().spec.unwrap().unschedulable,
-        Some(true)
-    );
+    assert_eq!(nodes.get(&node).await.unwrap().spec.unwrap().unschedulable, Some(true));
 }

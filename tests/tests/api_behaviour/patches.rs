@@ -20,18 +20,9 @@ async fn merge_patch_of_node_labels_annotations_and_unschedulable() {
         .await
         .unwrap();
     assert_eq!(patched.spec.unwrap().unschedulable, Some(true));
-    assert_eq!(
-        patched.metadata.annotations.unwrap()["brupop.bottlerocket.aws/cordoned"],
-        "true"
-    );
+    assert_eq!(patched.metadata.annotations.unwrap()["brupop.bottlerocket.aws/cordoned"], "true");
     let l = patched.metadata.labels.unwrap();
-    assert_eq!(
-        (
-            l["extra"].as_str(),
-            l.contains_key("kubernetes.io/hostname")
-        ),
-        ("1", true)
-    );
+    assert_eq!((l["extra"].as_str(), l.contains_key("kubernetes.io/hostname")), ("1", true));
     let undone = nodes
         .patch(&name, &pp, &Patch::Merge(json!({"spec": {"unschedulable": null}, "metadata": {"annotations": {"brupop.bottlerocket.aws/cordoned": null}}})))
         .await
@@ -53,28 +44,13 @@ async fn json_patch_applies_operations_and_a_failed_test_is_422() {
         {"op": "remove", "path": "/metadata/labels/a"}
     ]))
     .unwrap();
-    let out = cms
-        .patch("j", &PatchParams::default(), &Patch::<()>::Json(ops))
-        .await
-        .unwrap();
+    let out = cms.patch("j", &PatchParams::default(), &Patch::<()>::Json(ops)).await.unwrap();
     assert_eq!(out.data.unwrap()["k"], "w");
-    assert_eq!(
-        out.metadata.labels.unwrap().into_iter().collect::<Vec<_>>(),
-        vec![("b".to_string(), "2".to_string())]
-    );
+    assert_eq!(out.metadata.labels.unwrap().into_iter().collect::<Vec<_>>(), vec![("b".to_string(), "2".to_string())]);
     let bad: json_patch::Patch =
-        serde_json::from_value(json!([{"op": "test", "path": "/data/k", "value": "nope"}]))
-            .unwrap();
-    let s = failed(
-        cms.patch("j", &PatchParams::default(), &Patch::<()>::Json(bad))
-            .await,
-    );
-    assert_eq!(
-        (s.code, s.reason.as_str()),
-        (422, "Invalid"),
-        "{}",
-        s.message
-    );
+        serde_json::from_value(json!([{"op": "test", "path": "/data/k", "value": "nope"}])).unwrap();
+    let s = failed(cms.patch("j", &PatchParams::default(), &Patch::<()>::Json(bad)).await);
+    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"), "{}", s.message);
     let r = raw(
         &api.client,
         "PATCH",
@@ -114,9 +90,7 @@ async fn strategic_merge_patch_merges_pod_conditions_by_type() {
     pods.patch_status(
         "p",
         &pp,
-        &Patch::Strategic(
-            json!({"status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}}),
-        ),
+        &Patch::Strategic(json!({"status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}})),
     )
     .await
     .unwrap();
@@ -124,36 +98,18 @@ async fn strategic_merge_patch_merges_pod_conditions_by_type() {
         .patch_status(
             "p",
             &pp,
-            &Patch::Strategic(
-                json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
-            ),
+            &Patch::Strategic(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})),
         )
         .await
         .unwrap();
     let conds = p.status.unwrap().conditions.unwrap();
-    let find = |t: &str| {
-        conds
-            .iter()
-            .find(|c| c.type_ == t)
-            .map(|c| c.status.clone())
-    };
+    let find = |t: &str| conds.iter().find(|c| c.type_ == t).map(|c| c.status.clone());
     assert_eq!(find("Ready").as_deref(), Some("True"));
-    assert_eq!(
-        find("PodScheduled").as_deref(),
-        Some("True"),
-        "merged by type, not replaced"
-    );
+    assert_eq!(find("PodScheduled").as_deref(), Some("True"), "merged by type, not replaced");
     assert_eq!(conds.len(), 2);
     let nodes: Api<Node> = Api::all(api.client.clone());
     let n = create_node(&api, "s").await.metadata.name.unwrap();
-    let out = nodes
-        .patch(
-            &n,
-            &pp,
-            &Patch::Strategic(json!({"spec": {"unschedulable": true}})),
-        )
-        .await
-        .unwrap();
+    let out = nodes.patch(&n, &pp, &Patch::Strategic(json!({"spec": {"unschedulable": true}}))).await.unwrap();
     assert_eq!(out.spec.unwrap().unschedulable, Some(true));
 }
 
@@ -162,25 +118,13 @@ async fn strategic_merge_patch_of_a_custom_resource_is_415() {
     let api = api("strategic-cr").await;
     api.install_crds().await.unwrap();
     let shadows: Api<BottlerocketShadow> = Api::namespaced(api.client.clone(), &api.namespace);
-    shadows
-        .create(&PostParams::default(), &crate::crs::shadow("brs-x"))
-        .await
-        .unwrap();
+    shadows.create(&PostParams::default(), &crate::crs::shadow("brs-x")).await.unwrap();
     let s = failed(
         shadows
-            .patch(
-                "brs-x",
-                &PatchParams::default(),
-                &Patch::Strategic(json!({"spec": {"slot": "brupop-slot-0"}})),
-            )
+            .patch("brs-x", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"slot": "brupop-slot-0"}})))
             .await,
     );
-    assert_eq!(
-        (s.code, s.reason.as_str()),
-        (415, "UnsupportedMediaType"),
-        "{}",
-        s.message
-    );
+    assert_eq!((s.code, s.reason.as_str()), (415, "UnsupportedMediaType"), "{}", s.message);
 }
 
 #[tokio::test]
@@ -190,51 +134,28 @@ async fn server_side_apply_creates_updates_and_removes_fields() {
     let pp = PatchParams::apply("m1");
     let first = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l", "labels": {"x": "1"}}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 10}});
     let l = leases.patch("l", &pp, &Patch::Apply(&first)).await.unwrap();
-    assert_eq!(
-        l.spec.as_ref().unwrap().holder_identity.as_deref(),
-        Some("a")
-    );
+    assert_eq!(l.spec.as_ref().unwrap().holder_identity.as_deref(), Some("a"));
     let mf = l.metadata.managed_fields.unwrap();
-    assert_eq!(
-        (mf[0].manager.as_deref(), mf[0].operation.as_deref()),
-        (Some("m1"), Some("Apply"))
-    );
+    assert_eq!((mf[0].manager.as_deref(), mf[0].operation.as_deref()), (Some("m1"), Some("Apply")));
     let again = leases.patch("l", &pp, &Patch::Apply(&first)).await.unwrap();
     assert_eq!(
         again.metadata.resource_version, l.metadata.resource_version,
         "re-applying the same config writes nothing"
     );
     let second = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {"holderIdentity": "b", "leaseDurationSeconds": 10}});
-    let l = leases
-        .patch("l", &pp, &Patch::Apply(&second))
-        .await
-        .unwrap();
-    assert_eq!(
-        l.spec.as_ref().unwrap().holder_identity.as_deref(),
-        Some("b")
-    );
-    assert!(
-        l.metadata.labels.unwrap_or_default().is_empty(),
-        "a field the manager stopped applying is removed"
-    );
+    let l = leases.patch("l", &pp, &Patch::Apply(&second)).await.unwrap();
+    assert_eq!(l.spec.as_ref().unwrap().holder_identity.as_deref(), Some("b"));
+    assert!(l.metadata.labels.unwrap_or_default().is_empty(), "a field the manager stopped applying is removed");
     let r = raw(
         &api.client,
         "PATCH",
-        &format!(
-            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/l",
-            api.namespace
-        ),
+        &format!("/apis/coordination.k8s.io/v1/namespaces/{}/leases/l", api.namespace),
         Some(&second.to_string()),
         "application/apply-patch+yaml",
     )
     .await;
     assert_eq!(r.code, 422, "apply needs a fieldManager: {}", r.text);
-    assert!(
-        r.text
-            .contains("fieldManager: Required value: is required for apply patch"),
-        "{}",
-        r.text
-    );
+    assert!(r.text.contains("fieldManager: Required value: is required for apply patch"), "{}", r.text);
 }
 
 #[tokio::test]
@@ -242,68 +163,24 @@ async fn server_side_apply_conflicts_unless_forced() {
     let api = api("ssa-conflict").await;
     let leases: Api<Lease> = Api::namespaced(api.client.clone(), &api.namespace);
     let cfg = |holder: &str| json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {"holderIdentity": holder}});
-    leases
-        .patch("l", &PatchParams::apply("m1"), &Patch::Apply(cfg("a")))
-        .await
-        .unwrap();
-    let s = failed(
-        leases
-            .patch("l", &PatchParams::apply("m2"), &Patch::Apply(cfg("b")))
-            .await,
-    );
+    leases.patch("l", &PatchParams::apply("m1"), &Patch::Apply(cfg("a"))).await.unwrap();
+    let s = failed(leases.patch("l", &PatchParams::apply("m2"), &Patch::Apply(cfg("b"))).await);
     assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
-    assert_eq!(
-        s.message,
-        "Apply failed with 1 conflict: conflict with \"m1\": .spec.holderIdentity"
-    );
+    assert_eq!(s.message, "Apply failed with 1 conflict: conflict with \"m1\": .spec.holderIdentity");
     let cause = &s.details.unwrap().causes[0];
-    assert_eq!(
-        (cause.reason.as_str(), cause.field.as_str()),
-        ("FieldManagerConflict", ".spec.holderIdentity")
-    );
+    assert_eq!((cause.reason.as_str(), cause.field.as_str()), ("FieldManagerConflict", ".spec.holderIdentity"));
     leases
         .patch("l", &PatchParams::apply("m2"), &Patch::Apply(cfg("a")))
         .await
         .expect("the same value shares ownership");
-    let l = leases
-        .patch(
-            "l",
-            &PatchParams::apply("m2").force(),
-            &Patch::Apply(cfg("b")),
-        )
-        .await
-        .unwrap();
+    let l = leases.patch("l", &PatchParams::apply("m2").force(), &Patch::Apply(cfg("b"))).await.unwrap();
     assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("b"));
-    let owners: Vec<String> = l
-        .metadata
-        .managed_fields
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .collect();
-    assert_eq!(
-        owners,
-        vec!["m2"],
-        "force took the field from m1, which owned nothing else"
-    );
+    let owners: Vec<String> = l.metadata.managed_fields.unwrap().into_iter().filter_map(|m| m.manager).collect();
+    assert_eq!(owners, vec!["m2"], "force took the field from m1, which owned nothing else");
     // An Update (a plain patch) takes ownership too: re-applying conflicts with it.
-    let pp = PatchParams {
-        field_manager: Some("editor".into()),
-        ..Default::default()
-    };
-    leases
-        .patch(
-            "l",
-            &pp,
-            &Patch::Merge(json!({"spec": {"holderIdentity": "c"}})),
-        )
-        .await
-        .unwrap();
-    let s = failed(
-        leases
-            .patch("l", &PatchParams::apply("m2"), &Patch::Apply(cfg("b")))
-            .await,
-    );
+    let pp = PatchParams { field_manager: Some("editor".into()), ..Default::default() };
+    leases.patch("l", &pp, &Patch::Merge(json!({"spec": {"holderIdentity": "c"}}))).await.unwrap();
+    let s = failed(leases.patch("l", &PatchParams::apply("m2"), &Patch::Apply(cfg("b"))).await);
     assert_eq!(
         s.message,
         "Apply failed with 1 conflict: conflict with \"editor\" using coordination.k8s.io/v1: .spec.holderIdentity"

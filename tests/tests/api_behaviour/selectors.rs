@@ -41,11 +41,7 @@ async fn label_selectors_support_every_operator() {
     }
     let s = failed(cms.list(&ListParams::default().labels("app in (web")).await);
     assert_eq!((s.code, s.reason.as_str()), (400, "BadRequest"));
-    assert!(
-        s.message.starts_with("unable to parse requirement"),
-        "{}",
-        s.message
-    );
+    assert!(s.message.starts_with("unable to parse requirement"), "{}", s.message);
 }
 
 #[tokio::test]
@@ -77,18 +73,8 @@ async fn field_selectors_by_name_namespace_and_pod_node() {
     assert_eq!(list(format!("spec.nodeName!={n1}")).await, vec!["b", "c"]);
     assert_eq!(list("spec.nodeName=".to_string()).await, vec!["c"]);
     assert_eq!(list("metadata.name=b".to_string()).await, vec!["b"]);
-    assert_eq!(
-        list(format!(
-            "metadata.namespace={},metadata.name!=a",
-            api.namespace
-        ))
-        .await,
-        vec!["b", "c"]
-    );
-    assert_eq!(
-        list("status.phase=Pending".to_string()).await,
-        vec!["a", "b", "c"]
-    );
+    assert_eq!(list(format!("metadata.namespace={},metadata.name!=a", api.namespace)).await, vec!["b", "c"]);
+    assert_eq!(list("status.phase=Pending".to_string()).await, vec!["a", "b", "c"]);
     let all: Api<Pod> = Api::all(api.client.clone());
     let on_node: Vec<String> = all
         .list(&ListParams::default().fields(&format!("spec.nodeName={n2}")))
@@ -100,21 +86,10 @@ async fn field_selectors_by_name_namespace_and_pod_node() {
         .collect();
     assert_eq!(on_node, vec!["b"]);
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(api.client.clone());
-    let found = nodes
-        .list(&ListParams::default().fields(&format!("metadata.name={n1}")))
-        .await
-        .unwrap();
+    let found = nodes.list(&ListParams::default().fields(&format!("metadata.name={n1}"))).await.unwrap();
     assert_eq!(found.items.len(), 1);
-    let s = failed(
-        pods.list(&ListParams::default().fields("spec.bogus=x"))
-            .await,
-    );
-    assert_eq!(
-        (s.code, s.reason.as_str()),
-        (400, "BadRequest"),
-        "{}",
-        s.message
-    );
+    let s = failed(pods.list(&ListParams::default().fields("spec.bogus=x")).await);
+    assert_eq!((s.code, s.reason.as_str()), (400, "BadRequest"), "{}", s.message);
 }
 
 #[tokio::test]
@@ -125,27 +100,12 @@ async fn lists_paginate_with_limit_and_continue() {
     }
     let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), &api.namespace);
     let unselected = cms.list(&ListParams::default().limit(2)).await.unwrap();
-    assert_eq!(
-        unselected.metadata.remaining_item_count,
-        Some(3),
-        "counted only for lists without selectors"
-    );
-    let first = cms
-        .list(&ListParams::default().labels("page=yes").limit(2))
-        .await
-        .unwrap();
+    assert_eq!(unselected.metadata.remaining_item_count, Some(3), "counted only for lists without selectors");
+    let first = cms.list(&ListParams::default().labels("page=yes").limit(2)).await.unwrap();
     assert_eq!(first.items.len(), 2);
     assert_eq!(first.metadata.remaining_item_count, None);
     let token = first.metadata.continue_.clone().expect("a continue token");
-    let second = cms
-        .list(
-            &ListParams::default()
-                .labels("page=yes")
-                .limit(2)
-                .continue_token(&token),
-        )
-        .await
-        .unwrap();
+    let second = cms.list(&ListParams::default().labels("page=yes").limit(2).continue_token(&token)).await.unwrap();
     let third = cms
         .list(
             &ListParams::default()
@@ -156,30 +116,11 @@ async fn lists_paginate_with_limit_and_continue() {
         .await
         .unwrap();
     assert_eq!(third.items.len(), 1);
-    assert!(
-        third
-            .metadata
-            .continue_
-            .as_deref()
-            .unwrap_or_default()
-            .is_empty()
-    );
-    let all: Vec<String> = first
-        .items
-        .iter()
-        .chain(&second.items)
-        .chain(&third.items)
-        .map(|c| c.metadata.name.clone().unwrap())
-        .collect();
-    assert_eq!(
-        all,
-        vec!["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"],
-        "sorted by name, no repeats"
-    );
-    let s = failed(
-        cms.list(&ListParams::default().limit(2).continue_token("garbage"))
-            .await,
-    );
+    assert!(third.metadata.continue_.as_deref().unwrap_or_default().is_empty());
+    let all: Vec<String> =
+        first.items.iter().chain(&second.items).chain(&third.items).map(|c| c.metadata.name.clone().unwrap()).collect();
+    assert_eq!(all, vec!["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"], "sorted by name, no repeats");
+    let s = failed(cms.list(&ListParams::default().limit(2).continue_token("garbage")).await);
     assert_eq!(s.code, 400, "{}", s.message);
 }
 
@@ -188,13 +129,7 @@ async fn lists_at_a_resource_version() {
     let api = api("list-rv").await;
     create_configmap(&api, "a", &[]).await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), &api.namespace);
-    let now = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let now = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
     let at = cms.list(&ListParams::default().at(&now)).await.unwrap();
     assert_eq!(at.items.len(), 1);
     let any = cms.list(&ListParams::default().match_any()).await.unwrap();
@@ -203,20 +138,12 @@ async fn lists_at_a_resource_version() {
     let r = raw(
         &api.client,
         "GET",
-        &format!(
-            "/api/v1/namespaces/{}/configmaps?resourceVersion={future}",
-            api.namespace
-        ),
+        &format!("/api/v1/namespaces/{}/configmaps?resourceVersion={future}", api.namespace),
         None,
         "",
     )
     .await;
-    assert_eq!(
-        (r.code, r.body["reason"].as_str()),
-        (504, Some("Timeout")),
-        "{}",
-        r.text
-    );
+    assert_eq!((r.code, r.body["reason"].as_str()), (504, Some("Timeout")), "{}", r.text);
     assert!(r.text.contains("Too large resource version"), "{}", r.text);
 }
 
@@ -228,28 +155,13 @@ async fn metadata_only_gets_lists_and_watches() {
     let pods: Api<Pod> = Api::namespaced(api.client.clone(), &api.namespace);
     let one = pods.get_metadata("p").await.unwrap();
     assert_eq!(one.metadata.labels.unwrap()["app"], "m");
-    assert_eq!(
-        one.types.as_ref().map(|t| t.kind.as_str()),
-        Some("PartialObjectMetadata")
-    );
-    let list = pods
-        .list_metadata(&ListParams::default().labels("app=m"))
-        .await
-        .unwrap();
+    assert_eq!(one.types.as_ref().map(|t| t.kind.as_str()), Some("PartialObjectMetadata"));
+    let list = pods.list_metadata(&ListParams::default().labels("app=m")).await.unwrap();
     assert_eq!(list.items.len(), 1);
     let rv = list.metadata.resource_version.unwrap();
-    let mut w = pods
-        .watch_metadata(&kube::api::WatchParams::default().timeout(20), &rv)
-        .await
-        .unwrap()
-        .boxed();
+    let mut w = pods.watch_metadata(&kube::api::WatchParams::default().timeout(20), &rv).await.unwrap().boxed();
     create_pod(&api, "q", None, &[], "default").await;
-    match tokio::time::timeout(std::time::Duration::from_secs(10), w.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap()
-    {
+    match tokio::time::timeout(std::time::Duration::from_secs(10), w.next()).await.unwrap().unwrap().unwrap() {
         kube::api::WatchEvent::Added(m) => assert_eq!(m.metadata.name.as_deref(), Some("q")),
         other => panic!("unexpected {other:?}"),
     }

@@ -56,9 +56,7 @@ fn normalize(v: &mut Value) {
             for x in m.values_mut() {
                 normalize(x);
             }
-            m.retain(|_, x| {
-                !matches!(x, Value::Null) && *x != json!("") && *x != json!({}) && *x != json!([])
-            });
+            m.retain(|_, x| !matches!(x, Value::Null) && *x != json!("") && *x != json!({}) && *x != json!([]));
         }
         Value::Array(a) => a.iter_mut().for_each(normalize),
         _ => {}
@@ -104,9 +102,7 @@ fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
     let api = api("scripted-differential").await;
     if !api.is_real() {
-        println!(
-            "SKIPPED on the simulator alone: this case compares the simulator with a real API server"
-        );
+        println!("SKIPPED on the simulator alone: this case compares the simulator with a real API server");
         return;
     }
     let sim = tests::apisim::ApiSim::start().await.unwrap();
@@ -211,12 +207,7 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
             json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "w1"}}),
             jsn,
         ),
-        (
-            "GET",
-            format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/web"),
-            Value::Null,
-            jsn,
-        ),
+        ("GET", format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/web"), Value::Null, jsn),
         (
             "POST",
             format!("{core}/pods/w2/eviction"),
@@ -224,40 +215,24 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
             jsn,
         ),
         ("GET", format!("{core}/pods/w1"), Value::Null, jsn),
-        (
-            "DELETE",
-            format!("{core}/pods/w2"),
-            json!({"gracePeriodSeconds": 10}),
-            jsn,
-        ),
-        (
-            "DELETE",
-            format!("{core}/pods/w1"),
-            json!({"gracePeriodSeconds": 0}),
-            jsn,
-        ),
+        ("DELETE", format!("{core}/pods/w2"), json!({"gracePeriodSeconds": 10}), jsn),
+        ("DELETE", format!("{core}/pods/w1"), json!({"gracePeriodSeconds": 0}), jsn),
         ("GET", format!("{core}/pods/w2"), Value::Null, jsn),
         (
             "PATCH",
-            format!(
-                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/brupop-slot-0?fieldManager=brupop-leader"
-            ),
+            format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/brupop-slot-0?fieldManager=brupop-leader"),
             json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "brupop-slot-0", "labels": {"brupop.bottlerocket.aws/slot": "true"}}, "spec": {"holderIdentity": node, "leaseDurationSeconds": 120, "leaseTransitions": 1}}),
             apply,
         ),
         (
             "PATCH",
-            format!(
-                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/brupop-slot-0?fieldManager=brupop-authproxy"
-            ),
+            format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/brupop-slot-0?fieldManager=brupop-authproxy"),
             json!({"spec": {"leaseDurationSeconds": 600}}),
             merge,
         ),
         (
             "PATCH",
-            format!(
-                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/brupop-slot-0?fieldManager=brupop-leader"
-            ),
+            format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/brupop-slot-0?fieldManager=brupop-leader"),
             json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "brupop-slot-0"}, "spec": {"holderIdentity": node, "leaseDurationSeconds": 120}}),
             apply,
         ),
@@ -308,9 +283,7 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
         ),
         (
             "PATCH",
-            format!(
-                "/apis/brupop.bottlerocket.aws/v1/namespaces/{ns}/updatepolicies/default/status"
-            ),
+            format!("/apis/brupop.bottlerocket.aws/v1/namespaces/{ns}/updatepolicies/default/status"),
             json!({"status": {"phase": "Running", "slots": 1}}),
             merge,
         ),
@@ -320,18 +293,8 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
             json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}, "data": {"a": "b"}}),
             jsn,
         ),
-        (
-            "DELETE",
-            format!("{core}/configmaps/held"),
-            Value::Null,
-            jsn,
-        ),
-        (
-            "PATCH",
-            format!("{core}/configmaps/held"),
-            json!({"metadata": {"finalizers": null}}),
-            merge,
-        ),
+        ("DELETE", format!("{core}/configmaps/held"), Value::Null, jsn),
+        ("PATCH", format!("{core}/configmaps/held"), json!({"metadata": {"finalizers": null}}), merge),
         ("GET", format!("{core}/configmaps/held"), Value::Null, jsn),
         (
             "POST",
@@ -345,12 +308,7 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
             json!({"metadata": {"name": "e2"}, "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "brupop.bottlerocket.aws/leader", "reportingInstance": "leader-0", "action": "Grant", "reason": "SlotGranted", "type": "Normal", "regarding": {"kind": "Node", "name": node}}),
             jsn,
         ),
-        (
-            "GET",
-            format!("{core}/pods?fieldSelector=spec.nodeName%3D{node}"),
-            Value::Null,
-            jsn,
-        ),
+        ("GET", format!("{core}/pods?fieldSelector=spec.nodeName%3D{node}"), Value::Null, jsn),
         // Unconditional updates (no resourceVersion) of built-ins, main and status.
         (
             "PUT",
@@ -393,36 +351,11 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
             jsn,
         ),
         ("GET", format!("{core}/configmaps/dry"), Value::Null, jsn),
-        (
-            "POST",
-            format!("{core}/configmaps"),
-            json!({"metadata": {"name": "c1", "labels": {"set": "a"}}}),
-            jsn,
-        ),
-        (
-            "POST",
-            format!("{core}/configmaps"),
-            json!({"metadata": {"name": "c2", "labels": {"set": "b"}}}),
-            jsn,
-        ),
-        (
-            "GET",
-            format!("{core}/configmaps?labelSelector=set"),
-            Value::Null,
-            jsn,
-        ),
-        (
-            "DELETE",
-            format!("{core}/configmaps?labelSelector=set%3Da"),
-            Value::Null,
-            jsn,
-        ),
-        (
-            "GET",
-            format!("{core}/configmaps?labelSelector=set"),
-            Value::Null,
-            jsn,
-        ),
+        ("POST", format!("{core}/configmaps"), json!({"metadata": {"name": "c1", "labels": {"set": "a"}}}), jsn),
+        ("POST", format!("{core}/configmaps"), json!({"metadata": {"name": "c2", "labels": {"set": "b"}}}), jsn),
+        ("GET", format!("{core}/configmaps?labelSelector=set"), Value::Null, jsn),
+        ("DELETE", format!("{core}/configmaps?labelSelector=set%3Da"), Value::Null, jsn),
+        ("GET", format!("{core}/configmaps?labelSelector=set"), Value::Null, jsn),
         // Evictions that cannot happen.
         (
             "POST",
@@ -444,7 +377,13 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
         ),
         ("GET", format!("{core}/pods/solo"), Value::Null, jsn),
         // The CRDs as installed, and discovery of their group.
-        ("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/bottlerocketshadows.brupop.bottlerocket.aws".to_string(), Value::Null, jsn),
+        (
+            "GET",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/bottlerocketshadows.brupop.bottlerocket.aws"
+                .to_string(),
+            Value::Null,
+            jsn,
+        ),
         ("GET", "/apis/brupop.bottlerocket.aws/v2".to_string(), Value::Null, jsn),
         ("GET", "/apis/brupop.bottlerocket.aws".to_string(), Value::Null, jsn),
         ("GET", "/api/v1".to_string(), Value::Null, jsn),
@@ -461,23 +400,14 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
         normalize(&mut simulated.body);
         let mut d = Vec::new();
         if real.code != simulated.code {
-            d.push(format!(
-                "status: real {} != sim {}",
-                real.code, simulated.code
-            ));
+            d.push(format!("status: real {} != sim {}", real.code, simulated.code));
         }
         differences("", &real.body, &simulated.body, &mut d);
         if !d.is_empty() {
             diffs.push(format!("{method} {path}\n    {}", d.join("\n    ")));
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} of {} steps differ:\n{}",
-        diffs.len(),
-        steps.len(),
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "{} of {} steps differ:\n{}", diffs.len(), steps.len(), diffs.join("\n"));
 }
 
 /// The events of a raw watch stream until an event for `sentinel`, as
@@ -485,9 +415,7 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
 async fn events_until(client: &kube::Client, path: &str, sentinel: &str) -> Vec<String> {
     use futures::StreamExt;
     use http_body_util::BodyExt;
-    let req = http::Request::get(path)
-        .body(kube::client::Body::from(Vec::new()))
-        .unwrap();
+    let req = http::Request::get(path).body(kube::client::Body::from(Vec::new())).unwrap();
     let resp = client.send(req).await.unwrap();
     let mut body = resp.into_body().into_data_stream();
     let (mut buf, mut out) = (Vec::new(), Vec::new());
@@ -498,10 +426,7 @@ async fn events_until(client: &kube::Client, path: &str, sentinel: &str) -> Vec<
             let line: Vec<u8> = buf.drain(..=i).collect();
             let e: Value = serde_json::from_slice(&line).unwrap();
             let o = &e["object"];
-            let name = o["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let name = o["metadata"]["name"].as_str().unwrap_or_default().to_owned();
             if e["type"] == "BOOKMARK" {
                 continue;
             }
@@ -526,9 +451,7 @@ async fn events_until(client: &kube::Client, path: &str, sentinel: &str) -> Vec<
 async fn watches_see_the_same_events_as_on_the_real_server() {
     let api = api("watch-differential").await;
     if !api.is_real() {
-        println!(
-            "SKIPPED on the simulator alone: this case compares the simulator with a real API server"
-        );
+        println!("SKIPPED on the simulator alone: this case compares the simulator with a real API server");
         return;
     }
     let sim = tests::apisim::ApiSim::start().await.unwrap();
@@ -550,21 +473,9 @@ async fn watches_see_the_same_events_as_on_the_real_server() {
     let merge = "application/merge-patch+json";
     let mut rvs = Vec::new();
     for c in [&api.client, &sim_client] {
-        raw(
-            c,
-            "POST",
-            "/api/v1/nodes",
-            Some(&json!({"metadata": {"name": node}}).to_string()),
-            jsn,
-        )
-        .await;
+        raw(c, "POST", "/api/v1/nodes", Some(&json!({"metadata": {"name": node}}).to_string()), jsn).await;
         let pre = raw(c, "POST", &format!("{core}/pods"), Some(&json!({"metadata": {"name": "before", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}).to_string()), jsn).await;
-        rvs.push(
-            pre.body["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        rvs.push(pre.body["metadata"]["resourceVersion"].as_str().unwrap().to_owned());
     }
     let steps: Vec<(&str, String, Value, &str)> = vec![
         (
@@ -579,37 +490,12 @@ async fn watches_see_the_same_events_as_on_the_real_server() {
             json!({"metadata": {"name": "b", "labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
             jsn,
         ),
-        (
-            "PATCH",
-            format!("{core}/pods/a/status"),
-            json!({"status": {"phase": "Running"}}),
-            merge,
-        ),
-        (
-            "PATCH",
-            format!("{core}/pods/b"),
-            json!({"metadata": {"labels": {"app": "web"}}}),
-            merge,
-        ),
-        (
-            "PATCH",
-            format!("{core}/pods/a"),
-            json!({"metadata": {"labels": {"app": "gone"}}}),
-            merge,
-        ),
-        (
-            "PATCH",
-            format!("{core}/pods/a"),
-            json!({"metadata": {"labels": {"app": "web"}}}),
-            merge,
-        ),
+        ("PATCH", format!("{core}/pods/a/status"), json!({"status": {"phase": "Running"}}), merge),
+        ("PATCH", format!("{core}/pods/b"), json!({"metadata": {"labels": {"app": "web"}}}), merge),
+        ("PATCH", format!("{core}/pods/a"), json!({"metadata": {"labels": {"app": "gone"}}}), merge),
+        ("PATCH", format!("{core}/pods/a"), json!({"metadata": {"labels": {"app": "web"}}}), merge),
         ("DELETE", format!("{core}/pods/a"), Value::Null, jsn),
-        (
-            "DELETE",
-            format!("{core}/pods/a"),
-            json!({"gracePeriodSeconds": 0}),
-            jsn,
-        ),
+        ("DELETE", format!("{core}/pods/a"), json!({"gracePeriodSeconds": 0}), jsn),
         ("DELETE", format!("{core}/pods/b"), Value::Null, jsn),
         (
             "POST",
@@ -624,27 +510,18 @@ async fn watches_see_the_same_events_as_on_the_real_server() {
             raw(c, m, p, body.as_deref(), ct).await;
         }
     }
-    let watches = [
-        "labelSelector=app%3Dweb".to_string(),
-        format!("fieldSelector=spec.nodeName%3D{node}"),
-        String::new(),
-    ];
+    let watches =
+        ["labelSelector=app%3Dweb".to_string(), format!("fieldSelector=spec.nodeName%3D{node}"), String::new()];
     for w in watches {
         let real = events_until(
             &api.client,
-            &format!(
-                "{core}/pods?watch=1&timeoutSeconds=20&resourceVersion={}&{w}",
-                rvs[0]
-            ),
+            &format!("{core}/pods?watch=1&timeoutSeconds=20&resourceVersion={}&{w}", rvs[0]),
             "sentinel",
         )
         .await;
         let simulated = events_until(
             &sim_client,
-            &format!(
-                "{core}/pods?watch=1&timeoutSeconds=20&resourceVersion={}&{w}",
-                rvs[1]
-            ),
+            &format!("{core}/pods?watch=1&timeoutSeconds=20&resourceVersion={}&{w}", rvs[1]),
             "sentinel",
         )
         .await;

@@ -8,8 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
-    WatchParams,
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher;
@@ -57,40 +56,20 @@ where
 async fn watch_from_a_resource_version_sees_every_change_in_order() {
     let api = api("watch-order").await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), &api.namespace);
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
     create_configmap(&api, "a", &[]).await;
-    cms.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"k": "2"}})),
-    )
-    .await
-    .unwrap();
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2"}}))).await.unwrap();
     create_configmap(&api, "b", &[]).await;
     cms.delete("a", &DeleteParams::default()).await.unwrap();
-    let mut s = cms
-        .watch(&WatchParams::default().timeout(20), &rv)
-        .await
-        .unwrap()
-        .boxed();
+    let mut s = cms.watch(&WatchParams::default().timeout(20), &rv).await.unwrap().boxed();
     let got = vec![
         next_change(&mut s).await,
         next_change(&mut s).await,
         next_change(&mut s).await,
         next_change(&mut s).await,
     ];
-    let want = vec![
-        ("ADDED", "a".to_string()),
-        ("MODIFIED", "a".into()),
-        ("ADDED", "b".into()),
-        ("DELETED", "a".into()),
-    ];
+    let want =
+        vec![("ADDED", "a".to_string()), ("MODIFIED", "a".into()), ("ADDED", "b".into()), ("DELETED", "a".into())];
     assert_eq!(got, want);
     // Live events after the replay.
     create_configmap(&api, "c", &[]).await;
@@ -102,43 +81,19 @@ async fn watch_with_a_label_selector_sees_objects_enter_and_leave() {
     let api = api("watch-selector").await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), &api.namespace);
     create_configmap(&api, "x", &[("team", "a")]).await;
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
-    let mut s = cms
-        .watch(&WatchParams::default().labels("team=a").timeout(20), &rv)
-        .await
-        .unwrap()
-        .boxed();
+    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let mut s = cms.watch(&WatchParams::default().labels("team=a").timeout(20), &rv).await.unwrap().boxed();
     create_configmap(&api, "ignored", &[("team", "b")]).await;
-    cms.patch(
-        "x",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}})),
-    )
-    .await
-    .unwrap();
+    cms.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}})))
+        .await
+        .unwrap();
     let e = next(&mut s).await;
-    let WatchEvent::Deleted(left) = e else {
-        panic!("expected DELETED, got {e:?}")
-    };
+    let WatchEvent::Deleted(left) = e else { panic!("expected DELETED, got {e:?}") };
     assert_eq!(left.metadata.name.as_deref(), Some("x"));
-    assert_eq!(
-        left.metadata.labels.unwrap()["team"],
-        "a",
-        "the last state that matched"
-    );
-    cms.patch(
-        "ignored",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
-    )
-    .await
-    .unwrap();
+    assert_eq!(left.metadata.labels.unwrap()["team"], "a", "the last state that matched");
+    cms.patch("ignored", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})))
+        .await
+        .unwrap();
     assert_eq!(next_change(&mut s).await, ("ADDED", "ignored".into()));
 }
 
@@ -148,33 +103,14 @@ async fn watch_by_exact_name_and_by_node_name() {
     let node = api.name("w");
     create_node(&api, "w").await;
     let pods: Api<Pod> = Api::namespaced(api.client.clone(), &api.namespace);
-    let rv = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = pods.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
     let mut by_node = pods
-        .watch(
-            &WatchParams::default()
-                .fields(&format!("spec.nodeName={node}"))
-                .timeout(20),
-            &rv,
-        )
+        .watch(&WatchParams::default().fields(&format!("spec.nodeName={node}")).timeout(20), &rv)
         .await
         .unwrap()
         .boxed();
-    let mut by_name = pods
-        .watch(
-            &WatchParams::default()
-                .fields("metadata.name=two")
-                .timeout(20),
-            &rv,
-        )
-        .await
-        .unwrap()
-        .boxed();
+    let mut by_name =
+        pods.watch(&WatchParams::default().fields("metadata.name=two").timeout(20), &rv).await.unwrap().boxed();
     create_pod(&api, "one", Some(&node), &[], "default").await;
     create_pod(&api, "two", None, &[], "default").await;
     let name = |e: WatchEvent<Pod>| match e {
@@ -205,64 +141,33 @@ async fn watch_from_before_the_history_gets_410_expired() {
     )
     .await
     .unwrap();
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(&group, "v1", "Gadget"),
-        "gadgets",
-    );
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Gadget"), "gadgets");
     let gadgets: Api<DynamicObject> = Api::namespaced_with(api.client.clone(), &api.namespace, &ar);
     let mut s = crate::eventually(10, "the new type to be served", || {
         let gadgets = gadgets.clone();
-        async move {
-            gadgets
-                .watch(&WatchParams::default().timeout(10), "1")
-                .await
-                .ok()
-                .map(|s| s.boxed())
-        }
+        async move { gadgets.watch(&WatchParams::default().timeout(10), "1").await.ok().map(|s| s.boxed()) }
     })
     .await;
     match next(&mut s).await {
         WatchEvent::Error(st) => {
             assert_eq!((st.code, st.reason.as_str()), (410, "Expired"));
-            assert!(
-                st.message.starts_with("too old resource version: 1 ("),
-                "{}",
-                st.message
-            );
+            assert!(st.message.starts_with("too old resource version: 1 ("), "{}", st.message);
         }
         other => panic!("expected a 410 ERROR event, got {other:?}"),
     }
-    crds.delete(&format!("gadgets.{group}"), &DeleteParams::default())
-        .await
-        .unwrap();
+    crds.delete(&format!("gadgets.{group}"), &DeleteParams::default()).await.unwrap();
 }
 
 #[tokio::test]
 async fn watch_ends_at_its_timeout() {
     let api = api("watch-timeout").await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), &api.namespace);
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
     let started = tokio::time::Instant::now();
-    let mut s = cms
-        .watch(&WatchParams::default().disable_bookmarks().timeout(2), &rv)
-        .await
-        .unwrap()
-        .boxed();
-    let end = tokio::time::timeout(Duration::from_secs(15), s.next())
-        .await
-        .expect("the stream ends by itself");
+    let mut s = cms.watch(&WatchParams::default().disable_bookmarks().timeout(2), &rv).await.unwrap().boxed();
+    let end = tokio::time::timeout(Duration::from_secs(15), s.next()).await.expect("the stream ends by itself");
     assert!(end.is_none(), "no event expected, got {end:?}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "ended too early: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(1500), "ended too early: {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -271,32 +176,18 @@ async fn initial_events_end_with_a_bookmark() {
     create_configmap(&api, "a", &[]).await;
     create_configmap(&api, "b", &[]).await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), &api.namespace);
-    let mut s = cms
-        .watch(&WatchParams::streaming_lists().timeout(20), "")
-        .await
-        .unwrap()
-        .boxed();
+    let mut s = cms.watch(&WatchParams::streaming_lists().timeout(20), "").await.unwrap().boxed();
     assert_eq!(kind_and_name(&next(&mut s).await), ("ADDED", "a".into()));
     assert_eq!(kind_and_name(&next(&mut s).await), ("ADDED", "b".into()));
     match next(&mut s).await {
         WatchEvent::Bookmark(b) => {
-            assert_eq!(
-                b.metadata
-                    .annotations
-                    .get("k8s.io/initial-events-end")
-                    .map(String::as_str),
-                Some("true")
-            );
+            assert_eq!(b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true"));
             assert!(!b.metadata.resource_version.is_empty());
         }
         other => panic!("expected the initial-events-end bookmark, got {other:?}"),
     }
     // Watching without a resourceVersion also starts with the current objects.
-    let mut s = cms
-        .watch(&WatchParams::default().timeout(20), "0")
-        .await
-        .unwrap()
-        .boxed();
+    let mut s = cms.watch(&WatchParams::default().timeout(20), "0").await.unwrap().boxed();
     assert_eq!(kind_and_name(&next(&mut s).await), ("ADDED", "a".into()));
 }
 
@@ -310,15 +201,9 @@ async fn the_runtime_watcher_lists_then_follows_changes() {
     let mut applied = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while applied.len() < 2 {
-        let e = tokio::time::timeout_at(deadline, events.try_next())
-            .await
-            .expect("events in time")
-            .unwrap()
-            .unwrap();
+        let e = tokio::time::timeout_at(deadline, events.try_next()).await.expect("events in time").unwrap().unwrap();
         match e {
-            watcher::Event::InitApply(c) | watcher::Event::Apply(c) => {
-                applied.push(c.metadata.name.unwrap())
-            }
+            watcher::Event::InitApply(c) | watcher::Event::Apply(c) => applied.push(c.metadata.name.unwrap()),
             watcher::Event::InitDone => {
                 seen_init_done = true;
                 create_configmap(&api, "after", &[]).await;
