@@ -370,7 +370,11 @@ impl Fleet {
             ];
             a.extend(flags(&opts.agent_args));
             let env =
-                vec![("KUBECONFIG".to_owned(), write_kc(&format!("agent-{n}"), &api_token)?.display().to_string())];
+                vec![
+                    ("KUBECONFIG".to_owned(), write_kc(&format!("agent-{n}"), &api_token)?.display().to_string()),
+                    // As the DaemonSet sets it.
+                    ("MALLOC_ARENA_MAX".to_owned(), "1".to_owned()),
+                ];
             if opts.agents {
                 let spec = Spec { name: format!("agent-{n}"), program: bins.nodeagent.clone(), args: a, env };
                 let proc = Proc::spawn(spec, &dir)?;
