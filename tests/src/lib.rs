@@ -8,3 +8,4 @@ pub mod backend;
 pub mod deploy;
 pub mod harness;
 pub mod hostsim;
+pub mod timeline;

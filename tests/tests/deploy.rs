@@ -36,7 +36,9 @@ fn every_binary_and_flag_the_manifests_name_exists() {
     let bins = binaries();
     let mut checked = 0;
     for doc in &docs {
-        let Some(containers) = doc.pointer("/spec/template/spec/containers").and_then(|c| c.as_array()) else { continue };
+        let Some(containers) = doc.pointer("/spec/template/spec/containers").and_then(|c| c.as_array()) else {
+            continue;
+        };
         for c in containers {
             let command = c["command"][0].as_str().expect("every container names its binary");
             let binary = match command.trim_start_matches('/') {
@@ -55,7 +57,11 @@ fn every_binary_and_flag_the_manifests_name_exists() {
             for arg in c["args"].as_array().into_iter().flatten() {
                 let arg = arg.as_str().unwrap();
                 let flag = arg.split('=').next().unwrap();
-                assert!(flags.contains(flag), "{command} has no flag {flag} (used by {}): {flags:?}", doc["metadata"]["name"]);
+                assert!(
+                    flags.contains(flag),
+                    "{command} has no flag {flag} (used by {}): {flags:?}",
+                    doc["metadata"]["name"]
+                );
                 checked += 1;
             }
             // Environment variables the manifests set that the binaries read.
@@ -89,7 +95,8 @@ fn every_mounted_secret_is_issued_by_a_certificate() {
     for s in mounted {
         assert!(issued.contains(s.as_str()), "Secret {s} is mounted but no Certificate issues it");
     }
-    let issuers: BTreeSet<&str> = docs.iter().filter(|d| d["kind"] == "Issuer").filter_map(|d| d["metadata"]["name"].as_str()).collect();
+    let issuers: BTreeSet<&str> =
+        docs.iter().filter(|d| d["kind"] == "Issuer").filter_map(|d| d["metadata"]["name"].as_str()).collect();
     for d in docs.iter().filter(|d| d["kind"] == "Certificate") {
         let issuer = d.pointer("/spec/issuerRef/name").and_then(|s| s.as_str()).unwrap();
         assert!(issuers.contains(issuer), "Certificate {} names a missing Issuer {issuer}", d["metadata"]["name"]);
@@ -118,7 +125,19 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     let file = file.to_str().unwrap();
     let stand_ins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/third-party-crds.yaml");
     kubectl(&kc, &["apply", "--server-side", "-f", stand_ins.to_str().unwrap()]);
-    kubectl(&kc, &["wait", "--for", "condition=established", "--timeout=60s", "crd/certificates.cert-manager.io", "crd/prometheusrules.monitoring.coreos.com", "crd/podmonitors.monitoring.coreos.com", "crd/issuers.cert-manager.io"]);
+    kubectl(
+        &kc,
+        &[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=60s",
+            "crd/certificates.cert-manager.io",
+            "crd/prometheusrules.monitoring.coreos.com",
+            "crd/podmonitors.monitoring.coreos.com",
+            "crd/issuers.cert-manager.io",
+        ],
+    );
     // 1. The whole file applies with strict server-side validation, and deletes cleanly.
     let applied = kubectl(&kc, &["apply", "--server-side", "--validate=strict", "-f", file]);
     let count = applied.lines().filter(|l| l.contains("serverside-applied")).count();
@@ -128,7 +147,10 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     assert!(!left.contains("brupop"), "left behind after delete:\n{left}");
     // 2. Sufficient: a rollout runs with each component under exactly the shipped RBAC.
     tests::backend::set_kubeconfig_override(&kc);
-    let fleet = Fleet::start("rbac-sufficient", FleetOptions { nodes: 4, slots: 2, shipped_rbac: true, ..Default::default() }).await.unwrap();
+    let fleet =
+        Fleet::start("rbac-sufficient", FleetOptions { nodes: 4, slots: 2, shipped_rbac: true, ..Default::default() })
+            .await
+            .unwrap();
     fleet.wait_reported(Duration::from_secs(120)).await;
     fleet.hosts.publish("1.21.0");
     fleet.wait_all(ShadowState::Idle, "1.21.0", Duration::from_secs(120)).await;
@@ -136,25 +158,50 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     // 3. Minimal for the agent: with its own token, every direct write is refused.
     let node = fleet.nodes[0].clone();
     let pod = format!("brupop-agent-{node}");
-    let tok = tests::harness::fleet::token(fleet.client(), &fleet.ns, "brupop-agent", None, Some((&pod, &fleet.agent_pods[&node]))).await.unwrap();
+    let tok = tests::harness::fleet::token(
+        fleet.client(),
+        &fleet.ns,
+        "brupop-agent",
+        None,
+        Some((&pod, &fleet.agent_pods[&node])),
+    )
+    .await
+    .unwrap();
     let cfg = tests::backend::config_from_kubeconfig(&kc, Some(&tok)).await.unwrap();
     let agent = kube::Client::try_from(cfg).unwrap();
     let pp = PatchParams::default();
     let forbidden = |r: Result<serde_json::Value, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
     let nodes: Api<Node> = Api::all(agent.clone());
-    let r = nodes.patch(&node, &pp, &Patch::Merge(&json!({"spec": {"unschedulable": true}}))).await.map(|_| json!(null));
+    let r =
+        nodes.patch(&node, &pp, &Patch::Merge(&json!({"spec": {"unschedulable": true}}))).await.map(|_| json!(null));
     assert!(forbidden(r), "the agent may not cordon directly");
     let shadows: Api<BottlerocketShadow> = Api::namespaced(agent.clone(), &fleet.ns);
-    let r = shadows.patch_status(&names::shadow_name(&node), &pp, &Patch::Merge(&json!({"status": {"currentState": "Idle"}}))).await.map(|_| json!(null));
+    let r = shadows
+        .patch_status(&names::shadow_name(&node), &pp, &Patch::Merge(&json!({"status": {"currentState": "Idle"}})))
+        .await
+        .map(|_| json!(null));
     assert!(forbidden(r), "the agent may not write its status directly");
-    let r = shadows.patch(&names::shadow_name(&node), &pp, &Patch::Merge(&json!({"spec": {"slot": "brupop-slot-0"}}))).await.map(|_| json!(null));
+    let r = shadows
+        .patch(&names::shadow_name(&node), &pp, &Patch::Merge(&json!({"spec": {"slot": "brupop-slot-0"}})))
+        .await
+        .map(|_| json!(null));
     assert!(forbidden(r), "the agent may not grant itself a slot");
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(agent.clone(), &fleet.ns);
-    let r = leases.patch("brupop-slot-0", &pp, &Patch::Merge(&json!({"spec": {"holderIdentity": node}}))).await.map(|_| json!(null));
+    let r = leases
+        .patch("brupop-slot-0", &pp, &Patch::Merge(&json!({"spec": {"holderIdentity": node}})))
+        .await
+        .map(|_| json!(null));
     assert!(forbidden(r), "the agent may not take a slot Lease");
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(agent.clone(), &fleet.ns);
     let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": format!("web-{node}-0"), "namespace": fleet.ns}});
-    let r = pods.create_subresource::<_, serde_json::Value>("eviction", &format!("web-{node}-0"), &Default::default(), &eviction).await;
+    let r = pods
+        .create_subresource::<_, serde_json::Value>(
+            "eviction",
+            &format!("web-{node}-0"),
+            &Default::default(),
+            &eviction,
+        )
+        .await;
     assert!(forbidden(r), "the agent may not evict pods directly");
     // What it may do: read its shadow.
     assert!(shadows.get(&names::shadow_name(&node)).await.is_ok(), "the agent reads its shadow");

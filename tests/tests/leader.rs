@@ -186,9 +186,15 @@ async fn a_halt_survives_a_leader_restart_and_is_counted_once() {
     assert_eq!(after.consecutive_failures, 1, "the failure was not counted again");
     // The only slot ever held is the failed node's (released shortly after its report).
     let failed = after.recent_failures[0].node.clone();
-    let others: Vec<_> = fleet.slots().await.into_iter().filter(|(_, h)| h.as_ref().is_some_and(|h| *h != failed)).collect();
+    let others: Vec<_> =
+        fleet.slots().await.into_iter().filter(|(_, h)| h.as_ref().is_some_and(|h| *h != failed)).collect();
     assert!(others.is_empty(), "nothing granted while halted: {others:?}");
-    let granted_specs = fleet.shadows().await.iter().filter(|s| s.spec.slot.is_some() && s.node_name() != Some(failed.as_str())).count();
+    let granted_specs = fleet
+        .shadows()
+        .await
+        .iter()
+        .filter(|s| s.spec.slot.is_some() && s.node_name() != Some(failed.as_str()))
+        .count();
     assert_eq!(granted_specs, 0);
     fleet.stop().await;
 }
@@ -241,10 +247,7 @@ async fn grants_wait_for_a_window_and_stop_when_it_closes() {
             s.status.as_ref().is_some_and(|s| s.current_version == "1.21.0" && s.current_state == ShadowState::Idle)
         })
         .count();
-    assert!(
-        (1..4).contains(&updated),
-        "{updated} updated: the one granted inside the window finished, the rest wait"
-    );
+    assert!((1..4).contains(&updated), "{updated} updated: the one granted inside the window finished, the rest wait");
     fleet.monitor.assert_clean();
     fleet.stop().await;
 }

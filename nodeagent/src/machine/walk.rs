@@ -14,10 +14,14 @@ pub(super) fn granted(
     slot: &str,
     state: ShadowState,
 ) -> Step {
-    // Regular renewal: the agent must know its lease is valid before trusting it.
+    // Regular renewal, when a third of the lease is used. What the agent
+    // renewed itself is what it trusts; before its first renewal (after a
+    // grant or a restart) it trusts the Lease as observed, whose expiry the
+    // cluster set. Disruptive steps are fenced by the authproxy anyway.
     let renew_before = cfg.slot_lease.mul_f64(2.0 / 3.0);
     let known = mem.lease_slot.as_deref() == Some(slot);
-    match mem.lease_valid_until.filter(|_| known) {
+    let observed = o.lease.filter(|l| l.name == slot).and_then(|l| l.expires);
+    match mem.lease_valid_until.filter(|_| known).or(observed) {
         Some(until) if add(now, renew_before) < until => {}
         _ => {
             return Step::Renew { slot: slot.to_owned(), duration: cfg.slot_lease };

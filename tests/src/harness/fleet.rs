@@ -369,12 +369,11 @@ impl Fleet {
                 format!("127.0.0.1:{port}"),
             ];
             a.extend(flags(&opts.agent_args));
-            let env =
-                vec![
-                    ("KUBECONFIG".to_owned(), write_kc(&format!("agent-{n}"), &api_token)?.display().to_string()),
-                    // As the DaemonSet sets it.
-                    ("MALLOC_ARENA_MAX".to_owned(), "1".to_owned()),
-                ];
+            let env = vec![
+                ("KUBECONFIG".to_owned(), write_kc(&format!("agent-{n}"), &api_token)?.display().to_string()),
+                // As the DaemonSet sets it.
+                ("MALLOC_ARENA_MAX".to_owned(), "1".to_owned()),
+            ];
             if opts.agents {
                 let spec = Spec { name: format!("agent-{n}"), program: bins.nodeagent.clone(), args: a, env };
                 let proc = Proc::spawn(spec, &dir)?;
@@ -482,7 +481,8 @@ impl Drop for Fleet {
 /// Applies the Namespace, ServiceAccounts and RBAC objects of the install
 /// manifest with kubectl (server-side apply).
 fn apply_shipped_rbac(kubeconfig: &Path) -> anyhow::Result<()> {
-    const KINDS: [&str; 6] = ["Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"];
+    const KINDS: [&str; 6] =
+        ["Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"];
     let manifest = std::fs::read_to_string(crate::deploy::deploy_dir().join("bottlerocket-update-operator.yaml"))?;
     let docs = crate::deploy::documents(&manifest).map_err(anyhow::Error::msg)?;
     let picked: Vec<String> = docs
@@ -501,7 +501,11 @@ fn apply_shipped_rbac(kubeconfig: &Path) -> anyhow::Result<()> {
     use std::io::Write;
     child.stdin.take().ok_or_else(|| anyhow::anyhow!("kubectl stdin"))?.write_all(list.as_bytes())?;
     let out = child.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "kubectl apply of the shipped RBAC failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "kubectl apply of the shipped RBAC failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 

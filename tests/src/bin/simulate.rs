@@ -1,0 +1,372 @@
+//! The project's main demo: a whole rollout on a simulated cluster.
+//!
+//! The real leader, authproxy and one agent process per node run against the
+//! in-process Kubernetes API simulator and simulated Bottlerocket hosts. A
+//! live view shows nodes by state, slots and holders, progress, failures and
+//! the rollout's phase; `kubectl` works against the simulated cluster from
+//! another terminal. Ends with a summary; Ctrl-C stops everything cleanly.
+//!
+//!     cargo run --release -p tests --bin simulate -- --nodes 30 --slots 5
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use model::policy::Phase;
+use model::{FailureReason, ShadowState};
+use tests::harness::{Fleet, FleetOptions};
+use tests::hostsim::{CommandKind, Fault, Timings};
+use tests::timeline::{Mark, Timeline, mark};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    model::parse::duration(s).map_err(|e| e.to_string())
+}
+
+fn percent(s: &str) -> Result<u32, String> {
+    let n = s.trim_end_matches('%').parse::<u32>().map_err(|_| format!("{s:?} is not a percentage like 10%"))?;
+    if n > 100 { Err(format!("{s:?} is more than 100%")) } else { Ok(n) }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "simulate", about = "Runs a Bottlerocket update rollout on a simulated fleet")]
+struct Args {
+    /// Nodes in the fleet.
+    #[arg(long, default_value_t = 30)]
+    nodes: usize,
+    /// Concurrent updates (slots).
+    #[arg(long, default_value_t = 5)]
+    slots: u32,
+    /// Version the hosts run.
+    #[arg(long, default_value = "1.20.0")]
+    from: String,
+    /// Version published to the hosts.
+    #[arg(long, default_value = "1.21.0")]
+    release: String,
+    /// Host work per node (prepare, reboot, monitoring together).
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    node_time: Duration,
+    /// Share of hosts whose prepare fails (every k-th node), e.g. 10%.
+    #[arg(long, value_parser = percent)]
+    fail_prepare: Option<u32>,
+    /// Nodes whose new image does not boot (repeatable).
+    #[arg(long)]
+    rollback: Vec<String>,
+    /// Nodes whose pods a PodDisruptionBudget never lets go (repeatable).
+    #[arg(long)]
+    pdb_block: Vec<String>,
+    /// Also write the rollout as an SVG timeline here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Where to write the kubeconfig of the simulated cluster.
+    #[arg(long, default_value = "/tmp/brupop-simulate.kubeconfig")]
+    kubeconfig: PathBuf,
+    /// Give up after this long.
+    #[arg(long, default_value = "15m", value_parser = duration)]
+    timeout: Duration,
+}
+
+fn set(opts: &mut Vec<(String, String)>, k: &str, v: String) {
+    opts.retain(|(name, _)| name != k);
+    opts.push((k.to_owned(), v));
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let t = args.node_time;
+    let mut opts = FleetOptions {
+        nodes: args.nodes,
+        slots: args.slots,
+        running: args.from.clone(),
+        node_prefix: Some("node-".into()),
+        host_timings: Timings {
+            refresh: Duration::from_millis(5),
+            prepare: t.mul_f64(0.35),
+            activate: Duration::from_millis(20),
+            deactivate: Duration::from_millis(20),
+            reboot_downtime: t.mul_f64(0.35),
+            status_read_hold: Duration::ZERO,
+        },
+        ..Default::default()
+    };
+    set(&mut opts.agent_args, "monitoring-duration", ms(t.mul_f64(0.2)));
+    set(&mut opts.agent_args, "drain-timeout", "10s".into());
+    set(&mut opts.agent_args, "node-backoff", "5s".into());
+    set(&mut opts.agent_args, "node-backoff-max", "30s".into());
+    set(&mut opts.leader_args, "failure-backoff", "5s".into());
+    set(&mut opts.leader_args, "failure-backoff-max", "40s".into());
+    eprintln!(
+        "starting a simulated cluster: {} nodes, {} slots (building the components if needed)...",
+        args.nodes, args.slots
+    );
+    let fleet = Fleet::start("simulate", opts).await?;
+    std::fs::copy(fleet.api.kubeconfig_path(), &args.kubeconfig)?;
+    println!("The simulated cluster answers kubectl. In another terminal:");
+    println!("  export KUBECONFIG={}", args.kubeconfig.display());
+    println!("  kubectl -n {} get brs,leases,updatepolicy", fleet.ns);
+    // Faults.
+    let mut faulty: BTreeMap<String, &str> = BTreeMap::new();
+    if let Some(p) = args.fail_prepare.filter(|p| *p > 0) {
+        let every = (100 / p).max(1) as usize;
+        for (i, n) in fleet.nodes.iter().enumerate().filter(|(i, _)| i % every == every - 1) {
+            let _ = i;
+            let fault = Fault::CommandFails {
+                command: CommandKind::Prepare,
+                exit_status: 1,
+                stderr: "Failed to download the update image".into(),
+            };
+            fleet.hosts.host(n).ok_or_else(|| anyhow::anyhow!("no host {n}"))?.set_fault(fault);
+            faulty.insert(n.clone(), "prepare fails");
+        }
+    }
+    for n in &args.rollback {
+        fleet
+            .hosts
+            .host(n)
+            .ok_or_else(|| anyhow::anyhow!("--rollback: no node {n}"))?
+            .set_fault(Fault::RollbackOnBoot(None));
+        faulty.insert(n.clone(), "rolls back");
+    }
+    for n in &args.pdb_block {
+        anyhow::ensure!(fleet.nodes.contains(n), "--pdb-block: no node {n}");
+        let pdbs: kube::Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+            kube::Api::namespaced(fleet.client().clone(), &fleet.ns);
+        let pdb = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("block-{n}")},
+            "spec": {"minAvailable": "100%", "selector": {"matchLabels": {"node": n}}},
+        }))?;
+        pdbs.create(&Default::default(), &pdb).await?;
+        faulty.insert(n.clone(), "PDB blocks its drain");
+    }
+    for (n, what) in &faulty {
+        println!("  fault: {n} {what}");
+    }
+    fleet.wait_reported(Duration::from_secs(120)).await;
+    let before = match &fleet.api.backend {
+        tests::backend::Backend::Sim(sim) => Some(sim.request_log()),
+        tests::backend::Backend::Real { .. } => None,
+    };
+    let timeline = Timeline::start(fleet.client(), &fleet.ns, &args.release);
+    let published = Instant::now();
+    fleet.hosts.publish(&args.release);
+    println!("published {} to every host; the rollout starts\n", args.release);
+    let tty = std::io::stdout().is_terminal();
+    let mut last_print = Instant::now() - Duration::from_secs(10);
+    let outcome = loop {
+        let shadows = fleet.shadows().await;
+        let policy = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
+        let slots = fleet.slots().await;
+        let mut counts: BTreeMap<Mark, usize> = BTreeMap::new();
+        for s in &shadows {
+            *counts.entry(mark(s, &args.release)).or_default() += 1;
+        }
+        let updated = counts.get(&Mark::Updated).copied().unwrap_or(0);
+        let failed_faulty = faulty
+            .keys()
+            .filter(|n| {
+                shadows.iter().any(|s| {
+                    s.node_name() == Some(n.as_str()) && s.status.as_ref().is_some_and(|st| st.last_failure.is_some())
+                })
+            })
+            .count();
+        let healthy_done = shadows
+            .iter()
+            .filter(|s| !faulty.contains_key(s.node_name().unwrap_or("")))
+            .all(|s| mark(s, &args.release) == Mark::Updated);
+        let view = render(&args, &fleet, &counts, updated, &policy, &slots, published.elapsed());
+        if tty {
+            print!("\x1b[H\x1b[2J{view}");
+            let _ = std::io::stdout().flush();
+        } else if last_print.elapsed() >= Duration::from_secs(2) {
+            println!("{}", view.lines().take(3).collect::<Vec<_>>().join(" | "));
+            last_print = Instant::now();
+        }
+        if updated == fleet.nodes.len() {
+            break "every node runs the new version";
+        }
+        if healthy_done && failed_faulty == faulty.len() && shadows.len() == fleet.nodes.len() {
+            break "every node updated except the faulty ones, whose failures are recorded";
+        }
+        if policy.phase == Phase::Stopped {
+            break "the rollout stopped after repeated failures (it waits for a person: see README, Configure)";
+        }
+        if published.elapsed() > args.timeout {
+            break "timed out";
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break "interrupted (Ctrl-C)",
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    };
+    let makespan = published.elapsed();
+    println!("\n\n== {outcome} ==");
+    summary(&args, &fleet, &timeline, makespan, before).await;
+    if let Some(path) = &args.svg {
+        let title = format!(
+            "{} nodes, {} slots: {} → {} in {:.1}s",
+            args.nodes,
+            args.slots,
+            args.from,
+            args.release,
+            makespan.as_secs_f64()
+        );
+        std::fs::write(path, timeline.svg(&title))?;
+        println!("timeline: {}", path.display());
+    }
+    drop(timeline);
+    fleet.stop().await;
+    Ok(())
+}
+
+fn render(
+    args: &Args,
+    fleet: &Fleet,
+    counts: &BTreeMap<Mark, usize>,
+    updated: usize,
+    policy: &model::UpdatePolicyStatus,
+    slots: &[(String, Option<String>)],
+    elapsed: Duration,
+) -> String {
+    let n = fleet.nodes.len().max(1);
+    let width = 50;
+    let filled = updated * width / n;
+    let c = |m: Mark| counts.get(&m).copied().unwrap_or(0);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Bottlerocket update operator, simulated fleet: {} nodes, {} slots, {} -> {}   {:.1}s\n",
+        args.nodes,
+        args.slots,
+        args.from,
+        args.release,
+        elapsed.as_secs_f64()
+    ));
+    out.push_str(&format!("[{}{}] {updated}/{n} updated\n", "#".repeat(filled), ".".repeat(width - filled)));
+    out.push_str(&format!(
+        "waiting {}  staged/draining/rebooting {}  rebooted {}  monitoring {}  failed {}  updated {}\n",
+        c(Mark::Waiting),
+        c(Mark::Staged),
+        c(Mark::Rebooted),
+        c(Mark::Monitoring),
+        c(Mark::Failed),
+        c(Mark::Updated)
+    ));
+    let held: Vec<String> = slots
+        .iter()
+        .map(|(s, h)| format!("{}:{}", s.trim_start_matches("brupop-"), h.as_deref().unwrap_or("-")))
+        .collect();
+    out.push_str(&format!("slots  {}\n", held.join("  ")));
+    out.push_str(&format!("rollout  {}: {}\n", policy.phase.as_str(), policy.message));
+    let mut failures: BTreeMap<FailureReason, Vec<String>> = BTreeMap::new();
+    for f in &policy.recent_failures {
+        failures.entry(f.reason).or_default().push(f.node.clone());
+    }
+    if !failures.is_empty() {
+        let text: Vec<String> =
+            failures.iter().map(|(r, nodes)| format!("{r} x{} ({})", nodes.len(), nodes.join(", "))).collect();
+        out.push_str(&format!("failures  {}\n", text.join("; ")));
+    }
+    out.push_str(&format!(
+        "\nkubectl: export KUBECONFIG={}; kubectl -n {} get brs,leases,updatepolicy\n",
+        args.kubeconfig.display(),
+        fleet.ns
+    ));
+    out
+}
+
+async fn summary(
+    args: &Args,
+    fleet: &Fleet,
+    timeline: &Timeline,
+    makespan: Duration,
+    before: Option<tests::apisim::RequestStats>,
+) {
+    let per_node = timeline.per_node();
+    let mut durations: Vec<f64> = per_node.values().filter_map(|(_, d)| *d).collect();
+    durations.sort_by(f64::total_cmp);
+    let pct = |p: f64| durations.get(((durations.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    let waves = fleet.nodes.len().div_ceil(args.slots.max(1) as usize);
+    let last = timeline.last_update().map_or(makespan.as_secs_f64(), |t| t);
+    println!(
+        "makespan            {last:.1}s (release published → last node updated; the run ended after {:.1}s)",
+        makespan.as_secs_f64()
+    );
+    println!(
+        "per-node update     min {:.1}s  median {:.1}s  max {:.1}s  ({} nodes updated, {} waves of {} slots)",
+        pct(0.0),
+        pct(0.5),
+        pct(1.0),
+        durations.len(),
+        waves,
+        args.slots
+    );
+    if let Some(median) = durations.get(durations.len() / 2) {
+        println!(
+            "floor               {:.1}s = waves × median per-node time; makespan / floor = {:.2}",
+            waves as f64 * median,
+            last / (waves as f64 * median)
+        );
+    }
+    let policy = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &policy.recent_failures {
+        *by_reason.entry(f.reason.to_string()).or_default() += 1;
+    }
+    println!("failures by reason  {}", if by_reason.is_empty() { "none".to_owned() } else { format!("{by_reason:?}") });
+    println!("rollout phase       {}: {}", policy.phase.as_str(), policy.message);
+    let not_updated: Vec<String> = fleet
+        .shadows()
+        .await
+        .iter()
+        .filter(|s| {
+            s.status
+                .as_ref()
+                .is_none_or(|st| st.current_version != args.release || st.current_state != ShadowState::Idle)
+        })
+        .filter_map(|s| s.node_name().map(str::to_owned))
+        .collect();
+    if !not_updated.is_empty() {
+        println!("not updated         {}", not_updated.join(", "));
+    }
+    if let (tests::backend::Backend::Sim(sim), Some(before)) = (&fleet.api.backend, before) {
+        let stats = sim.request_log().since(&before);
+        let verbs = ["get", "list", "watch", "create", "update", "patch", "delete"];
+        let by_verb: Vec<String> = verbs.iter().map(|v| format!("{v} {}", stats.by_verb(v))).collect();
+        println!("API requests        {} in all: {}", stats.total(), by_verb.join(", "));
+        let components = |u: &str| u.contains(":brupop-leader") || u.contains(":brupop-authproxy");
+        let writes: u64 = stats
+            .counts
+            .iter()
+            .filter(|((v, r, u), _)| {
+                components(u)
+                    && ["create", "update", "patch", "delete"].contains(&v.as_str())
+                    && !["pods/eviction", "tokenreviews"].contains(&r.as_str())
+                    && !r.starts_with("events")
+            })
+            .map(|(_, n)| n)
+            .sum();
+        let updated = durations.len().max(1) as f64;
+        println!(
+            "operator writes     {:.1} per node update (leader + authproxy; evictions, Events and TokenReviews not counted)",
+            writes as f64 / updated
+        );
+        if std::env::var_os("BRUPOP_WRITES_DETAIL").is_some() {
+            let mut detail: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+            for ((v, r, u), n) in &stats.counts {
+                if components(u) && ["create", "update", "patch", "delete"].contains(&v.as_str()) {
+                    let who = if u.contains("leader") { "leader" } else { "authproxy" };
+                    *detail.entry((who.to_owned(), v.clone(), r.clone())).or_default() += n;
+                }
+            }
+            for ((who, v, r), n) in detail {
+                println!("  {who:9} {v:6} {r:32} {:.2} per node update", n as f64 / updated);
+            }
+        }
+    }
+}
