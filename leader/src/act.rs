@@ -360,9 +360,7 @@ impl Actor {
             state_transition_timestamp: Some(MicroTime(now)),
             version: Some(version.clone()),
             slot: Some(slot.clone()),
-            acknowledged_failure: self
-                .shared
-                .with(|s| s.shadows.get(node).and_then(|sh| sh.value.spec.acknowledged_failure)),
+            acknowledged_failure: self.shared.with(|s| s.shadows.get(node).and_then(|sh| sh.spec.acknowledged_failure)),
         };
         self.set_spec(node, &granted).await?;
         if let Some(shadow) = self.shadow_object(node) {

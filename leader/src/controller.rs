@@ -3,7 +3,6 @@
 //! next slot expiry, the end of a halt, a window edge). No fixed-interval
 //! polling: an idle fleet costs no API requests beyond the watches.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,9 @@ use crate::act::{ActError, Actor};
 use crate::decide::{self, Observed, ShadowView, SlotView, WindowState};
 use crate::observe::Shared;
 use crate::settings::{self, Defaults};
+
+/// Passes are at least this far apart; events in between are folded into one.
+const MIN_PASS_INTERVAL: Duration = Duration::from_millis(10);
 
 /// After an error, the next pass waits this long at least (then doubles, up to 30 s).
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
@@ -30,6 +32,7 @@ pub async fn run(
 ) {
     let mut wake_at: Option<Timestamp> = None;
     let mut backoff = ERROR_BACKOFF;
+    let mut last_pass = std::time::Instant::now();
     loop {
         let sleep_for = wake_at.map_or(Duration::from_secs(3600), |t| {
             Duration::try_from(t.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO) + Duration::from_millis(5)
@@ -41,11 +44,18 @@ pub async fn run(
             changed = leading.changed() => if changed.is_err() { return },
             changed = synced.changed() => if changed.is_err() { return },
         }
+        // Fold a burst of events into one pass: at most one pass per
+        // MIN_PASS_INTERVAL (a few ms of latency, far less work at scale).
+        let since = last_pass.elapsed();
+        if since < MIN_PASS_INTERVAL {
+            tokio::time::sleep(MIN_PASS_INTERVAL - since).await;
+        }
         let is_leader = *leading.borrow();
         actor.metrics.leader.set(i64::from(is_leader));
         if !is_leader || !*synced.borrow() {
             continue;
         }
+        last_pass = std::time::Instant::now();
         match pass(&shared, &actor, &defaults).await {
             Ok(next) => {
                 wake_at = next;
@@ -71,29 +81,28 @@ async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<Opt
         next_start: windows.next_start(now),
         current_end: windows.current_end(now),
     };
-    let (nodes, shadows, slots): (BTreeMap<_, _>, BTreeMap<_, _>, Vec<SlotView>) = shared.with(|s| {
-        (
-            s.nodes.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
-            s.shadows.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
-            s.slots.values().map(|v| v.value.clone()).collect(),
-        )
+    // Decide on the shared picture itself (no copy per pass), under its lock;
+    // the gauges are computed there too.
+    let plan = shared.with(|s| {
+        let slots: Vec<SlotView> = s.slots.values().cloned().collect();
+        let previous = policy.status.clone().unwrap_or_default();
+        let plan = decide::decide(
+            Observed {
+                now,
+                nodes: &s.nodes,
+                shadows: &s.shadows,
+                slots: &slots,
+                policy: &previous,
+                policy_generation: policy.metadata.generation,
+                window,
+            },
+            &settings,
+        );
+        let managed: Vec<&ShadowView> = s.shadows.values().filter(|sh| s.nodes.contains_key(&sh.node)).collect();
+        actor.metrics.observe(&managed, &slots, &plan.status, now);
+        plan
     });
-    let previous = policy.status.clone().unwrap_or_default();
-    let plan = decide::decide(
-        Observed {
-            now,
-            nodes: &nodes,
-            shadows: &shadows,
-            slots: &slots,
-            policy: &previous,
-            policy_generation: policy.metadata.generation,
-            window,
-        },
-        &settings,
-    );
     actor.apply(&plan, &policy, now).await?;
     actor.report_failures(&plan);
-    let managed: Vec<&ShadowView> = shadows.values().filter(|s| nodes.contains_key(&s.node)).collect();
-    actor.metrics.observe(&managed, &slots, &plan.status, now);
     Ok(plan.wake_at)
 }

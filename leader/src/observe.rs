@@ -7,7 +7,7 @@
 //! decides on a warm cache. Readiness is "every watch delivered its first
 //! list".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -22,20 +22,16 @@ use tokio::sync::{Notify, watch};
 
 use crate::decide::{NodeView, ShadowView, SlotView};
 
-/// A view with the resourceVersion it was built from.
-#[derive(Clone, Debug)]
-pub struct Stored<T> {
-    pub rv: Option<u64>,
-    pub value: T,
-}
-
-/// The leader's picture of the cluster.
+/// The leader's picture of the cluster. The decision function borrows these
+/// maps directly (no copy per pass), under the lock.
 #[derive(Debug, Default)]
 pub struct State {
-    pub nodes: BTreeMap<String, Stored<NodeView>>,
-    pub shadows: BTreeMap<String, Stored<ShadowView>>,
-    pub slots: BTreeMap<String, Stored<SlotView>>,
+    pub nodes: BTreeMap<String, NodeView>,
+    pub shadows: BTreeMap<String, ShadowView>,
+    pub slots: BTreeMap<String, SlotView>,
     pub policy: Option<UpdatePolicy>,
+    /// resourceVersion each view was built from, by kind and key.
+    rvs: HashMap<(usize, String), u64>,
     synced: [bool; 4],
 }
 
@@ -51,13 +47,25 @@ fn rv_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> O
 
 /// Inserts unless what is stored is newer (a watch event can arrive after
 /// the answer to our own write).
-fn upsert<T>(map: &mut BTreeMap<String, Stored<T>>, key: String, rv: Option<u64>, value: T) {
-    if let (Some(old), Some(new)) = (map.get(&key).and_then(|s| s.rv), rv)
-        && old > new
+fn upsert<T>(
+    map: &mut BTreeMap<String, T>,
+    rvs: &mut HashMap<(usize, String), u64>,
+    kind: usize,
+    key: String,
+    rv: Option<u64>,
+    value: T,
+) {
+    let slot = (kind, key);
+    if let (Some(old), Some(new)) = (rvs.get(&slot), rv)
+        && *old > new
     {
         return;
     }
-    map.insert(key, Stored { rv, value });
+    match rv {
+        Some(rv) => rvs.insert(slot.clone(), rv),
+        None => rvs.remove(&slot),
+    };
+    map.insert(slot.1, value);
 }
 
 pub fn node_view(node: &Node) -> Option<NodeView> {
@@ -147,7 +155,7 @@ impl Kind for Node {
     const INDEX: usize = 0;
     fn insert(state: &mut State, obj: &Self) {
         if let Some(v) = node_view(obj) {
-            upsert(&mut state.nodes, v.name.clone(), rv_of(&obj.metadata), v);
+            upsert(&mut state.nodes, &mut state.rvs, Self::INDEX, v.name.clone(), rv_of(&obj.metadata), v);
         }
     }
     fn remove(state: &mut State, obj: &Self) {
@@ -164,7 +172,7 @@ impl Kind for Lease {
     const INDEX: usize = 1;
     fn insert(state: &mut State, obj: &Self) {
         if let Some(v) = slot_view(obj) {
-            upsert(&mut state.slots, v.name.clone(), rv_of(&obj.metadata), v);
+            upsert(&mut state.slots, &mut state.rvs, Self::INDEX, v.name.clone(), rv_of(&obj.metadata), v);
         }
     }
     fn remove(state: &mut State, obj: &Self) {
@@ -181,7 +189,7 @@ impl Kind for BottlerocketShadow {
     const INDEX: usize = 2;
     fn insert(state: &mut State, obj: &Self) {
         if let Some(v) = shadow_view(obj) {
-            upsert(&mut state.shadows, v.node.clone(), rv_of(&obj.metadata), v);
+            upsert(&mut state.shadows, &mut state.rvs, Self::INDEX, v.node.clone(), rv_of(&obj.metadata), v);
         }
     }
     fn remove(state: &mut State, obj: &Self) {
@@ -228,6 +236,7 @@ where
                 // Replace the whole kind at once: a decision never sees half a list.
                 let all = shared.with(|s| {
                     K::clear(s);
+                    s.rvs.retain(|(kind, _), _| *kind != K::INDEX);
                     for obj in &objs {
                         K::insert(s, obj);
                     }

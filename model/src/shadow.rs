@@ -76,9 +76,10 @@ pub struct BottlerocketShadowStatus {
     /// When the last failure was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_transition_failure_timestamp: Option<Time>,
-    /// When `currentState` last changed (the start of monitoring, for example).
+    /// When `currentState` last changed (the start of monitoring, for
+    /// example; microseconds, so a short monitoring time is exact).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_transition_timestamp: Option<Time>,
+    pub state_transition_timestamp: Option<MicroTime>,
     /// When the node asked for an update slot; cleared when it starts updating
     /// or no longer needs one. Waiting nodes are served in this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,7 +152,7 @@ impl BottlerocketShadowStatus {
         next.target_version = report.target_version.clone().filter(|t| *t != report.current_version);
         next.current_state = report.state;
         if prev.is_none_or(|p| p.current_state != report.state) {
-            next.state_transition_timestamp = Some(Time(now));
+            next.state_transition_timestamp = Some(MicroTime(now));
         }
         if let Some(f) = &report.failure {
             let seen = prev_or_default.last_failure.as_ref().is_some_and(|l| l.id == f.id);
@@ -255,7 +256,7 @@ mod tests {
         let s = BottlerocketShadowStatus::apply_report(None, &report(ShadowState::Idle, "1.20.0", Some("1.21.0")), now);
         assert_eq!(s.current_state, ShadowState::Idle);
         assert_eq!(s.target_version.as_deref(), Some("1.21.0"));
-        assert_eq!(s.state_transition_timestamp, Some(Time(now)));
+        assert_eq!(s.state_transition_timestamp, Some(MicroTime(now)));
         let up = s.conditions.iter().find(|c| c.type_ == condition::UP_TO_DATE).unwrap();
         assert_eq!((up.status.as_str(), up.reason.as_str()), ("False", "UpdateAvailable"));
     }

@@ -54,6 +54,8 @@ enum StepError {
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a host that is rebooting is looked at.
+const REBOOT_POLL: Duration = Duration::from_millis(50);
 /// Consecutive failures of one host command during a walk before giving up on it.
 const HOST_ATTEMPTS: u32 = 3;
 
@@ -142,7 +144,9 @@ impl Agent {
                 Err(e) => {
                     self.metrics.host_errors.with_label_values(&[&e.label()]).inc();
                     tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the host");
-                    self.sleep(backoff, None, &shutdown).await;
+                    // While its host reboots, look again soon: the node is waiting on us.
+                    let pause = if mem.reboot_requested.is_some() { REBOOT_POLL } else { backoff };
+                    self.sleep(pause, None, &shutdown).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
@@ -153,6 +157,7 @@ impl Agent {
             if grant != last_grant {
                 mem.drain_started = None;
                 mem.last_drain = None;
+                mem.drain_rounds = 0;
                 mem.reboot_requested = None;
                 mem.health = None;
                 last_grant = grant;
@@ -327,6 +332,7 @@ impl Agent {
                         let blocked = u32::try_from(report.blocked()).unwrap_or(u32::MAX);
                         tracing::info!(node = %self.node, remaining = report.remaining, blocked, skipped = report.skipped, "drain round");
                         mem.last_drain = Some((Timestamp::now(), report.remaining, blocked));
+                        mem.drain_rounds += 1;
                     }
                     Err(e) => return Err(self.fencing_refused(e, mem)),
                 }

@@ -23,7 +23,9 @@ use model::runtime::admin;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::hostapi::{AsyncHostApi, CommandDeadlines, HostApiConfig};
+use std::time::Duration;
+
+use crate::hostapi::{AsyncHostApi, Backoff, CommandDeadlines, HostApiConfig};
 
 /// Builds one agent from its configuration and a Kubernetes client (its own
 /// ServiceAccount's), starting its watches.
@@ -36,6 +38,11 @@ pub fn build(
     let mut host_cfg = HostApiConfig::new(cfg.host_socket.clone());
     let d = cfg.host_command_timeout;
     host_cfg.deadlines = CommandDeadlines { refresh: d, prepare: d, activate: d, deactivate: d };
+    // The host is local: look often, so a finished command or a host back
+    // from its reboot is noticed within 50 ms, not seconds.
+    let quick = Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(50) };
+    host_cfg.poll_backoff = quick;
+    host_cfg.lock_backoff = quick;
     let proxy = proxy::Proxy::new(proxy::ProxyConfig {
         url: cfg.authproxy_url.clone(),
         node: cfg.node_name.clone(),

@@ -8,4 +8,5 @@ pub mod backend;
 pub mod deploy;
 pub mod harness;
 pub mod hostsim;
+pub mod scale;
 pub mod timeline;

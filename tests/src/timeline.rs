@@ -257,6 +257,25 @@ impl Timeline {
         s
     }
 
+    /// Mean seconds a node spent in each mark, over the nodes that reached it.
+    pub fn mean_seconds(&self) -> BTreeMap<String, f64> {
+        let g = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+        let end = self.elapsed();
+        let mut sums: BTreeMap<Mark, (f64, u32)> = BTreeMap::new();
+        for row in g.nodes.values() {
+            for (j, (t, m)) in row.iter().enumerate() {
+                let next = row.get(j + 1).map_or(end, |(n, _)| *n);
+                if matches!(m, Mark::Idle | Mark::Updated) {
+                    continue;
+                }
+                let e = sums.entry(*m).or_insert((0.0, 0));
+                e.0 += next - t;
+                e.1 += 1;
+            }
+        }
+        sums.into_iter().map(|(m, (total, n))| (m.label().to_owned(), total / f64::from(n.max(1)))).collect()
+    }
+
     /// When the last node reached `Updated`, seconds since start.
     pub fn last_update(&self) -> Option<f64> {
         self.per_node().values().filter_map(|(done, _)| *done).fold(None, |a, b| Some(a.map_or(b, |a: f64| a.max(b))))

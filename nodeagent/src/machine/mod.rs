@@ -106,6 +106,8 @@ pub struct Memory {
     pub drain_started: Option<Timestamp>,
     /// Last drain round: when, pods remaining, pods blocked by a PDB.
     pub last_drain: Option<(Timestamp, u32, u32)>,
+    /// Drain rounds of this walk so far.
+    pub drain_rounds: u32,
     /// When the reboot was requested.
     pub reboot_requested: Option<Timestamp>,
     /// Result of the health check at the end of monitoring: when, and the

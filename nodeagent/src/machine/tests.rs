@@ -48,7 +48,7 @@ impl World {
             current_version: "1.20.0".into(),
             target_version: Some("1.21.0".into()),
             current_state: ShadowState::Idle,
-            state_transition_timestamp: Some(Time(at(0))),
+            state_transition_timestamp: Some(MicroTime(at(0))),
             ..Default::default()
         });
         World {
@@ -319,9 +319,23 @@ fn drain_rounds_are_spaced_while_pods_remain() {
     let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem.drain_started = Some(at(990));
     w.mem.last_drain = Some((at(998), 3, 0));
+    w.mem.drain_rounds = 10;
     assert_eq!(w.decide(), Step::Wait { until: Some(at(1003)), why: "draining: 3 pod(s) left".into() });
     w.now = at(1003);
     assert!(matches!(w.decide(), Step::Drain { .. }));
+}
+
+#[test]
+fn the_first_drain_rounds_follow_each_other_quickly() {
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
+    w.now = at(998);
+    w.mem.last_drain = Some((at(998), 3, 0));
+    w.mem.drain_rounds = 1;
+    let first = at(998).checked_add(jiff::SignedDuration::from_millis(50)).unwrap();
+    assert_eq!(w.decide(), Step::Wait { until: Some(first), why: "draining: 3 pod(s) left".into() });
+    w.mem.drain_rounds = 3;
+    let third = at(998).checked_add(jiff::SignedDuration::from_millis(200)).unwrap();
+    assert_eq!(w.decide(), Step::Wait { until: Some(third), why: "draining: 3 pod(s) left".into() });
 }
 
 #[test]
@@ -427,21 +441,21 @@ fn an_admins_cordon_is_kept_after_the_update() {
 #[test]
 fn monitoring_waits_for_its_duration() {
     let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(Time(at(990)));
+    w.status().state_transition_timestamp = Some(MicroTime(at(990)));
     assert_eq!(w.decide(), Step::Wait { until: Some(at(1110)), why: "monitoring the updated node".into() });
 }
 
 #[test]
 fn at_the_end_of_monitoring_the_agent_checks_health() {
     let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(Time(at(800)));
+    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
     assert_eq!(w.decide(), Step::CheckHealth);
 }
 
 #[test]
 fn a_healthy_node_after_monitoring_reports_idle_on_the_new_version() {
     let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(Time(at(800)));
+    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
     w.mem.health = Some((at(999), vec![]));
     assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle && r.current_version == "1.21.0"));
 }
@@ -449,7 +463,7 @@ fn a_healthy_node_after_monitoring_reports_idle_on_the_new_version() {
 #[test]
 fn pods_not_ready_after_monitoring_fail_the_health_check() {
     let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(Time(at(800)));
+    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
     w.mem.health = Some((at(999), vec!["default/web-1".into()]));
     match w.decide() {
         Step::Fail { reason, message } => {
@@ -463,7 +477,7 @@ fn pods_not_ready_after_monitoring_fail_the_health_check() {
 #[test]
 fn a_node_not_ready_after_monitoring_fails_the_health_check() {
     let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(Time(at(800)));
+    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
     w.mem.health = Some((at(999), vec![]));
     w.node.ready = false;
     assert!(is_fail(&w.decide(), FailureReason::HealthCheckFailed));
@@ -472,7 +486,7 @@ fn a_node_not_ready_after_monitoring_fails_the_health_check() {
 #[test]
 fn a_health_check_from_before_the_end_of_monitoring_is_not_trusted() {
     let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(Time(at(800)));
+    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
     w.mem.health = Some((at(900), vec![]));
     assert_eq!(w.decide(), Step::CheckHealth);
 }

@@ -1,6 +1,9 @@
 //! The granted part of the walk, and the abort. Pure, like its parent module.
 
 use jiff::Timestamp;
+
+/// Pause after the first drain round that left pods; doubles per round up to `--drain-interval`.
+const DRAIN_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 use model::{FailureReason, ShadowState};
 
 use super::{Config, HostUpdateState, Memory, Observation, Step, add, failure_report, reported, resting_report};
@@ -120,7 +123,11 @@ fn before_reboot(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp
         if let Some((at, remaining, _)) = mem.last_drain
             && remaining > 0
         {
-            let next = add(at, cfg.drain_interval).min(deadline);
+            // Pods usually go within moments: look again soon, then less often.
+            let pause = DRAIN_FIRST_PAUSE
+                .saturating_mul(1 << mem.drain_rounds.saturating_sub(1).min(16))
+                .min(cfg.drain_interval);
+            let next = add(at, pause).min(deadline);
             if now < next {
                 return Step::Wait { until: Some(next), why: format!("draining: {remaining} pod(s) left") };
             }

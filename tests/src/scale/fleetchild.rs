@@ -1,0 +1,73 @@
+//! Fleet mode: many agents in one process. Each is a full instance of the
+//! nodeagent library (`nodeagent::build` + `Agent::run`, the same code path as
+//! the binary) with its own identity: its own ServiceAccount token and
+//! Kubernetes client for its watches, its own projected token and client
+//! certificate for the authproxy, its own host socket.
+//!
+//! The benchmark starts this as a child process (so the API simulator's
+//! process and the agents' process each stay under the file-descriptor
+//! limit), handing it a JSON spec of the agents.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// One agent of the fleet.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct AgentSpec {
+    pub node: String,
+    /// Its ordinary ServiceAccount token (watches).
+    pub api_token: String,
+    /// Directory of its client certificate (tls.crt, tls.key, ca.crt).
+    pub tls_dir: PathBuf,
+    /// File holding its projected token of the authproxy's audience.
+    pub token_file: PathBuf,
+    pub host_socket: PathBuf,
+}
+
+/// Everything the child needs.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct FleetSpec {
+    /// Kubeconfig of the API (server and CA; tokens are per agent).
+    pub kubeconfig: PathBuf,
+    pub namespace: String,
+    pub authproxy_url: String,
+    /// Agent flags (name without `--`, value), the same for every agent.
+    pub args: Vec<(String, String)>,
+    pub agents: Vec<AgentSpec>,
+}
+
+/// Runs the fleet until SIGTERM/SIGINT.
+pub async fn run(spec: FleetSpec) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let shutdown = CancellationToken::new();
+    let metrics = nodeagent::metrics::Metrics::new();
+    let mut handles = Vec::with_capacity(spec.agents.len());
+    for a in &spec.agents {
+        let mut argv = vec![
+            "nodeagent".to_owned(),
+            format!("--node-name={}", a.node),
+            format!("--namespace={}", spec.namespace),
+            format!("--authproxy-url={}", spec.authproxy_url),
+            format!("--client-cert={}", a.tls_dir.join("tls.crt").display()),
+            format!("--client-key={}", a.tls_dir.join("tls.key").display()),
+            format!("--authproxy-ca={}", a.tls_dir.join("ca.crt").display()),
+            format!("--token-file={}", a.token_file.display()),
+            format!("--host-socket={}", a.host_socket.display()),
+        ];
+        argv.extend(spec.args.iter().map(|(k, v)| format!("--{k}={v}")));
+        let cfg = <nodeagent::config::Config as clap::Parser>::try_parse_from(argv)?;
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        let kube_cfg = crate::backend::config_from_kubeconfig(&spec.kubeconfig, Some(&a.api_token)).await?;
+        let client = kube::Client::try_from(kube_cfg)?;
+        let agent = nodeagent::build(&cfg, client, metrics.clone(), &shutdown);
+        handles.push(tokio::spawn(agent.run(shutdown.clone())));
+    }
+    eprintln!("fleet: {} agents running", handles.len());
+    model::runtime::shutdown::on_signal(shutdown.clone()).await;
+    for h in handles {
+        let _ = h.await;
+    }
+    Ok(())
+}

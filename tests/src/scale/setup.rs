@@ -1,0 +1,286 @@
+//! The benchmark's cluster: API simulator, nodes, pods, hosts, certificates,
+//! tokens, and the component processes (leader, authproxy, agent fleet).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::json;
+
+use super::Args;
+use super::fleetchild::{AgentSpec, FleetSpec};
+use crate::apisim::{ApiSim, SimOptions};
+use crate::harness::bins::binaries;
+use crate::harness::certs::TestPki;
+use crate::harness::fleet::{AGENT_SA, AUDIENCE, token};
+use crate::harness::kubelet;
+use crate::harness::process::{Proc, Spec, free_port};
+use crate::hostsim::{HostConfig, HostFleet, Timings};
+
+pub const RELEASE: &str = "1.21.0";
+const RUNNING: &str = "1.20.0";
+const CONCURRENCY: usize = 32;
+
+/// The running benchmark cluster; dropping it stops everything.
+pub struct Env {
+    pub sim: ApiSim,
+    pub client: kube::Client,
+    pub ns: String,
+    pub hosts: HostFleet,
+    leader: Proc,
+    authproxy: Proc,
+    authproxy_admin: u16,
+    fleet: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env").field("ns", &self.ns).finish_non_exhaustive()
+    }
+}
+
+fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> anyhow::Result<T> {
+    Ok(serde_json::from_value(v)?)
+}
+
+async fn each<F, Fut>(n: usize, f: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    stream::iter(0..n).map(&f).buffer_unordered(CONCURRENCY).try_collect::<Vec<()>>().await?;
+    Ok(())
+}
+
+fn node_name(i: usize) -> String {
+    format!("node-{i:05}")
+}
+
+impl Env {
+    pub async fn start(args: &Args) -> anyhow::Result<Env> {
+        let bins = binaries().clone();
+        let dir = tempfile::Builder::new().prefix("brupop-scale-").tempdir()?;
+        let path = dir.path().to_owned();
+        let sim = ApiSim::start_with(SimOptions { worker_threads: 1, ..SimOptions::default() }).await?;
+        let mut cfg = sim.client_config(&sim.admin_token());
+        cfg.default_retry = false;
+        let client = kube::Client::try_from(cfg)?;
+        let ns = model::names::DEFAULT_NAMESPACE.to_owned();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &obj(json!({"metadata": {"name": ns}}))?)
+            .await?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in model::crds() {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            crds.patch(&name, &PatchParams::apply("scale").force(), &Patch::Apply(&crd)).await?;
+            await_condition(crds.clone(), &name, conditions::is_crd_established()).await?;
+        }
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+        for sa in [AGENT_SA, "brupop-leader", "brupop-authproxy"] {
+            sas.create(&PostParams::default(), &obj(json!({"metadata": {"name": sa}}))?).await?;
+        }
+        eprintln!("scale: creating {} nodes, their pods and hosts", args.nodes);
+        let nodes: Api<Node> = Api::all(client.clone());
+        let label = json!({ model::names::NODE_OPT_IN_LABEL: model::names::NODE_OPT_IN_VALUE });
+        each(args.nodes, |i| {
+            let (nodes, client, label) = (nodes.clone(), client.clone(), label.clone());
+            async move {
+                nodes
+                    .create(&PostParams::default(), &obj(json!({"metadata": {"name": node_name(i), "labels": label}}))?)
+                    .await?;
+                kubelet::set_node_ready(&client, &node_name(i), true).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let t = args.node_time;
+        let timings = Timings {
+            refresh: Duration::from_millis(1),
+            prepare: t.mul_f64(0.4),
+            activate: Duration::from_millis(1),
+            deactivate: Duration::from_millis(1),
+            reboot_downtime: t.mul_f64(0.4),
+            status_read_hold: Duration::ZERO,
+        };
+        let names: Vec<String> = (0..args.nodes).map(node_name).collect();
+        let hosts =
+            HostFleet::start(names.iter(), HostConfig::new(RUNNING).available(&[RUNNING]).timings(timings)).await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let owner = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "brupop-agent", "uid": "00000000-0000-0000-0000-00000000da00", "controller": true}]);
+        let uids = std::sync::Mutex::new(vec![String::new(); args.nodes]);
+        each(args.nodes, |i| {
+            let (pods, client, ns, owner, uids) = (pods.clone(), client.clone(), ns.clone(), owner.clone(), &uids);
+            let per_node = args.pods_per_node;
+            async move {
+                let n = node_name(i);
+                let agent: Pod = obj(json!({
+                    "metadata": {"name": format!("brupop-agent-{n}"), "labels": {"app": "brupop-agent"}, "ownerReferences": owner},
+                    "spec": {"nodeName": n, "serviceAccountName": AGENT_SA, "containers": [{"name": "agent", "image": "agent"}]},
+                }))?;
+                let created = pods.create(&PostParams::default(), &agent).await?;
+                uids.lock().unwrap_or_else(|e| e.into_inner())[i] = created.metadata.uid.unwrap_or_default();
+                kubelet::set_pod_ready(&client, &ns, &format!("brupop-agent-{n}"), true).await?;
+                for j in 0..per_node {
+                    let name = format!("web-{n}-{j}");
+                    let pod: Pod = obj(json!({
+                        "metadata": {"name": name, "labels": {"app": "web"}},
+                        "spec": {"nodeName": n, "terminationGracePeriodSeconds": 0, "containers": [{"name": "web", "image": "web"}]},
+                    }))?;
+                    pods.create(&PostParams::default(), &pod).await?;
+                    kubelet::set_pod_ready(&client, &ns, &name, true).await?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let uids = uids.into_inner().unwrap_or_else(|e| e.into_inner());
+        // The kubelet's part: evicted pods go (after a short grace), reboots restart nothing
+        // here (the fleet-mode agents survive a host's reboot; they only lose their host socket).
+        let _kubelet = kubelet::finish_terminating_pods(client.clone(), ns.clone(), Duration::from_millis(20));
+        eprintln!("scale: issuing certificates and tokens");
+        let pki = TestPki::new(&path.join("pki"))?;
+        let server = pki.server("authproxy")?;
+        let mut agents = Vec::with_capacity(args.nodes);
+        for (i, n) in names.iter().enumerate() {
+            let tls = pki.client(&format!("agent-{n}"))?;
+            agents.push((n.clone(), tls.dir.clone(), uids[i].clone()));
+        }
+        let specs = std::sync::Mutex::new(Vec::with_capacity(args.nodes));
+        each(args.nodes, |i| {
+            let (client, ns, specs, path) = (client.clone(), ns.clone(), &specs, path.clone());
+            let (n, tls_dir, uid) = agents[i].clone();
+            let socket = hosts.host(&n).map(|h| h.socket_path().to_owned());
+            async move {
+                let pod = format!("brupop-agent-{n}");
+                let api_token = token(&client, &ns, AGENT_SA, None, Some((&pod, &uid))).await?;
+                let proxy_token = token(&client, &ns, AGENT_SA, Some(AUDIENCE), Some((&pod, &uid))).await?;
+                let token_file = path.join(format!("token-{n}"));
+                std::fs::write(&token_file, proxy_token)?;
+                let host_socket = socket.ok_or_else(|| anyhow::anyhow!("no host for {n}"))?;
+                specs.lock().unwrap_or_else(|e| e.into_inner()).push(AgentSpec {
+                    node: n,
+                    api_token,
+                    tls_dir,
+                    token_file,
+                    host_socket,
+                });
+                Ok(())
+            }
+        })
+        .await?;
+        let agent_specs = specs.into_inner().unwrap_or_else(|e| e.into_inner());
+        // The components.
+        let kc = |who: &str, tok: &str| -> anyhow::Result<PathBuf> {
+            let p = path.join(format!("kubeconfig-{who}"));
+            sim.write_kubeconfig(&p, tok)?;
+            Ok(p)
+        };
+        let ap_port = free_port();
+        let ap_admin = free_port();
+        let ap_token = token(&client, &ns, "brupop-authproxy", None, None).await?;
+        let authproxy = Proc::spawn(
+            Spec {
+                name: "authproxy".into(),
+                program: bins.authproxy.clone(),
+                args: vec![
+                    format!("--listen=127.0.0.1:{ap_port}"),
+                    format!("--admin-listen=127.0.0.1:{ap_admin}"),
+                    format!("--tls-cert={}", server.cert().display()),
+                    format!("--tls-key={}", server.key().display()),
+                    format!("--client-ca={}", server.ca().display()),
+                    format!("--namespace={ns}"),
+                    format!("--token-audience={AUDIENCE}"),
+                    "--token-cache-ttl=10m".into(),
+                    "--rate-limit=1000".into(),
+                ],
+                env: vec![("KUBECONFIG".into(), kc("authproxy", &ap_token)?.display().to_string())],
+            },
+            &path,
+        )?;
+        let leader_token = token(&client, &ns, "brupop-leader", None, None).await?;
+        let leader = Proc::spawn(
+            Spec {
+                name: "leader".into(),
+                program: bins.leader.clone(),
+                args: vec![
+                    format!("--namespace={ns}"),
+                    format!("--max-concurrent-updates={}", args.slots),
+                    format!("--admin-listen=127.0.0.1:{}", free_port()),
+                ],
+                env: vec![("KUBECONFIG".into(), kc("leader", &leader_token)?.display().to_string())],
+            },
+            &path,
+        )?;
+        let fleet_spec = FleetSpec {
+            kubeconfig: kc("fleet", "unused")?,
+            namespace: ns.clone(),
+            authproxy_url: format!("https://127.0.0.1:{ap_port}"),
+            args: vec![
+                ("update-check-interval".into(), format!("{}ms", args.update_check.as_millis())),
+                ("monitoring-duration".into(), format!("{}ms", t.mul_f64(0.2).as_millis().max(1))),
+                ("drain-interval".into(), "200ms".into()),
+                ("admin-listen".into(), "127.0.0.1:0".into()),
+                ("log-format".into(), "text".into()),
+            ],
+            agents: agent_specs,
+        };
+        let spec_file = path.join("fleet.json");
+        std::fs::write(&spec_file, serde_json::to_vec(&fleet_spec)?)?;
+        let exe = std::env::current_exe()?;
+        let fleet = Proc::spawn(
+            Spec {
+                name: "fleet".into(),
+                program: exe,
+                args: vec!["--fleet-child".into(), spec_file.display().to_string()],
+                env: vec![("RUST_LOG".into(), "warn".into())],
+            },
+            &path,
+        )?;
+        let env = Env { sim, client, ns, hosts, leader, authproxy, authproxy_admin: ap_admin, fleet, _dir: dir };
+        env.wait_reported(args.nodes).await?;
+        Ok(env)
+    }
+
+    /// Waits until every agent reported its status once.
+    async fn wait_reported(&self, n: usize) -> anyhow::Result<()> {
+        let shadows: Api<model::BottlerocketShadow> = Api::namespaced(self.client.clone(), &self.ns);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120) + Duration::from_millis(60 * n as u64);
+        loop {
+            let reported = shadows.list(&Default::default()).await?.items.iter().filter(|s| s.status.is_some()).count();
+            if reported >= n {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "only {reported}/{n} agents reported; see {}",
+                self.fleet.log_path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The leader's and authproxy's pids, for the resource sampler.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        [("leader", self.leader.pid()), ("authproxy", self.authproxy.pid())]
+            .into_iter()
+            .filter_map(|(n, p)| p.map(|p| (n.to_owned(), p)))
+            .collect()
+    }
+
+    /// (requests, TokenReviews) the authproxy has served so far.
+    pub async fn authproxy_counts(&self) -> (f64, f64) {
+        let text = crate::harness::scrape(self.authproxy_admin).await.unwrap_or_default();
+        let sum = |family: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(family) && !l.starts_with('#'))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        (sum("brupop_authproxy_requests_total{"), sum("brupop_authproxy_tokenreviews_total{"))
+    }
+}
