@@ -342,9 +342,21 @@ impl Cluster {
                 report.pods.push(PodResult { namespace, name, outcome });
             }
         }
-        report.remaining =
+        let evicted = report.pods.iter().any(|p| matches!(p.outcome, model::wire::PodOutcome::Evicted));
+        report.remaining = if evicted {
+            // Pods with no grace period are gone at once: count what is left,
+            // so a node drained in one round needs no second one.
+            let after = pods.list(&lp).await.map_err(kube("listing the node's pods"))?;
+            let left = after
+                .items
+                .iter()
+                .filter(|p| !matches!(drain::classify(p), Class::SkipDaemonSet | Class::SkipMirror))
+                .count();
+            u32::try_from(left).unwrap_or(u32::MAX)
+        } else {
             u32::try_from(report.pods.iter().filter(|p| !matches!(p.outcome, model::wire::PodOutcome::Gone)).count())
-                .unwrap_or(u32::MAX);
+                .unwrap_or(u32::MAX)
+        };
         let blocked = report.blocked();
         if blocked > 0 {
             let names: Vec<String> = report

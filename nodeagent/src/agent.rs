@@ -55,7 +55,7 @@ enum StepError {
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often a host that is rebooting is looked at.
-const REBOOT_POLL: Duration = Duration::from_millis(50);
+const REBOOT_POLL: Duration = Duration::from_millis(20);
 /// Consecutive failures of one host command during a walk before giving up on it.
 const HOST_ATTEMPTS: u32 = 3;
 

@@ -39,8 +39,8 @@ pub fn build(
     let d = cfg.host_command_timeout;
     host_cfg.deadlines = CommandDeadlines { refresh: d, prepare: d, activate: d, deactivate: d };
     // The host is local: look often, so a finished command or a host back
-    // from its reboot is noticed within 50 ms, not seconds.
-    let quick = Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(50) };
+    // from its reboot is noticed within 20 ms, not seconds.
+    let quick = Backoff { initial: Duration::from_millis(5), max: Duration::from_millis(20) };
     host_cfg.poll_backoff = quick;
     host_cfg.lock_backoff = quick;
     let proxy = proxy::Proxy::new(proxy::ProxyConfig {

@@ -402,9 +402,10 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     let held: usize = obs.slots.iter().filter(|s| s.holder.is_some()).count();
     let waiting = waiting_nodes(&obs, settings, &holders, &specs);
     if phase == Phase::Running {
-        // A slot still named by an observed spec is granted again only after
-        // that spec has been reset (protocol section 3).
-        let named: BTreeSet<&str> = obs.shadows.values().filter_map(|sh| sh.spec.slot.as_deref()).collect();
+        // A slot still named by a spec is granted again only once that spec
+        // is reset (protocol section 3): a reset planned in this pass is
+        // written before the grant, so the slot can go at once.
+        let named: BTreeSet<String> = obs.shadows.values().filter_map(|sh| planned(&specs, sh).slot).collect();
         let free: Vec<&SlotView> = obs
             .slots
             .iter()

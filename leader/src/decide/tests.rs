@@ -490,17 +490,30 @@ fn a_completed_update_resets_the_failure_count_and_the_spec() {
 }
 
 #[test]
-fn a_released_slot_is_granted_again_only_after_the_spec_is_reset() {
+fn a_released_slot_is_granted_again_in_the_same_pass_after_the_spec_reset() {
     let mut w = World::new(2);
     w.slots(1).granted(0, "node-0", ShadowState::MonitoringUpdate).waiting("node-1", 1);
     w.status("node-0").current_state = ShadowState::Idle;
     w.status("node-0").current_version = "1.21.0".into();
     w.slots[0].holder = None;
     let plan = w.decide(&settings());
-    assert!(granted_nodes(&plan).is_empty());
-    // The reset landed; the next pass grants.
-    *w.spec("node-0") = spec_written(&plan, "node-0").unwrap();
-    assert_eq!(granted_nodes(&w.decide(&settings())), pairs(&[("brupop-slot-0", "node-1")]));
+    let reset =
+        plan.actions.iter().position(|a| matches!(a, Action::SetSpec { node, .. } if node == "node-0")).unwrap();
+    let grant = plan.actions.iter().position(|a| matches!(a, Action::Grant { node, .. } if node == "node-1")).unwrap();
+    assert!(reset < grant, "the reset is written before the slot is granted again");
+}
+
+#[test]
+fn a_slot_left_by_a_node_mid_walk_is_reset_and_granted_again_in_one_pass() {
+    let mut w = World::new(2);
+    // node-0's spec names slot 0, which nobody holds, and node-0 is still
+    // walking (its status is not done): the leader resets the spec first.
+    w.slots(1).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate).waiting("node-1", 1);
+    w.slots[0].holder = None;
+    w.spec("node-0").slot = Some("brupop-slot-0".into());
+    let plan = w.decide(&settings());
+    assert!(spec_written(&plan, "node-0").is_some_and(|s| s.slot.is_none()));
+    assert_eq!(granted_nodes(&plan), pairs(&[("brupop-slot-0", "node-1")]));
 }
 
 #[test]

@@ -244,10 +244,13 @@ fn the_slot_is_renewed_when_a_third_of_the_lease_is_used() {
 }
 
 #[test]
-fn a_grant_refreshes_the_host_before_preparing() {
+fn a_grant_refreshes_the_host_before_preparing_unless_it_checked_recently() {
     let mut w = World::idle().granted();
     w.mem.last_refresh = Some(at(940));
-    assert_eq!(w.decide(), Step::Refresh);
+    assert_eq!(w.decide(), Step::Prepare, "the periodic check (next due at 4000) is recent enough");
+    w.mem.next_update_check = Some(at(999));
+    w.now = at(1000);
+    assert_eq!(w.decide(), Step::Refresh, "the last check is older than the grant and not recent");
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub(super) fn granted(
     match state {
         // The failure was reported but the slot not released: finish the abort.
         ShadowState::ErrorReset => finish_abort(o, mem).unwrap_or(Step::Release { slot: slot.to_owned() }),
-        ShadowState::Idle => stage(o, mem, slot, desired),
+        ShadowState::Idle => stage(o, mem, now, slot, desired),
         ShadowState::StagedAndPerformedUpdate => before_reboot(o, mem, cfg, now, slot, desired),
         ShadowState::RebootedIntoUpdate => after_boot(o, desired),
         ShadowState::MonitoringUpdate => monitoring(o, mem, cfg, now, desired),
@@ -42,7 +42,7 @@ pub(super) fn granted(
 }
 
 /// Idle with a grant: refresh, prepare, activate, report.
-fn stage(o: &Observation<'_>, mem: &Memory, slot: &str, desired: &str) -> Step {
+fn stage(o: &Observation<'_>, mem: &Memory, now: Timestamp, slot: &str, desired: &str) -> Step {
     if o.host.version == desired {
         // The update is complete (the agent reported Idle on it): give the slot back.
         let report = resting_report(o, ShadowState::Idle);
@@ -60,7 +60,10 @@ fn stage(o: &Observation<'_>, mem: &Memory, slot: &str, desired: &str) -> Step {
         HostUpdateState::Staged if staged_is(false) => Step::Activate,
         HostUpdateState::Staged | HostUpdateState::Available | HostUpdateState::Idle => {
             let granted_at = o.shadow.and_then(|s| s.spec.state_transition_timestamp.as_ref()).map(|t| t.0);
-            let fresh = mem.last_refresh.is_some_and(|r| granted_at.is_none_or(|g| r >= g));
+            // The host's offer is fresh if refreshed since the grant, or by the
+            // periodic update check whose next run is still ahead.
+            let checked_recently = mem.next_update_check.is_some_and(|t| t > now);
+            let fresh = mem.last_refresh.is_some_and(|r| checked_recently || granted_at.is_none_or(|g| r >= g));
             if !fresh {
                 Step::Refresh
             } else if update.chosen.as_deref() == Some(desired) {

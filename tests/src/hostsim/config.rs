@@ -17,7 +17,7 @@ use super::types::{CommandKind, CommandResult, UpdateStatus};
 
 /// How long each command and a reboot take. The defaults keep tests in
 /// milliseconds; the scale benchmark sets a fixed per-node host time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Timings {
     /// refresh-updates
     pub refresh: Duration,

@@ -23,7 +23,15 @@ pub struct AgentSpec {
     pub tls_dir: PathBuf,
     /// File holding its projected token of the authproxy's audience.
     pub token_file: PathBuf,
-    pub host_socket: PathBuf,
+}
+
+/// The simulated hosts of this process's agents.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct HostsSpec {
+    pub running: String,
+    pub timings: crate::hostsim::Timings,
+    /// When this file appears, its content (a version) is published to every host.
+    pub release_file: PathBuf,
 }
 
 /// Everything the child needs.
@@ -35,6 +43,7 @@ pub struct FleetSpec {
     pub authproxy_url: String,
     /// Agent flags (name without `--`, value), the same for every agent.
     pub args: Vec<(String, String)>,
+    pub hosts: HostsSpec,
     pub agents: Vec<AgentSpec>,
 }
 
@@ -43,8 +52,29 @@ pub async fn run(spec: FleetSpec) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let shutdown = CancellationToken::new();
     let metrics = nodeagent::metrics::Metrics::new();
+    // The agents' hosts live here, next to their agents (each process keeps
+    // its own share of sockets, under the descriptor limit).
+    let template = crate::hostsim::HostConfig::new(&spec.hosts.running)
+        .available(&[&spec.hosts.running])
+        .timings(spec.hosts.timings);
+    let hosts = crate::hostsim::HostFleet::start(spec.agents.iter().map(|a| a.node.clone()), template).await?;
+    let release_file = spec.hosts.release_file.clone();
+    let repository = hosts.repository().clone();
+    let publisher = tokio::spawn(async move {
+        loop {
+            if let Ok(v) = std::fs::read_to_string(&release_file) {
+                repository.publish(v.trim());
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
     let mut handles = Vec::with_capacity(spec.agents.len());
     for a in &spec.agents {
+        let socket = hosts
+            .host(&a.node)
+            .map(|h| h.socket_path().to_owned())
+            .ok_or_else(|| anyhow::anyhow!("no host for {}", a.node))?;
         let mut argv = vec![
             "nodeagent".to_owned(),
             format!("--node-name={}", a.node),
@@ -54,7 +84,7 @@ pub async fn run(spec: FleetSpec) -> anyhow::Result<()> {
             format!("--client-key={}", a.tls_dir.join("tls.key").display()),
             format!("--authproxy-ca={}", a.tls_dir.join("ca.crt").display()),
             format!("--token-file={}", a.token_file.display()),
-            format!("--host-socket={}", a.host_socket.display()),
+            format!("--host-socket={}", socket.display()),
         ];
         argv.extend(spec.args.iter().map(|(k, v)| format!("--{k}={v}")));
         let cfg = <nodeagent::config::Config as clap::Parser>::try_parse_from(argv)?;
@@ -66,8 +96,10 @@ pub async fn run(spec: FleetSpec) -> anyhow::Result<()> {
     }
     eprintln!("fleet: {} agents running", handles.len());
     model::runtime::shutdown::on_signal(shutdown.clone()).await;
+    publisher.abort();
     for h in handles {
         let _ = h.await;
     }
+    drop(hosts);
     Ok(())
 }

@@ -92,6 +92,9 @@ pub struct Results {
     pub setup_s: f64,
     /// Mean seconds per node in each phase of the walk (from the shadows).
     pub mean_phase_seconds: BTreeMap<String, f64>,
+    /// CPU seconds used during the rollout by each process (2 cores: at
+    /// most twice the makespan in all).
+    pub cpu_s: BTreeMap<String, f64>,
 }
 
 fn component(user: &str) -> &'static str {
@@ -164,7 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<Results> {
     let ap_before = env.authproxy_counts().await;
     let published = Instant::now();
     let published_at = timeline.elapsed();
-    env.hosts.publish(setup::RELEASE);
+    env.publish(setup::RELEASE)?;
     eprintln!("scale: published {}; rolling out", setup::RELEASE);
     let deadline =
         published + Duration::from_secs(600) + args.node_time * (args.nodes as u32 / args.slots.max(1) + 2) * 3;
@@ -207,6 +210,7 @@ pub async fn run(args: Args) -> anyhow::Result<Results> {
         idle_window_s: args.idle.as_secs_f64(),
         setup_s,
         mean_phase_seconds: timeline.mean_seconds(),
+        cpu_s: used.keys().map(|k| (k.clone(), cpu(k))).collect(),
     };
     std::fs::create_dir_all(&args.out)?;
     let stem = format!("scale-{}n-{}s-{}ms", args.nodes, args.slots, args.node_time.as_millis());
@@ -255,6 +259,8 @@ fn print_table(r: &Results, stem: &std::path::Path) {
     );
     let phases: Vec<String> = r.mean_phase_seconds.iter().map(|(k, v)| format!("{k} {v:.2}s")).collect();
     println!("mean per node             {}", phases.join(", "));
+    let cpu: Vec<String> = r.cpu_s.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect();
+    println!("CPU during the rollout    {} (of {:.1}s x 2 cores)", cpu.join(", "), r.makespan_s);
     let idle: Vec<String> = r.idle_requests_per_min.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
     println!("idle API requests / min   {} (over {:.0}s)", idle.join(", "), r.idle_window_s);
     println!(

@@ -12,14 +12,14 @@ use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 
 use super::Args;
-use super::fleetchild::{AgentSpec, FleetSpec};
+use super::fleetchild::{AgentSpec, FleetSpec, HostsSpec};
 use crate::apisim::{ApiSim, SimOptions};
 use crate::harness::bins::binaries;
 use crate::harness::certs::TestPki;
 use crate::harness::fleet::{AGENT_SA, AUDIENCE, token};
 use crate::harness::kubelet;
 use crate::harness::process::{Proc, Spec, free_port};
-use crate::hostsim::{HostConfig, HostFleet, Timings};
+use crate::hostsim::Timings;
 
 pub const RELEASE: &str = "1.21.0";
 const RUNNING: &str = "1.20.0";
@@ -30,11 +30,12 @@ pub struct Env {
     pub sim: ApiSim,
     pub client: kube::Client,
     pub ns: String,
-    pub hosts: HostFleet,
+    /// Written to publish a release to every host (the fleet processes watch it).
+    release_file: PathBuf,
     leader: Proc,
     authproxy: Proc,
     authproxy_admin: u16,
-    fleet: Proc,
+    fleets: Vec<Proc>,
     _dir: tempfile::TempDir,
 }
 
@@ -108,8 +109,6 @@ impl Env {
             status_read_hold: Duration::ZERO,
         };
         let names: Vec<String> = (0..args.nodes).map(node_name).collect();
-        let hosts =
-            HostFleet::start(names.iter(), HostConfig::new(RUNNING).available(&[RUNNING]).timings(timings)).await?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let owner = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "brupop-agent", "uid": "00000000-0000-0000-0000-00000000da00", "controller": true}]);
         let uids = std::sync::Mutex::new(vec![String::new(); args.nodes]);
@@ -154,26 +153,24 @@ impl Env {
         each(args.nodes, |i| {
             let (client, ns, specs, path) = (client.clone(), ns.clone(), &specs, path.clone());
             let (n, tls_dir, uid) = agents[i].clone();
-            let socket = hosts.host(&n).map(|h| h.socket_path().to_owned());
             async move {
                 let pod = format!("brupop-agent-{n}");
                 let api_token = token(&client, &ns, AGENT_SA, None, Some((&pod, &uid))).await?;
                 let proxy_token = token(&client, &ns, AGENT_SA, Some(AUDIENCE), Some((&pod, &uid))).await?;
                 let token_file = path.join(format!("token-{n}"));
                 std::fs::write(&token_file, proxy_token)?;
-                let host_socket = socket.ok_or_else(|| anyhow::anyhow!("no host for {n}"))?;
                 specs.lock().unwrap_or_else(|e| e.into_inner()).push(AgentSpec {
                     node: n,
                     api_token,
                     tls_dir,
                     token_file,
-                    host_socket,
                 });
                 Ok(())
             }
         })
         .await?;
-        let agent_specs = specs.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut agent_specs = specs.into_inner().unwrap_or_else(|e| e.into_inner());
+        agent_specs.sort_by(|a, b| a.node.cmp(&b.node));
         // The components.
         let kc = |who: &str, tok: &str| -> anyhow::Result<PathBuf> {
             let p = path.join(format!("kubeconfig-{who}"));
@@ -216,32 +213,41 @@ impl Env {
             },
             &path,
         )?;
-        let fleet_spec = FleetSpec {
-            kubeconfig: kc("fleet", "unused")?,
-            namespace: ns.clone(),
-            authproxy_url: format!("https://127.0.0.1:{ap_port}"),
-            args: vec![
-                ("update-check-interval".into(), format!("{}ms", args.update_check.as_millis())),
-                ("monitoring-duration".into(), format!("{}ms", t.mul_f64(0.2).as_millis().max(1))),
-                ("drain-interval".into(), "200ms".into()),
-                ("admin-listen".into(), "127.0.0.1:0".into()),
-                ("log-format".into(), "text".into()),
-            ],
-            agents: agent_specs,
-        };
-        let spec_file = path.join("fleet.json");
-        std::fs::write(&spec_file, serde_json::to_vec(&fleet_spec)?)?;
-        let exe = std::env::current_exe()?;
-        let fleet = Proc::spawn(
-            Spec {
-                name: "fleet".into(),
-                program: exe,
-                args: vec!["--fleet-child".into(), spec_file.display().to_string()],
-                env: vec![("RUST_LOG".into(), "warn".into())],
-            },
-            &path,
-        )?;
-        let env = Env { sim, client, ns, hosts, leader, authproxy, authproxy_admin: ap_admin, fleet, _dir: dir };
+        // The agents, with their hosts, in as many processes as the
+        // descriptor limit needs (about 2,000 agents each).
+        let release_file = path.join("release");
+        let processes = args.nodes.div_ceil(2000).max(1);
+        let per_process = args.nodes.div_ceil(processes);
+        let mut fleets = Vec::new();
+        for (k, chunk) in agent_specs.chunks(per_process).enumerate() {
+            let fleet_spec = FleetSpec {
+                kubeconfig: kc("fleet", "unused")?,
+                namespace: ns.clone(),
+                authproxy_url: format!("https://127.0.0.1:{ap_port}"),
+                args: vec![
+                    ("update-check-interval".into(), format!("{}ms", args.update_check.as_millis())),
+                    ("monitoring-duration".into(), format!("{}ms", t.mul_f64(0.2).as_millis().max(1))),
+                    ("drain-interval".into(), "200ms".into()),
+                    ("admin-listen".into(), "127.0.0.1:0".into()),
+                    ("log-format".into(), "text".into()),
+                ],
+                hosts: HostsSpec { running: RUNNING.into(), timings, release_file: release_file.clone() },
+                agents: chunk.to_vec(),
+            };
+            let spec_file = path.join(format!("fleet-{k}.json"));
+            std::fs::write(&spec_file, serde_json::to_vec(&fleet_spec)?)?;
+            fleets.push(Proc::spawn(
+                Spec {
+                    name: format!("fleet-{k}"),
+                    program: std::env::current_exe()?,
+                    args: vec!["--fleet-child".into(), spec_file.display().to_string()],
+                    env: vec![("RUST_LOG".into(), "warn".into())],
+                },
+                &path,
+            )?);
+        }
+        let env =
+            Env { sim, client, ns, release_file, leader, authproxy, authproxy_admin: ap_admin, fleets, _dir: dir };
         env.wait_reported(args.nodes).await?;
         Ok(env)
     }
@@ -255,10 +261,11 @@ impl Env {
             if reported >= n {
                 return Ok(());
             }
+            let logs: Vec<String> = self.fleets.iter().map(|f| f.log_path().display().to_string()).collect();
             anyhow::ensure!(
                 std::time::Instant::now() < deadline,
                 "only {reported}/{n} agents reported; see {}",
-                self.fleet.log_path().display()
+                logs.join(", ")
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -266,10 +273,22 @@ impl Env {
 
     /// The leader's and authproxy's pids, for the resource sampler.
     pub fn pids(&self) -> Vec<(String, u32)> {
-        [("leader", self.leader.pid()), ("authproxy", self.authproxy.pid())]
-            .into_iter()
-            .filter_map(|(n, p)| p.map(|p| (n.to_owned(), p)))
-            .collect()
+        let mut pids: Vec<(String, Option<u32>)> = vec![
+            ("leader".into(), self.leader.pid()),
+            ("authproxy".into(), self.authproxy.pid()),
+            ("API simulator (this process)".into(), Some(std::process::id())),
+        ];
+        for (k, f) in self.fleets.iter().enumerate() {
+            pids.push((format!("agents and hosts (fleet process {k})"), f.pid()));
+        }
+        pids.into_iter().filter_map(|(n, p)| p.map(|p| (n, p))).collect()
+    }
+
+    /// Publishes `version` to every host.
+    pub fn publish(&self, version: &str) -> std::io::Result<()> {
+        let tmp = self.release_file.with_extension("tmp");
+        std::fs::write(&tmp, version)?;
+        std::fs::rename(tmp, &self.release_file)
     }
 
     /// (requests, TokenReviews) the authproxy has served so far.
