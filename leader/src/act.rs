@@ -54,6 +54,27 @@ pub struct Actor {
     leading: watch::Receiver<bool>,
     recorder: Recorder,
     pub metrics: Metrics,
+    /// When the UpdatePolicy status was last written (counter-only changes
+    /// are written at most once per [`COUNTERS_EVERY`]).
+    last_status: std::sync::Mutex<Option<std::time::Instant>>,
+    last_metrics: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Counter-only status changes (slots held, nodes waiting) are written at
+/// most this often; a change of phase, halt or failures is written at once.
+pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+
+/// The status without its counters (and the message, which quotes them).
+fn without_counters(s: &UpdatePolicyStatus) -> UpdatePolicyStatus {
+    UpdatePolicyStatus {
+        message: String::new(),
+        slots: 0,
+        slots_held: 0,
+        slots_free: 0,
+        nodes_waiting: 0,
+        managed_nodes: 0,
+        ..s.clone()
+    }
 }
 
 impl std::fmt::Debug for Actor {
@@ -74,7 +95,28 @@ impl Actor {
     ) -> Self {
         let recorder =
             Recorder::new(client.clone(), Reporter { controller: managers::LEADER.into(), instance: Some(identity) });
-        Actor { client, namespace, slot_lease, shared, leading, recorder, metrics }
+        Actor {
+            client,
+            namespace,
+            slot_lease,
+            shared,
+            leading,
+            recorder,
+            metrics,
+            last_status: std::sync::Mutex::new(None),
+            last_metrics: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether the gauges are due (computed at most once per second: at 5,000
+    /// nodes that walk over every shadow is the costliest part of a pass).
+    pub fn metrics_due(&self) -> bool {
+        let mut last = self.last_metrics.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
     }
 
     fn check_leading(&self) -> Result<(), ActError> {
@@ -135,9 +177,22 @@ impl Actor {
 
     /// Writes the status if it changed. A conflict (a person edited the spec
     /// meanwhile) ends the pass; the watch brings the new object.
-    async fn write_status(&self, policy: &UpdatePolicy, status: &UpdatePolicyStatus) -> Result<(), ActError> {
+    /// Returns when a deferred counter-only change is due to be written, if any.
+    async fn write_status(
+        &self,
+        policy: &UpdatePolicy,
+        status: &UpdatePolicyStatus,
+    ) -> Result<Option<std::time::Instant>, ActError> {
         if policy.status.as_ref() == Some(status) {
-            return Ok(());
+            return Ok(None);
+        }
+        let counters_only = policy.status.as_ref().is_some_and(|old| without_counters(old) == without_counters(status));
+        let last = *self.last_status.lock().unwrap_or_else(|e| e.into_inner());
+        if counters_only
+            && let Some(last) = last
+            && last.elapsed() < COUNTERS_EVERY
+        {
+            return Ok(Some(last + COUNTERS_EVERY));
         }
         self.check_leading()?;
         let mut next = policy.clone();
@@ -157,13 +212,20 @@ impl Actor {
             };
             self.event(&written, type_, status.phase.as_str(), status.message.clone());
         }
+        *self.last_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         self.shared.put(&written);
-        Ok(())
+        Ok(None)
     }
 
     /// Carries out the plan; stops at the first error (the next pass retries).
-    pub async fn apply(&self, plan: &Plan, policy: &UpdatePolicy, now: Timestamp) -> Result<(), ActError> {
-        self.write_status(policy, &plan.status).await?;
+    /// Returns when to look again for a deferred status write, if any.
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        policy: &UpdatePolicy,
+        now: Timestamp,
+    ) -> Result<Option<std::time::Instant>, ActError> {
+        let deferred = self.write_status(policy, &plan.status).await?;
         for f in &plan.counted {
             self.metrics.update_failures.with_label_values(&[f.reason.as_str()]).inc();
             tracing::warn!(node = %f.node, reason = %f.reason, message = %f.message, halts = f.reason.halts_fleet(), "update failure counted");
@@ -181,14 +243,14 @@ impl Actor {
                 Action::Grant { .. } => {
                     if !self.grant(action, now, free_now).await? {
                         // Someone else acted: decide again on fresh data.
-                        return Ok(());
+                        return Ok(deferred);
                     }
                     free_now = free_now.saturating_sub(1);
                 }
                 other => self.act(other).await?,
             }
         }
-        Ok(())
+        Ok(deferred)
     }
 
     async fn act(&self, action: &Action) -> Result<(), ActError> {

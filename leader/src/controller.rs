@@ -98,11 +98,20 @@ async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<Opt
             },
             &settings,
         );
-        let managed: Vec<&ShadowView> = s.shadows.values().filter(|sh| s.nodes.contains_key(&sh.node)).collect();
-        actor.metrics.observe(&managed, &slots, &plan.status, now);
-        plan
+        actor.metrics.observe_rollout(&slots, &plan.status, now);
+        let metrics_later = if actor.metrics_due() {
+            let managed: Vec<&ShadowView> = s.shadows.values().filter(|sh| s.nodes.contains_key(&sh.node)).collect();
+            actor.metrics.observe_nodes(&managed);
+            None
+        } else {
+            now.checked_add(jiff::SignedDuration::from_secs(1)).ok()
+        };
+        (plan, metrics_later)
     });
-    actor.apply(&plan, &policy, now).await?;
+    let (plan, metrics_later) = plan;
+    let deferred = actor.apply(&plan, &policy, now).await?;
     actor.report_failures(&plan);
-    Ok(plan.wake_at)
+    let deferred = deferred
+        .and_then(|at| Timestamp::now().checked_add(at.saturating_duration_since(std::time::Instant::now())).ok());
+    Ok([plan.wake_at, deferred, metrics_later].into_iter().flatten().min())
 }

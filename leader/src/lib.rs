@@ -18,6 +18,7 @@ pub mod controller;
 pub mod decide;
 pub mod election;
 pub mod metrics;
+pub mod migration;
 pub mod observe;
 pub mod selector;
 pub mod settings;
@@ -39,6 +40,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let mut kube_cfg = kube::Config::infer().await.context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
     kube_cfg.default_retry = false;
     let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
+    migration::check(&client, &cfg.namespace).await.map_err(anyhow::Error::msg)?;
     let identity = cfg.identity();
     let metrics = metrics::Metrics::new();
     let admin_listener =

@@ -119,13 +119,9 @@ impl Metrics {
     }
 
     /// Gauges from the current picture (called after every pass).
-    pub fn observe(
-        &self,
-        shadows: &[&ShadowView],
-        slots: &[SlotView],
-        status: &UpdatePolicyStatus,
-        now: jiff::Timestamp,
-    ) {
+    /// Sets the gauges that come from the rollout status and the slots:
+    /// cheap, so done on every pass.
+    pub fn observe_rollout(&self, slots: &[SlotView], status: &UpdatePolicyStatus, now: jiff::Timestamp) {
         for p in
             [Phase::Running, Phase::Paused, Phase::OutsideWindow, Phase::Halted, Phase::Stopped, Phase::InvalidSpec]
         {
@@ -138,6 +134,20 @@ impl Metrics {
             .map(|t| now.duration_since(t).as_secs_f64().max(0.0))
             .fold(0.0, f64::max);
         self.longest_held.set(longest);
+        self.slots.with_label_values(&["held"]).set(f64::from(status.slots_held));
+        self.slots.with_label_values(&["free"]).set(f64::from(status.slots_free));
+        self.nodes_waiting.set(i64::from(status.nodes_waiting));
+        let halted = matches!(status.phase, Phase::Halted | Phase::Stopped);
+        self.grants_halted.set(i64::from(halted));
+        let remaining = status.halted_until.as_ref().map_or(0.0, |t| t.0.duration_since(now).as_secs_f64().max(0.0));
+        self.halt_remaining.set(if status.phase == Phase::Halted { remaining } else { 0.0 });
+        self.consecutive_failures.set(i64::from(status.consecutive_failures));
+        self.next_window_start.set(status.next_window_start.as_ref().map_or(0.0, |t| t.0.as_second() as f64));
+    }
+
+    /// Sets the per-node gauges (nodes by state and by version): a walk over
+    /// every shadow, so the controller does it at most once a second.
+    pub fn observe_nodes(&self, shadows: &[&ShadowView]) {
         let mut states: BTreeMap<ShadowState, f64> = ShadowState::ALL.iter().map(|s| (*s, 0.0)).collect();
         let mut versions: BTreeMap<String, f64> = BTreeMap::new();
         for sh in shadows {
@@ -153,15 +163,6 @@ impl Metrics {
         for (v, n) in versions {
             self.hosts_version.with_label_values(&[v.as_str()]).set(n);
         }
-        self.slots.with_label_values(&["held"]).set(f64::from(status.slots_held));
-        self.slots.with_label_values(&["free"]).set(f64::from(status.slots_free));
-        self.nodes_waiting.set(i64::from(status.nodes_waiting));
-        let halted = matches!(status.phase, Phase::Halted | Phase::Stopped);
-        self.grants_halted.set(i64::from(halted));
-        let remaining = status.halted_until.as_ref().map_or(0.0, |t| t.0.duration_since(now).as_secs_f64().max(0.0));
-        self.halt_remaining.set(if status.phase == Phase::Halted { remaining } else { 0.0 });
-        self.consecutive_failures.set(i64::from(status.consecutive_failures));
-        self.next_window_start.set(status.next_window_start.as_ref().map_or(0.0, |t| t.0.as_second() as f64));
     }
 }
 

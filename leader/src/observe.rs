@@ -47,25 +47,30 @@ fn rv_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> O
 
 /// Inserts unless what is stored is newer (a watch event can arrive after
 /// the answer to our own write).
-fn upsert<T>(
+fn upsert<T: PartialEq>(
     map: &mut BTreeMap<String, T>,
     rvs: &mut HashMap<(usize, String), u64>,
     kind: usize,
     key: String,
     rv: Option<u64>,
     value: T,
-) {
+) -> bool {
     let slot = (kind, key);
     if let (Some(old), Some(new)) = (rvs.get(&slot), rv)
         && *old > new
     {
-        return;
+        return false;
     }
     match rv {
         Some(rv) => rvs.insert(slot.clone(), rv),
         None => rvs.remove(&slot),
     };
+    // The watch's echo of our own write changes nothing: no wake-up for it.
+    if map.get(&slot.1) == Some(&value) {
+        return false;
+    }
     map.insert(slot.1, value);
+    true
 }
 
 pub fn node_view(node: &Node) -> Option<NodeView> {
@@ -103,7 +108,12 @@ pub fn slot_view(lease: &Lease) -> Option<SlotView> {
 
 pub fn shadow_view(shadow: &BottlerocketShadow) -> Option<ShadowView> {
     let node = shadow.node_name()?.to_owned();
-    Some(ShadowView { node, spec: shadow.spec.clone(), status: shadow.status.clone() })
+    // Conditions are for people; the decisions never read them.
+    let status = shadow.status.clone().map(|mut s| {
+        s.conditions.clear();
+        s
+    });
+    Some(ShadowView { node, spec: shadow.spec.clone(), status })
 }
 
 /// The state shared by the watches, the writer and the decision loop.
@@ -125,9 +135,12 @@ impl Shared {
         self.changed.notify_one();
     }
 
-    /// Records an object the leader read or wrote (write-through).
+    /// Records an object the leader read or wrote (write-through), waking
+    /// the decision loop only if something it sees changed.
     pub fn put<K: Kind>(&self, obj: &K) {
-        self.update(|s| K::insert(s, obj));
+        if self.with(|s| K::insert(s, obj)) {
+            self.changed.notify_one();
+        }
     }
 
     pub fn forget_slot(&self, name: &str) {
@@ -146,17 +159,18 @@ impl Shared {
 /// One kind of watched object: how it enters and leaves the state.
 pub trait Kind: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static {
     const INDEX: usize;
-    fn insert(state: &mut State, obj: &Self);
+    /// Records `obj`; whether anything the decisions see changed.
+    fn insert(state: &mut State, obj: &Self) -> bool;
     fn remove(state: &mut State, obj: &Self);
     fn clear(state: &mut State);
 }
 
 impl Kind for Node {
     const INDEX: usize = 0;
-    fn insert(state: &mut State, obj: &Self) {
-        if let Some(v) = node_view(obj) {
-            upsert(&mut state.nodes, &mut state.rvs, Self::INDEX, v.name.clone(), rv_of(&obj.metadata), v);
-        }
+    fn insert(state: &mut State, obj: &Self) -> bool {
+        node_view(obj).is_some_and(|v| {
+            upsert(&mut state.nodes, &mut state.rvs, Self::INDEX, v.name.clone(), rv_of(&obj.metadata), v)
+        })
     }
     fn remove(state: &mut State, obj: &Self) {
         if let Some(n) = &obj.metadata.name {
@@ -170,10 +184,10 @@ impl Kind for Node {
 
 impl Kind for Lease {
     const INDEX: usize = 1;
-    fn insert(state: &mut State, obj: &Self) {
-        if let Some(v) = slot_view(obj) {
-            upsert(&mut state.slots, &mut state.rvs, Self::INDEX, v.name.clone(), rv_of(&obj.metadata), v);
-        }
+    fn insert(state: &mut State, obj: &Self) -> bool {
+        slot_view(obj).is_some_and(|v| {
+            upsert(&mut state.slots, &mut state.rvs, Self::INDEX, v.name.clone(), rv_of(&obj.metadata), v)
+        })
     }
     fn remove(state: &mut State, obj: &Self) {
         if let Some(n) = &obj.metadata.name {
@@ -187,10 +201,10 @@ impl Kind for Lease {
 
 impl Kind for BottlerocketShadow {
     const INDEX: usize = 2;
-    fn insert(state: &mut State, obj: &Self) {
-        if let Some(v) = shadow_view(obj) {
-            upsert(&mut state.shadows, &mut state.rvs, Self::INDEX, v.node.clone(), rv_of(&obj.metadata), v);
-        }
+    fn insert(state: &mut State, obj: &Self) -> bool {
+        shadow_view(obj).is_some_and(|v| {
+            upsert(&mut state.shadows, &mut state.rvs, Self::INDEX, v.node.clone(), rv_of(&obj.metadata), v)
+        })
     }
     fn remove(state: &mut State, obj: &Self) {
         if let Some(n) = obj.node_name() {
@@ -204,14 +218,16 @@ impl Kind for BottlerocketShadow {
 
 impl Kind for UpdatePolicy {
     const INDEX: usize = 3;
-    fn insert(state: &mut State, obj: &Self) {
-        let newer = match (state.policy.as_ref().and_then(|p| rv_of(&p.metadata)), rv_of(&obj.metadata)) {
-            (Some(old), Some(new)) => new >= old,
+    fn insert(state: &mut State, obj: &Self) -> bool {
+        let (old, new) = (state.policy.as_ref().and_then(|p| rv_of(&p.metadata)), rv_of(&obj.metadata));
+        let newer = match (old, new) {
+            (Some(old), Some(new)) => new > old,
             _ => true,
         };
         if newer {
             state.policy = Some(obj.clone());
         }
+        newer
     }
     fn remove(state: &mut State, _obj: &Self) {
         state.policy = None;

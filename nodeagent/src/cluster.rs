@@ -34,19 +34,21 @@ fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Opti
     meta.resource_version.as_deref().and_then(|v| v.parse().ok())
 }
 
-/// Stores `obj` unless the stored one is newer (the answer to one of our
-/// writes may arrive before the watch event of an older change).
-pub fn store<K: kube::Resource + Clone>(tx: &watch::Sender<Option<K>>, obj: Option<K>) {
+/// Stores `obj` unless the stored one is as new or newer (the answer to one
+/// of our writes may arrive before the watch event of an older change, and
+/// the watch event of our own write after its answer). Returns whether the
+/// stored object changed, so that callers wake the agent only for news.
+pub fn store<K: kube::Resource + Clone>(tx: &watch::Sender<Option<K>>, obj: Option<K>) -> bool {
     tx.send_if_modified(|cur| {
         let newer = match (cur.as_ref().and_then(|c| rv(c.meta())), obj.as_ref().and_then(|o| rv(o.meta()))) {
-            (Some(old), Some(new)) => new >= old,
+            (Some(old), Some(new)) => new > old,
             _ => true,
         };
         if newer {
             *cur = obj;
         }
         newer
-    });
+    })
 }
 
 /// Reports that a watch delivered its first list.
@@ -88,7 +90,11 @@ async fn watch_one<K>(
                     }
                 }
             }
-            Ok(Event::Apply(o)) => store(&tx, Some(o)),
+            Ok(Event::Apply(o)) => {
+                if !store(&tx, Some(o)) {
+                    continue;
+                }
+            }
             Ok(Event::Delete(_)) => {
                 tx.send_replace(None);
             }

@@ -128,7 +128,9 @@ impl Proxy {
             .no_proxy()
             .timeout(self.cfg.timeout)
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Agents call between long quiet spells: an idle connection kept
+            // for each of thousands of agents would only cost the proxy memory.
+            .pool_idle_timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| local("HTTP client", &e))?;
         Ok(Built { client, fingerprint, checked: Instant::now() })

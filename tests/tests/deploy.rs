@@ -138,6 +138,9 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
             "crd/issuers.cert-manager.io",
         ],
     );
+    // 0. Installed over the original operator, the leader refuses to start
+    //    and names the steps; after them, this operator installs and runs.
+    moving_over_from_the_original_operator(&kc);
     // 1. The whole file applies with strict server-side validation, and deletes cleanly.
     let applied = kubectl(&kc, &["apply", "--server-side", "--validate=strict", "-f", file]);
     let count = applied.lines().filter(|l| l.contains("serverside-applied")).count();
@@ -206,4 +209,68 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     // What it may do: read its shadow.
     assert!(shadows.get(&names::shadow_name(&node)).await.is_ok(), "the agent reads its shadow");
     fleet.stop().await;
+}
+
+/// The original operator's traces: its CRD with the older version stored,
+/// and its controller Deployment.
+fn moving_over_from_the_original_operator(kc: &PathBuf) {
+    let original = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: brupop-bottlerocket-aws}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: bottlerocketshadows.brupop.bottlerocket.aws}
+spec:
+  group: brupop.bottlerocket.aws
+  names: {kind: BottlerocketShadow, plural: bottlerocketshadows, singular: bottlerocketshadow, shortNames: [brs]}
+  scope: Namespaced
+  versions:
+    - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+    - {name: v2, served: true, storage: false, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: brupop-controller-deployment, namespace: brupop-bottlerocket-aws}
+spec:
+  selector: {matchLabels: {app: brupop-controller}}
+  template:
+    metadata: {labels: {app: brupop-controller}}
+    spec: {containers: [{name: controller, image: original/controller:1.0}]}
+"#;
+    let file = std::env::temp_dir().join(format!("brupop-original-{}.yaml", std::process::id()));
+    std::fs::write(&file, original).unwrap();
+    kubectl(kc, &["apply", "-f", file.to_str().unwrap()]);
+    let out = Command::new(&binaries().leader)
+        .args(["--namespace=brupop-bottlerocket-aws", "--admin-listen=127.0.0.1:0"])
+        .env("KUBECONFIG", kc)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "the leader must refuse to run beside the original operator:\n{text}");
+    assert!(
+        text.contains("original Bottlerocket update operator") && text.contains("brupop-controller-deployment"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl delete crd bottlerocketshadows.brupop.bottlerocket.aws"),
+        "the message names the steps: {text}"
+    );
+    // The documented steps (README: Moving over from the original operator).
+    kubectl(
+        kc,
+        &[
+            "-n",
+            "brupop-bottlerocket-aws",
+            "delete",
+            "deployment",
+            "brupop-controller-deployment",
+            "brupop-apiserver",
+            "--ignore-not-found",
+        ],
+    );
+    kubectl(kc, &["-n", "brupop-bottlerocket-aws", "delete", "daemonset", "brupop-agent", "--ignore-not-found"]);
+    kubectl(kc, &["delete", "crd", "bottlerocketshadows.brupop.bottlerocket.aws"]);
+    let _ = std::fs::remove_file(file);
 }

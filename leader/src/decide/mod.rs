@@ -343,10 +343,11 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     // 4. Shadows whose granted slot is no longer theirs: completion or loss.
     let slot_by_name: BTreeMap<&str, &SlotView> = obs.slots.iter().map(|s| (s.name.as_str(), s)).collect();
     for sh in obs.shadows.values() {
-        let spec = planned(&specs, sh);
-        let Some(granted) = spec.slot.clone() else {
+        // Only shadows naming a slot matter here (most do not: no copy for them).
+        let Some(granted) = planned_ref(&specs, sh).slot.clone() else {
             continue;
         };
+        let spec = planned(&specs, sh);
         let still_held = slot_by_name
             .get(granted.as_str())
             .is_some_and(|s| s.holder.as_deref() == Some(sh.node.as_str()) && !s.expired(now));
@@ -405,7 +406,8 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
         // A slot still named by a spec is granted again only once that spec
         // is reset (protocol section 3): a reset planned in this pass is
         // written before the grant, so the slot can go at once.
-        let named: BTreeSet<String> = obs.shadows.values().filter_map(|sh| planned(&specs, sh).slot).collect();
+        let named: BTreeSet<&str> =
+            obs.shadows.values().filter_map(|sh| planned_ref(&specs, sh).slot.as_deref()).collect();
         let free: Vec<&SlotView> = obs
             .slots
             .iter()
@@ -444,7 +446,15 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
 
 /// The spec a shadow will have after this pass's writes.
 fn planned(specs: &BTreeMap<String, BottlerocketShadowSpec>, sh: &ShadowView) -> BottlerocketShadowSpec {
-    specs.get(&sh.node).cloned().unwrap_or_else(|| sh.spec.clone())
+    planned_ref(specs, sh).clone()
+}
+
+/// [`planned`], borrowed.
+fn planned_ref<'a>(
+    specs: &'a BTreeMap<String, BottlerocketShadowSpec>,
+    sh: &'a ShadowView,
+) -> &'a BottlerocketShadowSpec {
+    specs.get(&sh.node).unwrap_or(&sh.spec)
 }
 
 /// Clears a grant from a spec (the node goes back to `Idle`).
