@@ -334,10 +334,10 @@ fn the_first_drain_rounds_follow_each_other_quickly() {
     w.now = at(998);
     w.mem.last_drain = Some((at(998), 3, 0));
     w.mem.drain_rounds = 1;
-    let first = at(998).checked_add(jiff::SignedDuration::from_millis(50)).unwrap();
+    let first = at(998).checked_add(jiff::SignedDuration::from_millis(10)).unwrap();
     assert_eq!(w.decide(), Step::Wait { until: Some(first), why: "draining: 3 pod(s) left".into() });
     w.mem.drain_rounds = 3;
-    let third = at(998).checked_add(jiff::SignedDuration::from_millis(200)).unwrap();
+    let third = at(998).checked_add(jiff::SignedDuration::from_millis(40)).unwrap();
     assert_eq!(w.decide(), Step::Wait { until: Some(third), why: "draining: 3 pod(s) left".into() });
 }
 

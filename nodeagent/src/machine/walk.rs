@@ -2,8 +2,11 @@
 
 use jiff::Timestamp;
 
-/// Pause after the first drain round that left pods; doubles per round up to `--drain-interval`.
-const DRAIN_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+/// Pause after the first drain round that left pods; doubles per round up to
+/// `--drain-interval`. Short, because pods without a long grace period are
+/// gone within milliseconds and the whole fleet waits on each drain; the
+/// doubling keeps a slow drain to a dozen rounds a minute.
+const DRAIN_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 use model::{FailureReason, ShadowState};
 
 use super::{Config, HostUpdateState, Memory, Observation, Step, add, failure_report, reported, resting_report};

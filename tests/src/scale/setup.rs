@@ -1,6 +1,7 @@
 //! The benchmark's cluster: API simulator, nodes, pods, hosts, certificates,
 //! tokens, and the component processes (leader, authproxy, agent fleet).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -291,15 +292,54 @@ impl Env {
         std::fs::rename(tmp, &self.release_file)
     }
 
-    /// (requests, TokenReviews) the authproxy has served so far.
-    pub async fn authproxy_counts(&self) -> (f64, f64) {
+    /// What the authproxy has served so far.
+    pub async fn authproxy_counts(&self) -> ProxyCounts {
         let text = crate::harness::scrape(self.authproxy_admin).await.unwrap_or_default();
-        let sum = |family: &str| -> f64 {
+        let samples = |family: &str| {
             text.lines()
-                .filter(|l| l.starts_with(family) && !l.starts_with('#'))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
+                .filter(move |l| l.starts_with(family) && !l.starts_with('#'))
+                .filter_map(|l| {
+                    let (name, v) = l.rsplit_once(' ')?;
+                    Some((name.to_owned(), v.parse::<f64>().ok()?))
+                })
+                .collect::<Vec<_>>()
         };
-        (sum("brupop_authproxy_requests_total{"), sum("brupop_authproxy_tokenreviews_total{"))
+        let sum = |family: &str| samples(family).iter().map(|(_, v)| v).sum();
+        let endpoint =
+            |name: &str| name.split("endpoint=\"").nth(1).and_then(|r| r.split('"').next()).map(str::to_owned);
+        let mut latency: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for (name, v) in samples("brupop_authproxy_request_duration_seconds_sum{") {
+            latency.entry(endpoint(&name).unwrap_or_default()).or_default().0 += v;
+        }
+        for (name, v) in samples("brupop_authproxy_request_duration_seconds_count{") {
+            latency.entry(endpoint(&name).unwrap_or_default()).or_default().1 += v;
+        }
+        ProxyCounts {
+            requests: sum("brupop_authproxy_requests_total{"),
+            token_reviews: sum("brupop_authproxy_tokenreviews_total{"),
+            latency,
+        }
+    }
+}
+
+/// Counters scraped from the authproxy.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyCounts {
+    pub requests: f64,
+    pub token_reviews: f64,
+    /// Endpoint → (seconds spent, requests).
+    pub latency: BTreeMap<String, (f64, f64)>,
+}
+
+impl ProxyCounts {
+    /// Mean latency in milliseconds by endpoint, of the requests since `before`.
+    pub fn mean_ms_since(&self, before: &ProxyCounts) -> BTreeMap<String, f64> {
+        self.latency
+            .iter()
+            .filter_map(|(e, (s, n))| {
+                let (s0, n0) = before.latency.get(e).copied().unwrap_or_default();
+                (n - n0 > 0.0).then(|| (e.clone(), (s - s0) / (n - n0) * 1000.0))
+            })
+            .collect()
     }
 }
