@@ -135,18 +135,33 @@ impl Agent {
         let mut backoff = MIN_BACKOFF;
         let mut host_failures = 0u32;
         let mut last_grant: Option<(Option<String>, Option<MicroTime>)> = None;
+        let mut host_down_since: Option<std::time::Instant> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             let host = match self.read_host().await {
-                Ok(h) => h,
+                Ok(h) => {
+                    host_down_since = None;
+                    h
+                }
+                Err(e)
+                    if mem.reboot_requested.is_some()
+                        && host_down_since.is_none_or(|t| t.elapsed() < self.machine.reboot_timeout) =>
+                {
+                    // The host is rebooting, as asked: expected, not an error.
+                    // Look again soon (the node is waiting on us) and say so once.
+                    if host_down_since.is_none() {
+                        host_down_since = Some(std::time::Instant::now());
+                        tracing::info!(node = %self.node, error = %e, "waiting for the host to come back from its reboot");
+                    }
+                    self.sleep(REBOOT_POLL, None, &shutdown).await;
+                    continue;
+                }
                 Err(e) => {
                     self.metrics.host_errors.with_label_values(&[&e.label()]).inc();
-                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the host");
-                    // While its host reboots, look again soon: the node is waiting on us.
-                    let pause = if mem.reboot_requested.is_some() { REBOOT_POLL } else { backoff };
-                    self.sleep(pause, None, &shutdown).await;
+                    tracing::warn!(node = %self.node, error = %e, retry_in = ?backoff, "cannot read the host");
+                    self.sleep(backoff, None, &shutdown).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
@@ -179,7 +194,13 @@ impl Agent {
                 node: node.as_ref(),
                 host: &host,
             };
-            let granted = machine::granted_slot(&obs, now).is_some();
+            let held = machine::granted_slot(&obs, now);
+            if let Some(slot) = held
+                && mem.holding.as_deref() != Some(slot)
+            {
+                mem.holding = Some(slot.to_owned());
+            }
+            let granted = held.is_some();
             self.metrics.holding_slot.set(i64::from(granted));
             let step = machine::decide(&obs, &mem, &self.machine, now);
             let label = step_label(&step);
@@ -390,6 +411,7 @@ impl Agent {
                     }
                 });
                 mem.lease_valid_until = None;
+                mem.holding = None;
             }
             Step::Fail { reason, message } => {
                 self.metrics.failures.with_label_values(&[reason.as_str()]).inc();

@@ -254,7 +254,17 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
         count(&mut st, rec, &mut counted);
         let mut spec = planned(&specs, sh);
         spec.acknowledged_failure = Some(f.id);
-        reset_grant(&mut spec, now);
+        // The grant stays on the spec while the node still holds its slot:
+        // its agent follows the slot the spec names, and releases it once its
+        // undo is done (step 4 resets the spec then, or reclaim on expiry).
+        let holds_granted = spec.slot.as_deref().is_some_and(|granted| {
+            obs.slots
+                .iter()
+                .any(|s| s.name == granted && s.holder.as_deref() == Some(sh.node.as_str()) && !s.expired(now))
+        });
+        if !holds_granted {
+            reset_grant(&mut spec, now);
+        }
         specs.insert(sh.node.clone(), spec);
     }
 

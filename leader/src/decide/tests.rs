@@ -376,6 +376,31 @@ fn a_reported_failure_is_counted_once_and_acknowledged() {
 }
 
 #[test]
+fn a_failure_is_acknowledged_but_the_grant_kept_until_the_slot_is_released() {
+    let mut w = World::new(2);
+    w.slots(1).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate).failed(
+        "node-0",
+        1,
+        FailureReason::PrepareFailed,
+    );
+    let plan = w.decide(&settings());
+    assert_eq!(plan.counted.len(), 1);
+    // The agent follows the slot its spec names: resetting the spec now would
+    // hide the slot it must still release.
+    let spec = spec_written(&plan, "node-0").unwrap();
+    assert_eq!(spec.acknowledged_failure, Some(1));
+    assert_eq!(spec.slot.as_deref(), Some("brupop-slot-0"), "{spec:?}");
+    // The agent released it: now the spec is reset.
+    *w.spec("node-0") = spec;
+    w.policy = plan.status.clone();
+    w.slots[0].holder = None;
+    let next = w.decide(&settings());
+    let spec = spec_written(&next, "node-0").unwrap();
+    assert_eq!((spec.slot, spec.state, spec.acknowledged_failure), (None, ShadowState::Idle, Some(1)));
+    assert!(next.counted.is_empty());
+}
+
+#[test]
 fn a_failure_recorded_before_a_restart_is_only_acknowledged() {
     let mut w = World::new(1);
     w.slots(1).failed("node-0", 1, FailureReason::PrepareFailed);

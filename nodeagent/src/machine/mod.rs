@@ -113,6 +113,11 @@ pub struct Memory {
     /// Result of the health check at the end of monitoring: when, and the
     /// pods on the node that were not Ready (empty: healthy).
     pub health: Option<(Timestamp, Vec<String>)>,
+    /// The slot this agent last saw itself hold, until it releases it. An
+    /// abort releases it even when the Lease is no longer in view (the spec
+    /// stopped naming it): the authproxy answers `released: false` if it is
+    /// not ours any more.
+    pub holding: Option<String>,
     /// A failure being undone.
     pub aborting: Option<(FailureReason, String)>,
     /// Deactivating kept failing during this abort: go on without it (the

@@ -629,6 +629,25 @@ fn an_abort_releases_the_slot_after_reporting() {
 }
 
 #[test]
+fn an_abort_releases_the_slot_it_held_even_when_the_lease_left_its_view() {
+    // The leader acknowledged the failure and reset the spec: the Lease watch
+    // stopped, but the slot is still ours until released.
+    let mut w = aborting(World::idle().granted().state(ShadowState::ErrorReset));
+    w.status().last_failure = Some(Failure {
+        id: 1,
+        reason: FailureReason::DrainBlocked,
+        message: "pdb".into(),
+        time: Time(at(999)),
+        state: ShadowState::StagedAndPerformedUpdate,
+    });
+    w.lease = None;
+    w.mem.holding = Some("brupop-slot-0".into());
+    assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
+    w.mem.holding = None;
+    assert_eq!(w.decide(), Step::AbortDone);
+}
+
+#[test]
 fn after_a_restart_in_error_reset_with_the_slot_still_held_the_slot_is_released() {
     let mut w = World::idle().granted().failed(1, FailureReason::PrepareFailed, false);
     w.mem =

@@ -233,12 +233,11 @@ pub(super) fn abort(o: &Observation<'_>, mem: &Memory, reason: FailureReason, me
     if !already {
         return Step::Report(failure_report(o, reason, message));
     }
-    if let Some(lease) = o.lease
-        && lease.holder.as_deref() == Some(o.node_name)
-    {
-        return Step::Release { slot: lease.name.clone() };
+    let observed = o.lease.filter(|l| l.holder.as_deref() == Some(o.node_name)).map(|l| l.name.clone());
+    match observed.or_else(|| mem.holding.clone()) {
+        Some(slot) => Step::Release { slot },
+        None => Step::AbortDone,
     }
-    Step::AbortDone
 }
 
 /// Reports of walking states carry the granted version as the target.

@@ -12,7 +12,9 @@
 //! verb, authproxy requests and TokenReviews per node update, the resources
 //! of the leader and the authproxy, and the API load of an idle fleet.
 //!
-//!     cargo run --release -p tests --bin scale -- --nodes 1000 --slots 50 --node-time 2s
+//! ```text
+//! cargo run --release -p tests --bin scale -- --nodes 1000 --slots 50 --node-time 2s
+//! ```
 
 pub mod fleetchild;
 pub mod measure;
