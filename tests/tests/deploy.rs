@@ -274,3 +274,56 @@ spec:
     kubectl(kc, &["delete", "crd", "bottlerocketshadows.brupop.bottlerocket.aws"]);
     let _ = std::fs::remove_file(file);
 }
+
+/// Every string literal in the components' metric definitions.
+fn metric_literals() -> BTreeSet<String> {
+    let root = deploy_dir().join("..");
+    let mut out = BTreeSet::new();
+    for file in ["leader/src/metrics.rs", "authproxy/src/metrics.rs", "nodeagent/src/metrics.rs"] {
+        let src = std::fs::read_to_string(root.join(file)).unwrap();
+        out.extend(src.split('"').skip(1).step_by(2).map(str::to_owned));
+    }
+    out
+}
+
+/// Metric names (`brupop_*`, histogram suffixes removed) and the labels of
+/// `by (...)` clauses used in a PromQL-bearing text.
+fn promql_names(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut metrics = BTreeSet::new();
+    let mut labels = BTreeSet::new();
+    for (i, _) in text.match_indices("brupop_") {
+        let name: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+        metrics.insert(base.to_owned());
+    }
+    for (i, _) in text.match_indices("by (") {
+        let inner = text[i + 4..].split(')').next().unwrap_or_default();
+        labels.extend(inner.split(',').map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()));
+    }
+    (metrics, labels)
+}
+
+#[test]
+fn the_dashboard_and_alerts_use_only_metrics_and_labels_that_exist() {
+    let defined = metric_literals();
+    let dashboard = std::fs::read_to_string(deploy_dir().join("grafana-dashboard.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is valid JSON");
+    let exprs: Vec<String> = parsed["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 15, "the dashboard shows the rollout, failures, slots, authproxy and agents");
+    let rules = std::fs::read_to_string(deploy_dir().join("src/70-monitoring.yaml")).unwrap();
+    for (what, text) in [("deploy/grafana-dashboard.json", exprs.join("\n")), ("the PrometheusRule", rules)] {
+        let (metrics, labels) = promql_names(&text);
+        assert!(!metrics.is_empty(), "{what} uses metrics");
+        // A name ending in `_` is a prefix in prose (e.g. "brupop_* metrics").
+        let unknown: Vec<_> = metrics.iter().filter(|m| !m.ends_with('_') && !defined.contains(*m)).collect();
+        assert!(unknown.is_empty(), "{what} uses metrics no component exports: {unknown:?}");
+        let unknown: Vec<_> = labels.iter().filter(|l| *l != "le" && !defined.contains(*l)).collect();
+        assert!(unknown.is_empty(), "{what} groups by labels no metric has: {unknown:?}");
+    }
+}
