@@ -65,6 +65,12 @@ pub struct Config {
     /// Requests per second allowed per node (a burst of twice as many is allowed).
     #[arg(long, env = "BRUPOP_RATE_LIMIT", default_value_t = 20)]
     pub rate_limit: u32,
+    /// Most Kubernetes API requests in flight at once; more wait their turn.
+    /// A whole fleet asking at once (a release published to thousands of
+    /// nodes) then costs the API server this many connections from each
+    /// authproxy replica, not one per agent.
+    #[arg(long, env = "BRUPOP_KUBE_MAX_IN_FLIGHT", default_value_t = 32)]
+    pub kube_max_in_flight: usize,
     /// Log format: text, json.
     #[arg(long, env = "BRUPOP_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -83,6 +89,9 @@ impl Config {
         }
         if self.rate_limit == 0 {
             return Err("--rate-limit must be at least 1".to_owned());
+        }
+        if self.kube_max_in_flight == 0 {
+            return Err("--kube-max-in-flight must be at least 1".to_owned());
         }
         if self.token_audience.is_empty() {
             return Err("--token-audience must not be empty".to_owned());

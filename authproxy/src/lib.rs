@@ -44,7 +44,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let mut kube_cfg = kube::Config::infer().await.context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
     // We decide about retries ourselves: a 409 or a 429 must reach us.
     kube_cfg.default_retry = false;
-    let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
+    let client = kube::client::ClientBuilder::try_from(kube_cfg)
+        .context("building the Kubernetes client")?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(cfg.kube_max_in_flight))
+        .build();
     let metrics = metrics::Metrics::new();
     let agent = authz::AgentAccount {
         namespace: cfg.agent_namespace().to_owned(),
