@@ -14,8 +14,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use model::names::{self, managers};
+use model::runtime::events::{EventType, Events};
 use model::wire::{
     CordonRequest, DrainReport, DrainRequest, NodeView, PodResult, ReleaseSlot, Released, RenewSlot, ShadowView,
     SlotView, StatusReport, UncordonRequest,
@@ -77,7 +77,7 @@ pub struct Cluster {
     client: kube::Client,
     namespace: String,
     max_slot_lease: Duration,
-    recorder: Recorder,
+    recorder: Events,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -88,8 +88,7 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     pub fn new(client: kube::Client, namespace: String, max_slot_lease: Duration, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: managers::AUTHPROXY.into(), instance };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let recorder = Events::new(client.clone(), managers::AUTHPROXY, instance);
         Cluster { client, namespace, max_slot_lease, recorder }
     }
 
@@ -115,7 +114,6 @@ impl Cluster {
 
     /// Emits an Event about a Node, in the background (an Event is never worth failing a request).
     fn node_event(&self, node: &str, type_: EventType, reason: &str, action: &str, note: String) {
-        let recorder = self.recorder.clone();
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Node".into()),
@@ -124,13 +122,7 @@ impl Cluster {
             namespace: Some("default".into()),
             ..Default::default()
         };
-        let event =
-            Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                tracing::debug!(error = %e, "could not publish a Node event");
-            }
-        });
+        self.recorder.publish(reference, type_, reason, action, note);
     }
 
     // === shadow status ===

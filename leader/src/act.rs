@@ -16,9 +16,9 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use model::names::{self, managers};
 use model::policy::{Phase, UpdatePolicyStatus};
+use model::runtime::events::{EventType, Events};
 use model::{BottlerocketShadow, BottlerocketShadowSpec, ShadowState, UpdatePolicy, UpdatePolicySpec};
 use serde_json::json;
 use tokio::sync::watch;
@@ -52,7 +52,7 @@ pub struct Actor {
     slot_lease: Duration,
     shared: Arc<Shared>,
     leading: watch::Receiver<bool>,
-    recorder: Recorder,
+    recorder: Events,
     pub metrics: Metrics,
     /// When the UpdatePolicy status was last written (counter-only changes
     /// are written at most once per [`COUNTERS_EVERY`]).
@@ -93,8 +93,7 @@ impl Actor {
         identity: String,
         metrics: Metrics,
     ) -> Self {
-        let recorder =
-            Recorder::new(client.clone(), Reporter { controller: managers::LEADER.into(), instance: Some(identity) });
+        let recorder = Events::new(client.clone(), managers::LEADER, Some(identity));
         Actor {
             client,
             namespace,
@@ -145,14 +144,7 @@ impl Actor {
 
     fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
         let reference: ObjectReference = obj.object_ref(&());
-        let recorder = self.recorder.clone();
-        let event =
-            Event { type_, reason: reason.to_owned(), note: Some(note), action: reason.to_owned(), secondary: None };
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                tracing::debug!(error = %e, "could not publish an event");
-            }
-        });
+        self.recorder.publish(reference, type_, reason, reason, note);
     }
 
     /// The UpdatePolicy the status is written to; created (empty spec) if missing.

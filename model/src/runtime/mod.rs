@@ -4,5 +4,6 @@
 //! runtime code enables; the types and rules above it stay free of I/O.
 
 pub mod admin;
+pub mod events;
 pub mod shutdown;
 pub mod telemetry;
