@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
@@ -82,6 +83,11 @@ impl std::fmt::Debug for Actor {
         f.debug_struct("Actor").field("namespace", &self.namespace).finish_non_exhaustive()
     }
 }
+
+/// Writes of one run of a pass in flight at once (spec writes, or grants).
+/// At thousands of nodes a pass often carries several: written one after
+/// another, the last grant waited for all the others' round trips.
+const WRITES_IN_FLIGHT: usize = 16;
 
 impl Actor {
     pub fn new(
@@ -229,15 +235,50 @@ impl Actor {
             tracing::info!(node = %c.node, version = %c.version, duration = ?c.duration, "update completed");
         }
         let mut free_now = plan.status.slots_free;
-        for action in &plan.actions {
+        let actions = &plan.actions;
+        let mut i = 0;
+        while i < actions.len() {
             self.check_leading()?;
-            match action {
+            // A run of spec writes (one per node) or of grants (one per slot
+            // and node) touches distinct objects: its writes go out together.
+            // Runs stay in the plan's order, so every spec reset is written
+            // before any grant of the same pass.
+            let batchable = |a: &Action| matches!(a, Action::SetSpec { .. } | Action::Grant { .. });
+            let same = |a: &Action, b: &Action| std::mem::discriminant(a) == std::mem::discriminant(b);
+            let end = if batchable(&actions[i]) {
+                i + actions[i..].iter().take_while(|a| same(a, &actions[i])).count()
+            } else {
+                i + 1
+            };
+            let run = &actions[i..end];
+            i = end;
+            match &run[0] {
                 Action::Grant { .. } => {
-                    if !self.grant(action, now, free_now).await? {
+                    let results: Vec<Result<bool, ActError>> = futures::stream::iter(run.iter().enumerate())
+                        .map(|(k, a)| self.grant(a, now, free_now.saturating_sub(u32::try_from(k).unwrap_or(u32::MAX))))
+                        .buffered(WRITES_IN_FLIGHT)
+                        .collect()
+                        .await;
+                    let mut all = true;
+                    for r in results {
+                        if r? {
+                            free_now = free_now.saturating_sub(1);
+                        } else {
+                            all = false;
+                        }
+                    }
+                    if !all {
                         // Someone else acted: decide again on fresh data.
                         return Ok(deferred);
                     }
-                    free_now = free_now.saturating_sub(1);
+                }
+                Action::SetSpec { .. } => {
+                    let results: Vec<Result<(), ActError>> = futures::stream::iter(run.iter())
+                        .map(|a| self.act(a))
+                        .buffer_unordered(WRITES_IN_FLIGHT)
+                        .collect()
+                        .await;
+                    results.into_iter().collect::<Result<(), ActError>>()?;
                 }
                 other => self.act(other).await?,
             }

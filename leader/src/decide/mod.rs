@@ -385,8 +385,8 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
 
     // 5. Shadows of nodes no longer managed: deleted if the Node is gone (the
     //    writer checks), after which a slot it held is freed (step 3).
-    for sh in obs.shadows.values() {
-        if !obs.nodes.contains_key(&sh.node) {
+    for (sh, node) in with_nodes(obs.shadows, obs.nodes) {
+        if node.is_none() {
             actions.push(Action::DeleteShadowIfNodeGone { node: sh.node.clone() });
         }
     }
@@ -411,7 +411,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
 
     // 8. Grants.
     let held: usize = obs.slots.iter().filter(|s| s.holder.is_some()).count();
-    let waiting = waiting_nodes(&obs, settings, &holders, &specs);
+    let mut waiting = waiting_nodes(&obs, settings, &holders, &specs);
     if phase == Phase::Running {
         // A slot still named by a spec is granted again only once that spec
         // is reset (protocol section 3): a reset planned in this pass is
@@ -425,6 +425,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
             .filter(|s| !unavailable.contains(s.name.as_str()) && !named.contains(s.name.as_str()))
             .collect();
         let room = (size as usize).saturating_sub(held);
+        serve_first(&mut waiting, room.min(free.len()));
         for (slot, (sh, version)) in free.into_iter().zip(waiting.iter()).take(room) {
             let waited = sh.status.as_ref().and_then(|s| s.slot_requested_at.as_ref()).and_then(|t| since(now, t.0));
             actions.push(Action::Grant {
@@ -490,7 +491,43 @@ impl ShadowView {
     }
 }
 
-/// Nodes waiting for a slot, in the order they are served, with the version
+/// Each shadow (keyed by node name) with its managed Node, if any: both maps
+/// walked together in key order, so a pass makes no lookup per shadow (at
+/// thousands of nodes those lookups were the largest part of a pass).
+fn with_nodes<'a>(
+    shadows: &'a BTreeMap<String, ShadowView>,
+    nodes: &'a BTreeMap<String, NodeView>,
+) -> impl Iterator<Item = (&'a ShadowView, Option<&'a NodeView>)> {
+    let mut nodes = nodes.iter().peekable();
+    shadows.iter().map(move |(key, sh)| {
+        while nodes.next_if(|(n, _)| n.as_str() < key.as_str()).is_some() {}
+        (sh, nodes.next_if(|(n, _)| *n == key).map(|(_, v)| v))
+    })
+}
+
+/// Orders the first `k` waiting nodes as they are served (crash count,
+/// request time, name: a total order); the rest stay unordered. Only as
+/// many as there are free slots are needed, so a pass does not sort the
+/// whole queue.
+fn serve_first(waiting: &mut [(&ShadowView, String)], k: usize) {
+    let key = |s: &ShadowView| {
+        let st = s.status.as_ref();
+        (st.map_or(0, |s| s.crash_count), st.and_then(|s| s.slot_requested_at.as_ref()).map(|t| t.0))
+    };
+    let order = |(a, _): &(&ShadowView, String), (b, _): &(&ShadowView, String)| {
+        key(a).cmp(&key(b)).then_with(|| a.node.cmp(&b.node))
+    };
+    if k == 0 || waiting.is_empty() {
+        return;
+    }
+    if k < waiting.len() {
+        waiting.select_nth_unstable_by(k - 1, order);
+    }
+    let k = k.min(waiting.len());
+    waiting[..k].sort_by(order);
+}
+
+/// Nodes waiting for a slot, unordered (see [`serve_first`]), with the version
 /// each would be granted.
 fn waiting_nodes<'a>(
     obs: &Observed<'a>,
@@ -498,12 +535,10 @@ fn waiting_nodes<'a>(
     holders: &BTreeMap<&str, Vec<&SlotView>>,
     specs: &BTreeMap<String, BottlerocketShadowSpec>,
 ) -> Vec<(&'a ShadowView, String)> {
-    let mut waiting: Vec<(&ShadowView, String)> = obs
-        .shadows
-        .values()
-        .filter_map(|sh| {
+    with_nodes(obs.shadows, obs.nodes)
+        .filter_map(|(sh, node)| {
             let status = sh.status.as_ref()?;
-            let target = status.target_version.clone()?;
+            let target = status.target_version.as_ref()?;
             status.slot_requested_at.as_ref()?;
             if !status.current_state.is_resting() || holders.contains_key(sh.node.as_str()) {
                 return None;
@@ -512,20 +547,12 @@ fn waiting_nodes<'a>(
             if spec.slot.is_some() || !sh.unacked_failure_is_none() {
                 return None;
             }
-            let node = obs.nodes.get(&sh.node)?;
+            let node = node?;
             let admin_cordon = node.unschedulable && !node.cordoned_by_us;
             if !node.ready || node.opted_out || (admin_cordon && !settings.update_cordoned_nodes) {
                 return None;
             }
-            Some((sh, target))
+            Some((sh, target.clone()))
         })
-        .collect();
-    waiting.sort_by(|(a, _), (b, _)| {
-        let key = |s: &ShadowView| {
-            let st = s.status.as_ref();
-            (st.map_or(0, |s| s.crash_count), st.and_then(|s| s.slot_requested_at.as_ref()).map(|t| t.0))
-        };
-        key(a).cmp(&key(b)).then_with(|| a.node.cmp(&b.node))
-    });
-    waiting
+        .collect()
 }

@@ -695,3 +695,48 @@ fn a_deleted_node_holding_a_slot_loses_its_shadow_then_its_slot_without_a_failur
     assert!(plan.actions.iter().any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0")));
     assert!(plan.counted.is_empty());
 }
+
+#[test]
+fn shadows_meet_their_nodes_without_lookups_and_missing_nodes_show() {
+    let mut w = World::new(4);
+    w.nodes.remove("node-1");
+    w.add_node("node-9");
+    w.nodes.remove("node-9");
+    let pairs: Vec<(String, bool)> =
+        with_nodes(&w.shadows, &w.nodes).map(|(sh, n)| (sh.node.clone(), n.is_some())).collect();
+    assert_eq!(
+        pairs,
+        [("node-0", true), ("node-1", false), ("node-2", true), ("node-3", true), ("node-9", false)]
+            .map(|(n, b)| (n.to_owned(), b))
+    );
+}
+
+#[test]
+fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() {
+    let mut w = World::new(40);
+    // Request times and crash counts in a scrambled order, with ties.
+    for i in 0..40 {
+        let node = format!("node-{i}");
+        w.waiting(&node, i64::from(i * 7919 % 13));
+        w.status(&node).crash_count = i % 3;
+        w.status(&node).target_version = Some("1.21.0".into());
+    }
+    let obs_shadows: Vec<&ShadowView> = w.shadows.values().collect();
+    let mut full: Vec<(&ShadowView, String)> = obs_shadows.iter().map(|s| (*s, String::new())).collect();
+    let n = full.len();
+    serve_first(&mut full, n);
+    for k in [0, 1, 3, 17, 39, 40, 41] {
+        let mut part: Vec<(&ShadowView, String)> = obs_shadows.iter().rev().map(|s| (*s, String::new())).collect();
+        serve_first(&mut part, k);
+        let first = |v: &[(&ShadowView, String)], k: usize| -> Vec<String> {
+            v.iter().take(k.min(v.len())).map(|(s, _)| s.node.clone()).collect()
+        };
+        assert_eq!(first(&part, k), first(&full, k), "k = {k}");
+    }
+    // The full order is the documented one: crash count, request time, name.
+    let key = |s: &ShadowView| {
+        let st = s.status.as_ref().unwrap();
+        (st.crash_count, st.slot_requested_at.as_ref().map(|t| t.0), s.node.clone())
+    };
+    assert!(full.windows(2).all(|p| key(p[0].0) < key(p[1].0)));
+}
