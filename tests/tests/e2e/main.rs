@@ -5,6 +5,7 @@
 //! violation.
 
 mod failures;
+mod harness;
 mod operations;
 mod resilience;
 mod rollout;
