@@ -581,6 +581,19 @@ fn aborting(w: World) -> World {
     w
 }
 
+/// Aborting a granted walk whose failure is already on the shadow.
+fn aborting_after_report() -> World {
+    let mut w = aborting(World::idle().granted().state(ShadowState::ErrorReset));
+    w.status().last_failure = Some(Failure {
+        id: 1,
+        reason: FailureReason::DrainBlocked,
+        message: "pdb".into(),
+        time: Time(at(999)),
+        state: ShadowState::StagedAndPerformedUpdate,
+    });
+    w
+}
+
 #[test]
 fn an_abort_deactivates_an_activated_update_first() {
     let w = aborting(World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned());
@@ -615,14 +628,7 @@ fn an_abort_reports_error_reset_with_the_next_failure_id() {
 
 #[test]
 fn an_abort_releases_the_slot_after_reporting() {
-    let mut w = aborting(World::idle().granted().state(ShadowState::ErrorReset));
-    w.status().last_failure = Some(Failure {
-        id: 1,
-        reason: FailureReason::DrainBlocked,
-        message: "pdb".into(),
-        time: Time(at(999)),
-        state: ShadowState::StagedAndPerformedUpdate,
-    });
+    let mut w = aborting_after_report();
     assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
     w.lease.as_mut().unwrap().holder = None;
     assert_eq!(w.decide(), Step::AbortDone);
@@ -632,14 +638,7 @@ fn an_abort_releases_the_slot_after_reporting() {
 fn an_abort_releases_the_slot_it_held_even_when_the_lease_left_its_view() {
     // The leader acknowledged the failure and reset the spec: the Lease watch
     // stopped, but the slot is still ours until released.
-    let mut w = aborting(World::idle().granted().state(ShadowState::ErrorReset));
-    w.status().last_failure = Some(Failure {
-        id: 1,
-        reason: FailureReason::DrainBlocked,
-        message: "pdb".into(),
-        time: Time(at(999)),
-        state: ShadowState::StagedAndPerformedUpdate,
-    });
+    let mut w = aborting_after_report();
     w.lease = None;
     w.mem.holding = Some("brupop-slot-0".into());
     assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
