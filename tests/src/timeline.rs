@@ -98,6 +98,8 @@ pub struct Timeline {
     release: String,
     rec: Arc<Mutex<Recorded>>,
     tasks: Vec<JoinHandle<()>>,
+    /// How many of the two watches delivered their first list.
+    listed: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Timeline {
@@ -106,10 +108,14 @@ impl Timeline {
         let start = Instant::now();
         let rec = Arc::new(Mutex::new(Recorded::default()));
         let shadows: Api<BottlerocketShadow> = Api::namespaced(client.clone(), namespace);
-        let (r, rel) = (rec.clone(), release.to_owned());
+        let (listed_tx, listed) = tokio::sync::watch::channel(0usize);
+        let (r, rel, l) = (rec.clone(), release.to_owned(), listed_tx.clone());
         let t1 = tokio::spawn(async move {
             let mut s = watcher::watcher(shadows, watcher::Config::default()).default_backoff().boxed();
             while let Some(ev) = s.next().await {
+                if matches!(ev, Ok(Event::InitDone)) {
+                    l.send_modify(|n| *n += 1);
+                }
                 let (Ok(Event::Apply(sh)) | Ok(Event::InitApply(sh))) = ev else { continue };
                 let Some(node) = sh.node_name().map(str::to_owned) else { continue };
                 let m = mark(&sh, &rel);
@@ -126,6 +132,9 @@ impl Timeline {
         let t2 = tokio::spawn(async move {
             let mut s = watcher::watcher(policies, watcher::Config::default()).default_backoff().boxed();
             while let Some(ev) = s.next().await {
+                if matches!(ev, Ok(Event::InitDone)) {
+                    listed_tx.send_modify(|n| *n += 1);
+                }
                 let (Ok(Event::Apply(p)) | Ok(Event::InitApply(p))) = ev else { continue };
                 let halted = p.status.as_ref().is_some_and(|s| matches!(s.phase, Phase::Halted | Phase::Stopped));
                 let t = start.elapsed().as_secs_f64();
@@ -141,7 +150,18 @@ impl Timeline {
                 }
             }
         });
-        Timeline { start, release: release.to_owned(), rec, tasks: vec![t1, t2] }
+        Timeline { start, release: release.to_owned(), rec, tasks: vec![t1, t2], listed }
+    }
+
+    /// Waits until both watches delivered their first list: from then on no
+    /// change is missed.
+    pub async fn listed(&self, within: std::time::Duration) -> anyhow::Result<()> {
+        let mut rx = self.listed.clone();
+        tokio::time::timeout(within, rx.wait_for(|n| *n >= 2))
+            .await
+            .map_err(|_| anyhow::anyhow!("the timeline's watches did not list within {within:?}"))?
+            .map(|_| ())
+            .map_err(|_| anyhow::anyhow!("the timeline's watches stopped"))
     }
 
     /// Seconds since the recording started.

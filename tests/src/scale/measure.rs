@@ -63,6 +63,8 @@ type Holders = Arc<Mutex<BTreeMap<String, Vec<(Instant, Option<String>)>>>>;
 pub struct RegrantRecorder {
     changes: Holders,
     task: JoinHandle<()>,
+    /// Set once the slot watch delivered its first list.
+    listed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Percentiles of a set of durations, in milliseconds.
@@ -90,10 +92,14 @@ impl RegrantRecorder {
         let changes: Holders = Arc::default();
         let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
         let c = changes.clone();
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
         let cfg = watcher::Config::default().labels(&format!("{}=true", model::names::SLOT_LABEL));
         let task = tokio::spawn(async move {
             let mut s = watcher::watcher(leases, cfg).default_backoff().boxed();
             while let Some(ev) = s.next().await {
+                if matches!(ev, Ok(Event::InitDone)) {
+                    listed_tx.send_replace(true);
+                }
                 let (Ok(Event::Apply(l)) | Ok(Event::InitApply(l))) = ev else { continue };
                 let name = l.metadata.name.clone().unwrap_or_default();
                 let holder = l.spec.and_then(|s| s.holder_identity).filter(|h| !h.is_empty());
@@ -104,7 +110,17 @@ impl RegrantRecorder {
                 }
             }
         });
-        RegrantRecorder { changes, task }
+        RegrantRecorder { changes, task, listed }
+    }
+
+    /// Waits until the slot watch delivered its first list.
+    pub async fn listed(&self, within: Duration) -> anyhow::Result<()> {
+        let mut rx = self.listed.clone();
+        tokio::time::timeout(within, rx.wait_for(|l| *l))
+            .await
+            .map_err(|_| anyhow::anyhow!("the slot watch did not list within {within:?}"))?
+            .map(|_| ())
+            .map_err(|_| anyhow::anyhow!("the slot watch stopped"))
     }
 
     /// Releases that were followed by a grant, only from `after` on.

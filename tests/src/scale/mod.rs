@@ -168,7 +168,9 @@ pub async fn run(args: Args) -> anyhow::Result<Results> {
     let sampler = ProcSampler::start(env.pids());
     let regrants = RegrantRecorder::start(&env.client, &env.ns);
     let timeline = Timeline::start(&env.client, &env.ns, setup::RELEASE);
-    tokio::time::sleep(Duration::from_millis(500)).await; // let both watches list before the release
+    // Both recorders must have listed before the release, or its first changes go unseen.
+    regrants.listed(Duration::from_secs(60)).await?;
+    timeline.listed(Duration::from_secs(60)).await?;
     let cpu_before = sampler.read();
     let before = env.sim.request_log();
     let ap_before = env.authproxy_counts().await;
