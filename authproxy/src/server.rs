@@ -39,6 +39,12 @@ pub async fn serve(
                 }
             },
         };
+        // Answers are small and written as several TLS records: without
+        // TCP_NODELAY, Nagle holds the last record until the agent's delayed
+        // ACK (40 ms on Linux) and every such answer waits for it.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let acceptor = TlsAcceptor::from(tls.borrow().clone());
         let app = app.clone();
         let watcher = graceful.watcher();
