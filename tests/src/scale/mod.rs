@@ -53,6 +53,10 @@ pub struct Args {
     /// Workload pods per node (drained on each update).
     #[arg(long, default_value_t = 1)]
     pub pods_per_node: usize,
+    /// Log filter of the agents (`RUST_LOG` syntax; `info` traces every
+    /// step). The component logs are copied into the results directory.
+    #[arg(long, default_value = "warn")]
+    pub agent_log: String,
     /// Directory for results (JSON and SVG).
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -231,6 +235,7 @@ pub async fn run(args: Args) -> anyhow::Result<Results> {
     );
     std::fs::write(args.out.join(format!("{stem}.svg")), timeline.svg(&title))?;
     print_table(&results, &args.out.join(&stem));
+    env.copy_logs(&args.out, &stem);
     drop(env);
     Ok(results)
 }

@@ -242,7 +242,7 @@ impl Env {
                     name: format!("fleet-{k}"),
                     program: std::env::current_exe()?,
                     args: vec!["--fleet-child".into(), spec_file.display().to_string()],
-                    env: vec![("RUST_LOG".into(), "warn".into())],
+                    env: vec![("RUST_LOG".into(), args.agent_log.clone())],
                 },
                 &path,
             )?);
@@ -269,6 +269,18 @@ impl Env {
                 logs.join(", ")
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Copies the logs of the leader, the authproxy and the agent fleets to
+    /// `out/<stem>-<name>.log` (best effort: the results matter more).
+    pub fn copy_logs(&self, out: &std::path::Path, stem: &str) {
+        let procs = [("leader".to_owned(), &self.leader), ("authproxy".to_owned(), &self.authproxy)];
+        let fleets = self.fleets.iter().enumerate().map(|(k, f)| (format!("fleet-{k}"), f));
+        for (name, p) in procs.into_iter().chain(fleets) {
+            if let Err(e) = std::fs::copy(p.log_path(), out.join(format!("{stem}-{name}.log"))) {
+                eprintln!("scale: could not keep the {name} log: {e}");
+            }
         }
     }
 
