@@ -54,8 +54,9 @@ enum StepError {
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How often a host that is rebooting is looked at.
-const REBOOT_POLL: Duration = Duration::from_millis(20);
+/// How often a host that is rebooting is looked at (a refused connection
+/// to the local socket costs next to nothing; the node holds a slot).
+const REBOOT_POLL: Duration = Duration::from_millis(10);
 /// Consecutive failures of one host command during a walk before giving up on it.
 const HOST_ATTEMPTS: u32 = 3;
 
@@ -63,11 +64,26 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
     machine::add(t, d)
 }
 
-/// `±10%` jitter from the node name and the time, so a fleet does not check in lockstep.
-fn jittered(interval: Duration, node: &str, now: Timestamp) -> Duration {
-    let seed = node.bytes().fold(now.as_nanosecond() as u64, |h, b| h.rotate_left(5) ^ u64::from(b));
-    let frac = (seed % 2001) as f64 / 10_000.0 - 0.1;
-    interval.mul_f64(1.0 + frac)
+/// A number in `[0, 1)` from the node name and the time (splitmix64), so
+/// agents of one fleet draw different numbers.
+fn unit(node: &str, now: Timestamp) -> f64 {
+    let mut z = node.bytes().fold(now.as_nanosecond() as u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How long after an update check at `now` the next one comes. The first
+/// check after the agent starts is followed by one at a point drawn evenly
+/// within one interval: agents started together (a DaemonSet rollout, a new
+/// cluster) then check evenly spread over the interval instead of in step,
+/// so the update repository sees no bursts and a new release reaches the
+/// fleet at an even pace. Later checks come every interval `±10%`.
+fn next_check_in(interval: Duration, node: &str, now: Timestamp, first: bool) -> Duration {
+    let u = unit(node, now);
+    if first { interval.mul_f64(u) } else { interval.mul_f64(0.9 + 0.2 * u) }
 }
 
 fn lease_view(lease: &Lease) -> Option<LeaseView> {
@@ -289,7 +305,9 @@ impl Agent {
         match step {
             Step::Refresh => {
                 let result = self.host.refresh().await;
-                mem.next_update_check = Some(add(now, jittered(self.update_check_interval, &self.node, now)));
+                let first = mem.last_refresh.is_none();
+                let wait = next_check_in(self.update_check_interval, &self.node, now, first);
+                mem.next_update_check = Some(add(now, wait));
                 match result {
                     Ok(_) => mem.last_refresh = Some(Timestamp::now()),
                     Err(e) if matches!(e.failure(), Failure::CommandFailed { .. }) => {
@@ -516,5 +534,27 @@ fn step_label(step: &Step) -> &'static str {
         Step::Fail { .. } => "fail",
         Step::AbortDone => "abort_done",
         Step::Wait { .. } => "wait",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_checks_of_a_fleet_started_together_spread_over_the_interval() {
+        let interval = Duration::from_secs(100);
+        let now: Timestamp = "2026-11-27T11:00:00Z".parse().unwrap();
+        let firsts: Vec<f64> =
+            (0..1000).map(|i| next_check_in(interval, &format!("node-{i:05}"), now, true).as_secs_f64()).collect();
+        // Evenly spread: every tenth of the interval gets about a tenth of the fleet.
+        for decile in 0..10 {
+            let n = firsts.iter().filter(|s| (**s / 10.0).floor() as usize == decile).count();
+            assert!((60..=140).contains(&n), "{n} of 1000 first checks in decile {decile}");
+        }
+        for i in 0..1000 {
+            let later = next_check_in(interval, &format!("node-{i:05}"), now, false).as_secs_f64();
+            assert!((90.0..110.0).contains(&later), "a later check {later}s after the last, not within ±10%");
+        }
     }
 }

@@ -73,7 +73,9 @@ pub struct Config {
     /// Longest node backoff.
     #[arg(long, env = "BRUPOP_NODE_BACKOFF_MAX", default_value = "6h", value_parser = duration)]
     pub node_backoff_max: Duration,
-    /// How often the host is asked for new updates (jittered by ±10%).
+    /// How often the host is asked for new updates (±10%). The agent checks
+    /// once at start, then once at a random point within the interval, so a
+    /// fleet started together spreads its checks evenly over it.
     #[arg(long, env = "BRUPOP_UPDATE_CHECK_INTERVAL", default_value = "1h", value_parser = duration)]
     pub update_check_interval: Duration,
     /// Deadline of one host update command (prepare downloads the image).

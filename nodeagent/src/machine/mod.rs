@@ -236,8 +236,16 @@ pub fn decide(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp) -
     if let Some((reason, message)) = &mem.aborting {
         return walk::abort(o, mem, *reason, message, now);
     }
-    // The host's update status is lost on every boot: initialize it first.
-    if o.host.update.is_none() {
+    // The host's update status is lost on every boot: initialize it first,
+    // except while the node holds its slot and runs the granted version: the
+    // rest of that walk looks only at the running version, and the slot is
+    // not kept waiting for a refresh (the status is initialized once the
+    // node rests).
+    let booted_granted = || {
+        o.shadow.and_then(|s| s.spec.version.as_deref()) == Some(o.host.version.as_str())
+            && granted_slot(o, now).is_some()
+    };
+    if o.host.update.is_none() && !booted_granted() {
         return Step::Refresh;
     }
     let Some(shadow) = o.shadow else {

@@ -419,6 +419,28 @@ fn booted_into_the_new_version_reports_rebooted_into_update() {
 }
 
 #[test]
+fn the_walk_after_booting_the_granted_version_does_not_wait_for_a_refresh() {
+    // The boot reset the host's update status; the node holds its slot.
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).cordoned().booted_new();
+    w.host.update = None;
+    assert!(
+        matches!(w.decide(), Step::Report(r) if r.state == ShadowState::RebootedIntoUpdate && r.target_version.is_none())
+    );
+    let mut w = w.state(ShadowState::MonitoringUpdate);
+    w.node = NodeView { ready: true, ..Default::default() };
+    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
+    w.mem.health = Some((at(999), vec![]));
+    assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle && r.target_version.is_none()));
+    let mut w = w.state(ShadowState::Idle);
+    w.status().current_version = "1.21.0".into();
+    w.status().target_version = None;
+    assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
+    // Once the slot is given back, the status is initialized as after any boot.
+    w.lease = None;
+    assert_eq!(w.decide(), Step::Refresh);
+}
+
+#[test]
 fn booted_back_into_the_old_version_is_a_rollback() {
     let w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).cordoned();
     // The update status was reset by the boot and re-created by a refresh: Available, nothing staged.
