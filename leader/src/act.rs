@@ -223,7 +223,14 @@ impl Actor {
         policy: &UpdatePolicy,
         now: Timestamp,
     ) -> Result<Option<std::time::Instant>, ActError> {
-        let deferred = self.write_status(policy, &plan.status).await?;
+        // A status change that records state (a halt, a counted failure) is
+        // written before the actions that depend on it; one of counters only
+        // after them, so the grants of a pass never wait for it.
+        let counters_only = policy
+            .status
+            .as_ref()
+            .is_some_and(|old| old == &plan.status || without_counters(old) == without_counters(&plan.status));
+        let deferred = if counters_only { None } else { self.write_status(policy, &plan.status).await? };
         for f in &plan.counted {
             self.metrics.update_failures.with_label_values(&[f.reason.as_str()]).inc();
             tracing::warn!(node = %f.node, reason = %f.reason, message = %f.message, halts = f.reason.halts_fleet(), "update failure counted");
@@ -282,6 +289,9 @@ impl Actor {
                 }
                 other => self.act(other).await?,
             }
+        }
+        if counters_only {
+            return self.write_status(policy, &plan.status).await;
         }
         Ok(deferred)
     }
@@ -425,25 +435,27 @@ impl Actor {
     /// Grants a slot: the Lease first (checked), then the shadow spec. False
     /// if the Lease changed meanwhile.
     async fn grant(&self, action: &Action, now: Timestamp, free: u32) -> Result<bool, ActError> {
-        let Action::Grant { slot, node, version, resource_version, waited } = action else {
+        let Action::Grant { slot, node, version, resource_version, transitions, waited } = action else {
             return Ok(true);
         };
-        let current = self.leases().get_opt(slot).await.map_err(kube_err(format!("reading slot {slot}")))?;
-        let Some(mut lease) = current else { return Ok(false) };
-        let held = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()).is_some_and(|h| !h.is_empty());
-        if held || lease.metadata.resource_version != *resource_version {
-            self.shared.put(&lease);
-            return Ok(false);
-        }
-        let spec = lease.spec.get_or_insert_with(Default::default);
-        spec.holder_identity = Some(node.clone());
-        spec.acquire_time = Some(MicroTime(now));
-        spec.renew_time = Some(MicroTime(now));
-        spec.lease_duration_seconds = Some(i32::try_from(self.slot_lease.as_secs().max(1)).unwrap_or(i32::MAX));
-        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        // One checked write: a merge patch carrying the resourceVersion the
+        // decision saw. If the Lease changed since (a renewal that landed, a
+        // rival leader), the API answers 409 and nothing is written.
+        let Some(rv) = resource_version else { return Ok(false) };
+        let patch = json!({
+            "metadata": {"resourceVersion": rv},
+            "spec": {
+                "holderIdentity": node,
+                "acquireTime": MicroTime(now),
+                "renewTime": MicroTime(now),
+                "leaseDurationSeconds": i32::try_from(self.slot_lease.as_secs().max(1)).unwrap_or(i32::MAX),
+                "leaseTransitions": transitions.unwrap_or(0) + 1,
+            },
+        });
         self.check_leading()?;
-        match self.leases().replace(slot, &Self::pp(), &lease).await {
+        match self.leases().patch(slot, &Self::patch_params(), &Patch::Merge(&patch)).await {
             Ok(l) => self.shared.put(&l),
+            // Changed (409) or deleted (404) meanwhile: the watch brings the news.
             Err(e) if conflict(&e) => return Ok(false),
             Err(e) => return Err(kube_err(format!("granting slot {slot}"))(e)),
         }

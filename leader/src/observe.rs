@@ -102,6 +102,7 @@ pub fn slot_view(lease: &Lease) -> Option<SlotView> {
         acquired: spec.and_then(|s| s.acquire_time.as_ref()).map(|t| t.0),
         renewed: spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0),
         duration_seconds: spec.and_then(|s| s.lease_duration_seconds),
+        transitions: spec.and_then(|s| s.lease_transitions),
         resource_version: lease.metadata.resource_version.clone(),
     })
 }
@@ -162,7 +163,8 @@ pub trait Kind: kube::Resource + Clone + std::fmt::Debug + serde::de::Deserializ
     /// Records `obj`; whether anything the decisions see changed.
     fn insert(state: &mut State, obj: &Self) -> bool;
     fn remove(state: &mut State, obj: &Self);
-    fn clear(state: &mut State);
+    /// Moves this kind's views from `fresh` (a relist) into `state`.
+    fn take(state: &mut State, fresh: &mut State);
 }
 
 impl Kind for Node {
@@ -177,8 +179,8 @@ impl Kind for Node {
             state.nodes.remove(n);
         }
     }
-    fn clear(state: &mut State) {
-        state.nodes.clear();
+    fn take(state: &mut State, fresh: &mut State) {
+        state.nodes = std::mem::take(&mut fresh.nodes);
     }
 }
 
@@ -194,8 +196,8 @@ impl Kind for Lease {
             state.slots.remove(n);
         }
     }
-    fn clear(state: &mut State) {
-        state.slots.clear();
+    fn take(state: &mut State, fresh: &mut State) {
+        state.slots = std::mem::take(&mut fresh.slots);
     }
 }
 
@@ -211,8 +213,8 @@ impl Kind for BottlerocketShadow {
             state.shadows.remove(n);
         }
     }
-    fn clear(state: &mut State) {
-        state.shadows.clear();
+    fn take(state: &mut State, fresh: &mut State) {
+        state.shadows = std::mem::take(&mut fresh.shadows);
     }
 }
 
@@ -232,8 +234,8 @@ impl Kind for UpdatePolicy {
     fn remove(state: &mut State, _obj: &Self) {
         state.policy = None;
     }
-    fn clear(state: &mut State) {
-        state.policy = None;
+    fn take(state: &mut State, fresh: &mut State) {
+        state.policy = fresh.policy.take();
     }
 }
 
@@ -242,20 +244,22 @@ where
     K::DynamicType: Default,
 {
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut relisting: Option<Vec<K>> = None;
+    // A (re)list is gathered as views, not objects: 5,000 full Nodes would
+    // cost tens of MiB for a moment, and the allocator keeps what it got.
+    let mut relisting: Option<State> = None;
     while let Some(event) = stream.next().await {
         match event {
-            Ok(Event::Init) => relisting = Some(Vec::new()),
-            Ok(Event::InitApply(obj)) => relisting.get_or_insert_with(Vec::new).push(obj),
+            Ok(Event::Init) => relisting = Some(State::default()),
+            Ok(Event::InitApply(obj)) => {
+                K::insert(relisting.get_or_insert_with(State::default), &obj);
+            }
             Ok(Event::InitDone) => {
-                let objs = relisting.take().unwrap_or_default();
+                let mut fresh = relisting.take().unwrap_or_default();
                 // Replace the whole kind at once: a decision never sees half a list.
                 let all = shared.with(|s| {
-                    K::clear(s);
+                    K::take(s, &mut fresh);
                     s.rvs.retain(|(kind, _), _| *kind != K::INDEX);
-                    for obj in &objs {
-                        K::insert(s, obj);
-                    }
+                    s.rvs.extend(fresh.rvs.drain());
                     s.synced[K::INDEX] = true;
                     s.synced()
                 });

@@ -72,6 +72,7 @@ async fn two_leaders_racing_for_one_slot_never_both_succeed() {
                 node: node.to_owned(),
                 version: "1.21.0".into(),
                 resource_version: l.metadata.resource_version.clone(),
+                transitions: None,
                 waited: None,
             })
             .collect(),

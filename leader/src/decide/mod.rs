@@ -64,6 +64,8 @@ pub struct SlotView {
     pub acquired: Option<Timestamp>,
     pub renewed: Option<Timestamp>,
     pub duration_seconds: Option<i32>,
+    /// `spec.leaseTransitions` (the grant adds one).
+    pub transitions: Option<i32>,
     pub resource_version: Option<String>,
 }
 
@@ -145,8 +147,17 @@ pub enum Action {
     Reclaim { slot: String, holder: String, resource_version: Option<String> },
     /// Clear the holder of a slot whose node and shadow are gone (not a failure).
     Free { slot: String, holder: String, resource_version: Option<String> },
-    /// Give a free slot to a waiting node: the Lease first (checked), then the shadow spec.
-    Grant { slot: String, node: String, version: String, resource_version: Option<String>, waited: Option<Duration> },
+    /// Give a free slot to a waiting node: the Lease first (checked against
+    /// `resource_version`; `transitions` is its `leaseTransitions` there),
+    /// then the shadow spec.
+    Grant {
+        slot: String,
+        node: String,
+        version: String,
+        resource_version: Option<String>,
+        transitions: Option<i32>,
+        waited: Option<Duration>,
+    },
     /// Write the shadow spec (reset after release/reclaim, acknowledgement, or repair of a grant).
     SetSpec { node: String, spec: BottlerocketShadowSpec },
     /// Delete the shadow of a node that is no longer managed, if its Node no longer exists.
@@ -433,6 +444,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
                 node: sh.node.clone(),
                 version: version.clone(),
                 resource_version: slot.resource_version.clone(),
+                transitions: slot.transitions,
                 waited,
             });
         }

@@ -106,6 +106,7 @@ impl World {
                 acquired: None,
                 renewed: None,
                 duration_seconds: None,
+                transitions: None,
                 resource_version: Some(format!("rv{i}")),
             });
         }

@@ -186,3 +186,27 @@ async fn server_side_apply_conflicts_unless_forced() {
         "Apply failed with 1 conflict: conflict with \"editor\" using coordination.k8s.io/v1: .spec.holderIdentity"
     );
 }
+
+/// The leader grants a slot with a merge patch that carries the
+/// resourceVersion it decided on: a stale one must be a 409, never a write.
+#[tokio::test]
+async fn a_merge_patch_carrying_a_resource_version_is_a_checked_write() {
+    let api = api("merge-patch-rv").await;
+    let leases: Api<Lease> = Api::namespaced(api.client.clone(), &api.namespace);
+    let lease: Lease =
+        serde_json::from_value(json!({"metadata": {"name": "slot", "labels": {"keep": "me"}}, "spec": {}})).unwrap();
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+    let pp = PatchParams::default();
+    let grant = |holder: &str, rv: &str| {
+        Patch::Merge(json!({"metadata": {"resourceVersion": rv}, "spec": {"holderIdentity": holder}}))
+    };
+    let granted = leases.patch("slot", &pp, &grant("node-a", &rv)).await.unwrap();
+    assert_eq!(granted.spec.unwrap().holder_identity.as_deref(), Some("node-a"));
+    assert_eq!(granted.metadata.labels.unwrap()["keep"], "me", "a merge patch keeps what it does not name");
+    assert_ne!(granted.metadata.resource_version.as_deref(), Some(rv.as_str()));
+    let s = failed(leases.patch("slot", &pp, &grant("node-b", &rv)).await);
+    assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"), "{}", s.message);
+    let now = leases.get("slot").await.unwrap();
+    assert_eq!(now.spec.unwrap().holder_identity.as_deref(), Some("node-a"), "the stale patch wrote nothing");
+}
