@@ -171,7 +171,8 @@ impl Agent {
                         host_down_since = Some(std::time::Instant::now());
                         tracing::info!(node = %self.node, error = %e, "waiting for the host to come back from its reboot");
                     }
-                    self.sleep(REBOOT_POLL, None, &shutdown).await;
+                    let down_for = host_down_since.map_or(Duration::ZERO, |t| t.elapsed());
+                    self.sleep(crate::hostapi::long_wait_delay(REBOOT_POLL, down_for), None, &shutdown).await;
                     continue;
                 }
                 Err(e) => {

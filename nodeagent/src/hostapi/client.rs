@@ -47,6 +47,15 @@ impl Default for Backoff {
     }
 }
 
+/// The wait before the next look at something that has been going on for
+/// `elapsed`: at least `delay`, and at least 1/64 of `elapsed` (at most
+/// 1 s). A short command is looked at as often as `delay` says; a long one
+/// less and less often, so noticing its end costs at most about 1.6% of
+/// its duration while a 60-second prepare costs ~300 reads, not 3,000.
+pub fn long_wait_delay(delay: Duration, elapsed: Duration) -> Duration {
+    delay.max((elapsed / 64).min(Duration::from_secs(1)))
+}
+
 impl Backoff {
     /// The wait before retry number `attempt` (0 for the first retry).
     pub fn delay(&self, attempt: u32) -> Duration {
@@ -265,7 +274,9 @@ impl HostApi {
             if now >= deadline {
                 return Err(fail(Failure::Timeout { waited: started.elapsed(), last_seen }));
             }
-            std::thread::sleep(self.config.poll_backoff.delay(attempt).min(deadline - now));
+            std::thread::sleep(
+                long_wait_delay(self.config.poll_backoff.delay(attempt), started.elapsed()).min(deadline - now),
+            );
             attempt = attempt.saturating_add(1);
         }
     }
@@ -404,6 +415,21 @@ mod tests {
         let delays: Vec<_> = (0..9).map(|a| b.delay(a).as_millis()).collect();
         assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
         assert_eq!(b.delay(u32::MAX), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn long_waits_are_looked_at_less_often_but_never_losing_more_than_a_sixty_fourth() {
+        let ms = Duration::from_millis;
+        assert_eq!(long_wait_delay(ms(20), ms(500)), ms(20), "a short command keeps the quick delay");
+        assert_eq!(long_wait_delay(ms(20), ms(6400)), ms(100));
+        assert_eq!(long_wait_delay(ms(20), Duration::from_secs(3600)), Duration::from_secs(1), "at most 1 s");
+        // Reads for a 60 s command at 20 ms: 3,000; here about 300.
+        let (mut t, mut reads) = (Duration::ZERO, 0);
+        while t < Duration::from_secs(60) {
+            t += long_wait_delay(ms(20), t);
+            reads += 1;
+        }
+        assert!((250..350).contains(&reads), "{reads} reads");
     }
 
     fn answer(status: u16, body: &str) -> Answer {

@@ -11,7 +11,8 @@
 //!   timestamps kept as sent, unknown enum values a clear error (`types.rs`);
 //! - 423 retried on reads and actions with a bounded doubling backoff;
 //!   commands are asynchronous on the host, so [`HostApi::run`] notes the
-//!   previous command's timestamp, POSTs, and polls until a command of that
+//!   previous command's timestamp, POSTs, and polls (less often as it runs
+//!   longer: [`long_wait_delay`]) until a command of that
 //!   type with another timestamp appears, within a per-command deadline
 //!   (`client.rs`);
 //! - every failure typed, named after the action ([`Error`], [`Failure`]);
@@ -29,7 +30,7 @@ mod transport;
 mod types;
 
 pub use async_api::AsyncHostApi;
-pub use client::{Backoff, CommandDeadlines, DEFAULT_SOCKET, HostApi, HostApiConfig};
+pub use client::{Backoff, CommandDeadlines, DEFAULT_SOCKET, HostApi, HostApiConfig, long_wait_delay};
 pub use error::{Action, Error, Failure};
 pub use types::{
     Command, CommandStatus, CommandTimestamp, CommandType, HostStatus, OsInfo, StagedImage, UpdateImage, UpdateState,
