@@ -246,46 +246,52 @@ impl Actor {
         let mut i = 0;
         while i < actions.len() {
             self.check_leading()?;
-            // A run of spec writes (one per node) or of grants (one per slot
+            // A run of spec writes (one per node) and grants (one per slot
             // and node) touches distinct objects: its writes go out together.
-            // Runs stay in the plan's order, so every spec reset is written
-            // before any grant of the same pass.
+            // A reset of a released node's spec no longer waits before the
+            // grant of its slot: the Lease has one holder, and the authproxy
+            // fences every disruptive step by it (protocol section 3).
             let batchable = |a: &Action| matches!(a, Action::SetSpec { .. } | Action::Grant { .. });
-            let same = |a: &Action, b: &Action| std::mem::discriminant(a) == std::mem::discriminant(b);
             let end = if batchable(&actions[i]) {
-                i + actions[i..].iter().take_while(|a| same(a, &actions[i])).count()
+                i + actions[i..].iter().take_while(|a| batchable(a)).count()
             } else {
                 i + 1
             };
             let run = &actions[i..end];
             i = end;
             match &run[0] {
-                Action::Grant { .. } => {
-                    let results: Vec<Result<bool, ActError>> = futures::stream::iter(run.iter().enumerate())
-                        .map(|(k, a)| self.grant(a, now, free_now.saturating_sub(u32::try_from(k).unwrap_or(u32::MAX))))
+                Action::Grant { .. } | Action::SetSpec { .. } => {
+                    let mut grants = 0u32;
+                    let writes: Vec<(&Action, u32)> = run
+                        .iter()
+                        .map(|a| {
+                            let k = grants;
+                            grants += u32::from(matches!(a, Action::Grant { .. }));
+                            (a, free_now.saturating_sub(k))
+                        })
+                        .collect();
+                    let results: Vec<Result<Option<bool>, ActError>> = futures::stream::iter(writes)
+                        .map(|(a, free)| async move {
+                            match a {
+                                Action::Grant { .. } => self.grant(a, now, free).await.map(Some),
+                                _ => self.act(a).await.map(|()| None),
+                            }
+                        })
                         .buffered(WRITES_IN_FLIGHT)
                         .collect()
                         .await;
                     let mut all = true;
                     for r in results {
-                        if r? {
-                            free_now = free_now.saturating_sub(1);
-                        } else {
-                            all = false;
+                        match r? {
+                            Some(true) => free_now = free_now.saturating_sub(1),
+                            Some(false) => all = false,
+                            None => {}
                         }
                     }
                     if !all {
                         // Someone else acted: decide again on fresh data.
                         return Ok(deferred);
                     }
-                }
-                Action::SetSpec { .. } => {
-                    let results: Vec<Result<(), ActError>> = futures::stream::iter(run.iter())
-                        .map(|a| self.act(a))
-                        .buffer_unordered(WRITES_IN_FLIGHT)
-                        .collect()
-                        .await;
-                    results.into_iter().collect::<Result<(), ActError>>()?;
                 }
                 other => self.act(other).await?,
             }

@@ -426,7 +426,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     if phase == Phase::Running {
         // A slot still named by a spec is granted again only once that spec
         // is reset (protocol section 3): a reset planned in this pass is
-        // written before the grant, so the slot can go at once.
+        // written with the grant, so the slot can go at once.
         let named: BTreeSet<&str> =
             obs.shadows.values().filter_map(|sh| planned_ref(&specs, sh).slot.as_deref()).collect();
         let free: Vec<&SlotView> = obs
@@ -442,7 +442,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
             actions.push(Action::Grant {
                 slot: slot.name.clone(),
                 node: sh.node.clone(),
-                version: version.clone(),
+                version: (*version).to_owned(),
                 resource_version: slot.resource_version.clone(),
                 transitions: slot.transitions,
                 waited,
@@ -450,7 +450,8 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
         }
     }
 
-    // 9. Spec writes go before grants (a reset frees a slot for the next pass).
+    // 9. Spec writes go before grants in the plan (written together; a
+    //    reset is what lets this pass grant the slot again).
     let spec_actions: Vec<Action> = specs
         .into_iter()
         .filter(|(node, spec)| obs.shadows.get(node).is_some_and(|sh| sh.spec != *spec))
@@ -521,12 +522,12 @@ fn with_nodes<'a>(
 /// request time, name: a total order); the rest stay unordered. Only as
 /// many as there are free slots are needed, so a pass does not sort the
 /// whole queue.
-fn serve_first(waiting: &mut [(&ShadowView, String)], k: usize) {
+fn serve_first(waiting: &mut [(&ShadowView, &str)], k: usize) {
     let key = |s: &ShadowView| {
         let st = s.status.as_ref();
         (st.map_or(0, |s| s.crash_count), st.and_then(|s| s.slot_requested_at.as_ref()).map(|t| t.0))
     };
-    let order = |(a, _): &(&ShadowView, String), (b, _): &(&ShadowView, String)| {
+    let order = |(a, _): &(&ShadowView, &str), (b, _): &(&ShadowView, &str)| {
         key(a).cmp(&key(b)).then_with(|| a.node.cmp(&b.node))
     };
     if k == 0 || waiting.is_empty() {
@@ -540,19 +541,23 @@ fn serve_first(waiting: &mut [(&ShadowView, String)], k: usize) {
 }
 
 /// Nodes waiting for a slot, unordered (see [`serve_first`]), with the version
-/// each would be granted.
+/// each would be granted. Runs every pass over every shadow: no copies, and
+/// the holders are met by a merge walk (both are in node-name order).
 fn waiting_nodes<'a>(
     obs: &Observed<'a>,
     settings: &Settings,
     holders: &BTreeMap<&str, Vec<&SlotView>>,
     specs: &BTreeMap<String, BottlerocketShadowSpec>,
-) -> Vec<(&'a ShadowView, String)> {
+) -> Vec<(&'a ShadowView, &'a str)> {
+    let mut holder_names = holders.keys().peekable();
     with_nodes(obs.shadows, obs.nodes)
         .filter_map(|(sh, node)| {
             let status = sh.status.as_ref()?;
-            let target = status.target_version.as_ref()?;
+            let target = status.target_version.as_deref()?;
             status.slot_requested_at.as_ref()?;
-            if !status.current_state.is_resting() || holders.contains_key(sh.node.as_str()) {
+            while holder_names.next_if(|h| **h < sh.node.as_str()).is_some() {}
+            let holds = holder_names.peek().is_some_and(|h| **h == sh.node.as_str());
+            if !status.current_state.is_resting() || holds {
                 return None;
             }
             let spec = specs.get(&sh.node).unwrap_or(&sh.spec);
@@ -564,7 +569,7 @@ fn waiting_nodes<'a>(
             if !node.ready || node.opted_out || (admin_cordon && !settings.update_cordoned_nodes) {
                 return None;
             }
-            Some((sh, target.clone()))
+            Some((sh, target))
         })
         .collect()
 }
