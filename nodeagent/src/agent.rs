@@ -57,6 +57,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often a host that is rebooting is looked at (a refused connection
 /// to the local socket costs next to nothing; the node holds a slot).
 const REBOOT_POLL: Duration = Duration::from_millis(10);
+/// A host view is used again after a cluster step only if that step took
+/// less than this (the host may change by itself: a crash, a reboot).
+const HOST_VIEW_REUSE: Duration = Duration::from_secs(1);
 /// Consecutive failures of one host command during a walk before giving up on it.
 const HOST_ATTEMPTS: u32 = 3;
 
@@ -152,11 +155,19 @@ impl Agent {
         let mut host_failures = 0u32;
         let mut last_grant: Option<(Option<String>, Option<MicroTime>)> = None;
         let mut host_down_since: Option<std::time::Instant> = None;
+        // The host as read before a step that did not touch it: the next
+        // decision uses it instead of reading the host again (most steps of
+        // a walk are cluster steps; each read is two host requests).
+        let mut still_current: Option<HostView> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            let host = match self.read_host().await {
+            let read = match still_current.take() {
+                Some(h) => Ok(h),
+                None => self.read_host().await,
+            };
+            let host = match read {
                 Ok(h) => {
                     host_down_since = None;
                     h
@@ -230,6 +241,7 @@ impl Agent {
                 self.sleep_until(*until, &shutdown).await;
                 continue;
             }
+            let started = std::time::Instant::now();
             let result = tokio::select! {
                 () = shutdown.cancelled() => break,
                 r = self.execute(&step, &mut mem, granted) => r,
@@ -238,6 +250,9 @@ impl Agent {
                 Ok(()) => {
                     backoff = MIN_BACKOFF;
                     host_failures = 0;
+                    if leaves_the_host_alone(&step) && started.elapsed() < HOST_VIEW_REUSE {
+                        still_current = Some(host);
+                    }
                 }
                 Err(e) => {
                     self.note_error(&e);
@@ -515,6 +530,25 @@ impl Agent {
 
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Whether `step` talks only to the cluster, so the host is as it was read.
+fn leaves_the_host_alone(step: &Step) -> bool {
+    match step {
+        Step::Report(_)
+        | Step::RequestSlot(_)
+        | Step::Renew { .. }
+        | Step::Cordon { .. }
+        | Step::Drain { .. }
+        | Step::CheckHealth
+        | Step::Uncordon
+        | Step::Release { .. }
+        | Step::Fail { .. }
+        | Step::AbortDone => true,
+        Step::Refresh | Step::Prepare | Step::Activate | Step::Deactivate | Step::Reboot { .. } | Step::Wait { .. } => {
+            false
+        }
+    }
 }
 
 fn step_label(step: &Step) -> &'static str {

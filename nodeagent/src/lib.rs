@@ -39,10 +39,11 @@ pub fn build(
     let d = cfg.host_command_timeout;
     host_cfg.deadlines = CommandDeadlines { refresh: d, prepare: d, activate: d, deactivate: d };
     // The host is local: look often, so a finished command is noticed
-    // within 20 ms, not seconds. The first look comes after 1 ms: quick
-    // commands (activate, refresh) are often done by then, and each is on
-    // the path of a node that holds a slot.
-    host_cfg.poll_backoff = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(20) };
+    // within 10 ms, not seconds (a long one less often: see
+    // `long_wait_delay`). The first look comes after 1 ms: quick commands
+    // (activate, refresh) are often done by then, and each is on the path
+    // of a node that holds a slot.
+    host_cfg.poll_backoff = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(10) };
     host_cfg.lock_backoff = Backoff { initial: Duration::from_millis(5), max: Duration::from_millis(20) };
     let proxy = proxy::Proxy::new(proxy::ProxyConfig {
         url: cfg.authproxy_url.clone(),
