@@ -18,7 +18,7 @@ use model::{BottlerocketShadow, FailureReason};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, Watches};
-use crate::hostapi::{AsyncHostApi, Failure, HostStatus, UpdateState};
+use crate::hostapi::{AsyncHostApi, CommandTimestamp, CommandType, Failure, HostStatus, UpdateState};
 use crate::machine::{self, HostUpdate, HostUpdateState, HostView, LeaseView, Memory, NodeView, Observation, Step};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, ProxyError};
@@ -39,6 +39,15 @@ impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent").field("node", &self.node).finish_non_exhaustive()
     }
+}
+
+/// What the agent knows of its host's commands between reads.
+#[derive(Debug, Default)]
+struct HostCtx {
+    /// The timestamp of the last command the agent saw finish (or read).
+    last_command: Option<CommandTimestamp>,
+    /// The status a command just finished with, if the last step ran one.
+    after: Option<HostStatus>,
 }
 
 /// Why a step could not be carried out (the loop backs off and decides again).
@@ -135,10 +144,20 @@ fn host_update(status: &HostStatus) -> Option<HostUpdate> {
 }
 
 impl Agent {
-    async fn read_host(&self) -> Result<HostView, crate::hostapi::Error> {
+    async fn read_host(&self) -> Result<(HostView, Option<CommandTimestamp>), crate::hostapi::Error> {
         let os = self.host.os().await?;
         let status = self.host.status().await?;
-        Ok(HostView { version: os.version_id, update: host_update(&status) })
+        let last = status.last_command_timestamp().cloned();
+        Ok((HostView { version: os.version_id, update: host_update(&status) }, last))
+    }
+
+    /// Runs a host command after the one the agent last saw finish; the
+    /// status it finished with goes to `host` (no read before or after).
+    async fn command(&self, cmd: CommandType, host: &mut HostCtx) -> Result<(), crate::hostapi::Error> {
+        let status = self.host.run_after(cmd, host.last_command.clone()).await?;
+        host.last_command = status.last_command_timestamp().cloned();
+        host.after = Some(HostStatus::Initialized(status));
+        Ok(())
     }
 
     /// Runs until `shutdown`. Between steps only: a step in flight is
@@ -159,13 +178,17 @@ impl Agent {
         // decision uses it instead of reading the host again (most steps of
         // a walk are cluster steps; each read is two host requests).
         let mut still_current: Option<HostView> = None;
+        let mut host_ctx = HostCtx::default();
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             let read = match still_current.take() {
                 Some(h) => Ok(h),
-                None => self.read_host().await,
+                None => self.read_host().await.map(|(h, last)| {
+                    host_ctx.last_command = last;
+                    h
+                }),
             };
             let host = match read {
                 Ok(h) => {
@@ -244,13 +267,18 @@ impl Agent {
             let started = std::time::Instant::now();
             let result = tokio::select! {
                 () = shutdown.cancelled() => break,
-                r = self.execute(&step, &mut mem, granted) => r,
+                r = self.execute(&step, &mut mem, granted, &mut host_ctx) => r,
             };
+            let after = host_ctx.after.take();
             match result {
                 Ok(()) => {
                     backoff = MIN_BACKOFF;
                     host_failures = 0;
-                    if leaves_the_host_alone(&step) && started.elapsed() < HOST_VIEW_REUSE {
+                    if let Some(status) = after {
+                        // A command finished: its final status is the host's
+                        // update status now; the running version is unchanged.
+                        still_current = Some(HostView { update: host_update(&status), ..host });
+                    } else if leaves_the_host_alone(&step) && started.elapsed() < HOST_VIEW_REUSE {
                         still_current = Some(host);
                     }
                 }
@@ -316,11 +344,11 @@ impl Agent {
         }
     }
 
-    async fn execute(&self, step: &Step, mem: &mut Memory, granted: bool) -> Result<(), StepError> {
+    async fn execute(&self, step: &Step, mem: &mut Memory, granted: bool, host: &mut HostCtx) -> Result<(), StepError> {
         let now = Timestamp::now();
         match step {
             Step::Refresh => {
-                let result = self.host.refresh().await;
+                let result = self.command(CommandType::Refresh, host).await;
                 let first = mem.last_refresh.is_none();
                 let wait = next_check_in(self.update_check_interval, &self.node, now, first);
                 mem.next_update_check = Some(add(now, wait));
@@ -337,13 +365,13 @@ impl Agent {
             Step::Report(r) => self.put_shadow(self.proxy.report(r).await?),
             Step::RequestSlot(r) => self.put_shadow(self.proxy.request_slot(r).await?),
             Step::Prepare => {
-                self.host.prepare().await?;
+                self.command(CommandType::Prepare, host).await?;
             }
             Step::Activate => {
-                self.host.activate().await?;
+                self.command(CommandType::Activate, host).await?;
             }
             Step::Deactivate => {
-                if let Err(e) = self.host.deactivate().await {
+                if let Err(e) = self.command(CommandType::Deactivate, host).await {
                     if granted || mem.aborting.is_some() {
                         mem.skip_deactivate = true;
                     }

@@ -142,6 +142,26 @@ async fn each_command_is_told_apart_from_the_previous_one_by_its_timestamp() {
 }
 
 #[tokio::test]
+async fn a_command_run_after_a_known_one_returns_the_status_it_finished_with() {
+    let f = setup(host_config()).await;
+    let first = f.api.refresh().await.unwrap();
+    // The agent passes the timestamp it last saw; the answer is the status
+    // that showed the new command done, as a read right after would show.
+    let after = f.api.run_after(CommandType::Refresh, Some(first.timestamp.clone())).await.unwrap();
+    let done = after.most_recent_command.as_ref().unwrap();
+    assert_eq!((done.cmd_type, done.cmd_status), (CommandType::Refresh, CommandStatus::Success));
+    assert_ne!(done.timestamp, first.timestamp);
+    assert_eq!(after, status(&f.api).await);
+    let prepared = f.api.run_after(CommandType::Prepare, Some(done.timestamp.clone())).await.unwrap();
+    assert_eq!(prepared.update_state, UpdateState::Staged);
+    // A command that fails is a CommandFailed error, as with `run`.
+    f.host().set_fault(Fault::CommandFails { command: CommandKind::Activate, exit_status: 1, stderr: "no".into() });
+    let last = prepared.most_recent_command.unwrap().timestamp;
+    let fail = failure(f.api.run_after(CommandType::Activate, Some(last)).await, Action::Activate);
+    assert!(matches!(fail, Failure::CommandFailed { .. }), "{fail}");
+}
+
+#[tokio::test]
 async fn prepare_in_state_ready_is_not_allowed() {
     let f = setup(host_config()).await;
     f.api.refresh().await.unwrap();

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::client::{HostApi, HostApiConfig};
 use super::error::{Action, Error, Failure};
-use super::types::{Command, CommandTimestamp, CommandType, HostStatus, OsInfo};
+use super::types::{Command, CommandTimestamp, CommandType, HostStatus, OsInfo, UpdateStatus};
 
 /// A cheaply cloned async handle on one host's API.
 #[derive(Debug, Clone)]
@@ -74,6 +74,12 @@ impl AsyncHostApi {
     }
 
     /// See [`HostApi::refresh`].
+    /// [`HostApi::run_after`]: the command started without a read first;
+    /// the status it finished with.
+    pub async fn run_after(&self, cmd: CommandType, previous: Option<CommandTimestamp>) -> Result<UpdateStatus, Error> {
+        self.call(Action::of(cmd), move |api| api.run_after(cmd, previous.as_ref())).await
+    }
+
     pub async fn refresh(&self) -> Result<Command, Error> {
         self.run(CommandType::Refresh).await
     }

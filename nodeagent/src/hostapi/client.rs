@@ -22,7 +22,8 @@ use tracing::debug;
 use super::error::{Action, Error, Failure};
 use super::transport::{NoDns, UnixConnector, is_connect_failure};
 use super::types::{
-    Command, CommandStatus, CommandTimestamp, CommandType, HostStatus, OsInfo, parse_os, parse_update_status,
+    Command, CommandStatus, CommandTimestamp, CommandType, HostStatus, OsInfo, UpdateStatus, parse_os,
+    parse_update_status,
 };
 
 /// The host's API socket inside the agent's container (a hostPath mount of
@@ -227,6 +228,17 @@ impl HostApi {
         self.wait_for(cmd, before.as_ref(), deadline)
     }
 
+    /// Starts `cmd` knowing the previous command's timestamp (from a status
+    /// just read: no read of its own first) and waits for its result within
+    /// its deadline. Returns the status that showed it finished, which is
+    /// the host's current update status.
+    pub fn run_after(&self, cmd: CommandType, previous: Option<&CommandTimestamp>) -> Result<UpdateStatus, Error> {
+        let deadline = Instant::now() + self.config.deadlines.of(cmd);
+        self.start(cmd)?;
+        debug!(command = %cmd, previous = ?previous.map(CommandTimestamp::as_str), "command started");
+        self.wait_for_status(cmd, previous, deadline).map(|(_, status)| status)
+    }
+
     /// Polls the status until a `cmd` command finished with a timestamp other
     /// than `previous`, or `deadline` passes.
     pub fn wait_for(
@@ -235,6 +247,16 @@ impl HostApi {
         previous: Option<&CommandTimestamp>,
         deadline: Instant,
     ) -> Result<Command, Error> {
+        self.wait_for_status(cmd, previous, deadline).map(|(done, _)| done)
+    }
+
+    /// [`HostApi::wait_for`], also returning the status that showed the result.
+    fn wait_for_status(
+        &self,
+        cmd: CommandType,
+        previous: Option<&CommandTimestamp>,
+        deadline: Instant,
+    ) -> Result<(Command, UpdateStatus), Error> {
         let action = Action::of(cmd);
         let fail = |f| Error::new(action, f);
         let started = Instant::now();
@@ -251,10 +273,10 @@ impl HostApi {
                             body: "the status was reset while waiting for the command (the host rebooted?)".into(),
                         }));
                     }
-                    HostStatus::Initialized(status) => match status.most_recent_command {
+                    HostStatus::Initialized(status) => match status.most_recent_command.clone() {
                         Some(done) if done.cmd_type == cmd && Some(&done.timestamp) != previous => {
                             return match done.cmd_status {
-                                CommandStatus::Success => Ok(done),
+                                CommandStatus::Success => Ok((done, status)),
                                 CommandStatus::Failed | CommandStatus::Unknown => {
                                     Err(fail(Failure::CommandFailed { command: done }))
                                 }
