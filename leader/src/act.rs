@@ -78,6 +78,11 @@ fn without_counters(s: &UpdatePolicyStatus) -> UpdatePolicyStatus {
     }
 }
 
+/// Whether going from `old` to `new` changes counters only (or nothing).
+fn counters_only(old: Option<&UpdatePolicyStatus>, new: &UpdatePolicyStatus) -> bool {
+    old.is_some_and(|old| without_counters(old) == without_counters(new))
+}
+
 impl std::fmt::Debug for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Actor").field("namespace", &self.namespace).finish_non_exhaustive()
@@ -184,7 +189,7 @@ impl Actor {
         if policy.status.as_ref() == Some(status) {
             return Ok(None);
         }
-        let counters_only = policy.status.as_ref().is_some_and(|old| without_counters(old) == without_counters(status));
+        let counters_only = counters_only(policy.status.as_ref(), status);
         let last = *self.last_status.lock().unwrap_or_else(|e| e.into_inner());
         if counters_only
             && let Some(last) = last
@@ -226,10 +231,7 @@ impl Actor {
         // A status change that records state (a halt, a counted failure) is
         // written before the actions that depend on it; one of counters only
         // after them, so the grants of a pass never wait for it.
-        let counters_only = policy
-            .status
-            .as_ref()
-            .is_some_and(|old| old == &plan.status || without_counters(old) == without_counters(&plan.status));
+        let counters_only = counters_only(policy.status.as_ref(), &plan.status);
         let deferred = if counters_only { None } else { self.write_status(policy, &plan.status).await? };
         for f in &plan.counted {
             self.metrics.update_failures.with_label_values(&[f.reason.as_str()]).inc();

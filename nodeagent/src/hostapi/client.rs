@@ -216,16 +216,12 @@ impl HostApi {
     /// starts it, and waits for its result within its deadline. A command
     /// that finished `Failed` is [`Failure::CommandFailed`].
     pub fn run(&self, cmd: CommandType) -> Result<Command, Error> {
-        let action = Action::of(cmd);
-        let started = Instant::now();
-        let deadline = started + self.config.deadlines.of(cmd);
+        let deadline = Instant::now() + self.config.deadlines.of(cmd);
         let before = match self.status() {
             Ok(status) => status.last_command_timestamp().cloned(),
-            Err(e) => return Err(Error::new(action, into_failure(e))),
+            Err(e) => return Err(Error::new(Action::of(cmd), into_failure(e))),
         };
-        self.start(cmd)?;
-        debug!(command = %cmd, previous = ?before.as_ref().map(CommandTimestamp::as_str), "command started");
-        self.wait_for(cmd, before.as_ref(), deadline)
+        self.run_until(cmd, before.as_ref(), deadline).map(|(done, _)| done)
     }
 
     /// Starts `cmd` knowing the previous command's timestamp (from a status
@@ -234,9 +230,20 @@ impl HostApi {
     /// the host's current update status.
     pub fn run_after(&self, cmd: CommandType, previous: Option<&CommandTimestamp>) -> Result<UpdateStatus, Error> {
         let deadline = Instant::now() + self.config.deadlines.of(cmd);
+        self.run_until(cmd, previous, deadline).map(|(_, status)| status)
+    }
+
+    /// Starts `cmd` after the command of timestamp `previous` and waits for
+    /// its result until `deadline`.
+    fn run_until(
+        &self,
+        cmd: CommandType,
+        previous: Option<&CommandTimestamp>,
+        deadline: Instant,
+    ) -> Result<(Command, UpdateStatus), Error> {
         self.start(cmd)?;
         debug!(command = %cmd, previous = ?previous.map(CommandTimestamp::as_str), "command started");
-        self.wait_for_status(cmd, previous, deadline).map(|(_, status)| status)
+        self.wait_for_status(cmd, previous, deadline)
     }
 
     /// Polls the status until a `cmd` command finished with a timestamp other
