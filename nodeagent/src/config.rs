@@ -81,6 +81,13 @@ pub struct Config {
     /// Deadline of one host update command (prepare downloads the image).
     #[arg(long, env = "BRUPOP_HOST_COMMAND_TIMEOUT", default_value = "15m", value_parser = duration)]
     pub host_command_timeout: Duration,
+    /// Pause between looks at a running host command once its first moments
+    /// have passed; pauses then grow to 5% of the time it has taken.
+    #[arg(long, env = "BRUPOP_HOST_POLL_MIN", default_value = "1s", value_parser = duration)]
+    pub host_poll_min: Duration,
+    /// Longest pause between looks at a running host command.
+    #[arg(long, env = "BRUPOP_HOST_POLL_MAX", default_value = "5s", value_parser = duration)]
+    pub host_poll_max: Duration,
     /// Exclude the node from external load balancers while it is cordoned.
     #[arg(long, env = "BRUPOP_EXCLUDE_FROM_LOAD_BALANCERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub exclude_from_load_balancers: bool,
@@ -109,6 +116,9 @@ impl Config {
         if self.reboot_grace < self.step_margin {
             return Err("--reboot-grace must be at least --step-margin".to_owned());
         }
+        if self.host_poll_min.is_zero() || self.host_poll_min > self.host_poll_max {
+            return Err("--host-poll-min must be more than zero and at most --host-poll-max".to_owned());
+        }
         if self.node_backoff > self.node_backoff_max {
             return Err("--node-backoff must not exceed --node-backoff-max".to_owned());
         }
@@ -131,6 +141,8 @@ impl Config {
             node_backoff: self.node_backoff,
             node_backoff_max: self.node_backoff_max,
             exclude_from_load_balancers: self.exclude_from_load_balancers,
+            update_check_interval: self.update_check_interval,
+            host_command_timeout: self.host_command_timeout,
         }
     }
 }

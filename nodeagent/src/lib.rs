@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use std::time::Duration;
 
-use crate::hostapi::{AsyncHostApi, Backoff, CommandDeadlines, HostApiConfig};
+use crate::hostapi::{AsyncHostApi, Backoff, CommandDeadlines, HostApiConfig, PollSchedule};
 
 /// Builds one agent from its configuration and a Kubernetes client (its own
 /// ServiceAccount's), starting its watches.
@@ -38,12 +38,13 @@ pub fn build(
     let mut host_cfg = HostApiConfig::new(cfg.host_socket.clone());
     let d = cfg.host_command_timeout;
     host_cfg.deadlines = CommandDeadlines { refresh: d, prepare: d, activate: d, deactivate: d };
-    // The host is local: look often, so a finished command is noticed
-    // within 10 ms, not seconds (a long one less often: see
-    // `long_wait_delay`). The first look comes after 1 ms: quick commands
-    // (activate, refresh) are often done by then, and each is on the path
-    // of a node that holds a slot.
-    host_cfg.poll_backoff = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(10) };
+    // A running command is looked at less and less often (`PollSchedule`);
+    // an action refused because a status reader held the lock for a moment
+    // is retried at once.
+    host_cfg.poll = PollSchedule { min: cfg.host_poll_min, max: cfg.host_poll_max };
+    // A status read that keeps answering 423 this long means a command is
+    // running: the agent's state machine decides what to do about it.
+    host_cfg.lock_deadline = cfg.host_poll_max * 6;
     host_cfg.lock_backoff = Backoff { initial: Duration::from_millis(5), max: Duration::from_millis(20) };
     let proxy = proxy::Proxy::new(proxy::ProxyConfig {
         url: cfg.authproxy_url.clone(),
@@ -58,7 +59,6 @@ pub fn build(
     agent::Agent {
         node: cfg.node_name.clone(),
         machine: cfg.machine(),
-        update_check_interval: cfg.update_check_interval,
         host: AsyncHostApi::new(host_cfg),
         proxy,
         client,

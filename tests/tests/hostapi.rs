@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nodeagent::hostapi::{
     Action, AsyncHostApi, Backoff, CommandDeadlines, CommandStatus, CommandType, Error, Failure, HostApiConfig,
-    HostStatus, UpdateState, UpdateStatus,
+    HostStatus, PollSchedule, UpdateState, UpdateStatus,
 };
 use tests::hostsim::{CommandKind, Fault, HostConfig, HostEvent, HostFleet, HostSim, PowerState, RebootMode, Timings};
 
@@ -36,7 +36,7 @@ fn client_config(socket: &std::path::Path) -> HostApiConfig {
         request_timeout: Duration::from_secs(2),
         lock_backoff: quick,
         lock_deadline: Duration::from_millis(200),
-        poll_backoff: quick,
+        poll: PollSchedule { min: Duration::from_millis(20), max: Duration::from_millis(100) },
         deadlines: CommandDeadlines { refresh: DEADLINE, prepare: DEADLINE, activate: DEADLINE, deactivate: DEADLINE },
         ..HostApiConfig::new(socket)
     }

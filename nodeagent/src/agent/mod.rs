@@ -11,14 +11,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use model::BottlerocketShadow;
 use model::names;
 use model::wire::{CordonRequest, DrainRequest, ShadowView, SlotView};
-use model::{BottlerocketShadow, FailureReason};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, Watches};
 use crate::hostapi::{AsyncHostApi, CommandTimestamp, CommandType, Failure, HostStatus};
-use crate::machine::{self, HostView, Memory, Observation, Step};
+use crate::machine::{self, HostView, Memory, Observation, Outcome, Renewal, Step};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, ProxyError};
 
@@ -26,7 +26,6 @@ use crate::proxy::{Proxy, ProxyError};
 pub struct Agent {
     pub node: String,
     pub machine: machine::Config,
-    pub update_check_interval: Duration,
     pub host: AsyncHostApi,
     pub proxy: Proxy,
     pub client: kube::Client,
@@ -60,16 +59,25 @@ enum StepError {
     Pods(kube::Error),
 }
 
+impl StepError {
+    /// What the state machine learns from this error.
+    fn outcome(&self) -> Outcome {
+        match self {
+            StepError::Host(h) => {
+                Outcome::HostError { reason: h.failure_reason(), message: h.to_string(), final_now: h.is_final() }
+            }
+            StepError::Proxy(p) if p.is_not_holder() => Outcome::NotHolder,
+            StepError::Proxy(p) if p.is_too_short() => Outcome::LeaseTooShort,
+            StepError::Proxy(_) | StepError::Pods(_) => Outcome::Error,
+        }
+    }
+}
+
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How often a host that is rebooting is looked at (a refused connection
-/// to the local socket costs next to nothing; the node holds a slot).
-const REBOOT_POLL: Duration = Duration::from_millis(10);
 /// A host view is used again after a cluster step only if that step took
 /// less than this (the host may change by itself: a crash, a reboot).
 const HOST_VIEW_REUSE: Duration = Duration::from_secs(1);
-/// Consecutive failures of one host command during a walk before giving up on it.
-const HOST_ATTEMPTS: u32 = 3;
 
 mod views;
 
@@ -79,21 +87,27 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
     machine::add(t, d)
 }
 
+/// The time from now until `t` (zero if it passed).
+fn until_from_now(t: Timestamp) -> Duration {
+    Duration::try_from(t.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO)
+}
+
 impl Agent {
+    /// Reads the running version and the update status. A status that stays
+    /// locked (423) past the lock deadline means a command runs: the view
+    /// says the host is busy rather than failing.
     async fn read_host(&self) -> Result<(HostView, Option<CommandTimestamp>), crate::hostapi::Error> {
         let os = self.host.os().await?;
-        let status = self.host.status().await?;
+        let status = match self.host.status().await {
+            Ok(status) => status,
+            Err(e) if matches!(e.failure(), Failure::LockHeld { .. }) => {
+                tracing::info!(node = %self.node, error = %e, "a host command holds the update lock");
+                return Ok((HostView { version: os.version_id, update: None, busy: true }, None));
+            }
+            Err(e) => return Err(e),
+        };
         let last = status.last_command_timestamp().cloned();
-        Ok((HostView { version: os.version_id, update: host_update(&status) }, last))
-    }
-
-    /// Runs a host command after the one the agent last saw finish; the
-    /// status it finished with goes to `host` (no read before or after).
-    async fn command(&self, cmd: CommandType, host: &mut HostCtx) -> Result<(), crate::hostapi::Error> {
-        let status = self.host.run_after(cmd, host.last_command.clone()).await?;
-        host.last_command = status.last_command_timestamp().cloned();
-        host.after = Some(HostStatus::Initialized(status));
-        Ok(())
+        Ok((HostView { version: os.version_id, update: host_update(&status), busy: false }, last))
     }
 
     /// Runs until `shutdown`. Between steps only: a step in flight is
@@ -105,10 +119,8 @@ impl Agent {
             _ = synced.wait_for(|s| *s) => {}
         }
         tracing::info!(node = %self.node, "agent watching its shadow, slot and node");
-        let mut mem = Memory { next_update_check: Some(Timestamp::now()), ..Memory::default() };
+        let mut mem = Memory::new(&self.node, Timestamp::now());
         let mut backoff = MIN_BACKOFF;
-        let mut host_failures = 0u32;
-        let mut last_grant: Option<(Option<String>, Option<MicroTime>)> = None;
         let mut host_down_since: Option<std::time::Instant> = None;
         // The host as read before a step that did not touch it: the next
         // decision uses it instead of reading the host again (most steps of
@@ -121,10 +133,15 @@ impl Agent {
             }
             let read = match still_current.take() {
                 Some(h) => Ok(h),
-                None => self.read_host().await.map(|(h, last)| {
-                    host_ctx.last_command = last;
-                    h
-                }),
+                None => match self.while_renewing(self.read_host(), &mut mem, &shutdown).await {
+                    None => break,
+                    Some(r) => r.map(|(h, last)| {
+                        if !h.busy {
+                            host_ctx.last_command = last;
+                        }
+                        h
+                    }),
+                },
             };
             let host = match read {
                 Ok(h) => {
@@ -142,28 +159,19 @@ impl Agent {
                         tracing::info!(node = %self.node, error = %e, "waiting for the host to come back from its reboot");
                     }
                     let down_for = host_down_since.map_or(Duration::ZERO, |t| t.elapsed());
-                    self.sleep(crate::hostapi::long_wait_delay(REBOOT_POLL, down_for), None, &shutdown).await;
+                    let pause = self.host.blocking().config().poll.delay(down_for);
+                    self.pause(pause, &mem, &shutdown).await;
                     continue;
                 }
                 Err(e) => {
                     self.metrics.host_errors.with_label_values(&[&e.label()]).inc();
                     tracing::warn!(node = %self.node, error = %e, retry_in = ?backoff, "cannot read the host");
-                    self.sleep(backoff, None, &shutdown).await;
+                    self.pause(backoff, &mem, &shutdown).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };
             let shadow = self.watches.views.shadow.borrow().clone();
-            // A new grant starts a new walk: forget the previous walk's progress.
-            let grant = shadow.as_ref().map(|s| (s.spec.slot.clone(), s.spec.state_transition_timestamp.clone()));
-            if grant != last_grant {
-                mem.drain_started = None;
-                mem.last_drain = None;
-                mem.drain_rounds = 0;
-                mem.reboot_requested = None;
-                mem.health = None;
-                last_grant = grant;
-            }
             // Until the watch of the slot the shadow names has listed, the
             // Lease is unknown, not absent: never conclude the slot is lost.
             let slot = shadow.as_ref().and_then(|s| s.spec.slot.clone());
@@ -181,35 +189,42 @@ impl Agent {
                 node: node.as_ref(),
                 host: &host,
             };
-            let held = machine::granted_slot(&obs, now);
-            if let Some(slot) = held
-                && mem.holding.as_deref() != Some(slot)
-            {
-                mem.holding = Some(slot.to_owned());
-            }
-            let granted = held.is_some();
-            self.metrics.holding_slot.set(i64::from(granted));
+            machine::observe(&mut mem, &obs, now);
+            self.metrics.holding_slot.set(i64::from(machine::granted_slot(&obs, now).is_some()));
             let step = machine::decide(&obs, &mem, &self.machine, now);
             let label = step_label(&step);
-            if !matches!(step, Step::Wait { .. }) {
-                self.metrics.steps.with_label_values(&[label]).inc();
-                tracing::info!(node = %self.node, step = label, detail = ?step, "step");
-            }
             if let Step::Wait { until, why } = &step {
                 tracing::debug!(node = %self.node, why = %why, until = ?until, "waiting");
                 self.sleep_until(*until, &shutdown).await;
                 continue;
             }
+            self.metrics.steps.with_label_values(&[label]).inc();
+            tracing::info!(node = %self.node, step = label, detail = ?step, "step");
             let started = std::time::Instant::now();
-            let result = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = self.execute(&step, &mut mem, granted, &mut host_ctx) => r,
+            let aborting = mem.aborting.is_some();
+            let outcome = match self.execute(&step, &mut mem, &mut host_ctx, &shutdown).await {
+                None => break,
+                Some(Ok(outcome)) => outcome,
+                Some(Err(e)) => {
+                    self.note_error(&e);
+                    tracing::warn!(node = %self.node, step = label, error = %e, "step failed");
+                    e.outcome()
+                }
             };
+            machine::learn(&mut mem, &step, &outcome, &self.machine, Timestamp::now());
             let after = host_ctx.after.take();
-            match result {
-                Ok(()) => {
+            match outcome {
+                Outcome::HostError { .. } | Outcome::Error | Outcome::NotHolder | Outcome::LeaseTooShort => {
+                    // A walk that just started its abort goes on at once.
+                    if mem.aborting.is_some() && !aborting {
+                        continue;
+                    }
+                    tracing::debug!(node = %self.node, retry_in = ?backoff, "retrying after a failed step");
+                    self.pause(backoff, &mem, &shutdown).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                _ => {
                     backoff = MIN_BACKOFF;
-                    host_failures = 0;
                     if let Some(status) = after {
                         // A command finished: its final status is the host's
                         // update status now; the running version is unchanged.
@@ -217,21 +232,6 @@ impl Agent {
                     } else if leaves_the_host_alone(&step) && started.elapsed() < HOST_VIEW_REUSE {
                         still_current = Some(host);
                     }
-                }
-                Err(e) => {
-                    self.note_error(&e);
-                    tracing::warn!(node = %self.node, step = label, error = %e, retry_in = ?backoff, "step failed");
-                    if let StepError::Host(h) = &e
-                        && granted
-                    {
-                        host_failures += 1;
-                        if let Some(fail) = self.host_failure(h, host_failures, &step) {
-                            mem.aborting = Some(fail);
-                            continue;
-                        }
-                    }
-                    self.sleep(backoff, None, &shutdown).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -246,22 +246,78 @@ impl Agent {
         }
     }
 
-    /// Whether a host error during a walk ends it, and with which failure.
-    fn host_failure(&self, e: &crate::hostapi::Error, attempts: u32, step: &Step) -> Option<(FailureReason, String)> {
-        let reason = e.failure_reason();
-        // A command that ran and failed is final at once; other errors get a few tries.
-        let final_now = matches!(e.failure(), Failure::CommandFailed { .. } | Failure::CannotUpdateInPlace { .. });
-        if !(final_now || attempts >= HOST_ATTEMPTS) {
-            return None;
-        }
-        if matches!(step, Step::Deactivate) {
-            // An undo that keeps failing must not keep the node: report and go on.
-            return None;
-        }
-        Some((reason, e.to_string()))
+    /// The renewal the state machine asks for now, from the current watches.
+    fn renewal(&self, mem: &Memory) -> Renewal {
+        let shadow = self.watches.views.shadow.borrow().clone();
+        let lease = self.watches.views.lease.borrow().as_ref().and_then(lease_view);
+        machine::renewal(&self.node, shadow.as_ref(), lease.as_ref(), mem, &self.machine, Timestamp::now())
     }
 
-    async fn sleep(&self, d: Duration, _until: Option<Timestamp>, shutdown: &CancellationToken) {
+    /// Awaits `work` (a host command or read, which may take minutes)
+    /// while renewing the slot whenever the state machine says so, so a
+    /// long step never lets a live agent's slot lapse. `None` on shutdown.
+    async fn while_renewing<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+        mem: &mut Memory,
+        shutdown: &CancellationToken,
+    ) -> Option<T> {
+        tokio::pin!(work);
+        let mut retry = MIN_BACKOFF;
+        let mut not_before: Option<Timestamp> = None;
+        loop {
+            let renewal = self.renewal(mem);
+            let now = Timestamp::now();
+            let wake = match renewal {
+                Renewal::Due(step @ Step::Renew { .. }) if not_before.is_none_or(|t| t <= now) => {
+                    // The work goes on meanwhile (host calls run on their own
+                    // threads); only its answer waits for the renewal.
+                    let outcome = match self.execute_renew(&step).await {
+                        Ok(o) => o,
+                        Err(e) => {
+                            self.note_error(&e);
+                            tracing::warn!(node = %self.node, error = %e, "renewing the slot during a host step failed");
+                            e.outcome()
+                        }
+                    };
+                    machine::learn(mem, &step, &outcome, &self.machine, Timestamp::now());
+                    if matches!(outcome, Outcome::Renewed { .. }) {
+                        retry = MIN_BACKOFF;
+                        not_before = None;
+                    } else {
+                        not_before = Some(add(Timestamp::now(), retry));
+                        retry = (retry * 2).min(self.renew_retry_cap());
+                    }
+                    continue;
+                }
+                Renewal::Due(_) => not_before,
+                Renewal::At(t) => Some(t),
+                Renewal::NotHeld => None,
+            };
+            let d = wake.map_or(Duration::from_secs(24 * 3600), until_from_now);
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                r = &mut work => return Some(r),
+                () = tokio::time::sleep(d) => {}
+                () = self.watches.changed.notified() => {}
+            }
+        }
+    }
+
+    /// How long the agent may wait before retrying while it holds a slot:
+    /// an eighth of the lease, so several retries fit before it lapses.
+    fn renew_retry_cap(&self) -> Duration {
+        (self.machine.slot_lease / 8).clamp(MIN_BACKOFF, MAX_BACKOFF)
+    }
+
+    /// Pauses for `d` (a retry backoff), but no later than the slot's next
+    /// renewal, and shorter while a slot is held.
+    async fn pause(&self, d: Duration, mem: &Memory, shutdown: &CancellationToken) {
+        let d = match self.renewal(mem) {
+            Renewal::NotHeld => d,
+            Renewal::Due(_) => d.min(self.renew_retry_cap()),
+            Renewal::At(t) => d.min(self.renew_retry_cap()).min(until_from_now(t)),
+        };
         tokio::select! {
             () = shutdown.cancelled() => {}
             () = tokio::time::sleep(d) => {}
@@ -270,9 +326,7 @@ impl Agent {
 
     /// Waits for a watch change, `until`, or shutdown.
     async fn sleep_until(&self, until: Option<Timestamp>, shutdown: &CancellationToken) {
-        let d = until.map_or(Duration::from_secs(24 * 3600), |t| {
-            Duration::try_from(t.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO) + Duration::from_millis(2)
-        });
+        let d = until.map_or(Duration::from_secs(24 * 3600), |t| until_from_now(t) + Duration::from_millis(2));
         tokio::select! {
             () = shutdown.cancelled() => {}
             () = self.watches.changed.notified() => {}
@@ -280,110 +334,127 @@ impl Agent {
         }
     }
 
-    async fn execute(&self, step: &Step, mem: &mut Memory, granted: bool, host: &mut HostCtx) -> Result<(), StepError> {
+    /// Runs a host command after the one the agent last saw finish, renewing
+    /// the slot meanwhile; the status it finished with goes to `host`.
+    async fn command(
+        &self,
+        cmd: CommandType,
+        host: &mut HostCtx,
+        mem: &mut Memory,
+        shutdown: &CancellationToken,
+    ) -> Option<Result<(), crate::hostapi::Error>> {
+        let run = self.host.run_after(cmd, host.last_command.clone());
+        let status = match self.while_renewing(run, mem, shutdown).await? {
+            Ok(status) => status,
+            Err(e) => return Some(Err(e)),
+        };
+        host.last_command = status.last_command_timestamp().cloned();
+        host.after = Some(HostStatus::Initialized(status));
+        Some(Ok(()))
+    }
+
+    /// Carries out `step`. `None` on shutdown; the memory changes only by
+    /// renewals during long host steps (the caller learns the outcome).
+    async fn execute(
+        &self,
+        step: &Step,
+        mem: &mut Memory,
+        host: &mut HostCtx,
+        shutdown: &CancellationToken,
+    ) -> Option<Result<Outcome, StepError>> {
+        let cmd = match step {
+            Step::Refresh => Some(CommandType::Refresh),
+            Step::Prepare => Some(CommandType::Prepare),
+            Step::Activate => Some(CommandType::Activate),
+            Step::Deactivate => Some(CommandType::Deactivate),
+            _ => None,
+        };
+        if let Some(cmd) = cmd {
+            return Some(match self.command(cmd, host, mem, shutdown).await? {
+                Ok(()) => Ok(Outcome::Done),
+                Err(e) if cmd == CommandType::Refresh && matches!(e.failure(), Failure::CommandFailed { .. }) => {
+                    // A failed refresh leaves the host's lists as they were; try again at the next check.
+                    tracing::warn!(node = %self.node, error = %e, "refresh-updates failed");
+                    Ok(Outcome::RefreshFailed)
+                }
+                Err(e) => Err(e.into()),
+            });
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => None,
+            r = self.execute_cluster_step(step) => Some(r),
+        }
+    }
+
+    /// Renews the slot as `step` (a [`Step::Renew`]) says.
+    async fn execute_renew(&self, step: &Step) -> Result<Outcome, StepError> {
+        let Step::Renew { slot, duration } = step else {
+            return Ok(Outcome::Done);
+        };
+        let sent = Timestamp::now();
+        match self.proxy.renew(slot, *duration).await {
+            Ok(view) => {
+                let granted = Duration::from_secs(u64::try_from(view.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+                self.put_lease(&view);
+                Ok(Outcome::Renewed { valid_until: add(sent, granted.min(*duration)) })
+            }
+            Err(e) => Err(self.fencing_refused(e)),
+        }
+    }
+
+    /// Carries out a step that talks to the cluster (and the reboot).
+    async fn execute_cluster_step(&self, step: &Step) -> Result<Outcome, StepError> {
         let now = Timestamp::now();
         match step {
-            Step::Refresh => {
-                let result = self.command(CommandType::Refresh, host).await;
-                let first = mem.last_refresh.is_none();
-                let wait = next_check_in(self.update_check_interval, &self.node, now, first);
-                mem.next_update_check = Some(add(now, wait));
-                match result {
-                    Ok(_) => mem.last_refresh = Some(Timestamp::now()),
-                    Err(e) if matches!(e.failure(), Failure::CommandFailed { .. }) => {
-                        // A failed refresh leaves the host's lists as they were; try again at the next check.
-                        tracing::warn!(node = %self.node, error = %e, "refresh-updates failed");
-                        mem.last_refresh = Some(Timestamp::now());
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
             Step::Report(r) => self.put_shadow(self.proxy.report(r).await?),
             Step::RequestSlot(r) => self.put_shadow(self.proxy.request_slot(r).await?),
-            Step::Prepare => {
-                self.command(CommandType::Prepare, host).await?;
-            }
-            Step::Activate => {
-                self.command(CommandType::Activate, host).await?;
-            }
-            Step::Deactivate => {
-                if let Err(e) = self.command(CommandType::Deactivate, host).await {
-                    if granted || mem.aborting.is_some() {
-                        mem.skip_deactivate = true;
-                    }
-                    return Err(e.into());
-                }
-            }
-            Step::Renew { slot, duration } => self.renew(slot, *duration, mem).await?,
+            Step::Renew { .. } => return self.execute_renew(step).await,
             Step::Cordon { slot, min_remaining, exclude_from_load_balancers } => {
                 let req = CordonRequest {
                     slot: slot.clone(),
                     min_remaining_seconds: secs(*min_remaining),
                     exclude_from_load_balancers: *exclude_from_load_balancers,
                 };
-                match self.proxy.cordon(&req).await {
-                    Ok(v) => {
-                        self.put_node(|n| {
-                            let spec = n.spec.get_or_insert_with(Default::default);
-                            spec.unschedulable = Some(v.unschedulable);
-                            let labels = n.metadata.labels.get_or_insert_with(Default::default);
-                            if v.excluded_from_load_balancers {
-                                labels.entry(names::EXCLUDE_LB_LABEL.into()).or_insert_with(|| "true".into());
-                            }
-                            let a = n.metadata.annotations.get_or_insert_with(Default::default);
-                            if v.cordoned_by_us {
-                                a.entry(names::CORDONED_ANNOTATION.into()).or_insert_with(|| now.to_string());
-                            }
-                            if v.excluded_by_us {
-                                a.entry(names::LB_EXCLUDED_ANNOTATION.into()).or_insert_with(|| now.to_string());
-                            }
-                        });
-                        mem.drain_started = mem.drain_started.or(Some(now));
+                let v = self.proxy.cordon(&req).await.map_err(|e| self.fencing_refused(e))?;
+                self.put_node(|n| {
+                    let spec = n.spec.get_or_insert_with(Default::default);
+                    spec.unschedulable = Some(v.unschedulable);
+                    let labels = n.metadata.labels.get_or_insert_with(Default::default);
+                    if v.excluded_from_load_balancers {
+                        labels.entry(names::EXCLUDE_LB_LABEL.into()).or_insert_with(|| "true".into());
                     }
-                    Err(e) => return Err(self.fencing_refused(e, mem)),
-                }
+                    let a = n.metadata.annotations.get_or_insert_with(Default::default);
+                    if v.cordoned_by_us {
+                        a.entry(names::CORDONED_ANNOTATION.into()).or_insert_with(|| now.to_string());
+                    }
+                    if v.excluded_by_us {
+                        a.entry(names::LB_EXCLUDED_ANNOTATION.into()).or_insert_with(|| now.to_string());
+                    }
+                });
             }
             Step::Drain { slot, min_remaining } => {
                 let req = DrainRequest { slot: slot.clone(), min_remaining_seconds: secs(*min_remaining) };
-                mem.drain_started = mem.drain_started.or(Some(now));
-                match self.proxy.drain(&req).await {
-                    Ok(report) => {
-                        let blocked = u32::try_from(report.blocked()).unwrap_or(u32::MAX);
-                        tracing::info!(node = %self.node, remaining = report.remaining, blocked, skipped = report.skipped, "drain round");
-                        mem.last_drain = Some((Timestamp::now(), report.remaining, blocked));
-                        mem.drain_rounds += 1;
-                    }
-                    Err(e) => return Err(self.fencing_refused(e, mem)),
-                }
+                let report = self.proxy.drain(&req).await.map_err(|e| self.fencing_refused(e))?;
+                let blocked = u32::try_from(report.blocked()).unwrap_or(u32::MAX);
+                tracing::info!(node = %self.node, remaining = report.remaining, blocked, skipped = report.skipped, "drain round");
+                return Ok(Outcome::Drained { remaining: report.remaining, blocked });
             }
-            Step::Reboot { slot, grace } => {
-                self.renew(slot, *grace, mem).await?;
-                let valid = mem.lease_valid_until.unwrap_or(now);
-                if valid < add(now, grace.mul_f64(0.9)) {
-                    mem.aborting = Some((
-                        FailureReason::RebootFailed,
-                        format!(
-                            "the authproxy granted the slot until {valid}, the reboot needs {grace:?}: raise its --max-slot-lease or lower --reboot-grace"
-                        ),
-                    ));
-                    return Ok(());
-                }
-                match self.host.reboot().await {
-                    Ok(()) => {}
+            Step::Reboot { .. } => {
+                return Ok(match self.host.reboot().await {
+                    Ok(()) => {
+                        tracing::info!(node = %self.node, "reboot requested");
+                        Outcome::RebootRequested
+                    }
                     Err(e) if matches!(e.failure(), Failure::ConnectionDropped { .. }) => {
                         tracing::info!(node = %self.node, "the host went down while answering the reboot request");
+                        Outcome::RebootRequested
                     }
-                    Err(e) => {
-                        mem.aborting = Some((FailureReason::RebootFailed, e.to_string()));
-                        return Ok(());
-                    }
-                }
-                mem.reboot_requested = Some(Timestamp::now());
-                tracing::info!(node = %self.node, "reboot requested");
+                    Err(e) => Outcome::RebootRefused(e.to_string()),
+                });
             }
             Step::CheckHealth => {
-                let bad = cluster::pods_not_ready(&self.client, &self.node).await.map_err(StepError::Pods)?;
-                mem.health = Some((Timestamp::now(), bad));
+                let not_ready = cluster::pods_not_ready(&self.client, &self.node).await.map_err(StepError::Pods)?;
+                return Ok(Outcome::Health { not_ready });
             }
             Step::Uncordon => {
                 let v = self.proxy.uncordon().await?;
@@ -408,45 +479,22 @@ impl Agent {
                         spec.holder_identity = None;
                     }
                 });
-                mem.lease_valid_until = None;
-                mem.holding = None;
             }
             Step::Fail { reason, message } => {
                 self.metrics.failures.with_label_values(&[reason.as_str()]).inc();
                 tracing::warn!(node = %self.node, reason = %reason, message = %message, "update failed; undoing it");
-                mem.aborting = Some((*reason, message.clone()));
             }
             Step::AbortDone => {
                 tracing::info!(node = %self.node, "update undone: node uncordoned, failure reported, slot released");
-                mem.aborting = None;
-                mem.skip_deactivate = false;
-                mem.drain_started = None;
-                mem.last_drain = None;
-                mem.reboot_requested = None;
-                mem.health = None;
             }
-            Step::Wait { .. } => {}
+            Step::Refresh | Step::Prepare | Step::Activate | Step::Deactivate | Step::Wait { .. } => {}
         }
-        Ok(())
-    }
-
-    async fn renew(&self, slot: &str, duration: Duration, mem: &mut Memory) -> Result<(), StepError> {
-        let sent = Timestamp::now();
-        match self.proxy.renew(slot, duration).await {
-            Ok(view) => {
-                let granted = Duration::from_secs(u64::try_from(view.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
-                mem.lease_slot = Some(slot.to_owned());
-                mem.lease_valid_until = Some(add(sent, granted.min(duration)));
-                self.put_lease(&view);
-                Ok(())
-            }
-            Err(e) => Err(self.fencing_refused(e, mem)),
-        }
+        Ok(Outcome::Done)
     }
 
     /// A refused fenced call: the slot is gone (the walk aborts on the next
     /// decision) or too short (renew first).
-    fn fencing_refused(&self, e: ProxyError, mem: &mut Memory) -> StepError {
+    fn fencing_refused(&self, e: ProxyError) -> StepError {
         if e.is_not_holder() {
             tracing::warn!(node = %self.node, error = %e, "the slot is no longer ours");
             self.watches.lease_tx.send_modify(|l| {
@@ -454,9 +502,6 @@ impl Agent {
                     spec.holder_identity = None;
                 }
             });
-            mem.lease_valid_until = None;
-        } else if e.is_too_short() {
-            mem.lease_valid_until = None;
         }
         StepError::Proxy(e)
     }

@@ -1,39 +1,16 @@
 //! What the agent's loop reads its observations through, and small rules
 //! beside it: views of its Lease, Node and host status for the state
-//! machine, the update-check schedule, which steps leave the host alone, and
-//! step names for metrics and logs. Pure functions; no I/O.
+//! machine, which steps leave the host alone, and step names for metrics
+//! and logs. Pure functions; no I/O.
 
 use std::time::Duration;
 
-use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use model::names;
 
 use crate::hostapi::{HostStatus, UpdateState};
 use crate::machine::{HostUpdate, HostUpdateState, LeaseView, NodeView, Step};
-
-/// A number in `[0, 1)` from the node name and the time (splitmix64), so
-/// agents of one fleet draw different numbers.
-pub(super) fn unit(node: &str, now: Timestamp) -> f64 {
-    let mut z = node.bytes().fold(now.as_nanosecond() as u64, |h, b| h.rotate_left(5) ^ u64::from(b));
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// How long after an update check at `now` the next one comes. The first
-/// check after the agent starts is followed by one at a point drawn evenly
-/// within one interval: agents started together (a DaemonSet rollout, a new
-/// cluster) then check evenly spread over the interval instead of in step,
-/// so the update repository sees no bursts and a new release reaches the
-/// fleet at an even pace. Later checks come every interval `±10%`.
-pub(super) fn next_check_in(interval: Duration, node: &str, now: Timestamp, first: bool) -> Duration {
-    let u = unit(node, now);
-    if first { interval.mul_f64(u) } else { interval.mul_f64(0.9 + 0.2 * u) }
-}
 
 pub(super) fn lease_view(lease: &Lease) -> Option<LeaseView> {
     let spec = lease.spec.as_ref();
@@ -121,27 +98,5 @@ pub(super) fn step_label(step: &Step) -> &'static str {
         Step::Fail { .. } => "fail",
         Step::AbortDone => "abort_done",
         Step::Wait { .. } => "wait",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn update_checks_of_a_fleet_started_together_spread_over_the_interval() {
-        let interval = Duration::from_secs(100);
-        let now: Timestamp = "2026-11-27T11:00:00Z".parse().unwrap();
-        let firsts: Vec<f64> =
-            (0..1000).map(|i| next_check_in(interval, &format!("node-{i:05}"), now, true).as_secs_f64()).collect();
-        // Evenly spread: every tenth of the interval gets about a tenth of the fleet.
-        for decile in 0..10 {
-            let n = firsts.iter().filter(|s| (**s / 10.0).floor() as usize == decile).count();
-            assert!((60..=140).contains(&n), "{n} of 1000 first checks in decile {decile}");
-        }
-        for i in 0..1000 {
-            let later = next_check_in(interval, &format!("node-{i:05}"), now, false).as_secs_f64();
-            assert!((90.0..110.0).contains(&later), "a later check {later}s after the last, not within ±10%");
-        }
     }
 }

@@ -48,13 +48,42 @@ impl Default for Backoff {
     }
 }
 
-/// The wait before the next look at something that has been going on for
-/// `elapsed`: at least `delay`, and at least 1/64 of `elapsed` (at most
-/// 1 s). A short command is looked at as often as `delay` says; a long one
-/// less and less often, so noticing its end costs at most about 1.6% of
-/// its duration while a 60-second prepare costs ~300 reads, not 3,000.
-pub fn long_wait_delay(delay: Duration, elapsed: Duration) -> Duration {
-    delay.max((elapsed / 64).min(Duration::from_secs(1)))
+/// How often something the host is doing is looked at: a running command
+/// (its status reads answer 423 until it ends), or a host coming back from
+/// a reboot. The pause before the next look grows with the time the thing
+/// has taken so far, so the number of looks grows with the logarithm of its
+/// duration and its end is noticed within about 5% of it:
+///
+/// - at first half the time elapsed (at least `min / 16`), until that
+///   reaches `min` (short commands: a few looks, each at most 50% late);
+/// - then `min`, until 5% of the elapsed time is longer;
+/// - then 5% of the elapsed time, at most `max`.
+///
+/// With the defaults (1 s, 5 s) a 2-minute command is looked at about 64
+/// times, a 1-second one about 8 times, and nothing is noticed more than 5 s
+/// late. Both bounds are durations to scale down with the host work in
+/// tests: the number of looks depends only on the ratio of the two, so a
+/// scaled-down run makes the requests a production run would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollSchedule {
+    /// The pause between looks once the first second or so has passed.
+    pub min: Duration,
+    /// The longest pause.
+    pub max: Duration,
+}
+
+impl Default for PollSchedule {
+    fn default() -> Self {
+        PollSchedule { min: Duration::from_secs(1), max: Duration::from_secs(5) }
+    }
+}
+
+impl PollSchedule {
+    /// The pause before the next look at something going on for `elapsed`.
+    pub fn delay(&self, elapsed: Duration) -> Duration {
+        let early = (self.min / 16).max(elapsed / 2);
+        early.min(self.min).max(elapsed / 20).min(self.max)
+    }
 }
 
 impl Backoff {
@@ -108,12 +137,14 @@ pub struct HostApiConfig {
     pub socket: PathBuf,
     /// Longest time for one HTTP exchange.
     pub request_timeout: Duration,
-    /// Backoff between attempts answered 423.
+    /// Backoff between actions answered 423 (a status reader held the
+    /// shared lock for a moment).
     pub lock_backoff: Backoff,
     /// How long one read or action retries 423 before failing with `LockHeld`.
     pub lock_deadline: Duration,
-    /// Backoff between status reads while waiting for a command.
-    pub poll_backoff: Backoff,
+    /// Pauses between status reads while a command runs (waiting for a
+    /// command, or a read that finds one running: 423).
+    pub poll: PollSchedule,
     /// Deadline of each command.
     pub deadlines: CommandDeadlines,
 }
@@ -126,7 +157,7 @@ impl HostApiConfig {
             request_timeout: Duration::from_secs(10),
             lock_backoff: Backoff::default(),
             lock_deadline: Duration::from_secs(30),
-            poll_backoff: Backoff::default(),
+            poll: PollSchedule::default(),
             deadlines: CommandDeadlines::default(),
         }
     }
@@ -267,7 +298,6 @@ impl HostApi {
         let action = Action::of(cmd);
         let fail = |f| Error::new(action, f);
         let started = Instant::now();
-        let mut attempt = 0;
         let mut last_seen: String;
         loop {
             let answer = self.request("GET", "/updates/status").map_err(fail)?;
@@ -303,10 +333,7 @@ impl HostApi {
             if now >= deadline {
                 return Err(fail(Failure::Timeout { waited: started.elapsed(), last_seen }));
             }
-            std::thread::sleep(
-                long_wait_delay(self.config.poll_backoff.delay(attempt), started.elapsed()).min(deadline - now),
-            );
-            attempt = attempt.saturating_add(1);
+            std::thread::sleep(self.config.poll.delay(started.elapsed()).min(deadline - now));
         }
     }
 
@@ -343,7 +370,9 @@ impl HostApi {
         }
     }
 
-    /// One request, retried while it answers 423, until the lock deadline.
+    /// One request, retried while it answers 423, until the lock deadline:
+    /// an action quickly (a status reader held the lock for a moment), a
+    /// read as a running command is looked at ([`PollSchedule`]).
     fn request_retrying_lock(&self, method: &str, path: &str) -> Result<Answer, Failure> {
         let started = Instant::now();
         let mut attempts: u32 = 0;
@@ -354,7 +383,11 @@ impl HostApi {
             }
             attempts = attempts.saturating_add(1);
             let waited = started.elapsed();
-            let delay = self.config.lock_backoff.delay(attempts - 1);
+            let delay = if method == "GET" {
+                self.config.poll.delay(waited)
+            } else {
+                self.config.lock_backoff.delay(attempts - 1)
+            };
             if waited + delay > self.config.lock_deadline {
                 return Err(Failure::LockHeld { body: answer.text(), attempts, waited });
             }
@@ -446,19 +479,45 @@ mod tests {
         assert_eq!(b.delay(u32::MAX), Duration::from_secs(1));
     }
 
-    #[test]
-    fn long_waits_are_looked_at_less_often_but_never_losing_more_than_a_sixty_fourth() {
-        let ms = Duration::from_millis;
-        assert_eq!(long_wait_delay(ms(20), ms(500)), ms(20), "a short command keeps the quick delay");
-        assert_eq!(long_wait_delay(ms(20), ms(6400)), ms(100));
-        assert_eq!(long_wait_delay(ms(20), Duration::from_secs(3600)), Duration::from_secs(1), "at most 1 s");
-        // Reads for a 60 s command at 20 ms: 3,000; here about 300.
-        let (mut t, mut reads) = (Duration::ZERO, 0);
-        while t < Duration::from_secs(60) {
-            t += long_wait_delay(ms(20), t);
-            reads += 1;
+    /// Looks until something that takes `duration` is seen done, and how late.
+    fn looks(p: &PollSchedule, duration: Duration) -> (u32, Duration) {
+        let (mut t, mut n) = (Duration::ZERO, 0);
+        loop {
+            n += 1;
+            if t >= duration {
+                return (n, t - duration);
+            }
+            t += p.delay(t);
         }
-        assert!((250..350).contains(&reads), "{reads} reads");
+    }
+
+    #[test]
+    fn a_running_command_is_looked_at_less_and_less_often() {
+        let p = PollSchedule::default();
+        let s = Duration::from_secs;
+        assert_eq!(p.delay(Duration::ZERO), Duration::from_micros(62_500), "the first look comes soon");
+        assert_eq!(p.delay(Duration::from_millis(600)), Duration::from_millis(300), "half the time at first");
+        assert_eq!(p.delay(s(10)), s(1), "then the minimum");
+        assert_eq!(p.delay(s(40)), s(2), "then 5% of the time elapsed");
+        assert_eq!(p.delay(s(3600)), s(5), "never more than the maximum");
+        for (secs, most) in [(1, 10), (5, 16), (30, 40), (120, 70), (180, 82), (900, 230)] {
+            let (n, late) = looks(&p, s(secs));
+            assert!(n <= most, "a {secs} s command: {n} looks, expected at most {most}");
+            let allowed = if secs >= 20 { s(secs) / 20 } else { s(1).max(s(secs) / 2) };
+            assert!(late <= allowed.max(Duration::from_millis(1)), "a {secs} s command noticed {late:?} late");
+            assert!(late <= s(5));
+        }
+    }
+
+    #[test]
+    fn scaled_down_schedules_make_as_many_looks_as_production() {
+        let prod = PollSchedule::default();
+        let scaled = PollSchedule { min: prod.min / 40, max: prod.max / 40 };
+        for secs in [2u64, 30, 120, 600] {
+            let (a, _) = looks(&prod, Duration::from_secs(secs));
+            let (b, _) = looks(&scaled, Duration::from_secs(secs) / 40);
+            assert!(a.abs_diff(b) <= 1, "{secs} s: {a} looks in production, {b} scaled down 40x");
+        }
     }
 
     fn answer(status: u16, body: &str) -> Answer {

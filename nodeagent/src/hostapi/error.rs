@@ -229,6 +229,16 @@ impl Error {
         }
     }
 
+    /// Whether trying again cannot help: the command ran and failed, did not
+    /// finish by its deadline (the host still holds its update lock), or the
+    /// host cannot update in place.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.failure(),
+            Failure::CommandFailed { .. } | Failure::Timeout { .. } | Failure::CannotUpdateInPlace { .. }
+        )
+    }
+
     /// `<action>_<failure>`, e.g. `prepare_command_failed`, for metrics.
     pub fn label(&self) -> String {
         format!("{}_{}", self.action().as_str(), self.failure().label())
@@ -238,8 +248,10 @@ impl Error {
     /// if the agent gives up on it.
     pub fn failure_reason(&self) -> FailureReason {
         match (self.action(), self.failure()) {
-            (Action::Prepare, Failure::CommandFailed { .. }) => FailureReason::PrepareFailed,
-            (Action::Activate, Failure::CommandFailed { .. }) => FailureReason::ActivateFailed,
+            (Action::Prepare, Failure::CommandFailed { .. } | Failure::Timeout { .. }) => FailureReason::PrepareFailed,
+            (Action::Activate, Failure::CommandFailed { .. } | Failure::Timeout { .. }) => {
+                FailureReason::ActivateFailed
+            }
             (Action::Reboot, _) => FailureReason::RebootFailed,
             (_, Failure::CannotUpdateInPlace { .. } | Failure::NoChosenUpdate { .. }) => {
                 FailureReason::UpdateUnavailable
@@ -328,6 +340,18 @@ mod tests {
         assert_eq!(err.failure_reason(), FailureReason::PrepareFailed);
         assert_eq!(err.label(), "prepare_command_failed");
         assert_eq!(err.failure().status(), None);
+        assert!(err.is_final());
+    }
+
+    #[test]
+    fn a_command_past_its_deadline_fails_the_walk_like_a_failed_command() {
+        let timeout = || Failure::Timeout { waited: Duration::from_secs(900), last_seen: "423".into() };
+        let err = Error::new(Action::Prepare, timeout());
+        assert_eq!(err.failure_reason(), FailureReason::PrepareFailed);
+        assert!(err.is_final(), "the host still holds its lock: retrying cannot help");
+        assert_eq!(Error::new(Action::Activate, timeout()).failure_reason(), FailureReason::ActivateFailed);
+        let flaky = Error::new(Action::Prepare, Failure::Server { status: 500, body: "busy".into() });
+        assert!(!flaky.is_final());
     }
 
     #[test]

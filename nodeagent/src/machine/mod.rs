@@ -22,9 +22,12 @@ use jiff::Timestamp;
 use model::wire::{FailureReport, StatusReport};
 use model::{BottlerocketShadow, FailureReason, ShadowState};
 
+mod learn;
 #[cfg(test)]
 mod tests;
 mod walk;
+
+pub use learn::{Outcome, learn, observe};
 
 /// The slot Lease named by the shadow's spec, as last observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,8 +68,12 @@ pub enum HostUpdateState {
 pub struct HostView {
     /// `/os` `version_id`: the running version.
     pub version: String,
-    /// `/updates/status`, or `None` while it is uninitialized (404 after boot).
+    /// `/updates/status`, or `None` while it is uninitialized (404 after
+    /// boot) or unreadable because a command holds the update lock.
     pub update: Option<HostUpdate>,
+    /// A command holds the host's update lock: its status reads kept
+    /// answering 423, so where the update stands is unknown until it ends.
+    pub busy: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +97,7 @@ pub struct Observation<'a> {
 
 /// What the agent remembers since it started. Empty after a restart: the
 /// machine then re-establishes it (renews before trusting its lease, drains
-/// again, which is idempotent).
+/// again, which is idempotent). Only [`observe`] and [`learn`] change it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Memory {
     /// Local knowledge of the slot: valid until, by the agent's clock, from its
@@ -98,6 +105,16 @@ pub struct Memory {
     pub lease_valid_until: Option<Timestamp>,
     /// The slot that `lease_valid_until` is about.
     pub lease_slot: Option<String>,
+    /// The duration asked for at that renewal (the reboot's asks for the
+    /// reboot grace).
+    pub lease_asked: Option<Duration>,
+    /// The grant this walk follows (the spec's slot and its transition time):
+    /// a new grant starts a new walk.
+    pub grant: Option<(Option<String>, Option<Timestamp>)>,
+    /// Consecutive errors of host steps while holding a slot.
+    pub host_failures: u32,
+    /// Seeds the spread of update checks (from the node name).
+    pub check_seed: u64,
     /// Last successful `refresh-updates`.
     pub last_refresh: Option<Timestamp>,
     /// When the next periodic update check is due (jittered by the runtime).
@@ -123,6 +140,17 @@ pub struct Memory {
     /// Deactivating kept failing during this abort: go on without it (the
     /// failure message says so) rather than keep the node and its slot.
     pub skip_deactivate: bool,
+    /// Since when a command has held the host's update lock (status reads
+    /// answer 423), as first seen by this agent.
+    pub host_busy_since: Option<Timestamp>,
+}
+
+impl Memory {
+    /// The memory of an agent for `node` that starts at `now`: it checks for
+    /// updates at once.
+    pub fn new(node: &str, now: Timestamp) -> Memory {
+        Memory { next_update_check: Some(now), check_seed: learn::seed(node), ..Memory::default() }
+    }
 }
 
 /// The agent's settings (durations from its flags).
@@ -143,6 +171,11 @@ pub struct Config {
     pub node_backoff: Duration,
     pub node_backoff_max: Duration,
     pub exclude_from_load_balancers: bool,
+    /// How often the host is asked for new updates (±10%).
+    pub update_check_interval: Duration,
+    /// Deadline of one host command; also how long a walk waits for a
+    /// command it did not start (after a restart) to let go of the lock.
+    pub host_command_timeout: Duration,
 }
 
 /// The one next thing to do.
@@ -173,10 +206,10 @@ pub enum Step {
         slot: String,
         min_remaining: Duration,
     },
-    /// Renew the slot for `grace`, check it, then reboot the host.
+    /// Reboot the host. Only ever decided right after a renewal for the
+    /// reboot grace that the authproxy granted (section 4, reboot).
     Reboot {
         slot: String,
-        grace: Duration,
     },
     /// List the pods on the node and record which are not Ready.
     CheckHealth,
@@ -205,15 +238,75 @@ pub(crate) fn add(t: Timestamp, d: Duration) -> Timestamp {
 
 /// The slot this node holds now, if the shadow grants it and the Lease agrees.
 pub fn granted_slot<'a>(o: &Observation<'a>, now: Timestamp) -> Option<&'a str> {
-    let shadow = o.shadow?;
+    held_slot(o.node_name, o.shadow, o.lease, now)
+}
+
+/// [`granted_slot`] from the node's name, shadow and slot Lease alone.
+pub fn held_slot<'a>(
+    node_name: &str,
+    shadow: Option<&'a BottlerocketShadow>,
+    lease: Option<&LeaseView>,
+    now: Timestamp,
+) -> Option<&'a str> {
+    let shadow = shadow?;
     let slot = shadow.spec.slot.as_deref()?;
     if shadow.spec.state != ShadowState::StagedAndPerformedUpdate || shadow.spec.version.is_none() {
         return None;
     }
-    let lease = o.lease.filter(|l| l.name == slot)?;
-    let mine = lease.holder.as_deref() == Some(o.node_name);
+    let lease = lease.filter(|l| l.name == slot)?;
+    let mine = lease.holder.as_deref() == Some(node_name);
     let valid = lease.expires.is_some_and(|e| e > now);
     (mine && valid).then_some(slot)
+}
+
+/// When the slot must next be renewed (section 4, renewals).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Renewal {
+    /// The node holds no slot.
+    NotHeld,
+    /// Renew now.
+    Due(Step),
+    /// The next renewal is due at this time.
+    At(Timestamp),
+}
+
+/// The renewal rule: while the node holds its slot, renew it when a third of
+/// the lease is used. What the agent renewed itself is what it trusts;
+/// before its first renewal (after a grant or a restart) it trusts the
+/// Lease as observed, whose expiry the cluster set. This is the whole rule,
+/// whatever the agent is doing meanwhile: the runtime asks it between steps
+/// and *during* long ones (a host command, a host read, a wait), so no step
+/// lets a live agent's slot lapse. Disruptive steps are fenced by the
+/// authproxy anyway.
+pub fn renewal(
+    node_name: &str,
+    shadow: Option<&BottlerocketShadow>,
+    lease: Option<&LeaseView>,
+    mem: &Memory,
+    cfg: &Config,
+    now: Timestamp,
+) -> Renewal {
+    let Some(slot) = held_slot(node_name, shadow, lease, now) else {
+        return Renewal::NotHeld;
+    };
+    let renew_before = cfg.slot_lease.mul_f64(2.0 / 3.0);
+    let known = mem.lease_slot.as_deref() == Some(slot);
+    let observed = lease.filter(|l| l.name == slot).and_then(|l| l.expires);
+    match mem.lease_valid_until.filter(|_| known).or(observed) {
+        Some(until) => {
+            let due = sub(until, renew_before);
+            if now < due { Renewal::At(due) } else { Renewal::Due(renew_step(slot, cfg.slot_lease)) }
+        }
+        None => Renewal::Due(renew_step(slot, cfg.slot_lease)),
+    }
+}
+
+fn renew_step(slot: &str, duration: Duration) -> Step {
+    Step::Renew { slot: slot.to_owned(), duration }
+}
+
+pub(crate) fn sub(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d).ok().and_then(|d| t.checked_sub(d).ok()).unwrap_or(Timestamp::MIN)
 }
 
 /// The status the agent would report while resting.
@@ -236,6 +329,11 @@ pub fn decide(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp) -
     if let Some((reason, message)) = &mem.aborting {
         return walk::abort(o, mem, *reason, message, now);
     }
+    if o.host.busy && granted_slot(o, now).is_none() {
+        // A command runs (a periodic update check, or one a crashed agent
+        // started): nothing to decide about the host until it ends.
+        return Step::Wait { until: Some(now), why: "a host command holds the update lock".to_owned() };
+    }
     // The host's update status is lost on every boot: initialize it first,
     // except while the node holds its slot and runs the granted version: the
     // rest of that walk looks only at the running version, and the slot is
@@ -245,7 +343,7 @@ pub fn decide(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp) -
         o.shadow.and_then(|s| s.spec.version.as_deref()) == Some(o.host.version.as_str())
             && granted_slot(o, now).is_some()
     };
-    if o.host.update.is_none() && !booted_granted() {
+    if o.host.update.is_none() && !o.host.busy && !booted_granted() {
         return Step::Refresh;
     }
     let Some(shadow) = o.shadow else {
@@ -253,7 +351,15 @@ pub fn decide(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp) -
     };
     let state = shadow.status.as_ref().map_or(ShadowState::Idle, |s| s.current_state);
     match granted_slot(o, now) {
-        Some(slot) => walk::granted(o, mem, cfg, now, slot, state),
+        Some(slot) => match renewal(o.node_name, o.shadow, o.lease, mem, cfg, now) {
+            Renewal::Due(renew) => renew,
+            // A wait never outlasts the next renewal.
+            Renewal::At(due) => match walk::granted(o, mem, cfg, now, slot, state) {
+                Step::Wait { until, why } => Step::Wait { until: Some(until.map_or(due, |u| u.min(due))), why },
+                step => step,
+            },
+            Renewal::NotHeld => walk::granted(o, mem, cfg, now, slot, state),
+        },
         None if state.is_updating() => Step::Fail { reason: FailureReason::SlotLost, message: lost_message(o, now) },
         None => resting(o, shadow, mem, cfg, now, state),
     }

@@ -20,18 +20,9 @@ pub(super) fn granted(
     slot: &str,
     state: ShadowState,
 ) -> Step {
-    // Regular renewal, when a third of the lease is used. What the agent
-    // renewed itself is what it trusts; before its first renewal (after a
-    // grant or a restart) it trusts the Lease as observed, whose expiry the
-    // cluster set. Disruptive steps are fenced by the authproxy anyway.
-    let renew_before = cfg.slot_lease.mul_f64(2.0 / 3.0);
-    let known = mem.lease_slot.as_deref() == Some(slot);
-    let observed = o.lease.filter(|l| l.name == slot).and_then(|l| l.expires);
-    match mem.lease_valid_until.filter(|_| known).or(observed) {
-        Some(until) if add(now, renew_before) < until => {}
-        _ => {
-            return Step::Renew { slot: slot.to_owned(), duration: cfg.slot_lease };
-        }
+    // The regular renewal comes first (the caller, `super::renewal`).
+    if o.host.busy {
+        return busy_host(mem, cfg, now);
     }
     let desired = o.shadow.and_then(|s| s.spec.version.as_deref()).unwrap_or_default();
     match state {
@@ -78,6 +69,23 @@ fn stage(o: &Observation<'_>, mem: &Memory, now: Timestamp, slot: &str, desired:
             }
         }
     }
+}
+
+/// A command holds the host's update lock during the walk (one that a
+/// crashed agent started, most likely): wait for it to end, until the
+/// command deadline, then give up the walk.
+fn busy_host(mem: &Memory, cfg: &Config, now: Timestamp) -> Step {
+    let since = mem.host_busy_since.unwrap_or(now);
+    if now >= add(since, cfg.host_command_timeout) {
+        return Step::Fail {
+            reason: FailureReason::HostApiError,
+            message: format!(
+                "a host command has held the update lock for {:?} (since {since}) and has not finished",
+                cfg.host_command_timeout
+            ),
+        };
+    }
+    Step::Wait { until: Some(now), why: "a host command holds the update lock".to_owned() }
 }
 
 /// Staged and activated: cordon, drain, reboot, all fenced.
@@ -150,7 +158,24 @@ fn before_reboot(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp
         }
         return Step::Wait { until: Some(deadline), why: "waiting for the reboot".to_owned() };
     }
-    Step::Reboot { slot: slot.to_owned(), grace: cfg.reboot_grace }
+    // Extend the slot for the reboot, check what the authproxy granted, then
+    // reboot at once.
+    let known = mem.lease_slot.as_deref() == Some(slot);
+    let valid = mem.lease_valid_until.filter(|_| known);
+    let asked_grace = mem.lease_asked.is_some_and(|d| d >= cfg.reboot_grace);
+    match valid {
+        Some(until) if asked_grace && until >= add(now, cfg.reboot_grace.mul_f64(0.9)) => {
+            Step::Reboot { slot: slot.to_owned() }
+        }
+        Some(until) if asked_grace => Step::Fail {
+            reason: FailureReason::RebootFailed,
+            message: format!(
+                "the authproxy granted the slot until {until}, the reboot needs {:?}: raise its --max-slot-lease or lower --reboot-grace",
+                cfg.reboot_grace
+            ),
+        },
+        _ => Step::Renew { slot: slot.to_owned(), duration: cfg.reboot_grace },
+    }
 }
 
 /// Booted into the new version: uncordon, then monitor.
@@ -213,6 +238,8 @@ fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp, d
 /// Undo steps that do not need the failure: deactivate an activated but not
 /// booted update, lift our cordon. `None` when nothing is left to undo.
 fn finish_abort(o: &Observation<'_>, mem: &Memory) -> Option<Step> {
+    // A busy host (a command holds its lock) cannot deactivate now; an
+    // activation that completes later is undone when the node rests.
     let activated = o.host.update.as_ref().is_some_and(|u| u.state == HostUpdateState::Ready) && !mem.skip_deactivate;
     if activated {
         return Some(Step::Deactivate);

@@ -26,6 +26,8 @@ fn cfg() -> Config {
         node_backoff: Duration::from_secs(600),
         node_backoff_max: Duration::from_secs(6 * 3600),
         exclude_from_load_balancers: true,
+        update_check_interval: Duration::from_secs(3600),
+        host_command_timeout: Duration::from_secs(900),
     }
 }
 
@@ -63,6 +65,7 @@ impl World {
                     chosen: Some("1.21.0".into()),
                     staged: None,
                 }),
+                busy: false,
             },
             mem: Memory { next_update_check: Some(at(4000)), ..Default::default() },
             cfg: cfg(),
@@ -139,15 +142,18 @@ impl World {
         self
     }
 
-    fn decide(&self) -> Step {
-        let o = Observation {
+    fn obs(&self) -> Observation<'_> {
+        Observation {
             node_name: "node-1",
             shadow: self.shadow.as_ref(),
             lease: self.lease.as_ref(),
             node: Some(&self.node),
             host: &self.host,
-        };
-        decide(&o, &self.mem, &self.cfg, self.now)
+        }
+    }
+
+    fn decide(&self) -> Step {
+        decide(&self.obs(), &self.mem, &self.cfg, self.now)
     }
 }
 
@@ -369,10 +375,28 @@ fn after_a_restart_mid_drain_the_deadline_counts_from_the_cordon() {
 }
 
 #[test]
-fn a_drained_node_reboots_after_extending_its_slot() {
+fn a_drained_node_extends_its_slot_for_the_reboot_then_reboots() {
     let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem.last_drain = Some((at(999), 0, 0));
-    assert_eq!(w.decide(), Step::Reboot { slot: "brupop-slot-0".into(), grace: Duration::from_secs(600) });
+    let extend = Step::Renew { slot: "brupop-slot-0".into(), duration: Duration::from_secs(600) };
+    assert_eq!(w.decide(), extend);
+    learn(&mut w.mem, &extend, &Outcome::Renewed { valid_until: at(1600) }, &w.cfg, w.now);
+    assert_eq!(w.decide(), Step::Reboot { slot: "brupop-slot-0".into() });
+}
+
+#[test]
+fn a_reboot_extension_granted_too_short_fails_the_walk_before_rebooting() {
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
+    w.mem.last_drain = Some((at(999), 0, 0));
+    let extend = Step::Renew { slot: "brupop-slot-0".into(), duration: Duration::from_secs(600) };
+    // The authproxy capped the renewal at 300 s (its --max-slot-lease).
+    learn(&mut w.mem, &extend, &Outcome::Renewed { valid_until: at(1300) }, &w.cfg, w.now);
+    match w.decide() {
+        Step::Fail { reason: FailureReason::RebootFailed, message } => {
+            assert!(message.contains("--max-slot-lease"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -380,6 +404,8 @@ fn after_the_reboot_request_the_agent_waits_for_the_reboot() {
     let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.mem.last_drain = Some((at(990), 0, 0));
     w.mem.reboot_requested = Some(at(995));
+    w.mem.lease_valid_until = Some(at(1595)); // extended for the reboot grace
+    w.mem.lease_asked = Some(Duration::from_secs(600));
     assert_eq!(w.decide(), Step::Wait { until: Some(at(1295)), why: "waiting for the reboot".into() });
 }
 
@@ -467,6 +493,7 @@ fn an_admins_cordon_is_kept_after_the_update() {
 fn monitoring_waits_for_its_duration() {
     let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
     w.status().state_transition_timestamp = Some(MicroTime(at(990)));
+    w.mem.lease_valid_until = Some(at(1200)); // renewed at 1080: next renewal at 1120
     assert_eq!(w.decide(), Step::Wait { until: Some(at(1110)), why: "monitoring the updated node".into() });
 }
 
@@ -539,3 +566,4 @@ fn after_a_crash_between_reboot_and_report_the_walk_resumes_at_the_report() {
 }
 
 mod failures;
+mod memory;
