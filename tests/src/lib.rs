@@ -10,3 +10,4 @@ pub mod harness;
 pub mod hostsim;
 pub mod scale;
 pub mod timeline;
+pub mod timings;

@@ -7,6 +7,11 @@
 //! another terminal. Ends with a summary; Ctrl-C stops everything cleanly.
 //!
 //!     cargo run --release -p tests --bin simulate -- --nodes 30 --slots 5
+//!     cargo run --release -p tests --bin simulate -- --timings production
+//!
+//! Every deadline follows `--node-time`: the slot lease is about a quarter
+//! of a node's time (at least 3 s), and the agents', leader's and
+//! authproxy's other durations keep their shipped proportions to it.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -29,6 +34,12 @@ fn percent(s: &str) -> Result<u32, String> {
     if n > 100 { Err(format!("{s:?} is more than 100%")) } else { Ok(n) }
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Preset {
+    Fast,
+    Production,
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "simulate", about = "Runs a Bottlerocket update rollout on a simulated fleet")]
 struct Args {
@@ -44,9 +55,17 @@ struct Args {
     /// Version published to the hosts.
     #[arg(long, default_value = "1.21.0")]
     release: String,
-    /// Host work per node (prepare, reboot, monitoring together).
-    #[arg(long, default_value = "3s", value_parser = duration)]
-    node_time: Duration,
+    /// Host work per node (prepare, reboot, monitoring together); default
+    /// 3s with `--timings fast`, 30s with `--timings production`.
+    #[arg(long, value_parser = duration)]
+    node_time: Option<Duration>,
+    /// `fast`: prepare and reboot each 35% of the node time, monitoring 20%,
+    /// a quick look at the operator. `production`: a real node's
+    /// proportions (prepare 1.5 slot leases, reboot 1.2, monitoring 1, the
+    /// lease a quarter of the node time): every host step outlasts the slot
+    /// lease, as on real nodes, and the run takes a few minutes.
+    #[arg(long, value_enum, default_value_t = Preset::Fast)]
+    timings: Preset,
     /// Share of hosts whose prepare fails (every k-th node), e.g. 10%.
     #[arg(long, value_parser = percent)]
     fail_prepare: Option<u32>,
@@ -67,44 +86,51 @@ struct Args {
     timeout: Duration,
 }
 
-fn set(opts: &mut Vec<(String, String)>, k: &str, v: String) {
-    opts.retain(|(name, _)| name != k);
-    opts.push((k.to_owned(), v));
-}
-
 fn ms(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
+}
+
+/// A production node spends about 3.7 slot leases on its update (prepare
+/// 1.5, reboot 1.2, monitoring 1): the lease that keeps that proportion for
+/// a node time `t`, in whole seconds, at least 3 s.
+fn lease_for(t: Duration) -> Duration {
+    Duration::from_secs((t.as_secs_f64() / 3.7).round().max(3.0) as u64)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let t = args.node_time;
-    let mut opts = FleetOptions {
-        nodes: args.nodes,
-        slots: args.slots,
-        running: args.from.clone(),
-        node_prefix: Some("node-".into()),
-        host_timings: Timings {
+    let t = args.node_time.unwrap_or(match args.timings {
+        Preset::Fast => Duration::from_secs(3),
+        Preset::Production => Duration::from_secs(30),
+    });
+    let lease = lease_for(t);
+    let mut opts = FleetOptions::scaled(lease)
+        // A node notices the release within a lease (real fleets: an hour).
+        .agent_flag("update-check-interval", ms(lease))
+        .agent_flag("node-backoff", "5s")
+        .agent_flag("node-backoff-max", "30s")
+        .leader_flag("failure-backoff", "5s")
+        .leader_flag("failure-backoff-max", "40s");
+    opts.nodes = args.nodes;
+    opts.slots = args.slots;
+    opts.running = args.from.clone();
+    opts.node_prefix = Some("node-".into());
+    if args.timings == Preset::Fast {
+        opts.host_timings = Timings {
             refresh: Duration::from_millis(5),
             prepare: t.mul_f64(0.35),
             activate: Duration::from_millis(20),
             deactivate: Duration::from_millis(20),
             reboot_downtime: t.mul_f64(0.35),
             status_read_hold: Duration::ZERO,
-        },
-        ..Default::default()
-    };
-    set(&mut opts.agent_args, "monitoring-duration", ms(t.mul_f64(0.2)));
-    set(&mut opts.agent_args, "drain-timeout", "10s".into());
-    set(&mut opts.agent_args, "node-backoff", "5s".into());
-    set(&mut opts.agent_args, "node-backoff-max", "30s".into());
-    set(&mut opts.leader_args, "failure-backoff", "5s".into());
-    set(&mut opts.leader_args, "failure-backoff-max", "40s".into());
+        };
+        opts = opts.agent_flag("monitoring-duration", ms(t.mul_f64(0.2)));
+    }
     eprintln!(
-        "starting a simulated cluster: {} nodes, {} slots (building the components if needed)...",
-        args.nodes, args.slots
+        "starting a simulated cluster: {} nodes, {} slots, {:?} timings: node time {:?}, slot lease {:?} (building the components if needed)...",
+        args.nodes, args.slots, args.timings, t, lease
     );
     let fleet = Fleet::start("simulate", opts).await?;
     std::fs::copy(fleet.api.kubeconfig_path(), &args.kubeconfig)?;
@@ -154,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
         tests::backend::Backend::Real { .. } => None,
     };
     let timeline = Timeline::start(fleet.client(), &fleet.ns, &args.release);
+    let host_before = fleet.hosts.requests();
     let published = Instant::now();
     fleet.hosts.publish(&args.release);
     println!("published {} to every host; the rollout starts\n", args.release);
@@ -207,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let makespan = published.elapsed();
     println!("\n\n== {outcome} ==");
-    summary(&args, &fleet, &timeline, makespan, before).await;
+    summary(&args, &fleet, &timeline, makespan, before, host_before).await;
     if let Some(path) = &args.svg {
         let title = format!(
             "{} nodes, {} slots: {} → {} in {:.1}s",
@@ -286,6 +313,7 @@ async fn summary(
     timeline: &Timeline,
     makespan: Duration,
     before: Option<tests::apisim::RequestStats>,
+    host_before: tests::hostsim::RequestCount,
 ) {
     let per_node = timeline.per_node();
     let mut durations: Vec<f64> = per_node.values().filter_map(|(_, d)| *d).collect();
@@ -334,6 +362,13 @@ async fn summary(
     if !not_updated.is_empty() {
         println!("not updated         {}", not_updated.join(", "));
     }
+    let hosts = fleet.hosts.requests();
+    let updates = durations.len().max(1) as f64;
+    println!(
+        "host API requests   {:.0} per node update ({:.0} of them 423: a command running), update checks included",
+        (hosts.answered - host_before.answered) as f64 / updates,
+        (hosts.locked - host_before.locked) as f64 / updates
+    );
     if let (tests::backend::Backend::Sim(sim), Some(before)) = (&fleet.api.backend, before) {
         let stats = sim.request_log().since(&before);
         let verbs = ["get", "list", "watch", "create", "update", "patch", "delete"];

@@ -64,54 +64,105 @@ pub struct FleetOptions {
     pub authproxy_args: Vec<(String, String)>,
 }
 
-fn args(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+/// The slot lease of a test fleet: the shipped 2 minutes scaled down 40
+/// times (see [`FleetOptions::scaled`]).
+pub const TEST_LEASE: Duration = Duration::from_secs(3);
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
 }
 
-impl Default for FleetOptions {
-    fn default() -> Self {
+impl FleetOptions {
+    /// A fleet whose every duration keeps its shipped proportion to a slot
+    /// lease of `lease` (shipped: 2 minutes): the agents', leader's and
+    /// authproxy's deadlines, and the simulated hosts, whose prepare-update
+    /// and reboot each take longer than a lease, as on real nodes (see
+    /// [`Timings::production`]). Leases are whole seconds and the leader
+    /// reclaims a slot 3 s after it expired (clock skew between machines
+    /// does not shrink with the lease), so a dead agent's slot goes within
+    /// `lease + 3 s`. Node and fleet backoffs and the update check are
+    /// shorter than scaled, so tests do not wait minutes for a retry;
+    /// neither makes the agent's job easier.
+    pub fn scaled(lease: Duration) -> FleetOptions {
+        let l = |f: f64| ms(lease.mul_f64(f));
+        // Shipped values, for a 2-minute lease, in the comments.
+        let step_margin = Duration::from_secs(lease.mul_f64(0.25).as_secs_f64().ceil().max(1.0) as u64);
         FleetOptions {
             nodes: 3,
             slots: 1,
             running: "1.20.0".into(),
             pods_per_node: 2,
             leaders: 1,
-            host_timings: Timings::default(),
+            host_timings: Timings::production(lease),
             reboot_mode: RebootMode::Automatic,
-            pod_termination: Duration::from_millis(50),
+            // Pods that handle SIGTERM go within seconds.
+            pod_termination: lease / 12,
             agents: true,
             node_prefix: None,
             shipped_rbac: false,
-            agent_args: args(&[
-                ("slot-lease-duration", "6s"),
-                ("reboot-grace", "15s"),
-                ("reboot-timeout", "10s"),
-                ("drain-timeout", "15s"),
-                ("drain-interval", "100ms"),
-                ("step-margin", "1s"),
-                ("monitoring-duration", "300ms"),
-                ("node-backoff", "2s"),
-                ("node-backoff-max", "10s"),
-                ("update-check-interval", "300ms"),
-                ("host-command-timeout", "20s"),
-                ("request-timeout", "10s"),
-            ]),
-            leader_args: args(&[
-                ("slot-lease-duration", "6s"),
-                ("failure-backoff", "1s"),
-                ("failure-backoff-max", "8s"),
-                ("max-consecutive-failures", "3"),
-                ("lease-duration", "3s"),
-                ("renew-deadline", "2s"),
-                ("retry-period", "300ms"),
-            ]),
-            authproxy_args: args(&[
-                ("max-slot-lease", "30s"),
-                ("cert-reload-interval", "200ms"),
-                ("token-cache-ttl", "5s"),
-                ("rate-limit", "500"),
-            ]),
+            agent_args: vec![
+                ("slot-lease-duration".into(), format!("{}s", lease.as_secs().max(1))), // 2m
+                ("reboot-grace".into(), l(5.0)),                                        // 10m
+                ("reboot-timeout".into(), l(2.5)),                                      // 5m
+                ("drain-timeout".into(), l(5.0)),                                       // 10m
+                ("drain-interval".into(), l(1.0 / 24.0)),                               // 5s
+                ("step-margin".into(), ms(step_margin)),                                // 30s (whole seconds)
+                ("monitoring-duration".into(), l(1.0)),                                 // 2m
+                ("host-command-timeout".into(), l(7.5)),                                // 15m
+                ("host-poll-min".into(), l(1.0 / 120.0)),                               // 1s
+                ("host-poll-max".into(), l(1.0 / 24.0)),                                // 5s
+                // 30s; debug builds on a busy machine need more than a scaled 0.75s.
+                ("request-timeout".into(), ms(lease.mul_f64(0.25).max(Duration::from_secs(2)))),
+                ("node-backoff".into(), "2s".into()),             // 10m
+                ("node-backoff-max".into(), "10s".into()),        // 6h
+                ("update-check-interval".into(), "300ms".into()), // 1h
+            ],
+            leader_args: vec![
+                ("slot-lease-duration".into(), format!("{}s", lease.as_secs().max(1))), // 2m
+                ("failure-backoff".into(), "1s".into()),                                // 5m
+                ("failure-backoff-max".into(), "8s".into()),                            // 1h
+                ("max-consecutive-failures".into(), "3".into()),
+                ("lease-duration".into(), "3s".into()),
+                ("renew-deadline".into(), "2s".into()),
+                ("retry-period".into(), "300ms".into()),
+            ],
+            authproxy_args: vec![
+                ("max-slot-lease".into(), l(7.5)), // 15m
+                ("cert-reload-interval".into(), "200ms".into()),
+                ("token-cache-ttl".into(), "5s".into()),
+                ("rate-limit".into(), "500".into()),
+            ],
         }
+    }
+
+    /// Sets one agent flag (name without `--`), replacing its value.
+    pub fn agent_flag(mut self, name: &str, value: impl Into<String>) -> FleetOptions {
+        set_flag(&mut self.agent_args, name, value.into());
+        self
+    }
+
+    /// Sets one leader flag.
+    pub fn leader_flag(mut self, name: &str, value: impl Into<String>) -> FleetOptions {
+        set_flag(&mut self.leader_args, name, value.into());
+        self
+    }
+
+    /// Sets one authproxy flag.
+    pub fn authproxy_flag(mut self, name: &str, value: impl Into<String>) -> FleetOptions {
+        set_flag(&mut self.authproxy_args, name, value.into());
+        self
+    }
+}
+
+fn set_flag(flags: &mut Vec<(String, String)>, name: &str, value: String) {
+    flags.retain(|(k, _)| k != name);
+    flags.push((name.to_owned(), value));
+}
+
+impl Default for FleetOptions {
+    /// [`FleetOptions::scaled`] to [`TEST_LEASE`].
+    fn default() -> Self {
+        FleetOptions::scaled(TEST_LEASE)
     }
 }
 

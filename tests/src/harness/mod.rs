@@ -25,5 +25,5 @@ pub mod tlsclient;
 pub mod wait;
 
 pub use checks::{metric, scrape};
-pub use fleet::{Fleet, FleetOptions};
+pub use fleet::{Fleet, FleetOptions, TEST_LEASE};
 pub use wait::wait_for;

@@ -50,6 +50,22 @@ impl Default for Timings {
 }
 
 impl Timings {
+    /// A real host's proportions to a slot lease of `lease` (the shipped
+    /// lease is 2 minutes): prepare-update (which downloads and writes the
+    /// image) takes 1.5 leases and the reboot 1.2, as minutes-long prepares
+    /// and reboots do against the shipped 2-minute lease; refresh, activate
+    /// and deactivate take seconds, a small part of a lease.
+    pub fn production(lease: Duration) -> Timings {
+        Timings {
+            refresh: lease / 30,
+            prepare: lease.mul_f64(1.5),
+            activate: lease / 60,
+            deactivate: lease / 60,
+            reboot_downtime: lease.mul_f64(1.2),
+            status_read_hold: Duration::ZERO,
+        }
+    }
+
     /// Every command and the reboot downtime take `each`.
     pub fn uniform(each: Duration) -> Timings {
         Timings {

@@ -81,6 +81,11 @@ impl HostFleet {
         &self.hosts
     }
 
+    /// API requests answered by every host together.
+    pub fn requests(&self) -> super::RequestCount {
+        self.hosts.iter().map(HostSim::requests).fold(super::RequestCount::default(), |a, b| a + b)
+    }
+
     /// The host named `name`.
     pub fn host(&self, name: &str) -> Option<&HostSim> {
         self.hosts.iter().find(|h| h.name() == name)

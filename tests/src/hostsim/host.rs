@@ -38,6 +38,37 @@ pub(crate) struct Shared {
     events: broadcast::Sender<HostEvent>,
     power: watch::Sender<Power>,
     faults_changed: watch::Sender<u64>,
+    /// Requests answered, and how many of them 423.
+    pub(crate) answered: std::sync::atomic::AtomicU64,
+    pub(crate) locked: std::sync::atomic::AtomicU64,
+}
+
+/// How many API requests a host answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestCount {
+    /// Every answered request.
+    pub answered: u64,
+    /// Of which answered 423 (the update lock held).
+    pub locked: u64,
+}
+
+/// Reads a host's [`RequestCount`] (see [`HostSim::request_counter`]).
+#[derive(Debug, Clone)]
+pub struct RequestCounter(Arc<Shared>);
+
+impl RequestCounter {
+    /// The requests answered so far.
+    pub fn get(&self) -> RequestCount {
+        use std::sync::atomic::Ordering::Relaxed;
+        RequestCount { answered: self.0.answered.load(Relaxed), locked: self.0.locked.load(Relaxed) }
+    }
+}
+
+impl std::ops::Add for RequestCount {
+    type Output = RequestCount;
+    fn add(self, o: RequestCount) -> RequestCount {
+        RequestCount { answered: self.answered + o.answered, locked: self.locked + o.locked }
+    }
 }
 
 #[derive(Debug)]
@@ -349,12 +380,24 @@ impl HostSim {
             })
             .0,
             faults_changed: watch::channel(0).0,
+            answered: Default::default(),
+            locked: Default::default(),
         });
         {
             let mut inner = shared.lock();
             shared.come_up(&mut inner).map_err(|e| io::Error::other(e.to_string()))?;
         }
         Ok(HostSim { shared })
+    }
+
+    /// The API requests this host answered so far.
+    pub fn requests(&self) -> RequestCount {
+        self.request_counter().get()
+    }
+
+    /// A handle that reads [`HostSim::requests`] and does not keep the host up.
+    pub fn request_counter(&self) -> RequestCounter {
+        RequestCounter(Arc::clone(&self.shared))
     }
 
     /// The host's name.

@@ -81,7 +81,7 @@ pub mod types;
 pub use config::{BootError, HostConfig, HostEvent, HostState, Power, PowerState, RebootMode, Timings};
 pub use faults::Fault;
 pub use fleet::HostFleet;
-pub use host::{HostSim, ReadLockGuard};
+pub use host::{HostSim, ReadLockGuard, RequestCount, RequestCounter};
 pub use machine::{BootOutcome, Disk, VersionLock};
 pub use repo::Repository;
 pub use types::{CmdStatus, CommandKind, CommandResult, Image, OsInfo, UpdateState, UpdateStatus};

@@ -81,6 +81,10 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>, done: Arc<Noti
         // The host goes down with this request unanswered.
         std::future::pending::<()>().await;
     }
+    shared.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if matches!(reply, Reply::Text(423, _)) {
+        shared.locked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     response(reply)
 }
 

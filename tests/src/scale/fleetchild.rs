@@ -32,6 +32,8 @@ pub struct HostsSpec {
     pub timings: crate::hostsim::Timings,
     /// When this file appears, its content (a version) is published to every host.
     pub release_file: PathBuf,
+    /// Where the hosts' request counts are written, every 100 ms.
+    pub requests_file: PathBuf,
 }
 
 /// Everything the child needs.
@@ -69,6 +71,21 @@ pub async fn run(spec: FleetSpec) -> anyhow::Result<()> {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     });
+    let counts = {
+        let file = spec.hosts.requests_file.clone();
+        let hosts: Vec<crate::hostsim::RequestCounter> =
+            hosts.hosts().iter().map(crate::hostsim::HostSim::request_counter).collect();
+        tokio::spawn(async move {
+            loop {
+                let sum = hosts.iter().map(|h| h.get()).fold(crate::hostsim::RequestCount::default(), |a, b| a + b);
+                let tmp = file.with_extension("tmp");
+                if std::fs::write(&tmp, serde_json::to_vec(&sum).unwrap_or_default()).is_ok() {
+                    let _ = std::fs::rename(&tmp, &file);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    };
     let mut handles = Vec::with_capacity(spec.agents.len());
     for a in &spec.agents {
         let socket = hosts
@@ -97,6 +114,7 @@ pub async fn run(spec: FleetSpec) -> anyhow::Result<()> {
     eprintln!("fleet: {} agents running", handles.len());
     model::runtime::shutdown::on_signal(shutdown.clone()).await;
     publisher.abort();
+    counts.abort();
     for h in handles {
         let _ = h.await;
     }

@@ -94,6 +94,10 @@ pub struct Results {
     pub tokenreviews_per_update: f64,
     /// Mean authproxy latency by endpoint during the rollout, in milliseconds.
     pub authproxy_mean_ms: BTreeMap<String, f64>,
+    /// Host API requests per node update (update checks during the rollout
+    /// included), and how many of them answered 423 (a command running).
+    pub host_requests_per_update: f64,
+    pub host_locked_per_update: f64,
     pub leader_peak_rss_mib: f64,
     pub authproxy_peak_rss_mib: f64,
     pub leader_cpu_s: f64,
@@ -178,6 +182,7 @@ pub async fn run(args: Args) -> anyhow::Result<Results> {
     let cpu_before = sampler.read();
     let before = env.sim.request_log();
     let ap_before = env.authproxy_counts().await;
+    let hosts_before = env.host_requests();
     let published = Instant::now();
     let published_at = timeline.elapsed();
     env.publish(setup::RELEASE)?;
@@ -195,6 +200,9 @@ pub async fn run(args: Args) -> anyhow::Result<Results> {
     let makespan_s = timeline.last_update().unwrap_or(0.0) - published_at;
     let stats = env.sim.request_log().since(&before);
     let ap_after = env.authproxy_counts().await;
+    // The hosts' counts are written every 100 ms: wait for the next write.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let hosts_after = env.host_requests();
     let used = sampler.read();
     let updates = args.nodes as f64;
     let (api_per_update, operator_writes, evictions) = per_update(&stats, updates);
@@ -216,6 +224,8 @@ pub async fn run(args: Args) -> anyhow::Result<Results> {
         authproxy_requests_per_update: (ap_after.requests - ap_before.requests) / updates,
         tokenreviews_per_update: (ap_after.token_reviews - ap_before.token_reviews) / updates,
         authproxy_mean_ms: ap_after.mean_ms_since(&ap_before),
+        host_requests_per_update: (hosts_after.answered - hosts_before.answered) as f64 / updates,
+        host_locked_per_update: (hosts_after.locked - hosts_before.locked) as f64 / updates,
         leader_peak_rss_mib: rss("leader"),
         authproxy_peak_rss_mib: rss("authproxy"),
         leader_cpu_s: cpu("leader"),
@@ -263,6 +273,10 @@ fn print_table(r: &Results, stem: &std::path::Path) {
     println!(
         "authproxy / update        {:.2} requests, {:.3} TokenReviews",
         r.authproxy_requests_per_update, r.tokenreviews_per_update
+    );
+    println!(
+        "host API / update         {:.1} requests ({:.1} answered 423: a command running; update checks included)",
+        r.host_requests_per_update, r.host_locked_per_update
     );
     let lat: Vec<String> = r.authproxy_mean_ms.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
     println!("authproxy mean ms         {}", lat.join(", "));

@@ -229,10 +229,21 @@ impl Env {
                     ("update-check-interval".into(), format!("{}ms", args.update_check.as_millis())),
                     ("monitoring-duration".into(), format!("{}ms", t.mul_f64(0.2).as_millis().max(1))),
                     ("drain-interval".into(), "200ms".into()),
+                    // A node's host work here is T; a real node's is about
+                    // 5 minutes: look at host commands as a real agent
+                    // would at that scale (1s and 5s shipped), so the host
+                    // requests per update are a real node's.
+                    ("host-poll-min".into(), format!("{}us", (t / 300).as_micros().max(1))),
+                    ("host-poll-max".into(), format!("{}us", (t / 60).as_micros().max(1))),
                     ("admin-listen".into(), "127.0.0.1:0".into()),
                     ("log-format".into(), "text".into()),
                 ],
-                hosts: HostsSpec { running: RUNNING.into(), timings, release_file: release_file.clone() },
+                hosts: HostsSpec {
+                    running: RUNNING.into(),
+                    timings,
+                    release_file: release_file.clone(),
+                    requests_file: path.join(format!("fleet-{k}-host-requests.json")),
+                },
                 agents: chunk.to_vec(),
             };
             let spec_file = path.join(format!("fleet-{k}.json"));
@@ -282,6 +293,16 @@ impl Env {
                 eprintln!("scale: could not keep the {name} log: {e}");
             }
         }
+    }
+
+    /// API requests the hosts answered so far (their processes write the
+    /// counts every 100 ms).
+    pub fn host_requests(&self) -> crate::hostsim::RequestCount {
+        let dir = self.release_file.parent().map(std::path::Path::to_owned).unwrap_or_default();
+        (0..self.fleets.len())
+            .filter_map(|k| std::fs::read(dir.join(format!("fleet-{k}-host-requests.json"))).ok())
+            .filter_map(|b| serde_json::from_slice::<crate::hostsim::RequestCount>(&b).ok())
+            .fold(crate::hostsim::RequestCount::default(), |a, b| a + b)
     }
 
     /// The leader's and authproxy's pids, for the resource sampler.

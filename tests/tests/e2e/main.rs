@@ -7,6 +7,7 @@
 mod failures;
 mod harness;
 mod operations;
+mod production_timings;
 mod resilience;
 mod rollout;
 

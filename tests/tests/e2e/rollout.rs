@@ -22,7 +22,7 @@ async fn one_node_updates_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path() {
-    let fleet = Fleet::start("happy-path", FleetOptions { nodes: 12, slots: 3, ..Default::default() }).await.unwrap();
+    let fleet = Fleet::start("happy-path", FleetOptions { nodes: 9, slots: 3, ..Default::default() }).await.unwrap();
     fleet.wait_reported(T).await;
     let idle_agent_kib =
         fleet.peak_rss.lock().unwrap().iter().filter(|(k, _)| k.starts_with("agent-")).map(|(_, v)| *v).max();
@@ -33,7 +33,7 @@ async fn happy_path() {
         assert!(!fleet.cordoned(n).await, "{n} uncordoned");
     }
     let m = fleet.leader_metrics(0).await;
-    assert_eq!(metric(&m, "brupop_update_started_total"), Some(12.0), "{m}");
+    assert_eq!(metric(&m, "brupop_update_started_total"), Some(9.0), "{m}");
     assert_eq!(total(&m, "brupop_update_failures_total"), 0.0, "{m}");
     let peaks = fleet.monitor.peaks();
     assert!(peaks.held <= 3 && peaks.disrupted <= 3, "{peaks:?}");
@@ -42,7 +42,7 @@ async fn happy_path() {
     let rss = fleet.peak_rss.lock().unwrap().clone();
     let agent_peak = rss.iter().filter(|(k, _)| k.starts_with("agent-")).map(|(_, v)| *v).max();
     eprintln!(
-        "happy_path figures: 12 nodes / 3 slots rolled out in {:.1}s; peak RSS KiB: leader {:?}, authproxy {:?}, agent idle {:?}, agent updating {:?}",
+        "happy_path figures: 9 nodes / 3 slots rolled out in {:.1}s; peak RSS KiB: leader {:?}, authproxy {:?}, agent idle {:?}, agent updating {:?}",
         started.elapsed().as_secs_f64(),
         rss.get("leader-0"),
         rss.get("authproxy"),
