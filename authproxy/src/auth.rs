@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 use crate::authz::{self, AgentAccount, Denial, Identity, PodFacts};
 use crate::metrics::Metrics;
@@ -91,7 +91,7 @@ impl Authenticator {
             spec: TokenReviewSpec { token: token.to_owned(), audiences: Some(vec![self.audience.clone()]) },
             ..Default::default()
         };
-        let pp = PostParams { field_manager: Some(model::names::managers::AUTHPROXY.into()), ..Default::default() };
+        let pp = runtime::client::post_params(model::names::managers::AUTHPROXY);
         let answer = match reviews.create(&pp, &review).await {
             Ok(a) => a,
             Err(e) => {

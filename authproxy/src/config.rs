@@ -7,11 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use model::runtime::telemetry::LogFormat;
-
-fn duration(s: &str) -> Result<Duration, String> {
-    model::parse::duration(s).map_err(|e| e.to_string())
-}
+use runtime::flags::{CommonFlags, duration};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -23,9 +19,8 @@ pub struct Config {
     /// Address of the HTTPS (mTLS) API for agents.
     #[arg(long, env = "BRUPOP_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
-    /// Address of the plain-HTTP admin server (/metrics, /healthz, /readyz).
-    #[arg(long, env = "BRUPOP_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
-    pub admin_listen: SocketAddr,
+    #[command(flatten)]
+    pub common: CommonFlags,
     /// Server certificate chain (PEM), e.g. cert-manager's tls.crt.
     #[arg(long, env = "BRUPOP_TLS_CERT")]
     pub tls_cert: PathBuf,
@@ -41,9 +36,6 @@ pub struct Config {
     /// Audience agents' projected tokens must carry (checked by TokenReview).
     #[arg(long, env = "BRUPOP_TOKEN_AUDIENCE", default_value = "brupop-authproxy")]
     pub token_audience: String,
-    /// Namespace of the operator: shadows and slot Leases live here.
-    #[arg(long, env = "BRUPOP_NAMESPACE", default_value = model::names::DEFAULT_NAMESPACE)]
-    pub namespace: String,
     /// Namespace of the agent pods (default: the operator namespace).
     #[arg(long, env = "BRUPOP_AGENT_NAMESPACE")]
     pub agent_namespace: Option<String>,
@@ -71,19 +63,16 @@ pub struct Config {
     /// authproxy replica, not one per agent.
     #[arg(long, env = "BRUPOP_KUBE_MAX_IN_FLIGHT", default_value_t = 32)]
     pub kube_max_in_flight: usize,
-    /// Log format: text, json.
-    #[arg(long, env = "BRUPOP_LOG_FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
 }
 
 impl Config {
     pub fn agent_namespace(&self) -> &str {
-        self.agent_namespace.as_deref().unwrap_or(&self.namespace)
+        self.agent_namespace.as_deref().unwrap_or(&self.common.namespace)
     }
 
     /// Checks what clap cannot.
     pub fn validate(&self) -> Result<(), String> {
-        model::parse::dns_subdomain("namespace", &self.namespace).map_err(|e| format!("--namespace: {e}"))?;
+        self.common.validate()?;
         if self.max_slot_lease < Duration::from_secs(10) {
             return Err(format!("--max-slot-lease {:?} is too short (at least 10s)", self.max_slot_lease));
         }

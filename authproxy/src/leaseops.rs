@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use model::names::SLOT_LABEL;
-use model::wire::SlotView;
+use model::wire::SlotReply;
 
 /// Why a slot operation is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -42,18 +42,12 @@ fn is_slot(lease: &Lease) -> bool {
     lease.metadata.labels.as_ref().is_some_and(|l| l.get(SLOT_LABEL).is_some_and(|v| v == "true"))
 }
 
-/// When the Lease expires (`renewTime + leaseDurationSeconds`).
-pub fn expires(lease: &Lease) -> Option<Timestamp> {
-    let spec = lease.spec.as_ref()?;
-    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
-    let secs = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-    renewed.checked_add(jiff::SignedDuration::from_secs(secs)).ok()
-}
+use model::objects::lease_expires as expires;
 
 /// The Lease as the wire API shows it.
-pub fn view(lease: &Lease) -> SlotView {
+pub fn view(lease: &Lease) -> SlotReply {
     let spec = lease.spec.as_ref();
-    SlotView {
+    SlotReply {
         slot: name(lease),
         resource_version: lease.metadata.resource_version.clone(),
         holder: spec.and_then(|s| s.holder_identity.clone()),
@@ -68,9 +62,9 @@ pub fn fence(lease: &Lease, caller: &str, min_remaining: Duration, now: Timestam
     if !is_slot(lease) {
         return Err(Refusal::NotASlot(slot));
     }
-    let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
-    if holder.as_deref() != Some(caller) {
-        return Err(Refusal::NotHolder { slot, holder, caller: caller.to_owned() });
+    let holder = model::objects::lease_holder(lease);
+    if holder != Some(caller) {
+        return Err(Refusal::NotHolder { slot, holder: holder.map(str::to_owned), caller: caller.to_owned() });
     }
     let expiry = expires(lease).unwrap_or(now);
     if expiry <= now {
@@ -107,7 +101,7 @@ pub fn release(lease: &Lease, caller: &str) -> Result<Option<Lease>, Refusal> {
     if !is_slot(lease) {
         return Err(Refusal::NotASlot(name(lease)));
     }
-    if lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(caller) {
+    if model::objects::lease_holder(lease) != Some(caller) {
         return Ok(None);
     }
     let mut next = lease.clone();

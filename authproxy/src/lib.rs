@@ -8,7 +8,7 @@
 //! Lease (renew, release; never grant), cordon/uncordon of its Node, or a
 //! drain round of the pods on it. It keeps no state but caches.
 //!
-//! Layout: [`authz`], [`leaseops`], [`drain`] hold the pure
+//! Layout: [`authz`], [`leaseops`], [`drain`], [`report`] hold the pure
 //! rules; [`auth`] and [`ops`] do the cluster I/O; [`app`] handles one
 //! request; [`server`] and [`tls`] the HTTPS listener.
 
@@ -21,6 +21,7 @@ pub mod leaseops;
 pub mod metrics;
 
 pub mod ops;
+pub mod report;
 pub mod server;
 pub mod tls;
 pub mod tokencache;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use model::runtime::admin;
+use runtime::admin;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -41,13 +42,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         tls::TlsFiles { cert: cfg.tls_cert.clone(), key: cfg.tls_key.clone(), client_ca: cfg.client_ca.clone() };
     let (tls, reload_task) =
         tls::watch_files(files, cfg.cert_reload_interval, shutdown.clone()).context("loading the TLS files")?;
-    let mut kube_cfg = kube::Config::infer().await.context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
-    // We decide about retries ourselves: a 409 or a 429 must reach us.
-    kube_cfg.default_retry = false;
-    let client = kube::client::ClientBuilder::try_from(kube_cfg)
-        .context("building the Kubernetes client")?
-        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(cfg.kube_max_in_flight))
-        .build();
+    let client =
+        runtime::client::client(runtime::client::ClientOptions { max_in_flight: Some(cfg.kube_max_in_flight) }).await?;
     let metrics = metrics::Metrics::new();
     let agent = authz::AgentAccount {
         namespace: cfg.agent_namespace().to_owned(),
@@ -58,7 +54,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let instance = std::env::var("POD_NAME").ok();
     let app = Arc::new(app::App {
         auth,
-        cluster: ops::Cluster::new(client.clone(), cfg.namespace.clone(), cfg.max_slot_lease, instance),
+        cluster: ops::Cluster::new(client.clone(), cfg.common.namespace.clone(), cfg.max_slot_lease, instance),
         evict_client: client,
         limiter: app::RateLimiter::new(cfg.rate_limit),
         metrics: metrics.clone(),
@@ -66,12 +62,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     });
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("--listen {}", cfg.listen))?;
-    let admin_listener =
-        admin::bind(cfg.admin_listen).await.with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
+    let admin_listener = admin::bind(cfg.common.admin_listen)
+        .await
+        .with_context(|| format!("--admin-listen {}", cfg.common.admin_listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
-        namespace = %cfg.namespace,
+        namespace = %cfg.common.namespace,
         audience = %cfg.token_audience,
         "authproxy serving"
     );

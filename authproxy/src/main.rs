@@ -1,20 +1,7 @@
 use clap::Parser;
-use model::runtime::{shutdown, telemetry};
-use tokio_util::sync::CancellationToken;
+use runtime::Threads;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cfg = authproxy::config::Config::parse();
-    telemetry::init(cfg.log_format).map_err(anyhow::Error::msg)?;
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
-    let token = CancellationToken::new();
-    let signals = tokio::spawn(shutdown::on_signal(token.clone()));
-    let result = authproxy::run(cfg, token.clone()).await;
-    token.cancel();
-    if let Ok(signal) = signals.await {
-        tracing::info!(signal, "exiting");
-    }
-    result
+    runtime::main(cfg.common.log_format, Threads::PerCore, |stop| authproxy::run(cfg, stop))
 }

@@ -15,12 +15,12 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use model::names::{self, managers};
-use model::runtime::events::{EventType, Events};
 use model::wire::{
-    CordonRequest, DrainReport, DrainRequest, NodeView, PodResult, ReleaseSlot, Released, RenewSlot, ShadowView,
-    SlotView, StatusReport, UncordonRequest,
+    CordonReply, CordonRequest, DrainReport, DrainRequest, PodResult, ReleaseSlot, Released, RenewSlot, ShadowReply,
+    SlotReply, StatusReport, UncordonRequest,
 };
 use model::{BottlerocketShadow, BottlerocketShadowSpec, BottlerocketShadowStatus};
+use runtime::events::{EventType, Events};
 
 use crate::drain::{self, Class};
 use crate::leaseops::{self, Refusal};
@@ -105,11 +105,11 @@ impl Cluster {
     }
 
     fn post_params() -> PostParams {
-        PostParams { field_manager: Some(managers::AUTHPROXY.into()), ..Default::default() }
+        runtime::client::post_params(managers::AUTHPROXY)
     }
 
     fn patch_params() -> PatchParams {
-        PatchParams { field_manager: Some(managers::AUTHPROXY.into()), ..Default::default() }
+        runtime::client::patch_params(managers::AUTHPROXY)
     }
 
     /// Emits an Event about a Node, in the background (an Event is never worth failing a request).
@@ -167,7 +167,7 @@ impl Cluster {
         node: &str,
         create: bool,
         change: impl Fn(Option<&BottlerocketShadowStatus>, Timestamp) -> Result<BottlerocketShadowStatus, OpError>,
-    ) -> Result<ShadowView, OpError> {
+    ) -> Result<ShadowReply, OpError> {
         for _ in 0..ATTEMPTS {
             let mut shadow = if create {
                 self.shadow_or_create(node).await?
@@ -190,17 +190,17 @@ impl Cluster {
         Err(OpError::Contended(format!("shadow {}", names::shadow_name(node))))
     }
 
-    pub async fn report_status(&self, node: &str, report: &StatusReport) -> Result<ShadowView, OpError> {
-        self.update_status(node, true, |prev, now| Ok(BottlerocketShadowStatus::apply_report(prev, report, now))).await
+    pub async fn report_status(&self, node: &str, report: &StatusReport) -> Result<ShadowReply, OpError> {
+        self.update_status(node, true, |prev, now| Ok(crate::report::apply_report(prev, report, now))).await
     }
 
-    pub async fn request_slot(&self, node: &str, report: Option<&StatusReport>) -> Result<ShadowView, OpError> {
+    pub async fn request_slot(&self, node: &str, report: Option<&StatusReport>) -> Result<ShadowReply, OpError> {
         self.update_status(node, report.is_some(), |prev, now| {
             let status = match report {
-                Some(r) => BottlerocketShadowStatus::apply_report(prev, r, now),
+                Some(r) => crate::report::apply_report(prev, r, now),
                 None => prev.cloned().ok_or(OpError::NothingToRequest)?,
             };
-            status.request_slot(now).ok_or(OpError::NothingToRequest)
+            crate::report::request_slot(&status, now).ok_or(OpError::NothingToRequest)
         })
         .await
     }
@@ -223,7 +223,7 @@ impl Cluster {
         }
     }
 
-    pub async fn renew(&self, node: &str, req: &RenewSlot) -> Result<SlotView, OpError> {
+    pub async fn renew(&self, node: &str, req: &RenewSlot) -> Result<SlotReply, OpError> {
         let requested = Duration::from_secs(u64::try_from(req.duration_seconds).unwrap_or(0));
         for _ in 0..ATTEMPTS {
             let lease = self.lease(&req.slot).await?;
@@ -265,8 +265,8 @@ impl Cluster {
     async fn change_node(
         &self,
         node: &str,
-        change: impl Fn(&Node) -> (Option<serde_json::Value>, NodeView),
-    ) -> Result<NodeView, OpError> {
+        change: impl Fn(&Node) -> (Option<serde_json::Value>, CordonReply),
+    ) -> Result<CordonReply, OpError> {
         for _ in 0..ATTEMPTS {
             let current = self.nodes().get_opt(node).await.map_err(kube("reading the node"))?;
             let current = current.ok_or_else(|| OpError::NoSuchNode(node.to_owned()))?;
@@ -281,7 +281,7 @@ impl Cluster {
         Err(OpError::Contended(format!("node {node}")))
     }
 
-    pub async fn cordon(&self, node: &str, req: &CordonRequest) -> Result<NodeView, OpError> {
+    pub async fn cordon(&self, node: &str, req: &CordonRequest) -> Result<CordonReply, OpError> {
         self.fence(node, &req.slot, req.min_remaining_seconds).await?;
         let now = Timestamp::now();
         let view = self.change_node(node, |n| nodeops::cordon(n, now, req.exclude_from_load_balancers)).await?;
@@ -293,7 +293,7 @@ impl Cluster {
         Ok(view)
     }
 
-    pub async fn uncordon(&self, node: &str, req: &UncordonRequest) -> Result<NodeView, OpError> {
+    pub async fn uncordon(&self, node: &str, req: &UncordonRequest) -> Result<CordonReply, OpError> {
         let view = self.change_node(node, |n| nodeops::uncordon(n, req.include_in_load_balancers)).await?;
         if view.changed {
             tracing::info!(node, "uncordoned");
@@ -375,7 +375,7 @@ async fn evict(client: &kube::Client, namespace: &str, name: &str) -> model::wir
         "kind": "Eviction",
         "metadata": {"name": name, "namespace": namespace},
     });
-    let pp = PostParams { field_manager: Some(managers::AUTHPROXY.into()), ..Default::default() };
+    let pp = runtime::client::post_params(managers::AUTHPROXY);
     match pods.create_subresource::<_, serde_json::Value>("eviction", name, &pp, &body).await {
         Ok(_) => drain::outcome(201, ""),
         Err(kube::Error::Api(s)) => drain::outcome(s.code, &s.message),
@@ -383,8 +383,8 @@ async fn evict(client: &kube::Client, namespace: &str, name: &str) -> model::wir
     }
 }
 
-fn view(shadow: BottlerocketShadow) -> ShadowView {
-    ShadowView {
+fn view(shadow: BottlerocketShadow) -> ShadowReply {
+    ShadowReply {
         name: shadow.metadata.name.unwrap_or_default(),
         resource_version: shadow.metadata.resource_version,
         spec: shadow.spec,

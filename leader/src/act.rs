@@ -19,8 +19,8 @@ use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use model::names::{self, managers};
 use model::policy::{Phase, UpdatePolicyStatus};
-use model::runtime::events::{EventType, Events};
-use model::{BottlerocketShadow, BottlerocketShadowSpec, ShadowState, UpdatePolicy, UpdatePolicySpec};
+use model::{BottlerocketShadow, BottlerocketShadowSpec, UpdatePolicy, UpdatePolicySpec};
+use runtime::events::{EventType, Events};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -28,18 +28,70 @@ use crate::decide::{Action, Plan};
 use crate::metrics::Metrics;
 use crate::observe::Shared;
 
-/// Why a pass stopped early.
+/// Why a pass stopped early: one variant per write (or read) of the
+/// leader, named after it, each with a metrics label
+/// (`brupop_leader_errors_total{action}`).
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
     #[error("not the leader any more")]
     NotLeader,
-    #[error("{action}: {source}")]
-    Kube { action: String, source: kube::Error },
+    #[error("creating the UpdatePolicy: {0}")]
+    CreatePolicy(#[source] kube::Error),
+    #[error("writing the UpdatePolicy status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    #[error("creating slot {slot}: {source}")]
+    CreateSlot { slot: String, source: kube::Error },
+    #[error("deleting slot {slot}: {source}")]
+    DeleteSlot { slot: String, source: kube::Error },
+    #[error("reading slot {slot}: {source}")]
+    ReadSlot { slot: String, source: kube::Error },
+    #[error("clearing slot {slot}: {source}")]
+    ClearSlot { slot: String, source: kube::Error },
+    #[error("granting slot {slot}: {source}")]
+    GrantSlot { slot: String, source: kube::Error },
+    #[error("writing the spec of the shadow of {node}: {source}")]
+    WriteSpec { node: String, source: kube::Error },
+    #[error("reading node {node}: {source}")]
+    ReadNode { node: String, source: kube::Error },
+    #[error("uncordoning node {node}: {source}")]
+    Uncordon { node: String, source: kube::Error },
+    #[error("deleting the shadow of {node}: {source}")]
+    DeleteShadow { node: String, source: kube::Error },
 }
 
-fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ActError {
-    let action = action.into();
-    move |source| ActError::Kube { action, source }
+impl ActError {
+    /// The label of `brupop_leader_errors_total{action}`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ActError::NotLeader => "not_leader",
+            ActError::CreatePolicy(_) => "create_policy",
+            ActError::WriteStatus(_) => "write_status",
+            ActError::CreateSlot { .. } => "create_slot",
+            ActError::DeleteSlot { .. } => "delete_slot",
+            ActError::ReadSlot { .. } => "read_slot",
+            ActError::ClearSlot { .. } => "clear_slot",
+            ActError::GrantSlot { .. } => "grant_slot",
+            ActError::WriteSpec { .. } => "write_spec",
+            ActError::ReadNode { .. } => "read_node",
+            ActError::Uncordon { .. } => "uncordon",
+            ActError::DeleteShadow { .. } => "delete_shadow",
+        }
+    }
+
+    /// Every label, for registering the counter's series up front.
+    pub const LABELS: [&'static str; 11] = [
+        "create_policy",
+        "write_status",
+        "create_slot",
+        "delete_slot",
+        "read_slot",
+        "clear_slot",
+        "grant_slot",
+        "write_spec",
+        "read_node",
+        "uncordon",
+        "delete_shadow",
+    ];
 }
 
 fn conflict(e: &kube::Error) -> bool {
@@ -50,7 +102,6 @@ fn conflict(e: &kube::Error) -> bool {
 pub struct Actor {
     client: kube::Client,
     namespace: String,
-    slot_lease: Duration,
     shared: Arc<Shared>,
     leading: watch::Receiver<bool>,
     recorder: Events,
@@ -98,7 +149,6 @@ impl Actor {
     pub fn new(
         client: kube::Client,
         namespace: String,
-        slot_lease: Duration,
         shared: Arc<Shared>,
         leading: watch::Receiver<bool>,
         identity: String,
@@ -108,7 +158,6 @@ impl Actor {
         Actor {
             client,
             namespace,
-            slot_lease,
             shared,
             leading,
             recorder,
@@ -134,11 +183,11 @@ impl Actor {
     }
 
     fn pp() -> PostParams {
-        PostParams { field_manager: Some(managers::LEADER.into()), ..Default::default() }
+        runtime::client::post_params(managers::LEADER)
     }
 
     fn patch_params() -> PatchParams {
-        PatchParams { field_manager: Some(managers::LEADER.into()), ..Default::default() }
+        runtime::client::patch_params(managers::LEADER)
     }
 
     fn leases(&self) -> Api<Lease> {
@@ -158,24 +207,21 @@ impl Actor {
         self.recorder.publish(reference, type_, reason, reason, note);
     }
 
-    /// The UpdatePolicy the status is written to; created (empty spec) if missing.
-    pub async fn ensure_policy(&self) -> Result<UpdatePolicy, ActError> {
-        if let Some(p) = self.shared.with(|s| s.policy.clone()) {
-            return Ok(p);
-        }
-        self.check_leading()?;
+    /// Creates the UpdatePolicy `default` with an empty spec (the leader's
+    /// flags apply): the decision asks for it when the watch listed none.
+    async fn create_policy(&self) -> Result<(), ActError> {
         let mut policy = UpdatePolicy::new(names::POLICY_NAME, UpdatePolicySpec::default());
         policy.metadata.namespace = Some(self.namespace.clone());
-        let created = match self.policies().create(&Self::pp(), &policy).await {
-            Ok(p) => p,
-            Err(kube::Error::Api(s)) if s.is_already_exists() => {
-                self.policies().get(names::POLICY_NAME).await.map_err(kube_err("reading the UpdatePolicy"))?
+        match self.policies().create(&Self::pp(), &policy).await {
+            Ok(created) => {
+                tracing::info!(namespace = %self.namespace, "created UpdatePolicy default with the leader's defaults");
+                self.shared.put(&created);
+                Ok(())
             }
-            Err(e) => return Err(kube_err("creating the UpdatePolicy")(e)),
-        };
-        tracing::info!(namespace = %self.namespace, "created UpdatePolicy default with the leader's defaults");
-        self.shared.put(&created);
-        Ok(created)
+            // Someone else created it meanwhile: the watch brings it.
+            Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+            Err(e) => Err(ActError::CreatePolicy(e)),
+        }
     }
 
     /// Writes the status if it changed. A conflict (a person edited the spec
@@ -204,7 +250,7 @@ impl Actor {
             .policies()
             .replace_status(names::POLICY_NAME, &Self::pp(), &next)
             .await
-            .map_err(kube_err("writing the UpdatePolicy status"))?;
+            .map_err(ActError::WriteStatus)?;
         let old_phase = policy.status.as_ref().map(|s| s.phase);
         if old_phase != Some(status.phase) {
             tracing::info!(phase = status.phase.as_str(), message = %status.message, "rollout phase changed");
@@ -225,9 +271,17 @@ impl Actor {
     pub async fn apply(
         &self,
         plan: &Plan,
-        policy: &UpdatePolicy,
+        policy: Option<&UpdatePolicy>,
         now: Timestamp,
     ) -> Result<Option<std::time::Instant>, ActError> {
+        let Some(policy) = policy else {
+            // Nothing is decided before the UpdatePolicy exists but its creation.
+            for action in &plan.actions {
+                self.check_leading()?;
+                self.act(action).await?;
+            }
+            return Ok(None);
+        };
         // A status change that records state (a halt, a counted failure) is
         // written before the actions that depend on it; one of counters only
         // after them, so the grants of a pass never wait for it.
@@ -241,7 +295,8 @@ impl Actor {
             if let Some(d) = c.duration {
                 self.metrics.update_duration.observe(d.as_secs_f64());
             }
-            tracing::info!(node = %c.node, version = %c.version, duration = ?c.duration, "update completed");
+            let duration_s = c.duration.map(|d| d.as_secs_f64());
+            tracing::info!(node = %c.node, version = %c.version, duration_s, "update completed");
         }
         let mut free_now = plan.status.slots_free;
         let actions = &plan.actions;
@@ -323,7 +378,7 @@ impl Actor {
                         self.shared.put(&l);
                     }
                     Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-                    Err(e) => return Err(kube_err(format!("creating slot {name}"))(e)),
+                    Err(e) => return Err(ActError::CreateSlot { slot: name.clone(), source: e }),
                 }
             }
             Action::DeleteSlot { name, resource_version } => {
@@ -337,7 +392,7 @@ impl Actor {
                         self.shared.forget_slot(name);
                     }
                     Err(e) if conflict(&e) => {}
-                    Err(e) => return Err(kube_err(format!("deleting slot {name}"))(e)),
+                    Err(e) => return Err(ActError::DeleteSlot { slot: name.clone(), source: e }),
                 }
             }
             Action::Reclaim { slot, holder, resource_version } | Action::Free { slot, holder, resource_version } => {
@@ -358,15 +413,21 @@ impl Actor {
             Action::SetSpec { node, spec } => self.set_spec(node, spec).await?,
             Action::DeleteShadowIfNodeGone { node } => {
                 let nodes: Api<Node> = Api::all(self.client.clone());
-                if nodes.get_opt(node).await.map_err(kube_err(format!("reading node {node}")))?.is_none() {
+                if nodes
+                    .get_opt(node)
+                    .await
+                    .map_err(|e| ActError::ReadNode { node: node.clone(), source: e })?
+                    .is_none()
+                {
                     match self.shadows().delete(&names::shadow_name(node), &DeleteParams::default()).await {
                         Ok(_) => tracing::info!(%node, "deleted the shadow of a node that no longer exists"),
                         Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                        Err(e) => return Err(kube_err(format!("deleting the shadow of {node}"))(e)),
+                        Err(e) => return Err(ActError::DeleteShadow { node: node.clone(), source: e }),
                     }
                     self.shared.forget_shadow(node);
                 }
             }
+            Action::CreatePolicy => self.create_policy().await?,
             Action::Grant { .. } => {}
         }
         Ok(())
@@ -378,7 +439,9 @@ impl Actor {
     async fn lift_cordon(&self, node: &str) -> Result<(), ActError> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         for _ in 0..3 {
-            let Some(current) = nodes.get_opt(node).await.map_err(kube_err(format!("reading node {node}")))? else {
+            let Some(current) =
+                nodes.get_opt(node).await.map_err(|e| ActError::ReadNode { node: node.to_owned(), source: e })?
+            else {
                 return Ok(());
             };
             let (patch, view) = model::cordon::uncordon(&current, true);
@@ -390,7 +453,7 @@ impl Actor {
                     return Ok(());
                 }
                 Err(e) if conflict(&e) => continue,
-                Err(e) => return Err(kube_err(format!("uncordoning {node}"))(e)),
+                Err(e) => return Err(ActError::Uncordon { node: node.to_owned(), source: e }),
             }
         }
         Ok(())
@@ -398,7 +461,8 @@ impl Actor {
 
     /// Clears a slot's holder with a checked update. False if it changed meanwhile.
     async fn clear_holder(&self, slot: &str, holder: &str, rv: Option<&str>) -> Result<bool, ActError> {
-        let current = self.leases().get_opt(slot).await.map_err(kube_err(format!("reading slot {slot}")))?;
+        let current =
+            self.leases().get_opt(slot).await.map_err(|e| ActError::ReadSlot { slot: slot.to_owned(), source: e })?;
         let Some(mut current) = current else { return Ok(false) };
         if current.metadata.resource_version.as_deref() != rv
             || current.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(holder)
@@ -416,7 +480,7 @@ impl Actor {
                 Ok(true)
             }
             Err(e) if conflict(&e) => Ok(false),
-            Err(e) => Err(kube_err(format!("clearing slot {slot}"))(e)),
+            Err(e) => Err(ActError::ClearSlot { slot: slot.to_owned(), source: e }),
         }
     }
 
@@ -436,14 +500,14 @@ impl Actor {
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-            Err(e) => Err(kube_err(format!("writing the spec of {}", names::shadow_name(node)))(e)),
+            Err(e) => Err(ActError::WriteSpec { node: node.to_owned(), source: e }),
         }
     }
 
     /// Grants a slot: the Lease first (checked), then the shadow spec. False
     /// if the Lease changed meanwhile.
     async fn grant(&self, action: &Action, now: Timestamp, free: u32) -> Result<bool, ActError> {
-        let Action::Grant { slot, node, version, resource_version, transitions, waited } = action else {
+        let Action::Grant { slot, node, lease_duration, spec, resource_version, transitions, waited } = action else {
             return Ok(true);
         };
         // One checked write: a merge patch carrying the resourceVersion the
@@ -456,7 +520,7 @@ impl Actor {
                 "holderIdentity": node,
                 "acquireTime": MicroTime(now),
                 "renewTime": MicroTime(now),
-                "leaseDurationSeconds": i32::try_from(self.slot_lease.as_secs().max(1)).unwrap_or(i32::MAX),
+                "leaseDurationSeconds": i32::try_from(lease_duration.as_secs().max(1)).unwrap_or(i32::MAX),
                 "leaseTransitions": transitions.unwrap_or(0) + 1,
             },
         });
@@ -465,20 +529,16 @@ impl Actor {
             Ok(l) => self.shared.put(&l),
             // Changed (409) or deleted (404) meanwhile: the watch brings the news.
             Err(e) if conflict(&e) => return Ok(false),
-            Err(e) => return Err(kube_err(format!("granting slot {slot}"))(e)),
+            Err(e) => return Err(ActError::GrantSlot { slot: slot.clone(), source: e }),
         }
         self.metrics.update_started.inc();
-        let waited_text = waited.map_or_else(|| "?".to_owned(), |w| format!("{}s", w.as_secs()));
-        tracing::info!(%slot, %node, %version, waited = %waited_text, free = free.saturating_sub(1), "granted {slot} to {node}: waited {waited_text}, {} slots free", free.saturating_sub(1));
-        let granted = BottlerocketShadowSpec {
-            state: ShadowState::StagedAndPerformedUpdate,
-            state_transition_timestamp: Some(MicroTime(now)),
-            version: Some(version.clone()),
-            slot: Some(slot.clone()),
-            acknowledged_failure: self.shared.with(|s| s.shadows.get(node).and_then(|sh| sh.spec.acknowledged_failure)),
-        };
-        self.set_spec(node, &granted).await?;
+        let version = spec.version.as_deref().unwrap_or_default();
+        let waited_s = waited.map(|w| w.as_secs());
+        let free = free.saturating_sub(1);
+        tracing::info!(%slot, %node, %version, waited_s, free, "granted {slot} to {node}");
+        self.set_spec(node, spec).await?;
         if let Some(shadow) = self.shadow_object(node) {
+            let waited_text = waited_s.map_or_else(|| "?".to_owned(), |w| format!("{w}s"));
             self.event(
                 &shadow,
                 EventType::Normal,

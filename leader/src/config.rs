@@ -2,16 +2,11 @@
 //! durations are humantime. Bad values are refused at start naming the flag.
 //! The UpdatePolicy object overrides the rollout settings at run time.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use model::parse::Budget;
-use model::runtime::telemetry::LogFormat;
-
-fn duration(s: &str) -> Result<Duration, String> {
-    model::parse::duration(s).map_err(|e| e.to_string())
-}
+use runtime::flags::{CommonFlags, duration};
 
 fn budget(s: &str) -> Result<Budget, String> {
     Budget::parse(s).map_err(|e| e.to_string())
@@ -43,9 +38,8 @@ pub enum Command {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Config {
-    /// Namespace of the operator: shadows, slot Leases, the UpdatePolicy and the election Lease live here.
-    #[arg(long, env = "BRUPOP_NAMESPACE", default_value = model::names::DEFAULT_NAMESPACE)]
-    pub namespace: String,
+    #[command(flatten)]
+    pub common: CommonFlags,
     /// Label selector of the nodes this installation manages.
     #[arg(long, env = "BRUPOP_NODE_SELECTOR", default_value = "bottlerocket.aws/updater-interface-version=2.0.0")]
     pub node_selector: String,
@@ -82,18 +76,12 @@ pub struct Config {
     /// This replica's identity in the election (default: POD_NAME, else the host name).
     #[arg(long, env = "BRUPOP_IDENTITY")]
     pub identity: Option<String>,
-    /// Address of the plain-HTTP admin server (/metrics, /healthz, /readyz).
-    #[arg(long, env = "BRUPOP_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
-    pub admin_listen: SocketAddr,
-    /// Log format: text, json.
-    #[arg(long, env = "BRUPOP_LOG_FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
 }
 
 impl Config {
     /// Checks what clap cannot.
     pub fn validate(&self) -> Result<(), String> {
-        model::parse::dns_subdomain("namespace", &self.namespace).map_err(|e| format!("--namespace: {e}"))?;
+        self.common.validate()?;
         crate::selector::parse(&self.node_selector).map_err(|e| format!("--node-selector: {e}"))?;
         if self.renew_deadline >= self.lease_duration {
             return Err(format!(

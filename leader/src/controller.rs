@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::act::{ActError, Actor};
-use crate::decide::{self, Observed, ShadowView, SlotView, WindowState};
+use crate::decide::{self, Observed, ObservedShadow, ObservedSlot, WindowState};
 use crate::observe::Shared;
 use crate::settings::{self, Defaults};
 
@@ -77,7 +77,8 @@ pub async fn run(
             }
             Err(ActError::NotLeader) => {}
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "pass failed; deciding again");
+                actor.metrics.errors.with_label_values(&[e.metric_label()]).inc();
+                tracing::warn!(error = %e, action = e.metric_label(), retry_in_ms = backoff.as_millis() as u64, "pass failed; deciding again");
                 wake_at = Some(Timestamp::now().checked_add(backoff).unwrap_or(Timestamp::MAX));
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
@@ -87,9 +88,9 @@ pub async fn run(
 
 /// One pass: returns when to wake if nothing changes, and how long deciding took.
 async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<(Option<Timestamp>, Duration), ActError> {
-    let policy = actor.ensure_policy().await?;
+    let policy = shared.with(|s| s.policy.clone());
     let now = Timestamp::now();
-    let (settings, windows) = settings::resolve(defaults, Some(&policy.spec));
+    let (settings, windows) = settings::resolve(defaults, policy.as_ref().map(|p| &p.spec));
     let window = WindowState {
         open: windows.is_open(now),
         next_start: windows.next_start(now),
@@ -99,23 +100,24 @@ async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<(Op
     // the gauges are computed there too.
     let deciding = std::time::Instant::now();
     let plan = shared.with(|s| {
-        let slots: Vec<SlotView> = s.slots.values().cloned().collect();
-        let previous = policy.status.clone().unwrap_or_default();
+        let slots: Vec<ObservedSlot> = s.slots.values().cloned().collect();
+        let previous = policy.as_ref().map(|p| p.status.clone().unwrap_or_default());
         let plan = decide::decide(
             Observed {
                 now,
                 nodes: &s.nodes,
                 shadows: &s.shadows,
                 slots: &slots,
-                policy: &previous,
-                policy_generation: policy.metadata.generation,
+                policy: previous.as_ref(),
+                policy_generation: policy.as_ref().and_then(|p| p.metadata.generation),
                 window,
             },
             &settings,
         );
         actor.metrics.observe_rollout(&slots, &plan.status, now);
         let metrics_later = if actor.metrics_due() {
-            let managed: Vec<&ShadowView> = s.shadows.values().filter(|sh| s.nodes.contains_key(&sh.node)).collect();
+            let managed: Vec<&ObservedShadow> =
+                s.shadows.values().filter(|sh| s.nodes.contains_key(&sh.node)).collect();
             actor.metrics.observe_nodes(&managed);
             None
         } else {
@@ -125,7 +127,7 @@ async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<(Op
     });
     let (plan, metrics_later) = plan;
     let decision = deciding.elapsed();
-    let deferred = actor.apply(&plan, &policy, now).await?;
+    let deferred = actor.apply(&plan, policy.as_ref(), now).await?;
     actor.report_failures(&plan);
     let deferred = deferred
         .and_then(|at| Timestamp::now().checked_add(at.saturating_duration_since(std::time::Instant::now())).ok());

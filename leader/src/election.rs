@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -91,7 +91,10 @@ pub fn spawn(
                 Err(e) => {
                     tracing::warn!(error = %e, "leader election: cannot reach the Lease");
                     if leading && last_renewal.is_none_or(|t| t.elapsed() >= cfg.renew_deadline) {
-                        tracing::warn!(deadline = ?cfg.renew_deadline, "could not renew before the deadline; stepping down");
+                        tracing::warn!(
+                            deadline_ms = cfg.renew_deadline.as_millis() as u64,
+                            "could not renew before the deadline; stepping down"
+                        );
                         tx.send_replace(false);
                     }
                 }
@@ -130,7 +133,7 @@ async fn step(
             *seen_since = Instant::now();
         }
         let now = Timestamp::now();
-        let pp = PostParams { field_manager: Some(model::names::managers::LEADER.into()), ..Default::default() };
+        let pp = runtime::client::post_params(model::names::managers::LEADER);
         let decision = claim(spec, &cfg.identity, seen_since.elapsed(), cfg.lease_duration);
         match (current, decision) {
             (_, Claim::Wait { .. }) => Ok(false),
@@ -196,7 +199,7 @@ async fn release(api: &Api<Lease>, cfg: &ElectionConfig) -> Result<(), kube::Err
     spec.holder_identity = None;
     spec.renew_time = None;
     spec.acquire_time = None;
-    let pp = PostParams { field_manager: Some(model::names::managers::LEADER.into()), ..Default::default() };
+    let pp = runtime::client::post_params(model::names::managers::LEADER);
     api.replace(&cfg.lease_name, &pp, &lease).await.map(|_| ())
 }
 

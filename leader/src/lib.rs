@@ -29,7 +29,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use model::runtime::admin;
+use runtime::admin;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -37,16 +37,15 @@ use crate::config::Config;
 /// Runs the leader (watches, election, decision loop, admin server) until `shutdown`.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
-    let mut kube_cfg = kube::Config::infer().await.context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
-    kube_cfg.default_retry = false;
-    let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
-    migration::check(&client, &cfg.namespace).await.map_err(anyhow::Error::msg)?;
+    let client = runtime::client::client(Default::default()).await?;
+    migration::check(&client, &cfg.common.namespace).await.map_err(anyhow::Error::msg)?;
     let identity = cfg.identity();
     let metrics = metrics::Metrics::new();
-    let admin_listener =
-        admin::bind(cfg.admin_listen).await.with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
+    let admin_listener = admin::bind(cfg.common.admin_listen)
+        .await
+        .with_context(|| format!("--admin-listen {}", cfg.common.admin_listen))?;
     let shared = Arc::new(observe::Shared::default());
-    let synced = observe::spawn(&client, &cfg.namespace, &cfg.node_selector, shared.clone());
+    let synced = observe::spawn(&client, &cfg.common.namespace, &cfg.node_selector, shared.clone());
     let admin_task =
         tokio::spawn(admin::serve(admin_listener, metrics.registry.clone(), synced.clone(), shutdown.clone()));
     let election_cfg = election::ElectionConfig {
@@ -56,19 +55,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         renew_deadline: cfg.renew_deadline,
         retry_period: cfg.retry_period,
     };
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &cfg.common.namespace);
     let election_stop = CancellationToken::new();
     let (leading, election_task) = election::spawn(leases, election_cfg, election_stop.clone());
-    tracing::info!(%identity, namespace = %cfg.namespace, node_selector = %cfg.node_selector, "leader started; waiting to lead");
-    let actor = act::Actor::new(
-        client,
-        cfg.namespace.clone(),
-        cfg.slot_lease_duration,
-        shared.clone(),
-        leading.clone(),
-        identity,
-        metrics,
-    );
+    tracing::info!(%identity, namespace = %cfg.common.namespace, node_selector = %cfg.node_selector, "leader started; waiting to lead");
+    let actor =
+        act::Actor::new(client, cfg.common.namespace.clone(), shared.clone(), leading.clone(), identity, metrics);
     let defaults = settings::Defaults {
         budget: cfg.max_concurrent_updates,
         failure_backoff: cfg.failure_backoff,

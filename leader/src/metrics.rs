@@ -8,7 +8,7 @@ use model::policy::{Phase, UpdatePolicyStatus};
 use model::{FailureReason, ShadowState};
 use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::decide::{ShadowView, SlotView};
+use crate::decide::{ObservedShadow, ObservedSlot};
 
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -29,6 +29,8 @@ pub struct Metrics {
     pub phase: GaugeVec,
     /// How long the longest-held slot has been held.
     pub longest_held: Gauge,
+    /// Passes that stopped on an error, by the action that failed.
+    pub errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -80,6 +82,17 @@ impl Metrics {
         for r in FailureReason::ALL {
             update_failures.with_label_values(&[r.as_str()]);
         }
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "brupop_leader_errors_total",
+                "Passes of the leader that stopped on an error, by the action that failed",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
+        for a in crate::act::ActError::LABELS {
+            errors.with_label_values(&[a]);
+        }
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(hosts_state.clone()),
             Box::new(hosts_version.clone()),
@@ -95,6 +108,7 @@ impl Metrics {
             Box::new(leader.clone()),
             Box::new(phase.clone()),
             Box::new(longest_held.clone()),
+            Box::new(errors.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("registered once");
@@ -115,13 +129,14 @@ impl Metrics {
             leader,
             phase,
             longest_held,
+            errors,
         }
     }
 
     /// Gauges from the current picture (called after every pass).
     /// Sets the gauges that come from the rollout status and the slots:
     /// cheap, so done on every pass.
-    pub fn observe_rollout(&self, slots: &[SlotView], status: &UpdatePolicyStatus, now: jiff::Timestamp) {
+    pub fn observe_rollout(&self, slots: &[ObservedSlot], status: &UpdatePolicyStatus, now: jiff::Timestamp) {
         for p in
             [Phase::Running, Phase::Paused, Phase::OutsideWindow, Phase::Halted, Phase::Stopped, Phase::InvalidSpec]
         {
@@ -147,7 +162,7 @@ impl Metrics {
 
     /// Sets the per-node gauges (nodes by state and by version): a walk over
     /// every shadow, so the controller does it at most once a second.
-    pub fn observe_nodes(&self, shadows: &[&ShadowView]) {
+    pub fn observe_nodes(&self, shadows: &[&ObservedShadow]) {
         let mut states: BTreeMap<ShadowState, f64> = ShadowState::ALL.iter().map(|s| (*s, 0.0)).collect();
         let mut versions: BTreeMap<String, f64> = BTreeMap::new();
         for sh in shadows {

@@ -7,7 +7,7 @@
 //! decides on a warm cache. Readiness is "every watch delivered its first
 //! list".
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -16,22 +16,23 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use model::names;
 use model::{BottlerocketShadow, UpdatePolicy};
+use model::{names, objects};
+use runtime::cache::{Freshness, Source};
 use tokio::sync::{Notify, watch};
 
-use crate::decide::{NodeView, ShadowView, SlotView};
+use crate::decide::{ObservedNode, ObservedShadow, ObservedSlot};
 
 /// The leader's picture of the cluster. The decision function borrows these
 /// maps directly (no copy per pass), under the lock.
 #[derive(Debug, Default)]
 pub struct State {
-    pub nodes: BTreeMap<String, NodeView>,
-    pub shadows: BTreeMap<String, ShadowView>,
-    pub slots: BTreeMap<String, SlotView>,
+    pub nodes: BTreeMap<String, ObservedNode>,
+    pub shadows: BTreeMap<String, ObservedShadow>,
+    pub slots: BTreeMap<String, ObservedSlot>,
     pub policy: Option<UpdatePolicy>,
-    /// resourceVersion each view was built from, by kind and key.
-    rvs: HashMap<(usize, String), u64>,
+    /// Versions awaited from the watches after the leader's own writes.
+    fresh: Freshness<(usize, String)>,
     synced: [bool; 4],
 }
 
@@ -41,30 +42,22 @@ impl State {
     }
 }
 
-fn rv_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
-    meta.resource_version.as_deref().and_then(|v| v.parse().ok())
-}
-
-/// Inserts unless what is stored is newer (a watch event can arrive after
-/// the answer to our own write).
+/// Stores `value` under `key` unless [`Freshness`] says the cache holds a
+/// newer version (one of our own writes the watch has not caught up with).
+/// Returns whether anything the decisions see changed.
 fn upsert<T: PartialEq>(
     map: &mut BTreeMap<String, T>,
-    rvs: &mut HashMap<(usize, String), u64>,
+    fresh: &mut Freshness<(usize, String)>,
     kind: usize,
     key: String,
-    rv: Option<u64>,
+    rv: Option<&str>,
+    source: Source,
     value: T,
 ) -> bool {
     let slot = (kind, key);
-    if let (Some(old), Some(new)) = (rvs.get(&slot), rv)
-        && *old > new
-    {
+    if !fresh.accept(&slot, rv, source) {
         return false;
     }
-    match rv {
-        Some(rv) => rvs.insert(slot.clone(), rv),
-        None => rvs.remove(&slot),
-    };
     // The watch's echo of our own write changes nothing: no wake-up for it.
     if map.get(&slot.1) == Some(&value) {
         return false;
@@ -73,32 +66,24 @@ fn upsert<T: PartialEq>(
     true
 }
 
-pub fn node_view(node: &Node) -> Option<NodeView> {
-    let name = node.metadata.name.clone()?;
-    let annotations = node.metadata.annotations.as_ref();
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True");
-    Some(NodeView {
-        name,
-        ready,
-        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
-        cordoned_by_us: annotations.is_some_and(|a| a.contains_key(names::CORDONED_ANNOTATION)),
-        opted_out: annotations.and_then(|a| a.get(names::NODE_OPT_OUT_ANNOTATION)).is_some_and(|v| v == "true"),
+pub fn node_view(node: &Node) -> Option<ObservedNode> {
+    Some(ObservedNode {
+        name: node.metadata.name.clone()?,
+        ready: objects::node_ready(node),
+        unschedulable: objects::unschedulable(node),
+        cordoned_by_us: objects::cordoned_by_us(node),
+        opted_out: objects::opted_out(node),
     })
 }
 
-pub fn slot_view(lease: &Lease) -> Option<SlotView> {
+pub fn slot_view(lease: &Lease) -> Option<ObservedSlot> {
     let name = lease.metadata.name.clone()?;
     let index = names::slot_index(&name)?;
     let spec = lease.spec.as_ref();
-    Some(SlotView {
+    Some(ObservedSlot {
         name,
         index,
-        holder: spec.and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty()),
+        holder: objects::lease_holder(lease).map(str::to_owned),
         acquired: spec.and_then(|s| s.acquire_time.as_ref()).map(|t| t.0),
         renewed: spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0),
         duration_seconds: spec.and_then(|s| s.lease_duration_seconds),
@@ -107,14 +92,14 @@ pub fn slot_view(lease: &Lease) -> Option<SlotView> {
     })
 }
 
-pub fn shadow_view(shadow: &BottlerocketShadow) -> Option<ShadowView> {
+pub fn shadow_view(shadow: &BottlerocketShadow) -> Option<ObservedShadow> {
     let node = shadow.node_name()?.to_owned();
     // Conditions are for people; the decisions never read them.
     let status = shadow.status.clone().map(|mut s| {
         s.conditions.clear();
         s
     });
-    Some(ShadowView { node, spec: shadow.spec.clone(), status })
+    Some(ObservedShadow { node, spec: shadow.spec.clone(), status })
 }
 
 /// The state shared by the watches, the writer and the decision loop.
@@ -136,10 +121,14 @@ impl Shared {
         self.changed.notify_one();
     }
 
-    /// Records an object the leader read or wrote (write-through), waking
-    /// the decision loop only if something it sees changed.
+    /// Records the answer to one of the leader's requests (a write's, or a
+    /// read's), waking the decision loop only if something it sees changed.
     pub fn put<K: Kind>(&self, obj: &K) {
-        if self.with(|s| K::insert(s, obj)) {
+        self.record(obj, Source::Answer);
+    }
+
+    fn record<K: Kind>(&self, obj: &K, source: Source) {
+        if self.with(|s| K::insert(s, obj, source)) {
             self.changed.notify_one();
         }
     }
@@ -160,8 +149,8 @@ impl Shared {
 /// One kind of watched object: how it enters and leaves the state.
 pub trait Kind: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static {
     const INDEX: usize;
-    /// Records `obj`; whether anything the decisions see changed.
-    fn insert(state: &mut State, obj: &Self) -> bool;
+    /// Records `obj`, which came from `source`; whether anything the decisions see changed.
+    fn insert(state: &mut State, obj: &Self, source: Source) -> bool;
     fn remove(state: &mut State, obj: &Self);
     /// Moves this kind's views from `fresh` (a relist) into `state`.
     fn take(state: &mut State, fresh: &mut State);
@@ -169,13 +158,15 @@ pub trait Kind: kube::Resource + Clone + std::fmt::Debug + serde::de::Deserializ
 
 impl Kind for Node {
     const INDEX: usize = 0;
-    fn insert(state: &mut State, obj: &Self) -> bool {
+    fn insert(state: &mut State, obj: &Self, source: Source) -> bool {
         node_view(obj).is_some_and(|v| {
-            upsert(&mut state.nodes, &mut state.rvs, Self::INDEX, v.name.clone(), rv_of(&obj.metadata), v)
+            let rv = obj.metadata.resource_version.as_deref();
+            upsert(&mut state.nodes, &mut state.fresh, Self::INDEX, v.name.clone(), rv, source, v)
         })
     }
     fn remove(state: &mut State, obj: &Self) {
         if let Some(n) = &obj.metadata.name {
+            state.fresh.forget(&(Self::INDEX, n.clone()));
             state.nodes.remove(n);
         }
     }
@@ -186,13 +177,15 @@ impl Kind for Node {
 
 impl Kind for Lease {
     const INDEX: usize = 1;
-    fn insert(state: &mut State, obj: &Self) -> bool {
+    fn insert(state: &mut State, obj: &Self, source: Source) -> bool {
         slot_view(obj).is_some_and(|v| {
-            upsert(&mut state.slots, &mut state.rvs, Self::INDEX, v.name.clone(), rv_of(&obj.metadata), v)
+            let rv = obj.metadata.resource_version.as_deref();
+            upsert(&mut state.slots, &mut state.fresh, Self::INDEX, v.name.clone(), rv, source, v)
         })
     }
     fn remove(state: &mut State, obj: &Self) {
         if let Some(n) = &obj.metadata.name {
+            state.fresh.forget(&(Self::INDEX, n.clone()));
             state.slots.remove(n);
         }
     }
@@ -203,13 +196,15 @@ impl Kind for Lease {
 
 impl Kind for BottlerocketShadow {
     const INDEX: usize = 2;
-    fn insert(state: &mut State, obj: &Self) -> bool {
+    fn insert(state: &mut State, obj: &Self, source: Source) -> bool {
         shadow_view(obj).is_some_and(|v| {
-            upsert(&mut state.shadows, &mut state.rvs, Self::INDEX, v.node.clone(), rv_of(&obj.metadata), v)
+            let rv = obj.metadata.resource_version.as_deref();
+            upsert(&mut state.shadows, &mut state.fresh, Self::INDEX, v.node.clone(), rv, source, v)
         })
     }
     fn remove(state: &mut State, obj: &Self) {
         if let Some(n) = obj.node_name() {
+            state.fresh.forget(&(Self::INDEX, n.to_owned()));
             state.shadows.remove(n);
         }
     }
@@ -220,18 +215,16 @@ impl Kind for BottlerocketShadow {
 
 impl Kind for UpdatePolicy {
     const INDEX: usize = 3;
-    fn insert(state: &mut State, obj: &Self) -> bool {
-        let (old, new) = (state.policy.as_ref().and_then(|p| rv_of(&p.metadata)), rv_of(&obj.metadata));
-        let newer = match (old, new) {
-            (Some(old), Some(new)) => new > old,
-            _ => true,
-        };
-        if newer {
-            state.policy = Some(obj.clone());
+    fn insert(state: &mut State, obj: &Self, source: Source) -> bool {
+        let key = (Self::INDEX, names::POLICY_NAME.to_owned());
+        if !state.fresh.accept(&key, obj.metadata.resource_version.as_deref(), source) {
+            return false;
         }
-        newer
+        state.policy = Some(obj.clone());
+        true
     }
     fn remove(state: &mut State, _obj: &Self) {
+        state.fresh.forget(&(Self::INDEX, names::POLICY_NAME.to_owned()));
         state.policy = None;
     }
     fn take(state: &mut State, fresh: &mut State) {
@@ -251,15 +244,14 @@ where
         match event {
             Ok(Event::Init) => relisting = Some(State::default()),
             Ok(Event::InitApply(obj)) => {
-                K::insert(relisting.get_or_insert_with(State::default), &obj);
+                K::insert(relisting.get_or_insert_with(State::default), &obj, Source::Relist);
             }
             Ok(Event::InitDone) => {
                 let mut fresh = relisting.take().unwrap_or_default();
                 // Replace the whole kind at once: a decision never sees half a list.
                 let all = shared.with(|s| {
                     K::take(s, &mut fresh);
-                    s.rvs.retain(|(kind, _), _| *kind != K::INDEX);
-                    s.rvs.extend(fresh.rvs.drain());
+                    s.fresh.relisted(|(kind, _)| *kind == K::INDEX, std::mem::take(&mut fresh.fresh));
                     s.synced[K::INDEX] = true;
                     s.synced()
                 });
@@ -267,7 +259,7 @@ where
                 synced.send_replace(all);
                 shared.changed.notify_one();
             }
-            Ok(Event::Apply(obj)) => shared.put(&obj),
+            Ok(Event::Apply(obj)) => shared.record(&obj, Source::Watch),
             Ok(Event::Delete(obj)) => {
                 shared.with(|s| K::remove(s, &obj));
                 shared.changed.notify_one();

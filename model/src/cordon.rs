@@ -9,20 +9,19 @@
 //! the same way with [`LB_EXCLUDED_ANNOTATION`].
 
 use crate::names::{CORDONED_ANNOTATION, EXCLUDE_LB_LABEL, LB_EXCLUDED_ANNOTATION};
-use crate::wire::NodeView;
+use crate::objects;
+use crate::wire::CordonReply;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::{Map, Value, json};
 
 /// The Node's cordon and load-balancer state.
-pub fn view(node: &Node) -> NodeView {
-    let meta = &node.metadata;
-    let has_annotation = |k: &str| meta.annotations.as_ref().is_some_and(|a| a.contains_key(k));
-    NodeView {
-        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
-        cordoned_by_us: has_annotation(CORDONED_ANNOTATION),
-        excluded_from_load_balancers: meta.labels.as_ref().is_some_and(|l| l.contains_key(EXCLUDE_LB_LABEL)),
-        excluded_by_us: has_annotation(LB_EXCLUDED_ANNOTATION),
+pub fn view(node: &Node) -> CordonReply {
+    CordonReply {
+        unschedulable: objects::unschedulable(node),
+        cordoned_by_us: objects::cordoned_by_us(node),
+        excluded_from_load_balancers: objects::excluded_from_load_balancers(node),
+        excluded_by_us: objects::excluded_by_us(node),
         changed: false,
     }
 }
@@ -64,7 +63,7 @@ impl PatchBuilder {
 
 /// Cordon (unless already cordoned, by us or a person) and optionally exclude
 /// from external load balancers (unless already excluded).
-pub fn cordon(node: &Node, now: Timestamp, exclude_lb: bool) -> (Option<Value>, NodeView) {
+pub fn cordon(node: &Node, now: Timestamp, exclude_lb: bool) -> (Option<Value>, CordonReply) {
     let mut v = view(node);
     let mut p = PatchBuilder::new();
     if !v.unschedulable {
@@ -85,7 +84,7 @@ pub fn cordon(node: &Node, now: Timestamp, exclude_lb: bool) -> (Option<Value>, 
 }
 
 /// Lift our cordon (never a person's) and, if asked, our load-balancer exclusion.
-pub fn uncordon(node: &Node, include_lb: bool) -> (Option<Value>, NodeView) {
+pub fn uncordon(node: &Node, include_lb: bool) -> (Option<Value>, CordonReply) {
     let mut v = view(node);
     let mut p = PatchBuilder::new();
     if v.cordoned_by_us {

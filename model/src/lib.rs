@@ -4,22 +4,21 @@
 //! agree on lives here, and nothing else: the custom resources
 //! ([`shadow::BottlerocketShadow`], [`policy::UpdatePolicy`]), the states and
 //! failure reasons ([`state`]), the agent ↔ authproxy wire API ([`wire`]),
-//! names, labels and annotations ([`names`]) and parsing of the values people
-//! type ([`parse`]).
+//! names, labels and annotations ([`names`]), parsing of the values people
+//! type ([`parse`]), how the shared Kubernetes objects are read
+//! ([`objects`]) and cordon ownership ([`cordon`]).
 //!
 //! This crate does no I/O and reads no clock: functions that need the time
 //! take it as an argument. `docs/protocol.md` explains how the pieces fit.
 
 pub mod cordon;
 pub mod names;
+pub mod objects;
 pub mod parse;
 pub mod policy;
 pub mod shadow;
 pub mod state;
 pub mod wire;
-
-#[cfg(feature = "runtime")]
-pub mod runtime;
 
 pub use policy::{UpdatePolicy, UpdatePolicySpec, UpdatePolicyStatus};
 pub use shadow::{BottlerocketShadow, BottlerocketShadowSpec, BottlerocketShadowStatus};

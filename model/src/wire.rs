@@ -26,18 +26,18 @@ pub const MAX_MESSAGE_LEN: usize = 2048;
 /// The endpoints of `/v1`, each `POST /v1/nodes/{node}/<suffix>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
-    /// Body [`StatusReport`]; answer [`ShadowView`]. Creates the node's shadow if missing.
+    /// Body [`StatusReport`]; answer [`ShadowReply`]. Creates the node's shadow if missing.
     ReportStatus,
     /// Body: optional [`StatusReport`] (applied first, in the same write);
-    /// answer [`ShadowView`]. Records `status.slotRequestedAt`; never grants.
+    /// answer [`ShadowReply`]. Records `status.slotRequestedAt`; never grants.
     RequestSlot,
-    /// Body [`RenewSlot`]; answer [`SlotView`], or 409 `NotHolder`.
+    /// Body [`RenewSlot`]; answer [`SlotReply`], or 409 `NotHolder`.
     RenewSlot,
     /// Body [`ReleaseSlot`]; answer [`Released`].
     ReleaseSlot,
-    /// Body [`CordonRequest`] (fenced); answer [`NodeView`].
+    /// Body [`CordonRequest`] (fenced); answer [`CordonReply`].
     Cordon,
-    /// Body [`UncordonRequest`]; answer [`NodeView`]. Not fenced: undoing is always allowed.
+    /// Body [`UncordonRequest`]; answer [`CordonReply`]. Not fenced: undoing is always allowed.
     Uncordon,
     /// Body [`DrainRequest`] (fenced); answer [`DrainReport`]. One round of evictions.
     Drain,
@@ -218,7 +218,7 @@ impl ReleaseSlot {
 /// A slot Lease as the authproxy left it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct SlotView {
+pub struct SlotReply {
     pub slot: String,
     /// The Lease's resourceVersion after the write (orders it against watch events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -292,7 +292,7 @@ pub struct Released {
 /// The node as the authproxy left it after a cordon, uncordon or load-balancer change.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct NodeView {
+pub struct CordonReply {
     pub unschedulable: bool,
     /// The cordon carries [`crate::names::CORDONED_ANNOTATION`].
     pub cordoned_by_us: bool,
@@ -306,7 +306,7 @@ pub struct NodeView {
 /// The shadow after a status report or slot request.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ShadowView {
+pub struct ShadowReply {
     pub name: String,
     /// The shadow's resourceVersion after the write (orders it against watch events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -393,8 +393,8 @@ mod tests {
         round_trip(&RenewSlot { slot: "brupop-slot-1".into(), duration_seconds: 90 });
         round_trip(&ReleaseSlot { slot: "brupop-slot-1".into() });
         round_trip(&Released { released: true });
-        round_trip(&NodeView { unschedulable: true, cordoned_by_us: true, changed: true, ..Default::default() });
-        round_trip(&SlotView {
+        round_trip(&CordonReply { unschedulable: true, cordoned_by_us: true, changed: true, ..Default::default() });
+        round_trip(&SlotReply {
             slot: "brupop-slot-0".into(),
             resource_version: Some("7".into()),
             holder: Some("node-1".into()),

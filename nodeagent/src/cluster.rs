@@ -4,7 +4,7 @@
 //! (nothing fleet-wide), plus a list of the pods on its node for the health
 //! check. Writes go through the authproxy, never through this client.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -14,6 +14,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use model::BottlerocketShadow;
 use model::names;
+use runtime::cache::{Freshness, Source};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -30,25 +31,29 @@ pub struct Views {
     pub lease_synced: watch::Receiver<Option<String>>,
 }
 
-fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
-    meta.resource_version.as_deref().and_then(|v| v.parse().ok())
-}
+/// The freshness of the agent's cached objects, by which one ("shadow",
+/// "node", "lease"): see [`runtime::cache`].
+pub type Fresh = Arc<Mutex<Freshness<&'static str>>>;
 
-/// Stores `obj` unless the stored one is as new or newer (the answer to one
-/// of our writes may arrive before the watch event of an older change, and
-/// the watch event of our own write after its answer). Returns whether the
-/// stored object changed, so that callers wake the agent only for news.
-pub fn store<K: kube::Resource + Clone>(tx: &watch::Sender<Option<K>>, obj: Option<K>) -> bool {
-    tx.send_if_modified(|cur| {
-        let newer = match (cur.as_ref().and_then(|c| rv(c.meta())), obj.as_ref().and_then(|o| rv(o.meta()))) {
-            (Some(old), Some(new)) => new > old,
-            _ => true,
-        };
-        if newer {
-            *cur = obj;
-        }
-        newer
-    })
+/// Stores `obj` (from `source`) as the cached `key` object unless the cache
+/// holds a newer version (an answer to one of our writes the watch has not
+/// caught up with, or a version the watch delivered after the answer).
+/// Returns whether the stored object changed, so that callers wake the
+/// agent only for news.
+pub fn store<K: kube::Resource + Clone>(
+    tx: &watch::Sender<Option<K>>,
+    fresh: &Fresh,
+    key: &'static str,
+    obj: K,
+    source: Source,
+) -> bool {
+    let accepted =
+        fresh.lock().unwrap_or_else(|e| e.into_inner()).accept(&key, obj.meta().resource_version.as_deref(), source);
+    accepted
+        && tx.send_if_modified(|cur| {
+            *cur = Some(obj);
+            true
+        })
 }
 
 /// Reports that a watch delivered its first list.
@@ -57,10 +62,13 @@ enum Synced {
     Name(watch::Sender<Option<String>>),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn watch_one<K>(
     api: Api<K>,
     name: String,
+    key: &'static str,
     tx: watch::Sender<Option<K>>,
+    fresh: Fresh,
     synced: Synced,
     notify: Arc<Notify>,
     stop: CancellationToken,
@@ -80,7 +88,15 @@ async fn watch_one<K>(
             Ok(Event::Init) => listed = None,
             Ok(Event::InitApply(o)) => listed = Some(o),
             Ok(Event::InitDone) => {
-                tx.send_replace(listed.take());
+                match listed.take() {
+                    Some(o) => {
+                        store(&tx, &fresh, key, o, Source::Relist);
+                    }
+                    None => {
+                        fresh.lock().unwrap_or_else(|e| e.into_inner()).forget(&key);
+                        tx.send_replace(None);
+                    }
+                }
                 match &synced {
                     Synced::Flag(s) => {
                         s.send_replace(true);
@@ -91,11 +107,12 @@ async fn watch_one<K>(
                 }
             }
             Ok(Event::Apply(o)) => {
-                if !store(&tx, Some(o)) {
+                if !store(&tx, &fresh, key, o, Source::Watch) {
                     continue;
                 }
             }
             Ok(Event::Delete(_)) => {
+                fresh.lock().unwrap_or_else(|e| e.into_inner()).forget(&key);
                 tx.send_replace(None);
             }
             Err(e) => tracing::warn!(object = %name, error = %e, "watch failed; retrying with backoff"),
@@ -111,6 +128,8 @@ pub struct Watches {
     pub shadow_tx: watch::Sender<Option<BottlerocketShadow>>,
     pub node_tx: watch::Sender<Option<Node>>,
     pub lease_tx: watch::Sender<Option<Lease>>,
+    /// Versions awaited by the caches (see [`store`]).
+    pub fresh: Fresh,
     /// Woken on every change.
     pub changed: Arc<Notify>,
 }
@@ -119,6 +138,7 @@ pub struct Watches {
 /// slot the shadow names.
 pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: CancellationToken) -> Watches {
     let changed = Arc::new(Notify::new());
+    let fresh: Fresh = Arc::default();
     let (shadow_tx, shadow) = watch::channel(None);
     let (node_tx, node_rx) = watch::channel(None);
     let (lease_tx, lease) = watch::channel(None);
@@ -130,7 +150,9 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
     tokio::spawn(watch_one(
         shadows,
         names::shadow_name(node),
+        "shadow",
         shadow_tx.clone(),
+        fresh.clone(),
         Synced::Flag(synced_shadow_tx),
         changed.clone(),
         stop.clone(),
@@ -138,7 +160,9 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
     tokio::spawn(watch_one(
         nodes,
         node.to_owned(),
+        "node",
         node_tx.clone(),
+        fresh.clone(),
         Synced::Flag(synced_node_tx),
         changed.clone(),
         stop.clone(),
@@ -149,6 +173,7 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
     let lease_tx2 = lease_tx.clone();
     let notify = changed.clone();
     let stop2 = stop.clone();
+    let fresh2 = fresh.clone();
     tokio::spawn(async move {
         let mut current: Option<(String, CancellationToken)> = None;
         loop {
@@ -157,6 +182,7 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
                 if let Some((_, token)) = current.take() {
                     token.cancel();
                 }
+                fresh2.lock().unwrap_or_else(|e| e.into_inner()).forget(&"lease");
                 lease_tx2.send_replace(None);
                 lease_synced_tx.send_replace(None);
                 if let Some(name) = wanted {
@@ -164,7 +190,9 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
                     tokio::spawn(watch_one(
                         leases.clone(),
                         name.clone(),
+                        "lease",
                         lease_tx2.clone(),
+                        fresh2.clone(),
                         Synced::Name(lease_synced_tx.clone()),
                         notify.clone(),
                         token.clone(),
@@ -192,6 +220,7 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
         shadow_tx,
         node_tx,
         lease_tx,
+        fresh,
         changed,
     }
 }

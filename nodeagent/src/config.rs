@@ -2,28 +2,22 @@
 //! node name comes from the downward API); durations are humantime. Bad
 //! values are refused at start with a message naming the flag.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use model::runtime::telemetry::LogFormat;
+use runtime::flags::{CommonFlags, duration};
 
 use crate::machine;
 
-fn duration(s: &str) -> Result<Duration, String> {
-    model::parse::duration(s).map_err(|e| e.to_string())
-}
-
 #[derive(Parser, Debug, Clone)]
 #[command(name = "nodeagent", version, about = "Drives one Bottlerocket node through its update while it holds a slot")]
-pub struct Config {
+pub struct Flags {
     /// The node this agent runs on (the downward API's spec.nodeName).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: String,
-    /// Namespace of the operator (shadows and slot Leases).
-    #[arg(long, env = "BRUPOP_NAMESPACE", default_value = model::names::DEFAULT_NAMESPACE)]
-    pub namespace: String,
+    #[command(flatten)]
+    pub common: CommonFlags,
     /// URL of the authproxy, through which every write goes.
     #[arg(
         long,
@@ -94,19 +88,13 @@ pub struct Config {
     /// Deadline of one request to the authproxy.
     #[arg(long, env = "BRUPOP_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub request_timeout: Duration,
-    /// Address of the plain-HTTP admin server (/metrics, /healthz, /readyz).
-    #[arg(long, env = "BRUPOP_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
-    pub admin_listen: SocketAddr,
-    /// Log format: text, json or journald (the host's journal).
-    #[arg(long, env = "BRUPOP_LOG_FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
 }
 
-impl Config {
+impl Flags {
     /// Checks what clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         model::parse::node_name(&self.node_name).map_err(|e| format!("--node-name: {e}"))?;
-        model::parse::dns_subdomain("namespace", &self.namespace).map_err(|e| format!("--namespace: {e}"))?;
+        self.common.validate()?;
         if self.step_margin.mul_f64(1.5) >= self.slot_lease_duration {
             return Err(format!(
                 "--step-margin ({:?}) must be less than two thirds of --slot-lease-duration ({:?}): the agent renews when a third is used",
@@ -129,8 +117,8 @@ impl Config {
     }
 
     /// The state machine's settings.
-    pub fn machine(&self) -> machine::Config {
-        machine::Config {
+    pub fn machine(&self) -> machine::WalkSettings {
+        machine::WalkSettings {
             slot_lease: self.slot_lease_duration,
             reboot_grace: self.reboot_grace,
             reboot_timeout: self.reboot_timeout,
@@ -154,11 +142,11 @@ mod tests {
 
     #[test]
     fn cli_is_well_formed() {
-        Config::command().debug_assert();
+        Flags::command().debug_assert();
     }
 
-    fn parse(args: &[&str]) -> Result<Config, String> {
-        Config::try_parse_from(["nodeagent", "--node-name", "node-1"].iter().chain(args.iter()))
+    fn parse(args: &[&str]) -> Result<Flags, String> {
+        Flags::try_parse_from(["nodeagent", "--node-name", "node-1"].iter().chain(args.iter()))
             .map_err(|e| e.to_string())
     }
 

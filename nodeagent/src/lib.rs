@@ -19,10 +19,10 @@ pub mod metrics;
 pub mod proxy;
 
 use anyhow::Context;
-use model::runtime::admin;
+use runtime::admin;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::Flags;
 use std::time::Duration;
 
 use crate::hostapi::{AsyncHostApi, Backoff, CommandDeadlines, HostApiConfig, PollSchedule};
@@ -30,7 +30,7 @@ use crate::hostapi::{AsyncHostApi, Backoff, CommandDeadlines, HostApiConfig, Pol
 /// Builds one agent from its configuration and a Kubernetes client (its own
 /// ServiceAccount's), starting its watches.
 pub fn build(
-    cfg: &Config,
+    cfg: &Flags,
     client: kube::Client,
     metrics: metrics::Metrics,
     shutdown: &CancellationToken,
@@ -55,7 +55,7 @@ pub fn build(
         token: cfg.token_file.clone(),
         timeout: cfg.request_timeout,
     });
-    let watches = cluster::spawn(&client, &cfg.namespace, &cfg.node_name, shutdown.child_token());
+    let watches = cluster::spawn(&client, &cfg.common.namespace, &cfg.node_name, shutdown.child_token());
     agent::Agent {
         node: cfg.node_name.clone(),
         machine: cfg.machine(),
@@ -68,14 +68,13 @@ pub fn build(
 }
 
 /// Runs the agent (and its admin server) until `shutdown`.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(cfg: Flags, shutdown: CancellationToken) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
-    let mut kube_cfg = kube::Config::infer().await.context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
-    kube_cfg.default_retry = false;
-    let client = kube::Client::try_from(kube_cfg).context("building the Kubernetes client")?;
+    let client = runtime::client::client(Default::default()).await?;
     let metrics = metrics::Metrics::new();
-    let admin_listener =
-        admin::bind(cfg.admin_listen).await.with_context(|| format!("--admin-listen {}", cfg.admin_listen))?;
+    let admin_listener = admin::bind(cfg.common.admin_listen)
+        .await
+        .with_context(|| format!("--admin-listen {}", cfg.common.admin_listen))?;
     let agent = build(&cfg, client, metrics.clone(), &shutdown);
     let ready = agent.watches.views.synced.clone();
     let admin_task = tokio::spawn(admin::serve(admin_listener, metrics.registry.clone(), ready, shutdown.clone()));

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use model::wire::{
-    ApiError, CordonRequest, DrainReport, DrainRequest, Endpoint, NodeView, ReleaseSlot, Released, RenewSlot,
-    ShadowView, SlotView, StatusReport, UncordonRequest,
+    ApiError, CordonReply, CordonRequest, DrainReport, DrainRequest, Endpoint, ReleaseSlot, Released, RenewSlot,
+    ShadowReply, SlotReply, StatusReport, UncordonRequest,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -189,15 +189,15 @@ impl Proxy {
         Err(ProxyError::Refused { code: status.as_u16(), reason: err.reason, message: err.message })
     }
 
-    pub async fn report(&self, report: &StatusReport) -> Result<ShadowView, ProxyError> {
+    pub async fn report(&self, report: &StatusReport) -> Result<ShadowReply, ProxyError> {
         self.call(Endpoint::ReportStatus, Some(report)).await
     }
 
-    pub async fn request_slot(&self, report: &StatusReport) -> Result<ShadowView, ProxyError> {
+    pub async fn request_slot(&self, report: &StatusReport) -> Result<ShadowReply, ProxyError> {
         self.call(Endpoint::RequestSlot, Some(report)).await
     }
 
-    pub async fn renew(&self, slot: &str, duration: Duration) -> Result<SlotView, ProxyError> {
+    pub async fn renew(&self, slot: &str, duration: Duration) -> Result<SlotReply, ProxyError> {
         let secs = i64::try_from(duration.as_secs().max(1)).unwrap_or(86_400).min(86_400);
         self.call(Endpoint::RenewSlot, Some(&RenewSlot { slot: slot.to_owned(), duration_seconds: secs })).await
     }
@@ -206,11 +206,11 @@ impl Proxy {
         self.call(Endpoint::ReleaseSlot, Some(&ReleaseSlot { slot: slot.to_owned() })).await
     }
 
-    pub async fn cordon(&self, req: &CordonRequest) -> Result<NodeView, ProxyError> {
+    pub async fn cordon(&self, req: &CordonRequest) -> Result<CordonReply, ProxyError> {
         self.call(Endpoint::Cordon, Some(req)).await
     }
 
-    pub async fn uncordon(&self) -> Result<NodeView, ProxyError> {
+    pub async fn uncordon(&self) -> Result<CordonReply, ProxyError> {
         self.call(Endpoint::Uncordon, Some(&UncordonRequest { include_in_load_balancers: true })).await
     }
 

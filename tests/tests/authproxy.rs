@@ -156,7 +156,9 @@ async fn slots_are_renewed_and_released_only_by_their_holder_and_cordons_are_own
         if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
     })
     .await;
-    // Capped at --max-slot-lease (30s in tests).
+    // Capped at --max-slot-lease (whole seconds).
+    let max = f.opts.authproxy_args.iter().find(|(k, _)| k == "max-slot-lease").map(|(_, v)| v.clone()).unwrap();
+    let max = model::parse::duration(&max).unwrap().as_secs();
     let r = c
         .post(u("slot/renew"))
         .bearer_auth(&tok)
@@ -165,7 +167,7 @@ async fn slots_are_renewed_and_released_only_by_their_holder_and_cordons_are_own
         .await
         .unwrap();
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["leaseDurationSeconds"], 30, "{v}");
+    assert_eq!(v["leaseDurationSeconds"], max, "{v}");
     assert_eq!(
         post(&c, &u("slot/renew"), &tok, json!({"slot": "brupop-slot-1", "durationSeconds": 60})).await,
         (409, "NotHolder".into())

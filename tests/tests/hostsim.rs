@@ -1,5 +1,5 @@
-//! The host simulator judged on the wire against the fact sheet
-//! (`/work/shared/bottlerocket-api.md`), with a hand-written HTTP client
+//! The host simulator judged on the wire against how a real host's API
+//! answers (status codes, bodies, lock, command order), with a hand-written HTTP client
 //! (`tests::hostsim::raw`) so that the nodeagent's client plays no part.
 //!
 //! - `wire`: endpoints, status codes, bodies and the JSON shape;

@@ -51,7 +51,6 @@ async fn two_leaders_racing_for_one_slot_never_both_succeed() {
         let actor = Actor::new(
             api.client.clone(),
             ns.clone(),
-            Duration::from_secs(60),
             shared,
             leading,
             who.to_owned(),
@@ -70,7 +69,13 @@ async fn two_leaders_racing_for_one_slot_never_both_succeed() {
             .map(|l| Action::Grant {
                 slot: l.metadata.name.clone().unwrap(),
                 node: node.to_owned(),
-                version: "1.21.0".into(),
+                lease_duration: Duration::from_secs(60),
+                spec: model::BottlerocketShadowSpec {
+                    state: model::ShadowState::StagedAndPerformedUpdate,
+                    version: Some("1.21.0".into()),
+                    slot: l.metadata.name.clone(),
+                    ..Default::default()
+                },
                 resource_version: l.metadata.resource_version.clone(),
                 transitions: None,
                 waited: None,
@@ -81,7 +86,7 @@ async fn two_leaders_racing_for_one_slot_never_both_succeed() {
     let (pa, pb) = (plan("node-a"), plan("node-b"));
     let now = jiff::Timestamp::now();
     // Each plan stops at its first lost race; run both, concurrently, until neither can grant more.
-    let (ra, rb) = tokio::join!(a.apply(&pa, &policy, now), b.apply(&pb, &policy, now));
+    let (ra, rb) = tokio::join!(a.apply(&pa, Some(&policy), now), b.apply(&pb, Some(&policy), now));
     ra.unwrap();
     rb.unwrap();
     let mut holders = std::collections::BTreeMap::new();

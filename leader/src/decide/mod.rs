@@ -1,4 +1,4 @@
-//! The leader's decisions, as one pure function: [`decide`].
+//! The leader's decisions, as one pure function: [`decide`], one method per rule.
 //!
 //! Input: what the leader observes (managed nodes, shadows, slot Leases, the
 //! previous UpdatePolicy status), the settings in force and the time. Output:
@@ -7,7 +7,10 @@
 //! grants, slot pool changes), and when to look again if nothing changes.
 //!
 //! This module must not do I/O, read the clock or the environment: that is
-//! what lets the safety rules below be tested exhaustively.
+//! what lets the safety rules below be tested without a cluster, one unit
+//! test per situation and a property test over random clusters
+//! (`tests/props.rs`: no grant beyond the slots, to a node that does not
+//! wait, or while grants do not run).
 //!
 //! Rules (docs/protocol.md sections 3, 5 and 6):
 //! - never more holders than slots; a node holds at most one slot;
@@ -46,7 +49,7 @@ pub const RECENT_FAILURES_KEPT: usize = 50;
 
 /// A managed node, reduced to what the decisions need.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeView {
+pub struct ObservedNode {
     pub name: String,
     pub ready: bool,
     pub unschedulable: bool,
@@ -57,7 +60,7 @@ pub struct NodeView {
 
 /// A slot Lease, reduced to what the decisions need.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SlotView {
+pub struct ObservedSlot {
     pub name: String,
     pub index: u32,
     pub holder: Option<String>,
@@ -69,12 +72,10 @@ pub struct SlotView {
     pub resource_version: Option<String>,
 }
 
-impl SlotView {
+impl ObservedSlot {
     /// When the Lease stops being valid; `None` if it carries no renewal.
     pub fn expires(&self) -> Option<Timestamp> {
-        let renewed = self.renewed.or(self.acquired)?;
-        let secs = i64::from(self.duration_seconds.unwrap_or(0).max(0));
-        renewed.checked_add(jiff::SignedDuration::from_secs(secs)).ok()
+        model::objects::lease_expiry(self.renewed.or(self.acquired), self.duration_seconds)
     }
 
     /// When the leader may reclaim it: [`EXPIRY_GRACE`] after its expiry.
@@ -89,7 +90,7 @@ impl SlotView {
 
 /// A BottlerocketShadow, by node.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ShadowView {
+pub struct ObservedShadow {
     pub node: String,
     pub spec: BottlerocketShadowSpec,
     pub status: Option<BottlerocketShadowStatus>,
@@ -128,10 +129,12 @@ impl WindowState {
 #[derive(Clone, Copy, Debug)]
 pub struct Observed<'a> {
     pub now: Timestamp,
-    pub nodes: &'a BTreeMap<String, NodeView>,
-    pub shadows: &'a BTreeMap<String, ShadowView>,
-    pub slots: &'a [SlotView],
-    pub policy: &'a UpdatePolicyStatus,
+    pub nodes: &'a BTreeMap<String, ObservedNode>,
+    pub shadows: &'a BTreeMap<String, ObservedShadow>,
+    pub slots: &'a [ObservedSlot],
+    /// The UpdatePolicy's status (default if it has none); `None` when
+    /// no UpdatePolicy object exists.
+    pub policy: Option<&'a UpdatePolicyStatus>,
     pub policy_generation: Option<i64>,
     pub window: WindowState,
 }
@@ -139,6 +142,11 @@ pub struct Observed<'a> {
 /// A write the leader makes after the policy status is written.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
+    /// Create the UpdatePolicy `default` (empty spec: the leader's flags
+    /// apply). Decided when the policy watch listed none; nothing else is
+    /// decided until it exists, since every other action depends on its
+    /// status being durable first.
+    CreatePolicy,
     /// Create slot Lease `name` (free).
     CreateSlot { name: String },
     /// Delete a free surplus slot (checked by resourceVersion).
@@ -149,11 +157,12 @@ pub enum Action {
     Free { slot: String, holder: String, resource_version: Option<String> },
     /// Give a free slot to a waiting node: the Lease first (checked against
     /// `resource_version`; `transitions` is its `leaseTransitions` there),
-    /// then the shadow spec.
+    /// held for `lease_duration` from now, then the shadow `spec`.
     Grant {
         slot: String,
         node: String,
-        version: String,
+        lease_duration: Duration,
+        spec: BottlerocketShadowSpec,
         resource_version: Option<String>,
         transitions: Option<i32>,
         waited: Option<Duration>,
@@ -162,6 +171,16 @@ pub enum Action {
     SetSpec { node: String, spec: BottlerocketShadowSpec },
     /// Delete the shadow of a node that is no longer managed, if its Node no longer exists.
     DeleteShadowIfNodeGone { node: String },
+}
+
+impl Action {
+    /// The version a grant hands out.
+    pub fn granted_version(&self) -> Option<&str> {
+        match self {
+            Action::Grant { spec, .. } => spec.version.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// A node that finished its update (released its slot on the granted version).
@@ -207,276 +226,387 @@ fn since(now: Timestamp, then: Timestamp) -> Option<Duration> {
     Duration::try_from(now.duration_since(then)).ok()
 }
 
-/// The leader's decisions. See the module documentation for the rules.
+/// The leader's decisions. See the module documentation for the rules; each
+/// is one method of [`Pass`], applied in this order.
 pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
-    let now = obs.now;
-    let mut st = obs.policy.clone();
-    let mut counted = Vec::new();
-    let mut completed = Vec::new();
-    let mut actions = Vec::new();
-    // Shadow specs to write, one per node (several reasons may touch one node).
-    let mut specs: BTreeMap<String, BottlerocketShadowSpec> = BTreeMap::new();
+    let Some(previous) = obs.policy else {
+        return Plan {
+            status: UpdatePolicyStatus::default(),
+            counted: Vec::new(),
+            completed: Vec::new(),
+            actions: vec![Action::CreatePolicy],
+            wake_at: None,
+        };
+    };
+    let mut pass = Pass::new(obs, previous, settings);
+    pass.resume();
+    pass.count_reported_failures();
+    pass.check_slots();
+    pass.settle_released_grants();
+    pass.forget_unmanaged_shadows();
+    let size = pass.size_pool();
+    let phase = status::phase(&pass.st, settings, obs.window, obs.now);
+    let waiting = pass.grant(phase, size);
+    pass.finish(phase, size, waiting)
+}
 
-    // 1. A new resume request clears halts and the failure count.
-    if settings.resume_request.is_some() && settings.resume_request != st.acknowledged_resume {
-        st.acknowledged_resume = settings.resume_request.clone();
-        st.consecutive_failures = 0;
-        st.halted_until = None;
-        st.halt_reason = None;
+/// One pass of decisions: what the rules have decided so far.
+struct Pass<'a, 's> {
+    obs: Observed<'a>,
+    settings: &'s Settings,
+    /// The UpdatePolicy status being built.
+    st: UpdatePolicyStatus,
+    /// Keys of failures already in the status when the pass began.
+    recorded: BTreeSet<String>,
+    counted: Vec<RecordedFailure>,
+    completed: Vec<Completed>,
+    actions: Vec<Action>,
+    /// Shadow specs to write, one per node (several rules may touch one node).
+    specs: BTreeMap<String, BottlerocketShadowSpec>,
+    /// Failure keys still unacknowledged: kept in the status however old.
+    keep_keys: BTreeSet<String>,
+    /// Slot holders: node → the slots it holds.
+    holders: BTreeMap<&'a str, Vec<&'a ObservedSlot>>,
+    /// Slots not grantable in this pass (reclaimed, freed).
+    unavailable: BTreeSet<&'a str>,
+}
+
+impl<'a, 's> Pass<'a, 's> {
+    fn new(obs: Observed<'a>, previous: &UpdatePolicyStatus, settings: &'s Settings) -> Self {
+        let mut holders: BTreeMap<&str, Vec<&ObservedSlot>> = BTreeMap::new();
+        for s in obs.slots {
+            if let Some(h) = &s.holder {
+                holders.entry(h.as_str()).or_default().push(s);
+            }
+        }
+        Pass {
+            obs,
+            settings,
+            recorded: previous.recent_failures.iter().map(|f| f.key.clone()).collect(),
+            st: previous.clone(),
+            counted: Vec::new(),
+            completed: Vec::new(),
+            actions: Vec::new(),
+            specs: BTreeMap::new(),
+            keep_keys: BTreeSet::new(),
+            holders,
+            unavailable: BTreeSet::new(),
+        }
     }
 
-    let recorded: BTreeSet<String> = st.recent_failures.iter().map(|f| f.key.clone()).collect();
-    let count = |st: &mut UpdatePolicyStatus, rec: RecordedFailure, counted: &mut Vec<RecordedFailure>| {
-        if recorded.contains(&rec.key) {
+    /// Counts a failure once: a key already recorded is not counted again.
+    /// A fleet-halting failure raises the consecutive count and halts.
+    fn count(&mut self, rec: RecordedFailure) {
+        if self.recorded.contains(&rec.key) {
             return;
         }
         if rec.reason.halts_fleet() {
+            let st = &mut self.st;
             st.consecutive_failures = st.consecutive_failures.saturating_add(1);
-            let until =
-                add(now, backoff(settings.failure_backoff, settings.failure_backoff_max, st.consecutive_failures));
+            let s = self.settings;
+            let until = add(self.obs.now, backoff(s.failure_backoff, s.failure_backoff_max, st.consecutive_failures));
             st.halted_until = Some(Time(until));
             st.halt_reason = Some(rec.reason);
         }
-        st.recent_failures.push(rec.clone());
-        counted.push(rec);
-    };
-
-    // 2. Failures reported by agents: count (status first), then acknowledge on the spec.
-    let mut unacked: Vec<(&ShadowView, &model::shadow::Failure)> = obs
-        .shadows
-        .values()
-        .filter_map(|sh| {
-            let f = sh.status.as_ref()?.last_failure.as_ref()?;
-            (f.id > sh.spec.acknowledged_failure.unwrap_or(0)).then_some((sh, f))
-        })
-        .collect();
-    unacked.sort_by(|a, b| (a.1.time.0, &a.0.node).cmp(&(b.1.time.0, &b.0.node)));
-    let mut keep_keys: BTreeSet<String> = BTreeSet::new();
-    for (sh, f) in &unacked {
-        let key = failure_key(&sh.node, f.id);
-        keep_keys.insert(key.clone());
-        let rec = RecordedFailure {
-            key,
-            node: sh.node.clone(),
-            reason: f.reason,
-            message: f.message.clone(),
-            time: f.time.clone(),
-        };
-        count(&mut st, rec, &mut counted);
-        let mut spec = planned(&specs, sh);
-        spec.acknowledged_failure = Some(f.id);
-        // The grant stays on the spec while the node still holds its slot:
-        // its agent follows the slot the spec names, and releases it once its
-        // undo is done (step 4 resets the spec then, or reclaim on expiry).
-        let holds_granted = spec.slot.as_deref().is_some_and(|granted| {
-            obs.slots
-                .iter()
-                .any(|s| s.name == granted && s.holder.as_deref() == Some(sh.node.as_str()) && !s.expired(now))
-        });
-        if !holds_granted {
-            reset_grant(&mut spec, now);
-        }
-        specs.insert(sh.node.clone(), spec);
+        self.st.recent_failures.push(rec.clone());
+        self.counted.push(rec);
     }
 
-    // 3. Slots: expiry, vanished holders, releases, repairs.
-    let mut holders: BTreeMap<&str, Vec<&SlotView>> = BTreeMap::new();
-    for s in obs.slots {
-        if let Some(h) = &s.holder {
-            holders.entry(h.as_str()).or_default().push(s);
+    /// Rule 1: a new resume request clears halts and the failure count.
+    fn resume(&mut self) {
+        let request = &self.settings.resume_request;
+        if request.is_some() && *request != self.st.acknowledged_resume {
+            self.st.acknowledged_resume = request.clone();
+            self.st.consecutive_failures = 0;
+            self.st.halted_until = None;
+            self.st.halt_reason = None;
         }
     }
-    let mut unavailable: BTreeSet<&str> = BTreeSet::new(); // slots not grantable this pass
-    for slot in obs.slots {
-        let Some(holder) = slot.holder.as_deref() else {
-            continue;
-        };
-        let shadow = obs.shadows.get(holder);
-        if shadow.is_none() && !obs.nodes.contains_key(holder) {
-            actions.push(Action::Free {
-                slot: slot.name.clone(),
-                holder: holder.to_owned(),
-                resource_version: slot.resource_version.clone(),
-            });
-            unavailable.insert(&slot.name);
-            continue;
-        }
-        if slot.expired(now) {
-            let acquired = slot.acquired.map(|t| t.to_string()).unwrap_or_default();
-            let key = expiry_key(&slot.name, holder, &acquired);
-            keep_keys.insert(key.clone());
-            let rec = RecordedFailure {
+
+    /// Rule 2: failures reported by agents are counted (status first), then
+    /// acknowledged on the spec.
+    fn count_reported_failures(&mut self) {
+        let now = self.obs.now;
+        let mut unacked: Vec<(&ObservedShadow, &model::shadow::Failure)> = self
+            .obs
+            .shadows
+            .values()
+            .filter_map(|sh| {
+                let f = sh.status.as_ref()?.last_failure.as_ref()?;
+                (f.id > sh.spec.acknowledged_failure.unwrap_or(0)).then_some((sh, f))
+            })
+            .collect();
+        unacked.sort_by(|a, b| (a.1.time.0, &a.0.node).cmp(&(b.1.time.0, &b.0.node)));
+        for (sh, f) in unacked {
+            let key = failure_key(&sh.node, f.id);
+            self.keep_keys.insert(key.clone());
+            self.count(RecordedFailure {
                 key,
-                node: holder.to_owned(),
-                reason: FailureReason::SlotExpired,
-                message: format!(
-                    "slot {} held by {holder} expired at {} without being renewed or released",
-                    slot.name,
-                    slot.expires().map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
-                ),
-                time: Time(now),
-            };
-            count(&mut st, rec, &mut counted);
-            actions.push(Action::Reclaim {
-                slot: slot.name.clone(),
-                holder: holder.to_owned(),
-                resource_version: slot.resource_version.clone(),
+                node: sh.node.clone(),
+                reason: f.reason,
+                message: f.message.clone(),
+                time: f.time.clone(),
             });
-            unavailable.insert(&slot.name);
-            continue;
+            let mut spec = planned(&self.specs, sh);
+            spec.acknowledged_failure = Some(f.id);
+            // The grant stays on the spec while the node still holds its slot:
+            // its agent follows the slot the spec names, and releases it once its
+            // undo is done (rule 4 resets the spec then, or reclaim on expiry).
+            let holds_granted = spec.slot.as_deref().is_some_and(|granted| {
+                self.obs
+                    .slots
+                    .iter()
+                    .any(|s| s.name == granted && s.holder.as_deref() == Some(sh.node.as_str()) && !s.expired(now))
+            });
+            if !holds_granted {
+                reset_grant(&mut spec, now);
+            }
+            self.specs.insert(sh.node.clone(), spec);
         }
-        // A node holding two slots keeps the one its spec names (or the lowest).
-        let held = &holders[holder];
-        if held.len() > 1 {
-            let keep = shadow
-                .and_then(|sh| sh.spec.slot.as_deref())
-                .filter(|n| held.iter().any(|s| s.name == *n))
-                .unwrap_or(held[0].name.as_str());
-            if slot.name != keep {
-                actions.push(Action::Free {
-                    slot: slot.name.clone(),
-                    holder: holder.to_owned(),
-                    resource_version: slot.resource_version.clone(),
-                });
-                unavailable.insert(&slot.name);
+    }
+
+    /// Rule 3: every held slot is checked: its holder gone (freed), expired
+    /// (counted, reclaimed), a second slot of one node (freed), or a grant
+    /// whose spec write was lost (repaired).
+    fn check_slots(&mut self) {
+        let obs = self.obs;
+        for slot in obs.slots {
+            let Some(holder) = slot.holder.as_deref() else {
+                continue;
+            };
+            let shadow = obs.shadows.get(holder);
+            if shadow.is_none() && !obs.nodes.contains_key(holder) {
+                self.free(slot, holder);
                 continue;
             }
-        }
-        // Repair a grant whose spec write was lost: the node still waits, and
-        // its spec was not reset after this Lease was acquired.
-        if let Some(sh) = shadow {
-            let spec = planned(&specs, sh);
-            let reset_after_grant = match (&spec.state_transition_timestamp, slot.acquired) {
-                (Some(reset), Some(acquired)) => reset.0 >= acquired,
-                _ => false,
-            };
-            if spec.slot.is_none() && sh.unacked_failure_is_none() && sh.is_waiting() && !reset_after_grant {
-                let mut spec = spec;
-                spec.slot = Some(slot.name.clone());
-                spec.version = spec.version.or_else(|| sh.status.as_ref().and_then(|s| s.target_version.clone()));
-                spec.state = ShadowState::StagedAndPerformedUpdate;
-                spec.state_transition_timestamp = Some(MicroTime(now));
-                specs.insert(sh.node.clone(), spec);
+            if slot.expired(obs.now) {
+                self.reclaim(slot, holder);
+                continue;
+            }
+            // A node holding two slots keeps the one its spec names (or the lowest).
+            let held = &self.holders[holder];
+            if held.len() > 1 {
+                let keep = shadow
+                    .and_then(|sh| sh.spec.slot.as_deref())
+                    .filter(|n| held.iter().any(|s| s.name == *n))
+                    .unwrap_or(held[0].name.as_str());
+                if slot.name != keep {
+                    self.free(slot, holder);
+                    continue;
+                }
+            }
+            if let Some(sh) = shadow {
+                self.repair_lost_grant(slot, sh);
             }
         }
     }
 
-    // 4. Shadows whose granted slot is no longer theirs: completion or loss.
-    let slot_by_name: BTreeMap<&str, &SlotView> = obs.slots.iter().map(|s| (s.name.as_str(), s)).collect();
-    for sh in obs.shadows.values() {
-        // Only shadows naming a slot matter here (most do not: no copy for them).
-        let Some(granted) = planned_ref(&specs, sh).slot.clone() else {
-            continue;
-        };
-        let spec = planned(&specs, sh);
-        let still_held = slot_by_name
-            .get(granted.as_str())
-            .is_some_and(|s| s.holder.as_deref() == Some(sh.node.as_str()) && !s.expired(now));
-        if still_held {
-            continue;
-        }
-        let done = sh.status.as_ref().is_some_and(|s| {
-            s.current_state == ShadowState::Idle && spec.version.as_deref() == Some(s.current_version.as_str())
+    fn free(&mut self, slot: &'a ObservedSlot, holder: &str) {
+        self.actions.push(Action::Free {
+            slot: slot.name.clone(),
+            holder: holder.to_owned(),
+            resource_version: slot.resource_version.clone(),
         });
-        if done {
-            completed.push(Completed {
-                node: sh.node.clone(),
-                version: spec.version.clone().unwrap_or_default(),
-                duration: spec.state_transition_timestamp.as_ref().and_then(|t| since(now, t.0)),
+        self.unavailable.insert(&slot.name);
+    }
+
+    /// An expired slot is counted (`SlotExpired`, keyed by slot, holder and
+    /// acquisition) before it is cleared.
+    fn reclaim(&mut self, slot: &'a ObservedSlot, holder: &str) {
+        let acquired = slot.acquired.map(|t| t.to_string()).unwrap_or_default();
+        let key = expiry_key(&slot.name, holder, &acquired);
+        self.keep_keys.insert(key.clone());
+        self.count(RecordedFailure {
+            key,
+            node: holder.to_owned(),
+            reason: FailureReason::SlotExpired,
+            message: format!(
+                "slot {} held by {holder} expired at {} without being renewed or released",
+                slot.name,
+                slot.expires().map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
+            ),
+            time: Time(self.obs.now),
+        });
+        self.actions.push(Action::Reclaim {
+            slot: slot.name.clone(),
+            holder: holder.to_owned(),
+            resource_version: slot.resource_version.clone(),
+        });
+        self.unavailable.insert(&slot.name);
+    }
+
+    /// A grant whose spec write was lost: the node still waits, and its spec
+    /// was not reset after this Lease was acquired.
+    fn repair_lost_grant(&mut self, slot: &ObservedSlot, sh: &ObservedShadow) {
+        let spec = planned(&self.specs, sh);
+        let reset_after_grant = match (&spec.state_transition_timestamp, slot.acquired) {
+            (Some(reset), Some(acquired)) => reset.0 >= acquired,
+            _ => false,
+        };
+        if spec.slot.is_none() && sh.unacked_failure_is_none() && sh.is_waiting() && !reset_after_grant {
+            let mut spec = spec;
+            spec.slot = Some(slot.name.clone());
+            spec.version = spec.version.or_else(|| sh.status.as_ref().and_then(|s| s.target_version.clone()));
+            spec.state = ShadowState::StagedAndPerformedUpdate;
+            spec.state_transition_timestamp = Some(MicroTime(self.obs.now));
+            self.specs.insert(sh.node.clone(), spec);
+        }
+    }
+
+    /// Rule 4: a shadow whose granted slot is no longer its own completed its
+    /// update (released on the granted version: the consecutive-failure count
+    /// resets) or lost it; either way its grant is reset.
+    fn settle_released_grants(&mut self) {
+        let now = self.obs.now;
+        let slot_by_name: BTreeMap<&str, &ObservedSlot> = self.obs.slots.iter().map(|s| (s.name.as_str(), s)).collect();
+        for sh in self.obs.shadows.values() {
+            // Only shadows naming a slot matter here (most do not: no copy for them).
+            let Some(granted) = planned_ref(&self.specs, sh).slot.clone() else {
+                continue;
+            };
+            let still_held = slot_by_name
+                .get(granted.as_str())
+                .is_some_and(|s| s.holder.as_deref() == Some(sh.node.as_str()) && !s.expired(now));
+            if still_held {
+                continue;
+            }
+            let mut spec = planned(&self.specs, sh);
+            let done = sh.status.as_ref().is_some_and(|s| {
+                s.current_state == ShadowState::Idle && spec.version.as_deref() == Some(s.current_version.as_str())
             });
-            let max = settings.max_consecutive_failures;
-            if max == 0 || st.consecutive_failures < max {
-                st.consecutive_failures = 0;
+            if done {
+                self.completed.push(Completed {
+                    node: sh.node.clone(),
+                    version: spec.version.clone().unwrap_or_default(),
+                    duration: spec.state_transition_timestamp.as_ref().and_then(|t| since(now, t.0)),
+                });
+                let max = self.settings.max_consecutive_failures;
+                if max == 0 || self.st.consecutive_failures < max {
+                    self.st.consecutive_failures = 0;
+                }
+            }
+            reset_grant(&mut spec, now);
+            self.specs.insert(sh.node.clone(), spec);
+        }
+    }
+
+    /// Rule 5: the shadow of a node no longer managed is deleted if the Node
+    /// is gone (the writer checks), after which a slot it held is freed (rule 3).
+    fn forget_unmanaged_shadows(&mut self) {
+        for (sh, node) in with_nodes(self.obs.shadows, self.obs.nodes) {
+            if node.is_none() {
+                self.actions.push(Action::DeleteShadowIfNodeGone { node: sh.node.clone() });
             }
         }
-        let mut spec = spec;
-        reset_grant(&mut spec, now);
-        specs.insert(sh.node.clone(), spec);
     }
 
-    // 5. Shadows of nodes no longer managed: deleted if the Node is gone (the
-    //    writer checks), after which a slot it held is freed (step 3).
-    for (sh, node) in with_nodes(obs.shadows, obs.nodes) {
-        if node.is_none() {
-            actions.push(Action::DeleteShadowIfNodeGone { node: sh.node.clone() });
+    /// Rule 6: the slot pool follows the budget; shrinking never revokes a
+    /// held slot (surplus slots go once free). Returns the pool's size.
+    fn size_pool(&mut self) -> u32 {
+        let managed = u32::try_from(self.obs.nodes.len()).unwrap_or(u32::MAX);
+        let size = self.settings.budget.slots(managed);
+        let existing: BTreeSet<u32> = self.obs.slots.iter().map(|s| s.index).collect();
+        for i in 0..size {
+            if !existing.contains(&i) {
+                self.actions.push(Action::CreateSlot { name: model::names::slot_name(i) });
+            }
         }
-    }
-
-    // 6. The slot pool.
-    let managed = u32::try_from(obs.nodes.len()).unwrap_or(u32::MAX);
-    let size = settings.budget.slots(managed);
-    let existing: BTreeSet<u32> = obs.slots.iter().map(|s| s.index).collect();
-    for i in 0..size {
-        if !existing.contains(&i) {
-            actions.push(Action::CreateSlot { name: model::names::slot_name(i) });
+        for s in self.obs.slots {
+            if s.index >= size && s.holder.is_none() {
+                self.actions
+                    .push(Action::DeleteSlot { name: s.name.clone(), resource_version: s.resource_version.clone() });
+            }
         }
+        size
     }
-    for s in obs.slots {
-        if s.index >= size && s.holder.is_none() {
-            actions.push(Action::DeleteSlot { name: s.name.clone(), resource_version: s.resource_version.clone() });
+
+    /// Rule 8: while grants run (`phase`), free slots go to waiting nodes in
+    /// serving order. Returns how many nodes wait.
+    fn grant(&mut self, phase: Phase, size: u32) -> usize {
+        let obs = self.obs;
+        let held: usize = obs.slots.iter().filter(|s| s.holder.is_some()).count();
+        let mut waiting = waiting_nodes(&obs, self.settings, &self.holders, &self.specs);
+        if phase != Phase::Running {
+            return waiting.len();
         }
-    }
-
-    // 7. Whether grants run now.
-    let phase = status::phase(&st, settings, obs.window, now);
-
-    // 8. Grants.
-    let held: usize = obs.slots.iter().filter(|s| s.holder.is_some()).count();
-    let mut waiting = waiting_nodes(&obs, settings, &holders, &specs);
-    if phase == Phase::Running {
         // A slot still named by a spec is granted again only once that spec
         // is reset (protocol section 3): a reset planned in this pass is
         // written with the grant, so the slot can go at once.
         let named: BTreeSet<&str> =
-            obs.shadows.values().filter_map(|sh| planned_ref(&specs, sh).slot.as_deref()).collect();
-        let free: Vec<&SlotView> = obs
+            obs.shadows.values().filter_map(|sh| planned_ref(&self.specs, sh).slot.as_deref()).collect();
+        let free: Vec<&ObservedSlot> = obs
             .slots
             .iter()
             .filter(|s| s.holder.is_none() && s.index < size)
-            .filter(|s| !unavailable.contains(s.name.as_str()) && !named.contains(s.name.as_str()))
+            .filter(|s| !self.unavailable.contains(s.name.as_str()) && !named.contains(s.name.as_str()))
             .collect();
         let room = (size as usize).saturating_sub(held);
         serve_first(&mut waiting, room.min(free.len()));
         for (slot, (sh, version)) in free.into_iter().zip(waiting.iter()).take(room) {
-            let waited = sh.status.as_ref().and_then(|s| s.slot_requested_at.as_ref()).and_then(|t| since(now, t.0));
-            actions.push(Action::Grant {
+            let waited =
+                sh.status.as_ref().and_then(|s| s.slot_requested_at.as_ref()).and_then(|t| since(obs.now, t.0));
+            let spec = BottlerocketShadowSpec {
+                state: ShadowState::StagedAndPerformedUpdate,
+                state_transition_timestamp: Some(MicroTime(obs.now)),
+                version: Some((*version).to_owned()),
+                slot: Some(slot.name.clone()),
+                acknowledged_failure: planned_ref(&self.specs, sh).acknowledged_failure,
+            };
+            self.actions.push(Action::Grant {
                 slot: slot.name.clone(),
                 node: sh.node.clone(),
-                version: (*version).to_owned(),
+                lease_duration: self.settings.slot_lease_duration,
+                spec,
                 resource_version: slot.resource_version.clone(),
                 transitions: slot.transitions,
                 waited,
             });
         }
+        waiting.len()
     }
 
-    // 9. Spec writes go before grants in the plan (written together; a
-    //    reset is what lets this pass grant the slot again).
-    let spec_actions: Vec<Action> = specs
-        .into_iter()
-        .filter(|(node, spec)| obs.shadows.get(node).is_some_and(|sh| sh.spec != *spec))
-        .map(|(node, spec)| Action::SetSpec { node, spec })
-        .collect();
-    let first_grant = actions.iter().position(|a| matches!(a, Action::Grant { .. })).unwrap_or(actions.len());
-    actions.splice(first_grant..first_grant, spec_actions);
-
-    // 10. The status.
-    status::trim_recent(&mut st.recent_failures, &keep_keys);
-    let grants = actions.iter().filter(|a| matches!(a, Action::Grant { .. })).count();
-    status::fill(&mut st, phase, settings, obs, size, held + grants, waiting.len().saturating_sub(grants), managed);
-    let wake_at = status::wake_at(&st, obs, phase);
-    Plan { status: st, counted, completed, actions, wake_at }
+    /// Rules 9 and 10: spec writes go before the grants (a reset is what lets
+    /// this pass grant the slot again; they are written together, but a
+    /// granted node's spec is the grant's); then the status.
+    fn finish(mut self, phase: Phase, size: u32, waiting: usize) -> Plan {
+        let obs = self.obs;
+        let granted: BTreeSet<String> = self
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Grant { node, .. } => Some(node.clone()),
+                _ => None,
+            })
+            .collect();
+        let spec_actions: Vec<Action> = std::mem::take(&mut self.specs)
+            .into_iter()
+            .filter(|(node, spec)| obs.shadows.get(node).is_some_and(|sh| sh.spec != *spec))
+            .filter(|(node, _)| !granted.contains(node))
+            .map(|(node, spec)| Action::SetSpec { node, spec })
+            .collect();
+        let mut actions = self.actions;
+        let first_grant = actions.iter().position(|a| matches!(a, Action::Grant { .. })).unwrap_or(actions.len());
+        actions.splice(first_grant..first_grant, spec_actions);
+        let mut st = self.st;
+        status::trim_recent(&mut st.recent_failures, &self.keep_keys);
+        let grants = granted.len();
+        let held: usize = obs.slots.iter().filter(|s| s.holder.is_some()).count();
+        let managed = u32::try_from(obs.nodes.len()).unwrap_or(u32::MAX);
+        status::fill(&mut st, phase, self.settings, obs, size, held + grants, waiting.saturating_sub(grants), managed);
+        let wake_at = status::wake_at(&st, obs, phase);
+        Plan { status: st, counted: self.counted, completed: self.completed, actions, wake_at }
+    }
 }
 
 /// The spec a shadow will have after this pass's writes.
-fn planned(specs: &BTreeMap<String, BottlerocketShadowSpec>, sh: &ShadowView) -> BottlerocketShadowSpec {
+fn planned(specs: &BTreeMap<String, BottlerocketShadowSpec>, sh: &ObservedShadow) -> BottlerocketShadowSpec {
     planned_ref(specs, sh).clone()
 }
 
 /// [`planned`], borrowed.
 fn planned_ref<'a>(
     specs: &'a BTreeMap<String, BottlerocketShadowSpec>,
-    sh: &'a ShadowView,
+    sh: &'a ObservedShadow,
 ) -> &'a BottlerocketShadowSpec {
     specs.get(&sh.node).unwrap_or(&sh.spec)
 }
@@ -491,7 +621,7 @@ fn reset_grant(spec: &mut BottlerocketShadowSpec, now: Timestamp) {
     }
 }
 
-impl ShadowView {
+impl ObservedShadow {
     fn unacked_failure_is_none(&self) -> bool {
         self.status
             .as_ref()
@@ -508,9 +638,9 @@ impl ShadowView {
 /// walked together in key order, so a pass makes no lookup per shadow (at
 /// thousands of nodes those lookups were the largest part of a pass).
 fn with_nodes<'a>(
-    shadows: &'a BTreeMap<String, ShadowView>,
-    nodes: &'a BTreeMap<String, NodeView>,
-) -> impl Iterator<Item = (&'a ShadowView, Option<&'a NodeView>)> {
+    shadows: &'a BTreeMap<String, ObservedShadow>,
+    nodes: &'a BTreeMap<String, ObservedNode>,
+) -> impl Iterator<Item = (&'a ObservedShadow, Option<&'a ObservedNode>)> {
     let mut nodes = nodes.iter().peekable();
     shadows.iter().map(move |(key, sh)| {
         while nodes.next_if(|(n, _)| n.as_str() < key.as_str()).is_some() {}
@@ -522,12 +652,12 @@ fn with_nodes<'a>(
 /// request time, name: a total order); the rest stay unordered. Only as
 /// many as there are free slots are needed, so a pass does not sort the
 /// whole queue.
-fn serve_first(waiting: &mut [(&ShadowView, &str)], k: usize) {
-    let key = |s: &ShadowView| {
+fn serve_first(waiting: &mut [(&ObservedShadow, &str)], k: usize) {
+    let key = |s: &ObservedShadow| {
         let st = s.status.as_ref();
         (st.map_or(0, |s| s.crash_count), st.and_then(|s| s.slot_requested_at.as_ref()).map(|t| t.0))
     };
-    let order = |(a, _): &(&ShadowView, &str), (b, _): &(&ShadowView, &str)| {
+    let order = |(a, _): &(&ObservedShadow, &str), (b, _): &(&ObservedShadow, &str)| {
         key(a).cmp(&key(b)).then_with(|| a.node.cmp(&b.node))
     };
     if k == 0 || waiting.is_empty() {
@@ -546,9 +676,9 @@ fn serve_first(waiting: &mut [(&ShadowView, &str)], k: usize) {
 fn waiting_nodes<'a>(
     obs: &Observed<'a>,
     settings: &Settings,
-    holders: &BTreeMap<&str, Vec<&SlotView>>,
+    holders: &BTreeMap<&str, Vec<&ObservedSlot>>,
     specs: &BTreeMap<String, BottlerocketShadowSpec>,
-) -> Vec<(&'a ShadowView, &'a str)> {
+) -> Vec<(&'a ObservedShadow, &'a str)> {
     let mut holder_names = holders.keys().peekable();
     with_nodes(obs.shadows, obs.nodes)
         .filter_map(|(sh, node)| {

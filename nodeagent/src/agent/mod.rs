@@ -13,19 +13,20 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use model::BottlerocketShadow;
 use model::names;
-use model::wire::{CordonRequest, DrainRequest, ShadowView, SlotView};
+use model::wire::{CordonRequest, DrainRequest, ShadowReply, SlotReply};
+use runtime::cache::Source;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, Watches};
 use crate::hostapi::{AsyncHostApi, CommandTimestamp, CommandType, Failure, HostStatus};
-use crate::machine::{self, HostView, Memory, Observation, Outcome, Renewal, Step};
+use crate::machine::{self, Memory, Observation, Outcome, OwnHost, Renewal, Step};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, ProxyError};
 
 /// Everything one agent needs.
 pub struct Agent {
     pub node: String,
-    pub machine: machine::Config,
+    pub machine: machine::WalkSettings,
     pub host: AsyncHostApi,
     pub proxy: Proxy,
     pub client: kube::Client,
@@ -96,18 +97,18 @@ impl Agent {
     /// Reads the running version and the update status. A status that stays
     /// locked (423) past the lock deadline means a command runs: the view
     /// says the host is busy rather than failing.
-    async fn read_host(&self) -> Result<(HostView, Option<CommandTimestamp>), crate::hostapi::Error> {
+    async fn read_host(&self) -> Result<(OwnHost, Option<CommandTimestamp>), crate::hostapi::Error> {
         let os = self.host.os().await?;
         let status = match self.host.status().await {
             Ok(status) => status,
             Err(e) if matches!(e.failure(), Failure::LockHeld { .. }) => {
                 tracing::info!(node = %self.node, error = %e, "a host command holds the update lock");
-                return Ok((HostView { version: os.version_id, update: None, busy: true }, None));
+                return Ok((OwnHost { version: os.version_id, update: None, busy: true }, None));
             }
             Err(e) => return Err(e),
         };
         let last = status.last_command_timestamp().cloned();
-        Ok((HostView { version: os.version_id, update: host_update(&status), busy: false }, last))
+        Ok((OwnHost { version: os.version_id, update: host_update(&status), busy: false }, last))
     }
 
     /// Runs until `shutdown`. Between steps only: a step in flight is
@@ -125,7 +126,7 @@ impl Agent {
         // The host as read before a step that did not touch it: the next
         // decision uses it instead of reading the host again (most steps of
         // a walk are cluster steps; each read is two host requests).
-        let mut still_current: Option<HostView> = None;
+        let mut still_current: Option<OwnHost> = None;
         let mut host_ctx = HostCtx::default();
         loop {
             if shutdown.is_cancelled() {
@@ -165,7 +166,7 @@ impl Agent {
                 }
                 Err(e) => {
                     self.metrics.host_errors.with_label_values(&[&e.label()]).inc();
-                    tracing::warn!(node = %self.node, error = %e, retry_in = ?backoff, "cannot read the host");
+                    tracing::warn!(node = %self.node, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot read the host");
                     self.pause(backoff, &mem, &shutdown).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
@@ -194,12 +195,12 @@ impl Agent {
             let step = machine::decide(&obs, &mem, &self.machine, now);
             let label = step_label(&step);
             if let Step::Wait { until, why } = &step {
-                tracing::debug!(node = %self.node, why = %why, until = ?until, "waiting");
+                tracing::debug!(node = %self.node, why = %why, until = until.map(|t| t.to_string()), "waiting");
                 self.sleep_until(*until, &shutdown).await;
                 continue;
             }
             self.metrics.steps.with_label_values(&[label]).inc();
-            tracing::info!(node = %self.node, step = label, detail = ?step, "step");
+            tracing::info!(node = %self.node, step = label, detail = describe(&step), "step");
             let started = std::time::Instant::now();
             let aborting = mem.aborting.is_some();
             let outcome = match self.execute(&step, &mut mem, &mut host_ctx, &shutdown).await {
@@ -219,7 +220,7 @@ impl Agent {
                     if mem.aborting.is_some() && !aborting {
                         continue;
                     }
-                    tracing::debug!(node = %self.node, retry_in = ?backoff, "retrying after a failed step");
+                    tracing::debug!(node = %self.node, retry_in_ms = backoff.as_millis() as u64, "retrying after a failed step");
                     self.pause(backoff, &mem, &shutdown).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -228,7 +229,7 @@ impl Agent {
                     if let Some(status) = after {
                         // A command finished: its final status is the host's
                         // update status now; the running version is unchanged.
-                        still_current = Some(HostView { update: host_update(&status), ..host });
+                        still_current = Some(OwnHost { update: host_update(&status), ..host });
                     } else if leaves_the_host_alone(&step) && started.elapsed() < HOST_VIEW_REUSE {
                         still_current = Some(host);
                     }
@@ -506,16 +507,16 @@ impl Agent {
         StepError::Proxy(e)
     }
 
-    fn put_shadow(&self, view: ShadowView) {
+    fn put_shadow(&self, view: ShadowReply) {
         let current = self.watches.views.shadow.borrow().clone();
         let mut shadow = current.unwrap_or_else(|| BottlerocketShadow::new(&view.name, view.spec.clone()));
         shadow.metadata.resource_version = view.resource_version;
         shadow.spec = view.spec;
         shadow.status = view.status;
-        cluster::store(&self.watches.shadow_tx, Some(shadow));
+        cluster::store(&self.watches.shadow_tx, &self.watches.fresh, "shadow", shadow, Source::Answer);
     }
 
-    fn put_lease(&self, view: &SlotView) {
+    fn put_lease(&self, view: &SlotReply) {
         let mut lease = self.watches.views.lease.borrow().clone().unwrap_or_default();
         lease.metadata.name = Some(view.slot.clone());
         lease.metadata.resource_version = view.resource_version.clone();
@@ -525,7 +526,7 @@ impl Agent {
         if let (Some(exp), Some(d)) = (view.expires_at, view.lease_duration_seconds) {
             spec.renew_time = exp.checked_sub(jiff::SignedDuration::from_secs(i64::from(d))).ok().map(MicroTime);
         }
-        cluster::store(&self.watches.lease_tx, Some(lease));
+        cluster::store(&self.watches.lease_tx, &self.watches.fresh, "lease", lease, Source::Answer);
     }
 
     fn put_node(&self, change: impl FnOnce(&mut Node)) {

@@ -7,38 +7,28 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
-use model::names;
+use model::objects;
 
 use crate::hostapi::{HostStatus, UpdateState};
-use crate::machine::{HostUpdate, HostUpdateState, LeaseView, NodeView, Step};
+use crate::machine::{HostUpdate, HostUpdateState, OwnLease, OwnNode, Step};
 
-pub(super) fn lease_view(lease: &Lease) -> Option<LeaseView> {
-    let spec = lease.spec.as_ref();
-    let renewed = spec.and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref())).map(|t| t.0);
-    let secs = spec.and_then(|s| s.lease_duration_seconds).unwrap_or(0);
-    Some(LeaseView {
+pub(super) fn lease_view(lease: &Lease) -> Option<OwnLease> {
+    Some(OwnLease {
         name: lease.metadata.name.clone()?,
-        holder: spec.and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty()),
-        expires: renewed.and_then(|r| r.checked_add(jiff::SignedDuration::from_secs(i64::from(secs))).ok()),
+        holder: objects::lease_holder(lease).map(str::to_owned),
+        expires: objects::lease_expires(lease),
     })
 }
 
-pub(super) fn node_view(node: &Node) -> NodeView {
-    let annotations = node.metadata.annotations.as_ref();
-    let labels = node.metadata.labels.as_ref();
-    NodeView {
-        ready: node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.status == "True"),
-        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
-        cordoned_by_us: annotations.is_some_and(|a| a.contains_key(names::CORDONED_ANNOTATION)),
-        cordoned_at: annotations.and_then(|a| a.get(names::CORDONED_ANNOTATION)).and_then(|v| v.parse().ok()),
-        excluded: labels.is_some_and(|l| l.contains_key(names::EXCLUDE_LB_LABEL)),
-        excluded_by_us: annotations.is_some_and(|a| a.contains_key(names::LB_EXCLUDED_ANNOTATION)),
-        opted_out: annotations.and_then(|a| a.get(names::NODE_OPT_OUT_ANNOTATION)).is_some_and(|v| v == "true"),
+pub(super) fn node_view(node: &Node) -> OwnNode {
+    OwnNode {
+        ready: objects::node_ready(node),
+        unschedulable: objects::unschedulable(node),
+        cordoned_by_us: objects::cordoned_by_us(node),
+        cordoned_at: objects::cordoned_at(node),
+        excluded: objects::excluded_from_load_balancers(node),
+        excluded_by_us: objects::excluded_by_us(node),
+        opted_out: objects::opted_out(node),
     }
 }
 
@@ -77,6 +67,34 @@ pub(super) fn leaves_the_host_alone(step: &Step) -> bool {
         Step::Refresh | Step::Prepare | Step::Activate | Step::Deactivate | Step::Reboot { .. } | Step::Wait { .. } => {
             false
         }
+    }
+}
+
+/// What a step does, in words, for the log.
+pub(super) fn describe(step: &Step) -> String {
+    let report = |r: &model::wire::StatusReport| {
+        let target = r.target_version.as_deref().map(|t| format!(" (offers {t})")).unwrap_or_default();
+        let failure = r.failure.as_ref().map(|f| format!(", failure {} #{}: {}", f.reason, f.id, f.message));
+        format!("{} on {}{target}{}", r.state, r.current_version, failure.unwrap_or_default())
+    };
+    let secs = |d: &std::time::Duration| format!("{}s", d.as_secs_f64());
+    match step {
+        Step::Report(r) => format!("report {}", report(r)),
+        Step::RequestSlot(r) => format!("ask for a slot, reporting {}", report(r)),
+        Step::Renew { slot, duration } => format!("renew {slot} for {}", secs(duration)),
+        Step::Cordon { slot, min_remaining, exclude_from_load_balancers } => format!(
+            "cordon (fenced by {slot}, {} left){}",
+            secs(min_remaining),
+            if *exclude_from_load_balancers { " and exclude from load balancers" } else { "" }
+        ),
+        Step::Drain { slot, min_remaining } => format!("drain round (fenced by {slot}, {} left)", secs(min_remaining)),
+        Step::Reboot { slot } => format!("reboot, holding {slot}"),
+        Step::Release { slot } => format!("release {slot}"),
+        Step::Fail { reason, message } => format!("fail: {reason}: {message}"),
+        Step::Wait { until, why } => {
+            format!("wait until {}: {why}", until.map_or_else(|| "a change".to_owned(), |t| t.to_string()))
+        }
+        other => step_label(other).replace('_', " "),
     }
 }
 

@@ -250,7 +250,8 @@ impl HostApi {
         let deadline = Instant::now() + self.config.deadlines.of(cmd);
         let before = match self.status() {
             Ok(status) => status.last_command_timestamp().cloned(),
-            Err(e) => return Err(Error::new(Action::of(cmd), into_failure(e))),
+            // A status read inside a command is reported as the command's error.
+            Err(e) => return Err(Error::new(Action::of(cmd), e.into_failure())),
         };
         self.run_until(cmd, before.as_ref(), deadline).map(|(done, _)| done)
     }
@@ -273,7 +274,7 @@ impl HostApi {
         deadline: Instant,
     ) -> Result<(Command, UpdateStatus), Error> {
         self.start(cmd)?;
-        debug!(command = %cmd, previous = ?previous.map(CommandTimestamp::as_str), "command started");
+        debug!(command = %cmd, previous = previous.map(CommandTimestamp::as_str), "command started");
         self.wait_for_status(cmd, previous, deadline)
     }
 
@@ -391,7 +392,7 @@ impl HostApi {
             if waited + delay > self.config.lock_deadline {
                 return Err(Failure::LockHeld { body: answer.text(), attempts, waited });
             }
-            debug!(method, path, attempts, ?delay, "update lock held; retrying");
+            debug!(method, path, attempts, delay_ms = delay.as_millis() as u64, "update lock held; retrying");
             std::thread::sleep(delay);
         }
     }
@@ -450,20 +451,6 @@ fn http_failure(action: Action, answer: &Answer) -> Failure {
         (500, _) if body.contains("Unable to start the update dispatcher") => Failure::CannotUpdateInPlace { body },
         (500..=599, _) => Failure::Server { status: answer.status, body },
         (status, _) => Failure::UnexpectedStatus { status, body },
-    }
-}
-
-/// The failure inside an error of another action (a status read inside a
-/// command is reported as the command's error).
-fn into_failure(err: Error) -> Failure {
-    match err {
-        Error::ReadOs(f)
-        | Error::ReadStatus(f)
-        | Error::Refresh(f)
-        | Error::Prepare(f)
-        | Error::Activate(f)
-        | Error::Deactivate(f)
-        | Error::Reboot(f) => f,
     }
 }
 

@@ -229,6 +229,19 @@ impl Error {
         }
     }
 
+    /// What went wrong, taken out (to report it as another action's error).
+    pub fn into_failure(self) -> Failure {
+        match self {
+            Error::ReadOs(f)
+            | Error::ReadStatus(f)
+            | Error::Refresh(f)
+            | Error::Prepare(f)
+            | Error::Activate(f)
+            | Error::Deactivate(f)
+            | Error::Reboot(f) => f,
+        }
+    }
+
     /// Whether trying again cannot help: the command ran and failed, did not
     /// finish by its deadline (the host still holds its update lock), or the
     /// host cannot update in place.

@@ -2,7 +2,7 @@
 //!
 //! What this module does: turns the bytes of a `GET /os` or `GET
 //! /updates/status` answer into typed values, accepting exactly what a
-//! Bottlerocket host may send (`/work/shared/bottlerocket-api.md`): every
+//! Bottlerocket host's API server may send: every
 //! optional field may be absent or `null`, `exit_status` is a signed 32-bit
 //! number, timestamps keep their text exactly (0, 3, 6 or 9 fraction digits),
 //! unknown fields are ignored.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use model::FailureReason;
 
-use super::{Config, Memory, Observation, Step, add, granted_slot};
+use super::{Memory, Observation, Step, WalkSettings, add, granted_slot};
 
 /// Consecutive failures of host steps during a walk before the walk ends.
 pub const HOST_ATTEMPTS: u32 = 3;
@@ -71,7 +71,7 @@ pub fn observe(mem: &mut Memory, o: &Observation<'_>, now: Timestamp) {
 }
 
 /// After a step: what its outcome teaches.
-pub fn learn(mem: &mut Memory, step: &Step, outcome: &Outcome, cfg: &Config, now: Timestamp) {
+pub fn learn(mem: &mut Memory, step: &Step, outcome: &Outcome, cfg: &WalkSettings, now: Timestamp) {
     if !matches!(outcome, Outcome::HostError { .. } | Outcome::Error) {
         mem.host_failures = 0;
     }

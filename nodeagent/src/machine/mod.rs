@@ -31,7 +31,7 @@ pub use learn::{Outcome, learn, observe};
 
 /// The slot Lease named by the shadow's spec, as last observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaseView {
+pub struct OwnLease {
     pub name: String,
     pub holder: Option<String>,
     /// `renewTime + leaseDurationSeconds`, by the cluster's clocks.
@@ -40,7 +40,7 @@ pub struct LeaseView {
 
 /// The agent's own Node, as last observed.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct NodeView {
+pub struct OwnNode {
     pub ready: bool,
     pub unschedulable: bool,
     /// Our cordon annotation is present.
@@ -65,7 +65,7 @@ pub enum HostUpdateState {
 
 /// The host, as read at the start of this step.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostView {
+pub struct OwnHost {
     /// `/os` `version_id`: the running version.
     pub version: String,
     /// `/updates/status`, or `None` while it is uninitialized (404 after
@@ -90,9 +90,9 @@ pub struct HostUpdate {
 pub struct Observation<'a> {
     pub node_name: &'a str,
     pub shadow: Option<&'a BottlerocketShadow>,
-    pub lease: Option<&'a LeaseView>,
-    pub node: Option<&'a NodeView>,
-    pub host: &'a HostView,
+    pub lease: Option<&'a OwnLease>,
+    pub node: Option<&'a OwnNode>,
+    pub host: &'a OwnHost,
 }
 
 /// What the agent remembers since it started. Empty after a restart: the
@@ -155,7 +155,7 @@ impl Memory {
 
 /// The agent's settings (durations from its flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct WalkSettings {
     /// Duration asked for at each regular renewal; renewed every third of it.
     pub slot_lease: Duration,
     /// Lease extension before rebooting: the longest the node may be down.
@@ -245,7 +245,7 @@ pub fn granted_slot<'a>(o: &Observation<'a>, now: Timestamp) -> Option<&'a str> 
 pub fn held_slot<'a>(
     node_name: &str,
     shadow: Option<&'a BottlerocketShadow>,
-    lease: Option<&LeaseView>,
+    lease: Option<&OwnLease>,
     now: Timestamp,
 ) -> Option<&'a str> {
     let shadow = shadow?;
@@ -281,9 +281,9 @@ pub enum Renewal {
 pub fn renewal(
     node_name: &str,
     shadow: Option<&BottlerocketShadow>,
-    lease: Option<&LeaseView>,
+    lease: Option<&OwnLease>,
     mem: &Memory,
-    cfg: &Config,
+    cfg: &WalkSettings,
     now: Timestamp,
 ) -> Renewal {
     let Some(slot) = held_slot(node_name, shadow, lease, now) else {
@@ -325,7 +325,7 @@ fn reported(o: &Observation<'_>, report: &StatusReport) -> bool {
 }
 
 /// The agent's next step. See the module documentation.
-pub fn decide(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp) -> Step {
+pub fn decide(o: &Observation<'_>, mem: &Memory, cfg: &WalkSettings, now: Timestamp) -> Step {
     if let Some((reason, message)) = &mem.aborting {
         return walk::abort(o, mem, *reason, message, now);
     }
@@ -386,7 +386,7 @@ fn resting(
     o: &Observation<'_>,
     shadow: &BottlerocketShadow,
     mem: &Memory,
-    cfg: &Config,
+    cfg: &WalkSettings,
     now: Timestamp,
     state: ShadowState,
 ) -> Step {
@@ -440,7 +440,7 @@ fn wait_or_report(o: &Observation<'_>, report: StatusReport, until: Option<Times
 }
 
 /// When a node that failed for a node-only reason may ask again.
-fn node_backoff_until(shadow: &BottlerocketShadow, cfg: &Config) -> Option<Timestamp> {
+fn node_backoff_until(shadow: &BottlerocketShadow, cfg: &WalkSettings) -> Option<Timestamp> {
     let status = shadow.status.as_ref()?;
     let failure = status.last_failure.as_ref()?;
     if failure.reason.halts_fleet() {

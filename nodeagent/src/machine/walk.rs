@@ -9,13 +9,13 @@ use jiff::Timestamp;
 const DRAIN_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 use model::{FailureReason, ShadowState};
 
-use super::{Config, HostUpdateState, Memory, Observation, Step, add, failure_report, reported, resting_report};
+use super::{HostUpdateState, Memory, Observation, Step, WalkSettings, add, failure_report, reported, resting_report};
 
 /// A node that holds its slot: the next step of the walk from `state`.
 pub(super) fn granted(
     o: &Observation<'_>,
     mem: &Memory,
-    cfg: &Config,
+    cfg: &WalkSettings,
     now: Timestamp,
     slot: &str,
     state: ShadowState,
@@ -74,7 +74,7 @@ fn stage(o: &Observation<'_>, mem: &Memory, now: Timestamp, slot: &str, desired:
 /// A command holds the host's update lock during the walk (one that a
 /// crashed agent started, most likely): wait for it to end, until the
 /// command deadline, then give up the walk.
-fn busy_host(mem: &Memory, cfg: &Config, now: Timestamp) -> Step {
+fn busy_host(mem: &Memory, cfg: &WalkSettings, now: Timestamp) -> Step {
     let since = mem.host_busy_since.unwrap_or(now);
     if now >= add(since, cfg.host_command_timeout) {
         return Step::Fail {
@@ -89,7 +89,14 @@ fn busy_host(mem: &Memory, cfg: &Config, now: Timestamp) -> Step {
 }
 
 /// Staged and activated: cordon, drain, reboot, all fenced.
-fn before_reboot(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp, slot: &str, desired: &str) -> Step {
+fn before_reboot(
+    o: &Observation<'_>,
+    mem: &Memory,
+    cfg: &WalkSettings,
+    now: Timestamp,
+    slot: &str,
+    desired: &str,
+) -> Step {
     if o.host.version == desired {
         return Step::Report(StatusReportExt::walking(o, ShadowState::RebootedIntoUpdate));
     }
@@ -198,7 +205,7 @@ fn rolled_back(o: &Observation<'_>, desired: &str) -> Step {
 }
 
 /// Monitoring: wait the configured time, then check the node and its pods.
-fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &Config, now: Timestamp, desired: &str) -> Step {
+fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &WalkSettings, now: Timestamp, desired: &str) -> Step {
     if o.host.version != desired {
         return rolled_back(o, desired);
     }

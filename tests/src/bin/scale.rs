@@ -11,7 +11,7 @@ fn main() -> anyhow::Result<()> {
         // The agent fleet: one process, many agents; a small runtime.
         let spec: fleetchild::FleetSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        model::runtime::telemetry::init(model::runtime::telemetry::LogFormat::Text).map_err(anyhow::Error::msg)?;
+        runtime::telemetry::init(runtime::telemetry::LogFormat::Text).map_err(anyhow::Error::msg)?;
         return rt.block_on(fleetchild::run(spec));
     }
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -112,7 +112,11 @@ async fn main() -> anyhow::Result<()> {
         .agent_flag("node-backoff", "5s")
         .agent_flag("node-backoff-max", "30s")
         .leader_flag("failure-backoff", "5s")
-        .leader_flag("failure-backoff-max", "40s");
+        .leader_flag("failure-backoff-max", "40s")
+        // The shipped election timings (the tests' are quick, for failover tests).
+        .leader_flag("lease-duration", "15s")
+        .leader_flag("renew-deadline", "10s")
+        .leader_flag("retry-period", "2s");
     opts.nodes = args.nodes;
     opts.slots = args.slots;
     opts.running = args.from.clone();
@@ -186,13 +190,21 @@ async fn main() -> anyhow::Result<()> {
     println!("published {} to every host; the rollout starts\n", args.release);
     let tty = std::io::stdout().is_terminal();
     let mut last_print = Instant::now() - Duration::from_secs(10);
+    // Host requests made while each node walked (granted to released),
+    // sampled with the live view: the cost of an update without the
+    // periodic update checks.
+    let mut walk_requests = WalkRequests::default();
     let outcome = loop {
         let shadows = fleet.shadows().await;
         let policy = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
         let slots = fleet.slots().await;
         let mut counts: BTreeMap<Mark, usize> = BTreeMap::new();
         for s in &shadows {
-            *counts.entry(mark(s, &args.release)).or_default() += 1;
+            let m = mark(s, &args.release);
+            *counts.entry(m).or_default() += 1;
+            if let Some(host) = s.node_name().and_then(|n| fleet.hosts.host(n)) {
+                walk_requests.sample(host, m);
+            }
         }
         let updated = counts.get(&Mark::Updated).copied().unwrap_or(0);
         let failed_faulty = faulty
@@ -234,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let makespan = published.elapsed();
     println!("\n\n== {outcome} ==");
-    summary(&args, &fleet, &timeline, makespan, before, host_before).await;
+    summary(&args, &fleet, &timeline, makespan, before, host_before, &walk_requests).await;
     if let Some(path) = &args.svg {
         let title = format!(
             "{} nodes, {} slots: {} → {} in {:.1}s",
@@ -250,6 +262,24 @@ async fn main() -> anyhow::Result<()> {
     drop(timeline);
     fleet.stop().await;
     Ok(())
+}
+
+/// Host requests counted while each node walked.
+#[derive(Debug, Default)]
+struct WalkRequests {
+    last: BTreeMap<String, tests::hostsim::RequestCount>,
+    total: tests::hostsim::RequestCount,
+}
+
+impl WalkRequests {
+    fn sample(&mut self, host: &tests::hostsim::HostSim, mark: Mark) {
+        let now = host.requests();
+        let before = self.last.insert(host.name().to_owned(), now).unwrap_or(now);
+        if matches!(mark, Mark::Preparing | Mark::Staged | Mark::Rebooted | Mark::Monitoring) {
+            self.total.answered += now.answered - before.answered;
+            self.total.locked += now.locked - before.locked;
+        }
+    }
 }
 
 fn render(
@@ -314,6 +344,7 @@ async fn summary(
     makespan: Duration,
     before: Option<tests::apisim::RequestStats>,
     host_before: tests::hostsim::RequestCount,
+    walk_requests: &WalkRequests,
 ) {
     let per_node = timeline.per_node();
     let mut durations: Vec<f64> = per_node.values().filter_map(|(_, d)| *d).collect();
@@ -365,9 +396,13 @@ async fn summary(
     let hosts = fleet.hosts.requests();
     let updates = durations.len().max(1) as f64;
     println!(
-        "host API requests   {:.0} per node update ({:.0} of them 423: a command running), update checks included",
+        "host API requests   {:.0} per node update ({:.0} of them 423: a command running), update checks included;",
         (hosts.answered - host_before.answered) as f64 / updates,
         (hosts.locked - host_before.locked) as f64 / updates
+    );
+    println!(
+        "                    {:.0} during the node's own walk, from its grant to its release",
+        walk_requests.total.answered as f64 / updates
     );
     if let (tests::backend::Backend::Sim(sim), Some(before)) = (&fleet.api.backend, before) {
         let stats = sim.request_log().since(&before);
@@ -388,7 +423,7 @@ async fn summary(
             .sum();
         let updated = durations.len().max(1) as f64;
         println!(
-            "operator writes     {:.1} per node update (leader + authproxy; evictions, Events and TokenReviews not counted)",
+            "operator writes     {:.1} per node update (leader + authproxy, the leader's election renewals every 2 s included; evictions, Events and TokenReviews not)",
             writes as f64 / updated
         );
         if std::env::var_os("BRUPOP_WRITES_DETAIL").is_some() {

@@ -207,7 +207,7 @@ fn flags(pairs: &[(String, String)]) -> Vec<String> {
 }
 
 fn pp() -> PostParams {
-    PostParams { field_manager: Some(names::managers::HARNESS.into()), ..Default::default() }
+    runtime::client::post_params(names::managers::HARNESS)
 }
 
 /// A kubeconfig like the test's, but authenticating with `token`.

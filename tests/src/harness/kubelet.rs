@@ -26,7 +26,7 @@ use crate::hostsim::{HostSim, PowerState};
 pub type Agents = Arc<Mutex<BTreeMap<String, Proc>>>;
 
 fn pp() -> PatchParams {
-    PatchParams { field_manager: Some(model::names::managers::HARNESS.into()), ..Default::default() }
+    runtime::client::patch_params(model::names::managers::HARNESS)
 }
 
 /// Marks a Node Ready or NotReady (status subresource).

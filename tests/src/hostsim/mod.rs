@@ -1,6 +1,7 @@
 //! The Bottlerocket host simulator: each simulated node serves the host
-//! update API over HTTP/1.1 on a Unix socket, as `/work/shared/bottlerocket-api.md`
-//! describes it, with scripted faults and a reboot the test harness can see.
+//! update API over HTTP/1.1 on a Unix socket, as a real host's API server
+//! and update dispatcher behave (status codes, lock, asynchronous commands,
+//! state machine), with scripted faults and a reboot the test harness can see.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {

@@ -104,7 +104,7 @@ pub async fn run(spec: FleetSpec) -> anyhow::Result<()> {
             format!("--host-socket={}", socket.display()),
         ];
         argv.extend(spec.args.iter().map(|(k, v)| format!("--{k}={v}")));
-        let cfg = <nodeagent::config::Config as clap::Parser>::try_parse_from(argv)?;
+        let cfg = <nodeagent::config::Flags as clap::Parser>::try_parse_from(argv)?;
         cfg.validate().map_err(anyhow::Error::msg)?;
         let kube_cfg = crate::backend::config_from_kubeconfig(&spec.kubeconfig, Some(&a.api_token)).await?;
         let client = kube::Client::try_from(kube_cfg)?;
@@ -112,7 +112,7 @@ pub async fn run(spec: FleetSpec) -> anyhow::Result<()> {
         handles.push(tokio::spawn(agent.run(shutdown.clone())));
     }
     eprintln!("fleet: {} agents running", handles.len());
-    model::runtime::shutdown::on_signal(shutdown.clone()).await;
+    runtime::shutdown::on_signal(shutdown.clone()).await;
     publisher.abort();
     counts.abort();
     for h in handles {

@@ -34,11 +34,12 @@ fn settings() -> Settings {
 }
 
 /// A cluster as the leader sees it, built up by each test.
+#[derive(Debug, Clone)]
 struct World {
     now: Timestamp,
-    nodes: BTreeMap<String, NodeView>,
-    shadows: BTreeMap<String, ShadowView>,
-    slots: Vec<SlotView>,
+    nodes: BTreeMap<String, ObservedNode>,
+    shadows: BTreeMap<String, ObservedShadow>,
+    slots: Vec<ObservedSlot>,
     policy: UpdatePolicyStatus,
     window: WindowState,
 }
@@ -63,7 +64,7 @@ impl World {
     fn add_node(&mut self, name: &str) {
         self.nodes.insert(
             name.to_owned(),
-            NodeView {
+            ObservedNode {
                 name: name.to_owned(),
                 ready: true,
                 unschedulable: false,
@@ -79,7 +80,7 @@ impl World {
         };
         self.shadows.insert(
             name.to_owned(),
-            ShadowView { node: name.to_owned(), spec: BottlerocketShadowSpec::default(), status: Some(status) },
+            ObservedShadow { node: name.to_owned(), spec: BottlerocketShadowSpec::default(), status: Some(status) },
         );
     }
 
@@ -99,7 +100,7 @@ impl World {
 
     fn slots(&mut self, n: u32) -> &mut Self {
         for i in 0..n {
-            self.slots.push(SlotView {
+            self.slots.push(ObservedSlot {
                 name: model::names::slot_name(i),
                 index: i,
                 holder: None,
@@ -157,7 +158,7 @@ impl World {
                 nodes: &self.nodes,
                 shadows: &self.shadows,
                 slots: &self.slots,
-                policy: &self.policy,
+                policy: Some(&self.policy),
                 policy_generation: Some(1),
                 window: self.window,
             },
@@ -493,18 +494,47 @@ fn recent_failures_are_trimmed_but_unacknowledged_ones_are_kept() {
 }
 
 #[test]
-fn a_grant_says_how_long_the_node_waited() {
+fn a_grant_carries_its_lease_duration_and_the_spec_it_writes() {
     let mut w = World::new(1);
     w.slots(1).waiting("node-0", 959);
+    w.shadows.get_mut("node-0").unwrap().spec.acknowledged_failure = Some(4);
     let plan = w.decide(&settings());
     match plan.grants().next().unwrap() {
-        Action::Grant { waited, version, resource_version, .. } => {
+        Action::Grant { waited, spec, resource_version, lease_duration, slot, .. } => {
             assert_eq!(*waited, Some(Duration::from_secs(41)));
-            assert_eq!(version, "1.21.0");
+            assert_eq!(*lease_duration, settings().slot_lease_duration);
             assert_eq!(resource_version.as_deref(), Some("rv0"));
+            assert_eq!(spec.state, ShadowState::StagedAndPerformedUpdate);
+            assert_eq!(spec.version.as_deref(), Some("1.21.0"));
+            assert_eq!(spec.slot.as_deref(), Some(slot.as_str()));
+            assert_eq!(spec.acknowledged_failure, Some(4), "the acknowledgement is kept");
+            assert_eq!(spec.state_transition_timestamp.as_ref().map(|t| t.0), Some(w.now));
         }
         _ => unreachable!(),
     }
+    assert!(
+        !plan.actions.iter().any(|a| matches!(a, Action::SetSpec { node, .. } if node == "node-0")),
+        "a granted node's spec is written by its grant only"
+    );
+}
+
+#[test]
+fn without_an_update_policy_the_only_decision_is_to_create_it() {
+    let mut w = World::new(2);
+    w.slots(1).waiting("node-0", 959);
+    let plan = decide(
+        Observed {
+            now: w.now,
+            nodes: &w.nodes,
+            shadows: &w.shadows,
+            slots: &w.slots,
+            policy: None,
+            policy_generation: None,
+            window: WindowState::ALWAYS,
+        },
+        &settings(),
+    );
+    assert_eq!(plan.actions, vec![Action::CreatePolicy]);
 }
 
 #[test]
@@ -555,20 +585,20 @@ fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() 
         w.status(&node).crash_count = i % 3;
         w.status(&node).target_version = Some("1.21.0".into());
     }
-    let obs_shadows: Vec<&ShadowView> = w.shadows.values().collect();
-    let mut full: Vec<(&ShadowView, &str)> = obs_shadows.iter().map(|s| (*s, "")).collect();
+    let obs_shadows: Vec<&ObservedShadow> = w.shadows.values().collect();
+    let mut full: Vec<(&ObservedShadow, &str)> = obs_shadows.iter().map(|s| (*s, "")).collect();
     let n = full.len();
     serve_first(&mut full, n);
     for k in [0, 1, 3, 17, 39, 40, 41] {
-        let mut part: Vec<(&ShadowView, &str)> = obs_shadows.iter().rev().map(|s| (*s, "")).collect();
+        let mut part: Vec<(&ObservedShadow, &str)> = obs_shadows.iter().rev().map(|s| (*s, "")).collect();
         serve_first(&mut part, k);
-        let first = |v: &[(&ShadowView, &str)], k: usize| -> Vec<String> {
+        let first = |v: &[(&ObservedShadow, &str)], k: usize| -> Vec<String> {
             v.iter().take(k.min(v.len())).map(|(s, _)| s.node.clone()).collect()
         };
         assert_eq!(first(&part, k), first(&full, k), "k = {k}");
     }
     // The full order is the documented one: crash count, request time, name.
-    let key = |s: &ShadowView| {
+    let key = |s: &ObservedShadow| {
         let st = s.status.as_ref().unwrap();
         (st.crash_count, st.slot_requested_at.as_ref().map(|t| t.0), s.node.clone())
     };
@@ -576,3 +606,4 @@ fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() 
 }
 
 mod failures;
+mod props;

@@ -155,7 +155,7 @@ fn a_leftover_activation_is_deactivated_when_resting() {
 #[test]
 fn a_lingering_lease_is_released_when_resting() {
     let mut w = World::idle();
-    w.lease = Some(LeaseView { name: "brupop-slot-3".into(), holder: Some("node-1".into()), expires: Some(at(2000)) });
+    w.lease = Some(OwnLease { name: "brupop-slot-3".into(), holder: Some("node-1".into()), expires: Some(at(2000)) });
     assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-3".into() });
 }
 

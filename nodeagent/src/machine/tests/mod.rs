@@ -14,8 +14,8 @@ fn at(secs: i64) -> Timestamp {
     t0.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap()
 }
 
-fn cfg() -> Config {
-    Config {
+fn cfg() -> WalkSettings {
+    WalkSettings {
         slot_lease: Duration::from_secs(120),
         reboot_grace: Duration::from_secs(600),
         reboot_timeout: Duration::from_secs(300),
@@ -35,11 +35,11 @@ fn cfg() -> Config {
 struct World {
     now: Timestamp,
     shadow: Option<BottlerocketShadow>,
-    lease: Option<LeaseView>,
-    node: NodeView,
-    host: HostView,
+    lease: Option<OwnLease>,
+    node: OwnNode,
+    host: OwnHost,
     mem: Memory,
-    cfg: Config,
+    cfg: WalkSettings,
 }
 
 impl World {
@@ -57,8 +57,8 @@ impl World {
             now: at(1000),
             shadow: Some(shadow),
             lease: None,
-            node: NodeView { ready: true, ..Default::default() },
-            host: HostView {
+            node: OwnNode { ready: true, ..Default::default() },
+            host: OwnHost {
                 version: "1.20.0".into(),
                 update: Some(HostUpdate {
                     state: HostUpdateState::Available,
@@ -89,7 +89,7 @@ impl World {
         spec.slot = Some("brupop-slot-0".into());
         spec.state_transition_timestamp = Some(MicroTime(at(950)));
         self.lease =
-            Some(LeaseView { name: "brupop-slot-0".into(), holder: Some("node-1".into()), expires: Some(at(1110)) });
+            Some(OwnLease { name: "brupop-slot-0".into(), holder: Some("node-1".into()), expires: Some(at(1110)) });
         self.mem.lease_slot = Some("brupop-slot-0".into());
         self.mem.lease_valid_until = Some(at(1110));
         self.mem.last_refresh = Some(at(960));
@@ -453,7 +453,7 @@ fn the_walk_after_booting_the_granted_version_does_not_wait_for_a_refresh() {
         matches!(w.decide(), Step::Report(r) if r.state == ShadowState::RebootedIntoUpdate && r.target_version.is_none())
     );
     let mut w = w.state(ShadowState::MonitoringUpdate);
-    w.node = NodeView { ready: true, ..Default::default() };
+    w.node = OwnNode { ready: true, ..Default::default() };
     w.status().state_transition_timestamp = Some(MicroTime(at(800)));
     w.mem.health = Some((at(999), vec![]));
     assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle && r.target_version.is_none()));
