@@ -12,13 +12,13 @@ use model::{BottlerocketShadowStatus, ShadowState};
 /// The status after `report`, given the previous one (`None` for a new shadow).
 ///
 /// Rules (the authproxy's, written down in `docs/protocol.md`):
-/// - state and versions are the report's; `stateTransitionTimestamp` is `now`
+/// - state and versions are the report's; `state_transition_timestamp` is `now`
 ///   when the state changes;
-/// - a failure with an id not seen before becomes `lastFailure` (time `now`)
-///   and adds one to `crashCount`; the same id again is a retry and changes nothing;
-/// - `MonitoringUpdate → Idle` is a completed update: `crashCount` goes to 0
-///   and `lastFailure` is cleared;
-/// - `slotRequestedAt` survives only while the node rests with an update available;
+/// - a failure with an id not seen before becomes `last_failure` (time `now`)
+///   and adds one to `crash_count`; the same id again is a retry and changes nothing;
+/// - `MonitoringUpdate → Idle` is a completed update: `crash_count` goes to 0
+///   and `last_failure` is cleared;
+/// - `slot_requested_at` survives only while the node rests with an update available;
 /// - conditions are recomputed, keeping transition times of unchanged ones.
 pub fn apply_report(
     prev: Option<&BottlerocketShadowStatus>,
@@ -29,7 +29,8 @@ pub fn apply_report(
     let prev_or_default = prev.unwrap_or(&default);
     let mut next = prev_or_default.clone();
     next.current_version = report.current_version.clone();
-    next.target_version = report.target_version.clone().filter(|t| *t != report.current_version);
+    // As the original operator writes it: the running version when none is offered.
+    next.target_version = report.target_version.clone().unwrap_or_else(|| report.current_version.clone());
     next.current_state = report.state;
     if prev.is_none_or(|p| p.current_state != report.state) {
         next.state_transition_timestamp = Some(MicroTime(now));
@@ -52,18 +53,18 @@ pub fn apply_report(
         next.crash_count = 0;
         next.last_failure = None;
     }
-    if !(next.current_state.is_resting() && next.target_version.is_some()) {
+    if !(next.current_state.is_resting() && next.offered_version().is_some()) {
         next.slot_requested_at = None;
     }
     next.conditions = conditions(&next, &prev_or_default.conditions, now);
     next
 }
 
-/// The status after a slot request: `slotRequestedAt` is set to `now`
+/// The status after a slot request: `slot_requested_at` is set to `now`
 /// unless already set. `None` if the node may not ask (it is updating, or
 /// has nothing to update to).
 pub fn request_slot(status: &BottlerocketShadowStatus, now: Timestamp) -> Option<BottlerocketShadowStatus> {
-    if !status.current_state.is_resting() || status.target_version.is_none() {
+    if !status.current_state.is_resting() || status.offered_version().is_none() {
         return None;
     }
     let mut next = status.clone();
@@ -74,14 +75,14 @@ pub fn request_slot(status: &BottlerocketShadowStatus, now: Timestamp) -> Option
 }
 
 fn conditions(status: &BottlerocketShadowStatus, prev: &[Condition], now: Timestamp) -> Vec<Condition> {
-    let up_to_date = status.target_version.is_none();
+    let up_to_date = status.offered_version().is_none();
     let failed = status.current_state == ShadowState::ErrorReset;
     let wanted: [(&str, bool, &str, String); 3] = [
         (
             condition::UP_TO_DATE,
             up_to_date,
             if up_to_date { "NoUpdateAvailable" } else { "UpdateAvailable" },
-            match &status.target_version {
+            match status.offered_version() {
                 Some(t) => format!("running {}, {t} is available", status.current_version),
                 None => format!("running {}, no newer version available", status.current_version),
             },
@@ -135,7 +136,7 @@ mod tests {
         let now = t("2026-11-27T10:00:00Z");
         let s = apply_report(None, &report(ShadowState::Idle, "1.20.0", Some("1.21.0")), now);
         assert_eq!(s.current_state, ShadowState::Idle);
-        assert_eq!(s.target_version.as_deref(), Some("1.21.0"));
+        assert_eq!(s.offered_version(), Some("1.21.0"));
         assert_eq!(s.state_transition_timestamp, Some(MicroTime(now)));
         let up = s.conditions.iter().find(|c| c.type_ == condition::UP_TO_DATE).unwrap();
         assert_eq!((up.status.as_str(), up.reason.as_str()), ("False", "UpdateAvailable"));
@@ -144,7 +145,8 @@ mod tests {
     #[test]
     fn target_equal_to_current_means_no_update() {
         let s = apply_report(None, &report(ShadowState::Idle, "1.20.0", Some("1.20.0")), t("2026-11-27T10:00:00Z"));
-        assert_eq!(s.target_version, None);
+        assert_eq!(s.offered_version(), None);
+        assert_eq!(s.target_version, "1.20.0", "the running version, as the original operator writes it");
     }
 
     #[test]

@@ -487,13 +487,7 @@ impl Actor {
     async fn set_spec(&self, node: &str, spec: &BottlerocketShadowSpec) -> Result<(), ActError> {
         // A merge patch of the whole spec, with explicit nulls: only the
         // leader writes the spec.
-        let patch = json!({"spec": {
-            "state": spec.state,
-            "stateTransitionTimestamp": spec.state_transition_timestamp,
-            "version": spec.version,
-            "slot": spec.slot,
-            "acknowledgedFailure": spec.acknowledged_failure,
-        }});
+        let patch = spec.merge_patch();
         match self.shadows().patch(&names::shadow_name(node), &Self::patch_params(), &Patch::Merge(&patch)).await {
             Ok(s) => {
                 self.shared.put(&s);

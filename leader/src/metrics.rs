@@ -39,7 +39,9 @@ impl Metrics {
         let gauge_vec =
             |name: &str, help: &str, label: &str| GaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
         let hosts_state = gauge_vec("brupop_hosts_state", "Managed nodes by update state", "state");
-        let hosts_version = gauge_vec("brupop_hosts_version", "Managed nodes by running OS version", "version");
+        // The original operator's name and label name, so its users' dashboards keep working.
+        let hosts_version =
+            gauge_vec("brupop_hosts_version", "Managed nodes by running OS version", "bottlerocket_version");
         let slots = gauge_vec("brupop_slots", "Update slots by state (held, free)", "state");
         let update_started =
             IntCounter::new("brupop_update_started_total", "Updates started (slots granted)").expect("valid metric");
@@ -184,5 +186,33 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::BottlerocketShadowStatus;
+    use prometheus::Encoder;
+
+    #[test]
+    fn node_metrics_use_the_original_operators_names_and_labels() {
+        let m = Metrics::new();
+        let shadow = |v: &str, s: ShadowState| ObservedShadow {
+            node: "n".into(),
+            spec: Default::default(),
+            status: Some(BottlerocketShadowStatus {
+                current_version: v.into(),
+                current_state: s,
+                ..Default::default()
+            }),
+        };
+        let (a, b) = (shadow("1.20.0", ShadowState::Idle), shadow("1.21.0", ShadowState::MonitoringUpdate));
+        m.observe_nodes(&[&a, &b]);
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new().encode(&m.registry.gather(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("brupop_hosts_version{bottlerocket_version=\"1.20.0\"} 1"), "{text}");
+        assert!(text.contains("brupop_hosts_state{state=\"MonitoringUpdate\"} 1"), "{text}");
     }
 }

@@ -24,16 +24,18 @@ use crate::state::{FailureReason, ShadowState};
     namespaced,
     status = "BottlerocketShadowStatus",
     doc = "A managed node's update state: spec written by the leader, status by the node's agent through the authproxy.",
-    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.currentState","description":"Where the node is in its update walk"}"#,
-    printcolumn = r#"{"name":"Desired","type":"string","jsonPath":".spec.version","description":"Version the leader granted an update to"}"#,
-    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.currentVersion","description":"Running OS version"}"#,
-    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.targetVersion","description":"Version the host would update to"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.current_state","description":"Where the node is in its update walk"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.current_version","description":"Running OS version"}"#,
+    printcolumn = r#"{"name":"Target State","type":"string","jsonPath":".spec.state","description":"What the leader allows: Idle, or StagedAndPerformedUpdate (an update granted)"}"#,
+    printcolumn = r#"{"name":"Target Version","type":"string","jsonPath":".spec.version","description":"Version the leader granted an update to"}"#,
+    printcolumn = r#"{"name":"Offered","type":"string","jsonPath":".status.target_version","description":"Version the host would update to (the running one when up to date)"}"#,
+    printcolumn = r#"{"name":"Crash Count","type":"integer","jsonPath":".status.crash_count","description":"Failed update attempts since the last completed update"}"#,
     printcolumn = r#"{"name":"Slot","type":"string","jsonPath":".spec.slot","description":"Update slot (Lease) the node holds"}"#,
-    printcolumn = r#"{"name":"Waiting","type":"date","jsonPath":".status.slotRequestedAt","description":"How long the node has been waiting for a slot"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.lastFailure.reason","description":"Why the last update attempt failed"}"#,
+    printcolumn = r#"{"name":"Waiting","type":"date","jsonPath":".status.slot_requested_at","description":"How long the node has been waiting for a slot"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.last_failure.reason","description":"Why the last update attempt failed"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct BottlerocketShadowSpec {
     /// `Idle`: no update granted (a node part-way through its walk must stop
     /// and undo it). `StagedAndPerformedUpdate`: an update to `version` is
@@ -43,28 +45,38 @@ pub struct BottlerocketShadowSpec {
     /// it with slot Lease times).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_transition_timestamp: Option<MicroTime>,
-    /// The version the node may update to (the node's `targetVersion` at grant time).
+    /// The version the node may update to (the node's offered version at grant time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The slot Lease granted to this node (`brupop-slot-<n>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
     /// The id of the last failure of this node that the leader has counted.
-    /// A `status.lastFailure` with a larger id is not yet counted.
+    /// A `status.last_failure` with a larger id is not yet counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<i64>", range(min = 0))]
     pub acknowledged_failure: Option<u64>,
 }
 
 /// What the node is doing. Written by the node's agent through the authproxy only.
+///
+/// Field names and meanings are the original operator's where they mean the
+/// same (`current_version`, `target_version`, `current_state`,
+/// `crash_count`, `state_transition_failure_timestamp`); every field reads
+/// leniently (a missing one is its default), so a status written under
+/// other names (an older build's) is simply re-reported by its agent.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct BottlerocketShadowStatus {
     /// The running OS version.
+    #[serde(default)]
     pub current_version: String,
-    /// The version the host would update to, when one is available.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_version: Option<String>,
+    /// The version the host would update to; the running version when it
+    /// offers none (as the original operator writes it: compare it with
+    /// `current_version`). See [`BottlerocketShadowStatus::offered_version`].
+    #[serde(default)]
+    pub target_version: String,
+    #[serde(default)]
     pub current_state: ShadowState,
     /// Failed update attempts since the last completed update.
     #[serde(default)]
@@ -73,7 +85,7 @@ pub struct BottlerocketShadowStatus {
     /// When the last failure was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_transition_failure_timestamp: Option<Time>,
-    /// When `currentState` last changed (the start of monitoring, for
+    /// When `current_state` last changed (the start of monitoring, for
     /// example; microseconds, so a short monitoring time is exact).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_transition_timestamp: Option<MicroTime>,
@@ -91,7 +103,7 @@ pub struct BottlerocketShadowStatus {
 
 /// A failed update attempt, as recorded on the shadow.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct Failure {
     /// Per-node failure number: one more than the previous failure or acknowledgement.
     #[schemars(with = "i64", range(min = 0))]
@@ -108,6 +120,35 @@ pub mod condition {
     pub const UP_TO_DATE: &str = "UpToDate";
     pub const UPDATING: &str = "Updating";
     pub const UPDATE_FAILED: &str = "UpdateFailed";
+}
+
+impl BottlerocketShadowSpec {
+    /// The whole spec as a JSON merge patch: every field, an absent one as
+    /// `null` (so the patch clears it). Only the leader writes the spec.
+    pub fn merge_patch(&self) -> serde_json::Value {
+        let full = BottlerocketShadowSpec {
+            state: ShadowState::Idle,
+            state_transition_timestamp: Some(MicroTime(jiff::Timestamp::UNIX_EPOCH)),
+            version: Some(String::new()),
+            slot: Some(String::new()),
+            acknowledged_failure: Some(0),
+        };
+        let mut patch = serde_json::to_value(self).unwrap_or_default();
+        if let (Some(p), Ok(serde_json::Value::Object(all))) = (patch.as_object_mut(), serde_json::to_value(full)) {
+            for key in all.keys() {
+                p.entry(key.clone()).or_insert(serde_json::Value::Null);
+            }
+        }
+        serde_json::json!({ "spec": patch })
+    }
+}
+
+impl BottlerocketShadowStatus {
+    /// The newer version the host offers, if any: `target_version` when it
+    /// is set and differs from `current_version`.
+    pub fn offered_version(&self) -> Option<&str> {
+        Some(self.target_version.as_str()).filter(|t| !t.is_empty() && *t != self.current_version)
+    }
 }
 
 impl BottlerocketShadow {
@@ -136,6 +177,20 @@ mod tests {
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_spec_merge_patch_names_every_field_and_clears_the_absent_ones() {
+        let spec =
+            BottlerocketShadowSpec { state: ShadowState::Idle, acknowledged_failure: Some(3), ..Default::default() };
+        let p = spec.merge_patch();
+        assert_eq!(
+            p,
+            serde_json::json!({"spec": {
+                "state": "Idle", "acknowledged_failure": 3,
+                "state_transition_timestamp": null, "version": null, "slot": null,
+            }})
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// not rebooted, slot released).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ShadowState {
-    /// Not updating. The node may be waiting for a slot (`status.slotRequestedAt`).
+    /// Not updating. The node may be waiting for a slot (`status.slot_requested_at`).
     #[default]
     Idle,
     /// The update image is written to the inactive partition and marked to boot next.
@@ -21,7 +21,7 @@ pub enum ShadowState {
     RebootedIntoUpdate,
     /// The node is uncordoned and watched for `--monitoring-duration` before the slot is released.
     MonitoringUpdate,
-    /// The last attempt failed and was undone; `status.lastFailure` says why.
+    /// The last attempt failed and was undone; `status.last_failure` says why.
     ErrorReset,
 }
 
@@ -67,7 +67,7 @@ impl std::fmt::Display for ShadowState {
 }
 
 /// Why an update attempt failed. Recorded by the agent on its shadow
-/// (`status.lastFailure.reason`), except `SlotExpired`, which the leader records.
+/// (`status.last_failure.reason`), except `SlotExpired`, which the leader records.
 ///
 /// [`FailureReason::halts_fleet`] splits them: failures that implicate the
 /// update itself halt all new grants; failures that are about one node (its

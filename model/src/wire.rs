@@ -29,7 +29,7 @@ pub enum Endpoint {
     /// Body [`StatusReport`]; answer [`ShadowReply`]. Creates the node's shadow if missing.
     ReportStatus,
     /// Body: optional [`StatusReport`] (applied first, in the same write);
-    /// answer [`ShadowReply`]. Records `status.slotRequestedAt`; never grants.
+    /// answer [`ShadowReply`]. Records `status.slot_requested_at`; never grants.
     RequestSlot,
     /// Body [`RenewSlot`]; answer [`SlotReply`], or 409 `NotHolder`.
     RenewSlot,
@@ -119,7 +119,7 @@ pub struct StatusReport {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailureReport {
     /// Per-node failure number: one more than the larger of the shadow's
-    /// `status.lastFailure.id` and `spec.acknowledgedFailure`.
+    /// `status.last_failure.id` and `spec.acknowledged_failure`.
     pub id: u64,
     pub reason: FailureReason,
     pub message: String,

@@ -53,7 +53,22 @@ fn shadow_crd_has_the_names_users_know() {
     assert_eq!(v.name, "v2");
     assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "status subresource");
     let columns: Vec<_> = v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-    assert_eq!(columns, ["State", "Desired", "Version", "Target", "Slot", "Waiting", "Reason", "Age"]);
+    // The original operator's columns first, with its names; then ours.
+    assert_eq!(
+        columns,
+        [
+            "State",
+            "Version",
+            "Target State",
+            "Target Version",
+            "Offered",
+            "Crash Count",
+            "Slot",
+            "Waiting",
+            "Reason",
+            "Age"
+        ]
+    );
 }
 
 #[test]

@@ -156,9 +156,24 @@ impl TestApi {
     /// Applies the project's CRDs (server-side apply, idempotent) and waits
     /// until they are Established.
     pub async fn install_crds(&self) -> anyhow::Result<()> {
+        self.apply_crds(model::crds()).await
+    }
+
+    /// Installs the CRDs of a multi-document YAML text (another build's
+    /// `deploy/crds.yaml`).
+    pub async fn install_crds_yaml(&self, yaml: &str) -> anyhow::Result<()> {
+        let crds = crate::deploy::documents(yaml)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .map(serde_json::from_value::<CustomResourceDefinition>)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_crds(crds).await
+    }
+
+    async fn apply_crds(&self, crds: Vec<CustomResourceDefinition>) -> anyhow::Result<()> {
         let api = Api::<CustomResourceDefinition>::all(self.client.clone());
         let pp = PatchParams::apply(model::names::managers::HARNESS).force();
-        for crd in model::crds() {
+        for crd in crds {
             let name = crd.metadata.name.clone().unwrap_or_default();
             api.patch(&name, &pp, &Patch::Apply(&crd)).await?;
             tokio::time::timeout(

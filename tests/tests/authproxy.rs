@@ -124,7 +124,7 @@ async fn an_agent_writes_only_about_its_own_node() {
     let shadow = f.shadow(&a).await.expect("the shadow was created");
     let owner = &shadow.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", a.as_str()), "owned by its Node");
-    assert_eq!(shadow.status.unwrap().target_version.as_deref(), Some("1.21.0"));
+    assert_eq!(shadow.status.unwrap().offered_version(), Some("1.21.0"));
     // The same token about the other node: refused, nothing written.
     let before = snapshot(&f).await;
     assert_eq!(

@@ -180,7 +180,7 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     assert!(forbidden(r), "the agent may not cordon directly");
     let shadows: Api<BottlerocketShadow> = Api::namespaced(agent.clone(), &fleet.ns);
     let r = shadows
-        .patch_status(&names::shadow_name(&node), &pp, &Patch::Merge(&json!({"status": {"currentState": "Idle"}})))
+        .patch_status(&names::shadow_name(&node), &pp, &Patch::Merge(&json!({"status": {"current_state": "Idle"}})))
         .await
         .map(|_| json!(null));
     assert!(forbidden(r), "the agent may not write its status directly");

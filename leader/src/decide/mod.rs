@@ -446,7 +446,8 @@ impl<'a, 's> Pass<'a, 's> {
         if spec.slot.is_none() && sh.unacked_failure_is_none() && sh.is_waiting() && !reset_after_grant {
             let mut spec = spec;
             spec.slot = Some(slot.name.clone());
-            spec.version = spec.version.or_else(|| sh.status.as_ref().and_then(|s| s.target_version.clone()));
+            spec.version =
+                spec.version.or_else(|| sh.status.as_ref().and_then(|s| s.offered_version()).map(str::to_owned));
             spec.state = ShadowState::StagedAndPerformedUpdate;
             spec.state_transition_timestamp = Some(MicroTime(self.obs.now));
             self.specs.insert(sh.node.clone(), spec);
@@ -683,7 +684,7 @@ fn waiting_nodes<'a>(
     with_nodes(obs.shadows, obs.nodes)
         .filter_map(|(sh, node)| {
             let status = sh.status.as_ref()?;
-            let target = status.target_version.as_deref()?;
+            let target = status.offered_version()?;
             status.slot_requested_at.as_ref()?;
             while holder_names.next_if(|h| **h < sh.node.as_str()).is_some() {}
             let holds = holder_names.peek().is_some_and(|h| **h == sh.node.as_str());

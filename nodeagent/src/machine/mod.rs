@@ -320,7 +320,7 @@ fn reported(o: &Observation<'_>, report: &StatusReport) -> bool {
     o.shadow.and_then(|s| s.status.as_ref()).is_some_and(|s| {
         s.current_state == report.state
             && s.current_version == report.current_version
-            && s.target_version == report.target_version.clone().filter(|t| *t != report.current_version)
+            && s.offered_version() == report.target_version.as_deref().filter(|t| *t != report.current_version)
     })
 }
 

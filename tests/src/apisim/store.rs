@@ -206,6 +206,21 @@ impl TypeState {
     pub fn get(&self, ns: &str, name: &str) -> Option<&Arc<Obj>> {
         self.objects.get(&(ns.to_owned(), name.to_owned()))
     }
+
+    /// Prunes and defaults every stored object by the type's schema.
+    fn reprune(&mut self) {
+        let Some(schema) = self.rt.schema().cloned() else {
+            return;
+        };
+        for obj in self.objects.values_mut() {
+            let before = obj.value();
+            let mut after = before.clone();
+            super::schema::prune_with(&mut after, &schema, "", true, true, &mut Vec::new());
+            if after != before {
+                *obj = Arc::new(Obj::from_value(after));
+            }
+        }
+    }
 }
 
 /// The state behind the store's lock.
@@ -239,11 +254,20 @@ impl Inner {
     }
 
     /// Adds a type (its history starts now), or replaces its description.
+    /// A custom type whose schema changed has its stored objects pruned and
+    /// defaulted by the new schema, as kube-apiserver does to what it reads
+    /// from etcd (no new resourceVersion, no watch event).
     pub fn put_type(&mut self, rt: ResourceType) {
         let gr = rt.gr();
         let rt = Arc::new(rt);
         match self.types.get_mut(&gr) {
-            Some(t) => t.rt = rt,
+            Some(t) => {
+                let changed = t.rt.schema() != rt.schema();
+                t.rt = rt;
+                if changed {
+                    t.reprune();
+                }
+            }
             None => {
                 let floor = self.rv;
                 self.types.insert(gr, TypeState::new(rt, floor));

@@ -255,13 +255,14 @@ mod tests {
     fn crd_columns_follow_json_paths() {
         let crd = serde_json::to_value(<model::BottlerocketShadow as kube::CustomResourceExt>::crd()).unwrap();
         let rt = crate::apisim::crd::type_from_crd(&crd).unwrap();
-        let o = json!({"metadata": {"name": "brs-a", "creationTimestamp": "2020-01-01T00:00:00Z"}, "spec": {"state": "Idle", "slot": "brupop-slot-0"}, "status": {"currentState": "Idle", "currentVersion": "1.0.0"}});
+        let o = json!({"metadata": {"name": "brs-a", "creationTimestamp": "2020-01-01T00:00:00Z"}, "spec": {"state": "Idle", "slot": "brupop-slot-0"}, "status": {"current_state": "Idle", "current_version": "1.0.0"}});
         let t = table(&rt, "v2", &[o], Some(5), "None", true);
         let cells = t["rows"][0]["cells"].as_array().unwrap();
         assert_eq!(cells[0], "brs-a");
         assert_eq!(cells[1], "Idle");
-        assert_eq!(cells[2], Value::Null);
-        assert_eq!(cells[5], "brupop-slot-0");
+        assert_eq!(cells[2], "1.0.0");
+        assert_eq!(cells[4], Value::Null, "no Target Version");
+        assert_eq!(cells[7], "brupop-slot-0");
         assert_eq!(t["columnDefinitions"][1]["name"], "State");
     }
 }

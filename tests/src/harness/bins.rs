@@ -20,6 +20,21 @@ pub struct Binaries {
 
 static BINARIES: OnceLock<Result<Binaries, String>> = OnceLock::new();
 
+/// `<target>/<profile>` of the running test or binary.
+fn profile_dir() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating the test executable: {e}"))?;
+    // <target>/<profile>/deps/<test>-<hash> for tests, <target>/<profile>/<bin> for binaries.
+    let parent = exe.parent().ok_or("unexpected executable location")?;
+    let profile_dir = if parent.file_name().is_some_and(|n| n == "deps") { parent.parent() } else { Some(parent) };
+    Ok(profile_dir.ok_or("unexpected executable location")?.to_owned())
+}
+
+/// The cargo target directory the tests were built in.
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    let profile = profile_dir().map_err(anyhow::Error::msg)?;
+    profile.parent().map(std::path::Path::to_owned).ok_or_else(|| anyhow::anyhow!("unexpected target directory"))
+}
+
 fn build() -> Result<Binaries, String> {
     // Prebuilt binaries (e.g. a release build for measurements).
     if let Some(dir) = std::env::var_os("BRUPOP_BIN_DIR").map(PathBuf::from) {
@@ -29,11 +44,7 @@ fn build() -> Result<Binaries, String> {
         };
         return Ok(Binaries { leader: bin("leader")?, authproxy: bin("authproxy")?, nodeagent: bin("nodeagent")? });
     }
-    let exe = std::env::current_exe().map_err(|e| format!("locating the test executable: {e}"))?;
-    // <target>/<profile>/deps/<test>-<hash> for tests, <target>/<profile>/<bin> for binaries.
-    let parent = exe.parent().ok_or("unexpected executable location")?;
-    let profile_dir = if parent.file_name().is_some_and(|n| n == "deps") { parent.parent() } else { Some(parent) };
-    let profile_dir = profile_dir.ok_or("unexpected executable location")?.to_owned();
+    let profile_dir = profile_dir()?;
     let target_dir = profile_dir.parent().ok_or("unexpected target directory")?.to_owned();
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

@@ -60,6 +60,28 @@ impl Fleet {
         p.restart().expect("restarting the authproxy");
     }
 
+    /// Upgrades a fleet started with another build ([`super::FleetOptions::binaries`])
+    /// to the current one, as a user applying the new manifest would: the
+    /// CRDs first, then the leader(s) and the authproxy, then each agent
+    /// (the DaemonSet's rolling update), each with today's flags.
+    pub async fn upgrade(&self) -> anyhow::Result<()> {
+        self.api.install_crds().await?;
+        let bins = super::bins::binaries().clone();
+        for (i, l) in self.leaders.iter().enumerate() {
+            let args = self.full_args(&format!("leader-{i}"));
+            l.lock().unwrap_or_else(|e| e.into_inner()).replace(bins.leader.clone(), args)?;
+        }
+        let args = self.full_args("authproxy");
+        self.authproxy.lock().unwrap_or_else(|e| e.into_inner()).replace(bins.authproxy.clone(), args)?;
+        for n in &self.nodes {
+            let args = self.full_args(&format!("agent-{n}"));
+            if let Some(p) = self.agents.lock().unwrap_or_else(|e| e.into_inner()).get_mut(n) {
+                p.replace(bins.nodeagent.clone(), args)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn kill_agent(&self, node: &str) {
         self.agent(node, |p| p.kill());
     }

@@ -62,6 +62,13 @@ pub struct FleetOptions {
     pub leader_args: Vec<(String, String)>,
     /// Authproxy flags.
     pub authproxy_args: Vec<(String, String)>,
+    /// Run these builds of the components instead of the current ones
+    /// (flags they do not know are left out); [`Fleet::upgrade`] replaces
+    /// them with the current build.
+    pub binaries: Option<super::bins::Binaries>,
+    /// Install these CRDs (another build's `deploy/crds.yaml`) instead of
+    /// the current ones.
+    pub crds_yaml: Option<String>,
 }
 
 /// The slot lease of a test fleet: the shipped 2 minutes scaled down 40
@@ -132,6 +139,8 @@ impl FleetOptions {
                 ("token-cache-ttl".into(), "5s".into()),
                 ("rate-limit".into(), "500".into()),
             ],
+            binaries: None,
+            crds_yaml: None,
         }
     }
 
@@ -191,6 +200,8 @@ pub struct Fleet {
     /// Peak resident memory (KiB) by process name, sampled every 100 ms.
     pub peak_rss: Arc<Mutex<BTreeMap<String, u64>>>,
     pub opts: FleetOptions,
+    /// Every process's flags, as the current build takes them.
+    pub(super) full_args: BTreeMap<String, Vec<String>>,
     pub dir: PathBuf,
     _tmp: tempfile::TempDir,
     tasks: Vec<JoinHandle<()>>,
@@ -199,6 +210,13 @@ pub struct Fleet {
 impl std::fmt::Debug for Fleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fleet").field("ns", &self.ns).field("nodes", &self.nodes.len()).finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// The flags process `name` takes in the current build.
+    pub(super) fn full_args(&self, name: &str) -> Vec<String> {
+        self.full_args.get(name).cloned().unwrap_or_default()
     }
 }
 
@@ -251,9 +269,18 @@ pub async fn token(
 impl Fleet {
     /// Brings up a fleet for `test` (see the module documentation).
     pub async fn start(test: &str, opts: FleetOptions) -> anyhow::Result<Fleet> {
-        let bins = binaries().clone();
+        let bins = match &opts.binaries {
+            Some(b) => b.clone(),
+            None => binaries().clone(),
+        };
+        let filter = |program: &Path, args: Vec<String>| {
+            if opts.binaries.is_some() { super::process::only_known_flags(program, &args) } else { args }
+        };
         let api = TestApi::start(test).await?;
-        api.install_crds().await?;
+        match &opts.crds_yaml {
+            Some(yaml) => api.install_crds_yaml(yaml).await?,
+            None => api.install_crds().await?,
+        }
         let client = api.client.clone();
         // With the shipped RBAC, everything runs in the namespace it names.
         let ns = if opts.shipped_rbac { names::DEFAULT_NAMESPACE.to_owned() } else { api.namespace.clone() };
@@ -352,9 +379,16 @@ impl Fleet {
             AUDIENCE.into(),
         ];
         ap_args.extend(flags(&opts.authproxy_args));
+        let mut full_args: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        full_args.insert("authproxy".into(), ap_args.clone());
         let ap_env = vec![("KUBECONFIG".to_owned(), write_kc("authproxy", &ap_token)?.display().to_string())];
         let authproxy = Proc::spawn(
-            Spec { name: "authproxy".into(), program: bins.authproxy.clone(), args: ap_args, env: ap_env },
+            Spec {
+                name: "authproxy".into(),
+                program: bins.authproxy.clone(),
+                args: filter(&bins.authproxy, ap_args.clone()),
+                env: ap_env,
+            },
             &dir,
         )?;
         // Leaders.
@@ -377,9 +411,15 @@ impl Fleet {
                 format!("127.0.0.1:{port}"),
             ];
             a.extend(flags(&opts.leader_args));
+            full_args.insert(format!("leader-{i}"), a.clone());
             let env = vec![("KUBECONFIG".to_owned(), leader_kc.display().to_string())];
             leaders.push(Mutex::new(Proc::spawn(
-                Spec { name: format!("leader-{i}"), program: bins.leader.clone(), args: a, env },
+                Spec {
+                    name: format!("leader-{i}"),
+                    program: bins.leader.clone(),
+                    args: filter(&bins.leader, a.clone()),
+                    env,
+                },
                 &dir,
             )?));
             leader_admin.push(port);
@@ -426,7 +466,9 @@ impl Fleet {
                 ("MALLOC_ARENA_MAX".to_owned(), "1".to_owned()),
             ];
             if opts.agents {
-                let spec = Spec { name: format!("agent-{n}"), program: bins.nodeagent.clone(), args: a, env };
+                full_args.insert(format!("agent-{n}"), a.clone());
+                let args = filter(&bins.nodeagent, a);
+                let spec = Spec { name: format!("agent-{n}"), program: bins.nodeagent.clone(), args, env };
                 let proc = Proc::spawn(spec, &dir)?;
                 agents.lock().unwrap_or_else(|e| e.into_inner()).insert(n.clone(), proc);
             }
@@ -468,6 +510,7 @@ impl Fleet {
             monitor,
             peak_rss,
             opts,
+            full_args,
             dir,
             _tmp: tmp,
             tasks,

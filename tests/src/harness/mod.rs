@@ -10,7 +10,8 @@
 //! - [`kubelet`]: pods terminating, nodes rebooting, agents restarting;
 //! - [`netproxy`]: per-agent network links a test can cut;
 //! - [`monitor`]: the invariant monitor;
-//! - [`wait`], [`checks`]: waiting on conditions with deadlines, and what tests look at.
+//! - [`wait`], [`checks`]: waiting on conditions with deadlines, and what tests look at;
+//! - [`previous`]: the previous build, for upgrade tests.
 
 pub mod bins;
 pub mod certs;
@@ -20,6 +21,7 @@ pub mod fleet;
 pub mod kubelet;
 pub mod monitor;
 pub mod netproxy;
+pub mod previous;
 pub mod process;
 pub mod tlsclient;
 pub mod wait;

@@ -12,8 +12,47 @@ use std::time::{Duration, Instant};
 pub struct Spec {
     pub name: String,
     pub program: PathBuf,
+    /// `--flag value` pairs (and lone `--flag`s).
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+}
+
+/// The `--flags` a program's `--help` lists (cached by path).
+fn known_flags(program: &Path) -> std::collections::BTreeSet<String> {
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::BTreeMap<PathBuf, std::collections::BTreeSet<String>>>,
+    > = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(program.to_owned())
+        .or_insert_with(|| {
+            let help = Command::new(program).arg("--help").output().map(|o| o.stdout).unwrap_or_default();
+            String::from_utf8_lossy(&help)
+                .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[' || c == '<')
+                .filter(|w| w.starts_with("--") && w.len() > 2)
+                .map(str::to_owned)
+                .collect()
+        })
+        .clone()
+}
+
+/// `args` without the flags `program` does not know (with their values): an
+/// older build of a component is started with today's flags minus the ones
+/// it predates.
+pub fn only_known_flags(program: &Path, args: &[String]) -> Vec<String> {
+    let known = known_flags(program);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let takes_value = args.get(i + 1).is_some_and(|v| !v.starts_with("--"));
+        let width = if takes_value { 2 } else { 1 };
+        if !args[i].starts_with("--") || known.contains(&args[i]) {
+            out.extend_from_slice(&args[i..(i + width).min(args.len())]);
+        }
+        i += width;
+    }
+    out
 }
 
 /// A running (or stopped) component process.
@@ -62,6 +101,19 @@ impl Proc {
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.kill();
         self.start()
+    }
+
+    /// Starts another build of it (an upgrade), with `args`.
+    pub fn replace(&mut self, program: PathBuf, args: Vec<String>) -> std::io::Result<()> {
+        self.kill();
+        self.spec.program = program;
+        self.spec.args = args;
+        self.start()
+    }
+
+    /// How it was started.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
     }
 
     pub fn starts(&self) -> u32 {

@@ -43,7 +43,7 @@ async fn status_writes_change_only_status_and_main_writes_only_the_rest() {
         .patch_status(
             "brs-a",
             &pp,
-            &Patch::Merge(json!({"spec": {"state": "StagedAndPerformedUpdate"}, "status": {"currentState": "Idle", "currentVersion": "1.0.0"}})),
+            &Patch::Merge(json!({"spec": {"state": "StagedAndPerformedUpdate"}, "status": {"current_state": "Idle", "current_version": "1.0.0"}})),
         )
         .await
         .unwrap();
@@ -66,7 +66,7 @@ async fn status_writes_change_only_status_and_main_writes_only_the_rest() {
         .patch_status(
             "brs-a",
             &PatchParams::apply(model::names::managers::AUTHPROXY).force(),
-            &Patch::Apply(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-a"}, "status": {"currentState": "Idle", "currentVersion": "1.1.0"}})),
+            &Patch::Apply(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-a"}, "status": {"current_state": "Idle", "current_version": "1.1.0"}})),
         )
         .await
         .unwrap();
@@ -171,19 +171,19 @@ async fn custom_resource_schema_violations_are_422() {
     let r = post(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-r"}, "spec": {}})).await;
     assert_eq!(r.code, 422, "{}", r.text);
     assert!(r.text.contains("spec.state: Required value"), "{}", r.text);
-    let r = post(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-t"}, "spec": {"state": "Idle", "acknowledgedFailure": "three"}})).await;
+    let r = post(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-t"}, "spec": {"state": "Idle", "acknowledged_failure": "three"}})).await;
     assert_eq!(r.code, 422, "{}", r.text);
-    assert!(r.text.contains("spec.acknowledgedFailure in body must be of type integer: \\\"string\\\""), "{}", r.text);
-    let r = post(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-m"}, "spec": {"state": "Idle", "acknowledgedFailure": -1}})).await;
+    assert!(r.text.contains("spec.acknowledged_failure in body must be of type integer: \\\"string\\\""), "{}", r.text);
+    let r = post(json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-m"}, "spec": {"state": "Idle", "acknowledged_failure": -1}})).await;
     assert_eq!(r.code, 422, "{}", r.text);
     assert!(r.text.contains("should be greater than or equal to 0"), "{}", r.text);
     let brs = shadows(&api);
     brs.create(&PostParams::default(), &shadow("brs-ok")).await.unwrap();
     let s = failed(
-        brs.patch_status("brs-ok", &PatchParams::default(), &Patch::Merge(json!({"status": {"currentState": "Idle"}})))
+        brs.patch_status("brs-ok", &PatchParams::default(), &Patch::Merge(json!({"status": {"crash_count": -1}})))
             .await,
     );
-    assert_eq!(s.code, 422, "status.currentVersion is required: {}", s.message);
+    assert_eq!(s.code, 422, "status.crash_count is at least 0: {}", s.message);
     let r = raw(&api.client, "PUT", &format!("{path}/brs-ok"), Some(&json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": "brs-ok"}, "spec": {"state": "Idle"}}).to_string()), "application/json").await;
     assert_eq!(r.code, 422, "custom resources need a resourceVersion to update: {}", r.text);
     assert!(r.text.contains("must be specified for an update"), "{}", r.text);
@@ -210,9 +210,79 @@ async fn schema_defaults_are_applied() {
         .patch_status(
             "brs-d",
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"currentState": "Idle", "currentVersion": "1.0.0"}})),
+            &Patch::Merge(json!({"status": {"current_state": "Idle", "current_version": "1.0.0"}})),
         )
         .await
         .unwrap();
-    assert_eq!(s.data["status"]["crashCount"], 0, "{:?}", s.data);
+    assert_eq!(s.data["status"]["crash_count"], 0, "{:?}", s.data);
+    assert_eq!(s.data["status"]["target_version"], "", "every status field has a default: {:?}", s.data);
+}
+
+/// A CRD of this test's own (its group names the test's namespace, so the
+/// cleanup removes it and no other test sees it).
+fn widget_crd(
+    group: &str,
+    spec_properties: serde_json::Value,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("widgets.{group}")},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "properties": spec_properties}},
+            }}}],
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_changed_schema_prunes_and_defaults_stored_objects_as_they_are_read() {
+    // What an upgrade that renames fields relies on: objects stored under
+    // the old schema read without the fields the new one dropped.
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::runtime::wait::{await_condition, conditions};
+    let api = api("cr-schema-change").await;
+    let group = format!("{}.brupop-test.io", api.namespace);
+    let crds: Api<CustomResourceDefinition> = Api::all(api.client.clone());
+    let apply = PatchParams::apply("brupop-test-harness").force();
+    let name = format!("widgets.{group}");
+    let old = widget_crd(&group, json!({"kept": {"type": "string"}, "renamed": {"type": "string"}}));
+    crds.patch(&name, &apply, &Patch::Apply(&old)).await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        await_condition(crds.clone(), &name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Widget"), "widgets");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(api.client.clone(), &api.namespace, &ar);
+    let w: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1"), "kind": "Widget",
+        "metadata": {"name": "w"}, "spec": {"kept": "a", "renamed": "b"},
+    }))
+    .unwrap();
+    let created = widgets.create(&PostParams::default(), &w).await.unwrap();
+    let rv = created.metadata.resource_version.clone();
+    let new = widget_crd(&group, json!({"kept": {"type": "string"}, "new_name": {"type": "string", "default": "d"}}));
+    crds.patch(&name, &apply, &Patch::Apply(&new)).await.unwrap();
+    // The server reloads the schema in the background: read until it applies.
+    tests::harness::wait_for(
+        "the stored widget to read under the new schema",
+        std::time::Duration::from_secs(30),
+        || async {
+            let got = widgets.get("w").await.map_err(|e| e.to_string())?;
+            let spec = &got.data["spec"];
+            if spec.get("renamed").is_none() && spec["new_name"] == "d" { Ok(()) } else { Err(format!("{spec}")) }
+        },
+    )
+    .await;
+    let got = widgets.get("w").await.unwrap();
+    assert_eq!(got.data["spec"]["kept"], "a", "fields the schema keeps stay");
+    assert_eq!(got.metadata.resource_version, rv, "reading is not a write: same resourceVersion");
+    crds.delete(&name, &Default::default()).await.unwrap();
 }

@@ -91,7 +91,7 @@ fn corpus(ns: &str) -> Vec<Probe> {
         (
             "PATCH",
             format!("/apis/brupop.bottlerocket.aws/v2/namespaces/{ns}/bottlerocketshadows/brs-x/status"),
-            json!({"status": {"currentState": "Idle", "currentVersion": "1", "crashCount": 1, "conditions": [{"type": "a", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z", "reason": "r", "message": "m"}]}}),
+            json!({"status": {"current_state": "Idle", "current_version": "1", "crash_count": 1, "conditions": [{"type": "a", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z", "reason": "r", "message": "m"}]}}),
         ),
         (
             "POST",

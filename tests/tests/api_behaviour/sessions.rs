@@ -247,19 +247,19 @@ async fn a_scripted_session_gives_the_same_objects_as_the_real_server() {
         (
             "POST",
             brs.clone(),
-            json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": format!("brs-{node}"), "labels": {"brupop.bottlerocket.aws/node": node}, "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": "00000000-0000-0000-0000-000000000001"}]}, "spec": {"state": "Idle"}, "status": {"currentState": "Idle", "currentVersion": "1.0.0"}}),
+            json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": format!("brs-{node}"), "labels": {"brupop.bottlerocket.aws/node": node}, "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": "00000000-0000-0000-0000-000000000001"}]}, "spec": {"state": "Idle"}, "status": {"current_state": "Idle", "current_version": "1.0.0"}}),
             jsn,
         ),
         (
             "PATCH",
             format!("{brs}/brs-{node}/status"),
-            json!({"status": {"currentState": "Idle", "currentVersion": "1.0.0", "targetVersion": "1.1.0", "slotRequestedAt": "2026-01-01T00:00:00.123456Z"}}),
+            json!({"status": {"current_state": "Idle", "current_version": "1.0.0", "target_version": "1.1.0", "slot_requested_at": "2026-01-01T00:00:00.123456Z"}}),
             merge,
         ),
         (
             "PATCH",
             format!("{brs}/brs-{node}/status?fieldManager=brupop-authproxy&force=true"),
-            json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": format!("brs-{node}")}, "status": {"currentState": "StagedAndPerformedUpdate", "currentVersion": "1.0.0", "targetVersion": "1.1.0", "crashCount": 1}}),
+            json!({"apiVersion": "brupop.bottlerocket.aws/v2", "kind": "BottlerocketShadow", "metadata": {"name": format!("brs-{node}")}, "status": {"current_state": "StagedAndPerformedUpdate", "current_version": "1.0.0", "target_version": "1.1.0", "crash_count": 1}}),
             apply,
         ),
         (

@@ -74,7 +74,7 @@ impl World {
         );
         let status = BottlerocketShadowStatus {
             current_version: "1.20.0".into(),
-            target_version: Some("1.21.0".into()),
+            target_version: "1.21.0".into(),
             current_state: ShadowState::Idle,
             ..Default::default()
         };
@@ -324,7 +324,7 @@ fn a_completed_update_resets_the_failure_count_and_the_spec() {
     // The agent reported Idle on the new version and released its slot.
     w.status("node-0").current_state = ShadowState::Idle;
     w.status("node-0").current_version = "1.21.0".into();
-    w.status("node-0").target_version = None;
+    w.status("node-0").target_version = "1.20.0".into();
     w.slots[0].holder = None;
     let plan = w.decide(&settings());
     assert_eq!(plan.completed.len(), 1);
@@ -583,7 +583,7 @@ fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() 
         let node = format!("node-{i}");
         w.waiting(&node, i64::from(i * 7919 % 13));
         w.status(&node).crash_count = i % 3;
-        w.status(&node).target_version = Some("1.21.0".into());
+        w.status(&node).target_version = "1.21.0".into();
     }
     let obs_shadows: Vec<&ObservedShadow> = w.shadows.values().collect();
     let mut full: Vec<(&ObservedShadow, &str)> = obs_shadows.iter().map(|s| (*s, "")).collect();

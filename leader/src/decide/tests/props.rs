@@ -100,7 +100,7 @@ fn world() -> impl Strategy<Value = (World, Settings)> {
                     }
                     w.status(&name).current_state = c.state;
                     if !c.has_target {
-                        w.status(&name).target_version = None;
+                        w.status(&name).target_version = "1.20.0".into();
                     }
                     if let Some(s) = c.spec_slot {
                         let spec = w.spec(&name);
@@ -172,7 +172,7 @@ proptest! {
             let st = sh.status.as_ref().unwrap();
             prop_assert!(n.ready && !n.opted_out);
             prop_assert!(!n.unschedulable || settings.update_cordoned_nodes);
-            prop_assert!(st.current_state.is_resting() && st.target_version.is_some() && st.slot_requested_at.is_some());
+            prop_assert!(st.current_state.is_resting() && st.offered_version().is_some() && st.slot_requested_at.is_some());
             prop_assert!(sh.unacked_failure_is_none(), "{node} has an unacknowledged failure");
         }
         // Every unacknowledged failure is acknowledged by the pass.

@@ -48,7 +48,7 @@ impl World {
         let mut shadow = BottlerocketShadow::new("brs-node-1", BottlerocketShadowSpec::default());
         shadow.status = Some(BottlerocketShadowStatus {
             current_version: "1.20.0".into(),
-            target_version: Some("1.21.0".into()),
+            target_version: "1.21.0".into(),
             current_state: ShadowState::Idle,
             state_transition_timestamp: Some(MicroTime(at(0))),
             ..Default::default()
@@ -198,7 +198,7 @@ fn idle_and_already_waiting_waits_for_the_grant() {
 fn idle_and_up_to_date_waits_until_the_next_update_check() {
     let mut w = World::idle();
     w.host.update.as_mut().unwrap().chosen = None;
-    w.status().target_version = None;
+    w.status().target_version = String::new();
     assert_eq!(w.decide(), Step::Wait { until: Some(at(4000)), why: "up to date".into() });
 }
 
@@ -459,7 +459,7 @@ fn the_walk_after_booting_the_granted_version_does_not_wait_for_a_refresh() {
     assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle && r.target_version.is_none()));
     let mut w = w.state(ShadowState::Idle);
     w.status().current_version = "1.21.0".into();
-    w.status().target_version = None;
+    w.status().target_version = String::new();
     assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
     // Once the slot is given back, the status is initialized as after any boot.
     w.lease = None;
@@ -553,7 +553,7 @@ fn a_crash_before_uncordon_is_repaired_during_monitoring() {
 fn idle_on_the_granted_version_releases_the_slot() {
     let mut w = World::idle().granted().booted_new();
     w.status().current_version = "1.21.0".into();
-    w.status().target_version = None;
+    w.status().target_version = String::new();
     assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
 }
 
