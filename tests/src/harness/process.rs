@@ -166,9 +166,35 @@ impl Drop for Proc {
     }
 }
 
-/// A loopback port nobody listens on now (bind to 0, read, release).
+/// Where [`free_port`] hands out ports: below the kernel's ephemeral range
+/// (32768 and up, where `bind(0)` and every outgoing connection take their
+/// local port) and below the test API server's (20000 and up).
+const PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// A loopback port for a child process to listen on, for the child to bind
+/// later (the harness must know it: it scrapes and restarts). Never the same
+/// port twice in one test process, and never one the kernel hands to
+/// `bind(0)` or to an outgoing connection meanwhile: a port taken from
+/// `bind(0)` and released could be given to another test's socket before
+/// the child binds it (seen in CI as `Address already in use`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORTS.end - PORTS.start);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        // A random start keeps two test processes apart.
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        let _ = NEXT.compare_exchange(u32::MAX, u32::from_le_bytes(b) % span, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PORTS.start + i as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORTS:?}")
 }
 
 /// Resident memory of a process in KiB (`VmRSS` from `/proc`), if it runs.
