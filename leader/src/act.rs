@@ -19,7 +19,7 @@ use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use model::names::{self, managers};
 use model::policy::{Phase, UpdatePolicyStatus};
-use model::{BottlerocketShadow, BottlerocketShadowSpec, UpdatePolicy, UpdatePolicySpec};
+use model::{BottlerocketShadow, BottlerocketShadowSpec, FailureReason, UpdatePolicy, UpdatePolicySpec};
 use runtime::events::{EventType, Events};
 use serde_json::json;
 use tokio::sync::watch;
@@ -288,6 +288,11 @@ impl Actor {
         let counters_only = counters_only(policy.status.as_ref(), &plan.status);
         let deferred = if counters_only { None } else { self.write_status(policy, &plan.status).await? };
         for f in &plan.counted {
+            if f.ungranted {
+                self.metrics.ungranted_failures.with_label_values(&[f.reason.as_str()]).inc();
+                tracing::warn!(node = %f.node, reason = %f.reason, message = %f.message, "failure reported without a grant: recorded, not counted toward halts");
+                continue;
+            }
             self.metrics.update_failures.with_label_values(&[f.reason.as_str()]).inc();
             tracing::warn!(node = %f.node, reason = %f.reason, message = %f.message, halts = f.reason.halts_fleet(), "update failure counted");
         }
@@ -395,14 +400,33 @@ impl Actor {
                     Err(e) => return Err(ActError::DeleteSlot { slot: name.clone(), source: e }),
                 }
             }
-            Action::Reclaim { slot, holder, resource_version } | Action::Free { slot, holder, resource_version } => {
+            Action::Reclaim { slot, holder, resource_version, .. }
+            | Action::Free { slot, holder, resource_version }
+            | Action::Revoke { slot, holder, resource_version } => {
                 let expired = matches!(action, Action::Reclaim { .. });
                 if self.clear_holder(slot, holder, resource_version.as_deref()).await? {
-                    if expired {
-                        tracing::warn!(%slot, node = %holder, "reclaimed expired slot");
+                    if matches!(action, Action::Revoke { .. }) {
+                        tracing::warn!(%slot, node = %holder, "revoked a slot the leader did not grant");
+                        self.metrics.revoked.inc();
                         self.lift_cordon(holder).await?;
                         if let Some(shadow) = self.shadow_object(holder) {
-                            let note = format!("{slot} expired without being renewed or released; reclaimed");
+                            let note = format!(
+                                "{slot} was held by {holder} without a grant in the leader's ledger (UpdatePolicy status.grants); revoked"
+                            );
+                            self.event(&shadow, EventType::Warning, "SlotRevoked", note);
+                        }
+                    } else if expired {
+                        let held_too_long =
+                            matches!(action, Action::Reclaim { reason: FailureReason::SlotHeldTooLong, .. });
+                        let note = if held_too_long {
+                            tracing::warn!(%slot, node = %holder, "took back a slot held longer than maxSlotHold");
+                            format!("{slot} was held longer than maxSlotHold; taken back, node backed off")
+                        } else {
+                            tracing::warn!(%slot, node = %holder, "reclaimed expired slot");
+                            format!("{slot} expired without being renewed or released; reclaimed")
+                        };
+                        self.lift_cordon(holder).await?;
+                        if let Some(shadow) = self.shadow_object(holder) {
                             self.event(&shadow, EventType::Warning, "SlotReclaimed", note);
                         }
                     } else {
@@ -554,12 +578,12 @@ impl Actor {
     pub fn report_failures(&self, plan: &Plan) {
         for f in &plan.counted {
             if let Some(shadow) = self.shadow_object(&f.node) {
-                self.event(
-                    &shadow,
-                    EventType::Warning,
-                    f.reason.as_str(),
-                    format!("update failure counted: {}", f.message),
-                );
+                let note = if f.ungranted {
+                    format!("failure reported without a grant of the leader (not counted toward halts): {}", f.message)
+                } else {
+                    format!("update failure counted: {}", f.message)
+                };
+                self.event(&shadow, EventType::Warning, f.reason.as_str(), note);
             }
         }
     }

@@ -55,6 +55,12 @@ pub struct Config {
     /// Longest halt.
     #[arg(long, env = "BRUPOP_FAILURE_BACKOFF_MAX", default_value = "1h", value_parser = duration)]
     pub failure_backoff_max: Duration,
+    /// The longest one node may hold a slot for one walk, renewals included;
+    /// past it the slot is taken back (`SlotHeldTooLong`) and the node backed
+    /// off. Must exceed the longest walk the agents' deadlines allow (82m at
+    /// their shipped defaults: docs/protocol.md section 3).
+    #[arg(long, env = "BRUPOP_MAX_SLOT_HOLD", default_value = "90m", value_parser = duration)]
+    pub max_slot_hold: Duration,
     /// After this many consecutive failures grants stop until resumed (0: never stop, only halt).
     #[arg(long, env = "BRUPOP_MAX_CONSECUTIVE_FAILURES", default_value_t = 3)]
     pub max_consecutive_failures: u32,
@@ -100,6 +106,9 @@ impl Config {
         }
         if self.slot_lease_duration < Duration::from_secs(1) {
             return Err("--slot-lease-duration must be at least 1s".to_owned());
+        }
+        if self.max_slot_hold <= self.slot_lease_duration {
+            return Err("--max-slot-hold must be longer than --slot-lease-duration".to_owned());
         }
         Ok(())
     }

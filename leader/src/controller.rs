@@ -115,6 +115,7 @@ async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<(Op
             &settings,
         );
         actor.metrics.observe_rollout(&slots, &plan.status, now);
+        actor.metrics.max_slot_hold.set(settings.max_slot_hold.as_secs_f64());
         let metrics_later = if actor.metrics_due() {
             let managed: Vec<&ObservedShadow> =
                 s.shadows.values().filter(|sh| s.nodes.contains_key(&sh.node)).collect();

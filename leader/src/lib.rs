@@ -68,6 +68,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         max_consecutive_failures: cfg.max_consecutive_failures,
         windows: cfg.update_windows.clone(),
         slot_lease_duration: cfg.slot_lease_duration,
+        max_slot_hold: cfg.max_slot_hold,
     };
     controller::run(shared, actor, defaults, leading, synced, shutdown.clone()).await;
     // Stop granting first (the loop has returned), then give up leadership.

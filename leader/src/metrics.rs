@@ -29,8 +29,14 @@ pub struct Metrics {
     pub phase: GaugeVec,
     /// How long the longest-held slot has been held.
     pub longest_held: Gauge,
+    /// The `maxSlotHold` in force (the alert on long holds follows it).
+    pub max_slot_hold: Gauge,
     /// Passes that stopped on an error, by the action that failed.
     pub errors: IntCounterVec,
+    /// Slots held without a grant in the ledger, cleared.
+    pub revoked: IntCounter,
+    /// Failures reported by nodes without a grant (never halting), by reason.
+    pub ungranted_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -78,6 +84,11 @@ impl Metrics {
             "1 for the rollout's current phase (Running, Paused, OutsideWindow, Halted, Stopped, InvalidSpec)",
             "phase",
         );
+        let max_slot_hold = Gauge::new(
+            "brupop_max_slot_hold_seconds",
+            "The longest one walk may hold a slot (UpdatePolicy maxSlotHold, else --max-slot-hold)",
+        )
+        .expect("valid metric");
         let longest_held =
             Gauge::new("brupop_slot_longest_held_seconds", "How long the slot held longest has been held (0 if none)")
                 .expect("valid metric");
@@ -95,6 +106,19 @@ impl Metrics {
         for a in crate::act::ActError::LABELS {
             errors.with_label_values(&[a]);
         }
+        let revoked = IntCounter::new(
+            "brupop_slots_revoked_total",
+            "Slots found held without a grant in the leader's ledger, and cleared",
+        )
+        .expect("valid metric");
+        let ungranted_failures = IntCounterVec::new(
+            Opts::new(
+                "brupop_ungranted_failures_total",
+                "Failures reported by nodes that held no grant for them (recorded, never halting), by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(hosts_state.clone()),
             Box::new(hosts_version.clone()),
@@ -110,7 +134,10 @@ impl Metrics {
             Box::new(leader.clone()),
             Box::new(phase.clone()),
             Box::new(longest_held.clone()),
+            Box::new(max_slot_hold.clone()),
             Box::new(errors.clone()),
+            Box::new(revoked.clone()),
+            Box::new(ungranted_failures.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("registered once");
@@ -131,7 +158,10 @@ impl Metrics {
             leader,
             phase,
             longest_held,
+            max_slot_hold,
             errors,
+            revoked,
+            ungranted_failures,
         }
     }
 
@@ -200,6 +230,7 @@ mod tests {
         let m = Metrics::new();
         let shadow = |v: &str, s: ShadowState| ObservedShadow {
             node: "n".into(),
+            uid: "uid-n".into(),
             spec: Default::default(),
             status: Some(BottlerocketShadowStatus {
                 current_version: v.into(),

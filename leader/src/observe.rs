@@ -99,7 +99,8 @@ pub fn shadow_view(shadow: &BottlerocketShadow) -> Option<ObservedShadow> {
         s.conditions.clear();
         s
     });
-    Some(ObservedShadow { node, spec: shadow.spec.clone(), status })
+    let uid = shadow.metadata.uid.clone().unwrap_or_default();
+    Some(ObservedShadow { node, uid, spec: shadow.spec.clone(), status })
 }
 
 /// The state shared by the watches, the writer and the decision loop.

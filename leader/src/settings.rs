@@ -20,6 +20,7 @@ pub struct Defaults {
     pub max_consecutive_failures: u32,
     pub windows: Vec<String>,
     pub slot_lease_duration: Duration,
+    pub max_slot_hold: Duration,
 }
 
 /// The settings and windows for `spec` (no UpdatePolicy: the defaults).
@@ -43,8 +44,13 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
     };
     let failure_backoff = dur("failureBackoff", &spec.failure_backoff, defaults.failure_backoff);
     let failure_backoff_max = dur("failureBackoffMax", &spec.failure_backoff_max, defaults.failure_backoff_max);
+    let max_slot_hold = dur("maxSlotHold", &spec.max_slot_hold, defaults.max_slot_hold);
     if failure_backoff > failure_backoff_max {
         problems.push("spec.failureBackoff must not exceed spec.failureBackoffMax".to_owned());
+    }
+    if max_slot_hold <= defaults.slot_lease_duration {
+        problems
+            .push(format!("spec.maxSlotHold must be longer than the slot lease ({:?})", defaults.slot_lease_duration));
     }
     let specs = if spec.update_windows.is_empty() { &defaults.windows } else { &spec.update_windows };
     let windows = Windows::parse_all(specs).unwrap_or_else(|e| {
@@ -59,6 +65,7 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         max_consecutive_failures: spec.max_consecutive_failures.unwrap_or(defaults.max_consecutive_failures),
         update_cordoned_nodes: spec.update_cordoned_nodes,
         slot_lease_duration: defaults.slot_lease_duration,
+        max_slot_hold,
         resume_request: spec.resume_request.clone(),
         invalid: (!problems.is_empty())
             .then(|| format!("the UpdatePolicy is invalid, no grants until it is fixed: {}", problems.join("; "))),
@@ -79,6 +86,7 @@ mod tests {
             max_consecutive_failures: 3,
             windows: vec![],
             slot_lease_duration: Duration::from_secs(120),
+            max_slot_hold: Duration::from_secs(5400),
         }
     }
 
@@ -105,6 +113,16 @@ mod tests {
         assert_eq!(s.failure_backoff, Duration::from_secs(60));
         assert_eq!(s.max_consecutive_failures, 5);
         assert!(!w.is_empty());
+    }
+
+    #[test]
+    fn max_slot_hold_comes_from_the_policy_and_must_outlast_the_slot_lease() {
+        assert_eq!(resolve(&defaults(), None).0.max_slot_hold, Duration::from_secs(5400));
+        let spec = UpdatePolicySpec { max_slot_hold: Some("2h".into()), ..Default::default() };
+        assert_eq!(resolve(&defaults(), Some(&spec)).0.max_slot_hold, Duration::from_secs(7200));
+        let spec = UpdatePolicySpec { max_slot_hold: Some("1m".into()), ..Default::default() };
+        let msg = resolve(&defaults(), Some(&spec)).0.invalid.unwrap();
+        assert!(msg.contains("spec.maxSlotHold"), "{msg}");
     }
 
     #[test]

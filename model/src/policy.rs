@@ -63,6 +63,13 @@ pub struct UpdatePolicySpec {
     /// stop and reset the failure count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_request: Option<String>,
+    /// The longest one node may hold a slot for one walk (a duration such as
+    /// `90m`); past it the leader takes the slot back (`SlotHeldTooLong`) and
+    /// grants that node nothing for a backoff. Default: the leader's
+    /// `--max-slot-hold` (90m), above the longest walk the agent's shipped
+    /// deadlines allow (82m; docs/protocol.md section 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_slot_hold: Option<String>,
     /// Also update nodes an administrator cordoned (they stay cordoned afterwards).
     #[serde(default)]
     pub update_cordoned_nodes: bool,
@@ -91,6 +98,19 @@ pub struct UpdatePolicyStatus {
     /// acknowledged on their shadow). Each failure is counted once: see `docs/protocol.md`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_failures: Vec<RecordedFailure>,
+    /// The grants the leader made and has not yet seen end: each is written
+    /// here before its slot Lease, so a slot held without an entry here was
+    /// not granted by the leader (it is freed), and only a walk with an entry
+    /// can halt the rollout or complete an update. Absent when written by a
+    /// leader that kept no ledger: the next leader adopts the grants it finds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<GrantRecord>>,
+    /// Nodes the leader grants nothing to until `until`: each held a slot
+    /// past `maxSlotHold`. The backoff doubles per offence (from
+    /// `failureBackoff`, up to `failureBackoffMax`); an entry lasts as long
+    /// as the node's shadow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_backoffs: Vec<NodeBackoff>,
     /// The `spec.resumeRequest` the leader last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_resume: Option<String>,
@@ -155,18 +175,50 @@ impl Phase {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordedFailure {
-    /// Identifies the failure: `<node>#<failure id>` for agent-reported ones,
-    /// `<slot>@<holder>@<acquireTime>` for expired slots.
+    /// Identifies the failure: `<shadow uid>#<failure id>` for
+    /// agent-reported ones, `<slot>@<holder>@<acquireTime>` for expired slots.
     pub key: String,
     pub node: String,
     pub reason: FailureReason,
     pub message: String,
     pub time: Time,
+    /// Reported by a node that held no grant of the leader for it: recorded,
+    /// never counted toward a halt whatever its reason.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ungranted: bool,
 }
 
-/// Key of an agent-reported failure in [`RecordedFailure::key`].
-pub fn failure_key(node: &str, id: u64) -> String {
-    format!("{node}#{id}")
+/// One grant in the leader's ledger ([`UpdatePolicyStatus::grants`]).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantRecord {
+    pub node: String,
+    /// The uid of the node's BottlerocketShadow when granted: a shadow
+    /// re-created under the same node name is not the one granted.
+    pub shadow_uid: String,
+    pub slot: String,
+    /// The version granted.
+    pub version: String,
+    pub granted_at: Time,
+}
+
+/// A node the leader backs off ([`UpdatePolicyStatus::node_backoffs`]).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeBackoff {
+    pub node: String,
+    pub shadow_uid: String,
+    pub until: Time,
+    /// How many times this node's walk was cut at `maxSlotHold`.
+    #[schemars(with = "i64", range(min = 1))]
+    pub offences: u32,
+}
+
+/// Key of an agent-reported failure in [`RecordedFailure::key`]: the
+/// shadow's uid (node names are reused, failure ids restart on a new
+/// shadow) and the failure's id.
+pub fn failure_key(shadow_uid: &str, id: u64) -> String {
+    format!("{shadow_uid}#{id}")
 }
 
 /// Key of an expired slot in [`RecordedFailure::key`].

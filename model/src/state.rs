@@ -67,7 +67,8 @@ impl std::fmt::Display for ShadowState {
 }
 
 /// Why an update attempt failed. Recorded by the agent on its shadow
-/// (`status.last_failure.reason`), except `SlotExpired`, which the leader records.
+/// (`status.last_failure.reason`), except `SlotExpired` and `SlotHeldTooLong`,
+/// which the leader records.
 ///
 /// [`FailureReason::halts_fleet`] splits them: failures that implicate the
 /// update itself halt all new grants; failures that are about one node (its
@@ -97,11 +98,16 @@ pub enum FailureReason {
     UpdateUnavailable,
     /// The host update API kept failing (HTTP 500, malformed answers) before anything disruptive. Node-only.
     HostApiError,
+    /// The node held its slot longer than the UpdatePolicy's `maxSlotHold`
+    /// (renewing it all along): the leader took it back and backs the node
+    /// off. Leader-recorded, node-only: one stuck or hostile node must not
+    /// keep the others from updating, nor halt them.
+    SlotHeldTooLong,
 }
 
 impl FailureReason {
     /// All reasons, for metrics that pre-create one series per reason.
-    pub const ALL: [FailureReason; 11] = [
+    pub const ALL: [FailureReason; 12] = [
         FailureReason::PrepareFailed,
         FailureReason::ActivateFailed,
         FailureReason::RebootFailed,
@@ -113,6 +119,7 @@ impl FailureReason {
         FailureReason::SlotLost,
         FailureReason::UpdateUnavailable,
         FailureReason::HostApiError,
+        FailureReason::SlotHeldTooLong,
     ];
 
     /// Whether this failure implicates the update and so halts all new grants
@@ -129,7 +136,8 @@ impl FailureReason {
             | FailureReason::DrainTimeout
             | FailureReason::SlotLost
             | FailureReason::UpdateUnavailable
-            | FailureReason::HostApiError => false,
+            | FailureReason::HostApiError
+            | FailureReason::SlotHeldTooLong => false,
         }
     }
 
@@ -147,6 +155,7 @@ impl FailureReason {
             FailureReason::SlotLost => "SlotLost",
             FailureReason::UpdateUnavailable => "UpdateUnavailable",
             FailureReason::HostApiError => "HostApiError",
+            FailureReason::SlotHeldTooLong => "SlotHeldTooLong",
         }
     }
 }

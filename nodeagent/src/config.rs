@@ -116,6 +116,15 @@ impl Flags {
         Ok(())
     }
 
+    /// The longest a walk can hold its slot with these deadlines, when every
+    /// step takes as long as it may: four host commands (refresh, prepare,
+    /// activate, and a deactivate if it aborts), the drain, the reboot (the
+    /// slot is extended by `--reboot-grace` for it) and monitoring. The
+    /// leader's `maxSlotHold` must be longer (docs/protocol.md section 3).
+    pub fn longest_walk(&self) -> Duration {
+        self.host_command_timeout * 4 + self.drain_timeout + self.reboot_grace + self.monitoring_duration
+    }
+
     /// The state machine's settings.
     pub fn machine(&self) -> machine::WalkSettings {
         machine::WalkSettings {

@@ -257,3 +257,16 @@ async fn grants_wait_for_a_window_and_stop_when_it_closes() {
     fleet.monitor.assert_clean();
     fleet.stop().await;
 }
+
+/// The leader's default `--max-slot-hold` outlasts the longest walk the
+/// agent's shipped deadlines allow, so a healthy walk is never cut.
+#[test]
+fn the_default_max_slot_hold_outlasts_the_longest_walk_of_the_shipped_agent() {
+    use clap::Parser;
+    let agent = nodeagent::config::Flags::try_parse_from(["nodeagent", "--node-name", "n"]).unwrap();
+    let leader = leader::config::Cli::try_parse_from(["leader"]).unwrap().config;
+    let walk = agent.longest_walk();
+    assert_eq!(walk, Duration::from_secs(82 * 60), "docs/protocol.md section 3 quotes 82m");
+    assert_eq!(leader.max_slot_hold, Duration::from_secs(90 * 60));
+    assert!(leader.max_slot_hold > walk, "{:?} <= {walk:?}", leader.max_slot_hold);
+}

@@ -17,8 +17,13 @@
 //! - waiting nodes are served by (crash count, request time, name);
 //! - nodes not Ready, opted out, or cordoned by an administrator (unless the
 //!   policy says otherwise) are skipped;
-//! - each failure is counted once: its key is recorded in the status before
-//!   the shadow acknowledges it;
+//! - every grant is written to the ledger (`status.grants`) before its
+//!   Lease; a slot held without a ledger entry was not granted by the leader
+//!   and is revoked; a lost spec write is repaired only from the ledger and
+//!   only while grants run;
+//! - each failure is counted once: its key (shadow uid and failure id) is
+//!   recorded in the status before the shadow acknowledges it; only a walk
+//!   in the ledger can halt the rollout or, completing, reset the count;
 //! - an expired slot is counted (`SlotExpired`) and reclaimed; a slot whose
 //!   node and shadow are gone is freed without counting;
 //! - halts double per consecutive failure up to a cap; after the configured
@@ -31,7 +36,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use model::parse::Budget;
-use model::policy::{Phase, RecordedFailure, UpdatePolicyStatus, expiry_key, failure_key};
+use model::policy::{GrantRecord, NodeBackoff, Phase, RecordedFailure, UpdatePolicyStatus, expiry_key, failure_key};
 use model::{BottlerocketShadowSpec, BottlerocketShadowStatus, FailureReason, ShadowState};
 
 mod status;
@@ -92,6 +97,8 @@ impl ObservedSlot {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservedShadow {
     pub node: String,
+    /// `metadata.uid`: tells a re-created shadow from the one it replaces.
+    pub uid: String,
     pub spec: BottlerocketShadowSpec,
     pub status: Option<BottlerocketShadowStatus>,
 }
@@ -106,6 +113,8 @@ pub struct Settings {
     pub max_consecutive_failures: u32,
     pub update_cordoned_nodes: bool,
     pub slot_lease_duration: Duration,
+    /// The longest one walk may hold a slot (see [`Pass::check_slots`]).
+    pub max_slot_hold: Duration,
     pub resume_request: Option<String>,
     /// Set when the UpdatePolicy spec could not be used: no grants, and the
     /// status says why.
@@ -151,10 +160,14 @@ pub enum Action {
     CreateSlot { name: String },
     /// Delete a free surplus slot (checked by resourceVersion).
     DeleteSlot { name: String, resource_version: Option<String> },
-    /// Clear the holder of an expired slot (already counted in the status).
-    Reclaim { slot: String, holder: String, resource_version: Option<String> },
+    /// Clear the holder of a slot that expired (`SlotExpired`) or was held
+    /// past `maxSlotHold` (`SlotHeldTooLong`), already counted in the status.
+    Reclaim { slot: String, holder: String, resource_version: Option<String>, reason: FailureReason },
     /// Clear the holder of a slot whose node and shadow are gone (not a failure).
     Free { slot: String, holder: String, resource_version: Option<String> },
+    /// Clear the holder of a slot the leader did not grant (no ledger entry):
+    /// written by someone else, or by a walk the leader no longer knows.
+    Revoke { slot: String, holder: String, resource_version: Option<String> },
     /// Give a free slot to a waiting node: the Lease first (checked against
     /// `resource_version`; `transitions` is its `leaseTransitions` there),
     /// held for `lease_duration` from now, then the shadow `spec`.
@@ -246,6 +259,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     pass.forget_unmanaged_shadows();
     let size = pass.size_pool();
     let phase = status::phase(&pass.st, settings, obs.window, obs.now);
+    pass.repair_lost_grants(phase);
     let waiting = pass.grant(phase, size);
     pass.finish(phase, size, waiting)
 }
@@ -269,6 +283,11 @@ struct Pass<'a, 's> {
     holders: BTreeMap<&'a str, Vec<&'a ObservedSlot>>,
     /// Slots not grantable in this pass (reclaimed, freed).
     unavailable: BTreeSet<&'a str>,
+    /// The grant ledger as the pass began (adopted from the specs and Leases
+    /// if the status had none).
+    ledger: Vec<GrantRecord>,
+    /// Grants decided in this pass, for the ledger.
+    new_grants: Vec<GrantRecord>,
 }
 
 impl<'a, 's> Pass<'a, 's> {
@@ -279,9 +298,12 @@ impl<'a, 's> Pass<'a, 's> {
                 holders.entry(h.as_str()).or_default().push(s);
             }
         }
+        let ledger = previous.grants.clone().unwrap_or_else(|| adopt(&obs));
         Pass {
             obs,
             settings,
+            ledger,
+            new_grants: Vec::new(),
             recorded: previous.recent_failures.iter().map(|f| f.key.clone()).collect(),
             st: previous.clone(),
             counted: Vec::new(),
@@ -294,13 +316,32 @@ impl<'a, 's> Pass<'a, 's> {
         }
     }
 
+    /// The ledger entry of the walk `sh` was granted, if any: same node,
+    /// same shadow (a re-created shadow is another node).
+    fn walk_of(&self, sh: &ObservedShadow) -> Option<&GrantRecord> {
+        self.ledger.iter().find(|g| g.node == sh.node && g.shadow_uid == sh.uid)
+    }
+
+    /// The ledger's grant of `slot` to `holder`, if it is one.
+    fn grant_of(&self, slot: &str, holder: &str) -> Option<&GrantRecord> {
+        let shadow = self.obs.shadows.get(holder);
+        self.ledger
+            .iter()
+            .find(|g| g.slot == slot && g.node == holder && shadow.is_none_or(|sh| sh.uid == g.shadow_uid))
+    }
+
+    fn in_ledger(&self, slot: &str, holder: &str) -> bool {
+        self.grant_of(slot, holder).is_some()
+    }
+
     /// Counts a failure once: a key already recorded is not counted again.
-    /// A fleet-halting failure raises the consecutive count and halts.
+    /// A fleet-halting failure of a granted walk raises the consecutive
+    /// count and halts.
     fn count(&mut self, rec: RecordedFailure) {
         if self.recorded.contains(&rec.key) {
             return;
         }
-        if rec.reason.halts_fleet() {
+        if rec.reason.halts_fleet() && !rec.ungranted {
             let st = &mut self.st;
             st.consecutive_failures = st.consecutive_failures.saturating_add(1);
             let s = self.settings;
@@ -338,14 +379,24 @@ impl<'a, 's> Pass<'a, 's> {
             .collect();
         unacked.sort_by(|a, b| (a.1.time.0, &a.0.node).cmp(&(b.1.time.0, &b.0.node)));
         for (sh, f) in unacked {
-            let key = failure_key(&sh.node, f.id);
+            let key = failure_key(sh.key(), f.id);
             self.keep_keys.insert(key.clone());
+            // Recorded under the node name by a leader before keys had uids.
+            let legacy = failure_key(&sh.node, f.id);
+            if self.recorded.contains(&legacy) {
+                self.recorded.insert(key.clone());
+                self.keep_keys.insert(legacy);
+            }
+            // A node never granted this walk (or whose walk the leader has
+            // already seen end) cannot halt the fleet, whatever it reports.
+            let ungranted = self.walk_of(sh).is_none();
             self.count(RecordedFailure {
                 key,
                 node: sh.node.clone(),
                 reason: f.reason,
                 message: f.message.clone(),
                 time: f.time.clone(),
+                ungranted,
             });
             let mut spec = planned(&self.specs, sh);
             spec.acknowledged_failure = Some(f.id);
@@ -365,9 +416,10 @@ impl<'a, 's> Pass<'a, 's> {
         }
     }
 
-    /// Rule 3: every held slot is checked: its holder gone (freed), expired
-    /// (counted, reclaimed), a second slot of one node (freed), or a grant
-    /// whose spec write was lost (repaired).
+    /// Rule 3: every held slot is checked: its holder gone (freed), not in
+    /// the ledger (revoked), expired (counted, reclaimed), a second slot of
+    /// one node (freed). A grant whose spec write was lost is repaired
+    /// later, once the phase is known ([`Pass::repair_lost_grants`]).
     fn check_slots(&mut self) {
         let obs = self.obs;
         for slot in obs.slots {
@@ -377,6 +429,15 @@ impl<'a, 's> Pass<'a, 's> {
             let shadow = obs.shadows.get(holder);
             if shadow.is_none() && !obs.nodes.contains_key(holder) {
                 self.free(slot, holder);
+                continue;
+            }
+            if !self.in_ledger(&slot.name, holder) {
+                self.actions.push(Action::Revoke {
+                    slot: slot.name.clone(),
+                    holder: holder.to_owned(),
+                    resource_version: slot.resource_version.clone(),
+                });
+                self.unavailable.insert(&slot.name);
                 continue;
             }
             if slot.expired(obs.now) {
@@ -395,10 +456,63 @@ impl<'a, 's> Pass<'a, 's> {
                     continue;
                 }
             }
-            if let Some(sh) = shadow {
-                self.repair_lost_grant(slot, sh);
+            let granted_at = self.grant_of(&slot.name, holder).map(|g| g.granted_at.0);
+            if let Some(granted_at) = granted_at
+                && obs.now >= add(granted_at, self.settings.max_slot_hold)
+            {
+                self.take_back(slot, holder, granted_at);
             }
         }
+    }
+
+    /// A slot held past `maxSlotHold` (renewed all along: the agent is alive
+    /// but its walk does not end, by fault or on purpose) is counted once
+    /// (`SlotHeldTooLong`, node-only), reclaimed, and its node backed off by
+    /// the leader itself: the agent's own node backoff cannot be relied on
+    /// for a node that misbehaves.
+    fn take_back(&mut self, slot: &'a ObservedSlot, holder: &str, granted_at: Timestamp) {
+        let key = format!("{}#held", expiry_key(&slot.name, holder, &granted_at.to_string()));
+        let uid = self.obs.shadows.get(holder).map(|sh| sh.uid.clone()).unwrap_or_default();
+        if !self.recorded.contains(&key) {
+            let s = self.settings;
+            let now = self.obs.now;
+            let entry = self.st.node_backoffs.iter_mut().find(|b| b.node == holder && b.shadow_uid == uid);
+            let offences = entry.as_ref().map_or(0, |b| b.offences).saturating_add(1);
+            let until = Time(add(now, backoff(s.failure_backoff, s.failure_backoff_max, offences)));
+            match entry {
+                Some(b) => {
+                    b.offences = offences;
+                    b.until = until;
+                }
+                None => self.st.node_backoffs.push(NodeBackoff {
+                    node: holder.to_owned(),
+                    shadow_uid: uid,
+                    until,
+                    offences,
+                }),
+            }
+        }
+        self.keep_keys.insert(key.clone());
+        self.count(RecordedFailure {
+            key,
+            node: holder.to_owned(),
+            reason: FailureReason::SlotHeldTooLong,
+            message: format!(
+                "{holder} held slot {} from {granted_at} until {}, longer than maxSlotHold ({}); taken back",
+                slot.name,
+                self.obs.now,
+                humantime::format_duration(self.settings.max_slot_hold)
+            ),
+            time: Time(self.obs.now),
+            ungranted: false,
+        });
+        self.actions.push(Action::Reclaim {
+            slot: slot.name.clone(),
+            holder: holder.to_owned(),
+            resource_version: slot.resource_version.clone(),
+            reason: FailureReason::SlotHeldTooLong,
+        });
+        self.unavailable.insert(&slot.name);
     }
 
     fn free(&mut self, slot: &'a ObservedSlot, holder: &str) {
@@ -426,32 +540,48 @@ impl<'a, 's> Pass<'a, 's> {
                 slot.expires().map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
             ),
             time: Time(self.obs.now),
+            ungranted: false,
         });
         self.actions.push(Action::Reclaim {
             slot: slot.name.clone(),
             holder: holder.to_owned(),
             resource_version: slot.resource_version.clone(),
+            reason: FailureReason::SlotExpired,
         });
         self.unavailable.insert(&slot.name);
     }
 
-    /// A grant whose spec write was lost: the node still waits, and its spec
-    /// was not reset after this Lease was acquired.
-    fn repair_lost_grant(&mut self, slot: &ObservedSlot, sh: &ObservedShadow) {
-        let spec = planned(&self.specs, sh);
-        let reset_after_grant = match (&spec.state_transition_timestamp, slot.acquired) {
-            (Some(reset), Some(acquired)) => reset.0 >= acquired,
-            _ => false,
-        };
-        if spec.slot.is_none() && sh.unacked_failure_is_none() && sh.is_waiting() && !reset_after_grant {
-            let mut spec = spec;
-            spec.slot = Some(slot.name.clone());
-            spec.version =
-                spec.version.or_else(|| sh.status.as_ref().and_then(|s| s.offered_version()).map(str::to_owned));
-            spec.state = ShadowState::StagedAndPerformedUpdate;
-            spec.state_transition_timestamp = Some(MicroTime(self.obs.now));
-            self.specs.insert(sh.node.clone(), spec);
+    /// Rule 7: a grant whose spec write was lost is written again, from the
+    /// ledger alone (what the leader granted, never what a Lease or a shadow
+    /// says) and only while grants run: the node still holds the slot, still
+    /// waits, and its spec was not reset since the grant.
+    fn repair_lost_grants(&mut self, phase: Phase) {
+        if phase != Phase::Running {
+            return;
         }
+        let obs = self.obs;
+        let mut repairs = Vec::new();
+        for g in &self.ledger {
+            let Some(sh) = obs.shadows.get(&g.node).filter(|sh| sh.uid == g.shadow_uid) else {
+                continue;
+            };
+            let held = obs
+                .slots
+                .iter()
+                .any(|s| s.name == g.slot && s.holder.as_deref() == Some(g.node.as_str()) && !s.expired(obs.now))
+                && !self.unavailable.contains(g.slot.as_str());
+            let spec = planned_ref(&self.specs, sh);
+            let reset_after_grant = spec.state_transition_timestamp.as_ref().is_some_and(|t| t.0 >= g.granted_at.0);
+            if held && spec.slot.is_none() && sh.unacked_failure_is_none() && sh.is_waiting() && !reset_after_grant {
+                let mut spec = spec.clone();
+                spec.slot = Some(g.slot.clone());
+                spec.version = Some(g.version.clone());
+                spec.state = ShadowState::StagedAndPerformedUpdate;
+                spec.state_transition_timestamp = Some(MicroTime(obs.now));
+                repairs.push((sh.node.clone(), spec));
+            }
+        }
+        self.specs.extend(repairs);
     }
 
     /// Rule 4: a shadow whose granted slot is no longer its own completed its
@@ -467,14 +597,19 @@ impl<'a, 's> Pass<'a, 's> {
             };
             let still_held = slot_by_name
                 .get(granted.as_str())
-                .is_some_and(|s| s.holder.as_deref() == Some(sh.node.as_str()) && !s.expired(now));
+                .is_some_and(|s| s.holder.as_deref() == Some(sh.node.as_str()) && !s.expired(now))
+                && !self.unavailable.contains(granted.as_str());
             if still_held {
                 continue;
             }
             let mut spec = planned(&self.specs, sh);
-            let done = sh.status.as_ref().is_some_and(|s| {
-                s.current_state == ShadowState::Idle && spec.version.as_deref() == Some(s.current_version.as_str())
-            });
+            // Only a walk the leader granted (and of the version granted)
+            // completes an update.
+            let walk = self.walk_of(sh).filter(|g| g.slot == granted && spec.version.as_deref() == Some(&g.version));
+            let done = walk.is_some()
+                && sh.status.as_ref().is_some_and(|s| {
+                    s.current_state == ShadowState::Idle && spec.version.as_deref() == Some(s.current_version.as_str())
+                });
             if done {
                 self.completed.push(Completed {
                     node: sh.node.clone(),
@@ -526,7 +661,16 @@ impl<'a, 's> Pass<'a, 's> {
     fn grant(&mut self, phase: Phase, size: u32) -> usize {
         let obs = self.obs;
         let held: usize = obs.slots.iter().filter(|s| s.holder.is_some()).count();
+        let backed_off: BTreeSet<&str> = self
+            .st
+            .node_backoffs
+            .iter()
+            .filter(|b| b.until.0 > obs.now)
+            .filter(|b| obs.shadows.get(&b.node).is_some_and(|sh| sh.uid == b.shadow_uid))
+            .map(|b| b.node.as_str())
+            .collect();
         let mut waiting = waiting_nodes(&obs, self.settings, &self.holders, &self.specs);
+        waiting.retain(|(sh, _)| !backed_off.contains(sh.node.as_str()));
         if phase != Phase::Running {
             return waiting.len();
         }
@@ -553,6 +697,13 @@ impl<'a, 's> Pass<'a, 's> {
                 slot: Some(slot.name.clone()),
                 acknowledged_failure: planned_ref(&self.specs, sh).acknowledged_failure,
             };
+            self.new_grants.push(GrantRecord {
+                node: sh.node.clone(),
+                shadow_uid: sh.uid.clone(),
+                slot: slot.name.clone(),
+                version: (*version).to_owned(),
+                granted_at: Time(obs.now),
+            });
             self.actions.push(Action::Grant {
                 slot: slot.name.clone(),
                 node: sh.node.clone(),
@@ -588,13 +739,28 @@ impl<'a, 's> Pass<'a, 's> {
         let mut actions = self.actions;
         let first_grant = actions.iter().position(|a| matches!(a, Action::Grant { .. })).unwrap_or(actions.len());
         actions.splice(first_grant..first_grant, spec_actions);
+        // The ledger keeps the grants whose slot their node still holds, as
+        // observed (a reclaim is seen through: if its write is lost, the
+        // next pass reclaims again); the others ended: released, reclaimed,
+        // or their Lease write failed. Then this pass's.
+        let mut ledger: Vec<GrantRecord> = std::mem::take(&mut self.ledger)
+            .into_iter()
+            .filter(|g| {
+                obs.slots.iter().any(|s| s.name == g.slot && s.holder.as_deref() == Some(g.node.as_str()))
+                    && obs.shadows.get(&g.node).is_none_or(|sh| sh.uid == g.shadow_uid)
+            })
+            .collect();
+        ledger.append(&mut self.new_grants);
         let mut st = self.st;
+        st.grants = Some(ledger);
+        // A backoff lasts as long as the node's shadow.
+        st.node_backoffs.retain(|b| obs.shadows.get(&b.node).is_some_and(|sh| sh.uid == b.shadow_uid));
         status::trim_recent(&mut st.recent_failures, &self.keep_keys);
         let grants = granted.len();
         let held: usize = obs.slots.iter().filter(|s| s.holder.is_some()).count();
         let managed = u32::try_from(obs.nodes.len()).unwrap_or(u32::MAX);
         status::fill(&mut st, phase, self.settings, obs, size, held + grants, waiting.saturating_sub(grants), managed);
-        let wake_at = status::wake_at(&st, obs, phase);
+        let wake_at = status::wake_at(&st, obs, phase, self.settings);
         Plan { status: st, counted: self.counted, completed: self.completed, actions, wake_at }
     }
 }
@@ -622,7 +788,33 @@ fn reset_grant(spec: &mut BottlerocketShadowSpec, now: Timestamp) {
     }
 }
 
+/// The ledger a leader without one starts from: every held slot whose
+/// holder's spec names it (what a previous leader granted), once.
+fn adopt(obs: &Observed<'_>) -> Vec<GrantRecord> {
+    obs.slots
+        .iter()
+        .filter_map(|s| {
+            let holder = s.holder.as_deref()?;
+            let sh = obs.shadows.get(holder)?;
+            (sh.spec.slot.as_deref() == Some(s.name.as_str())).then(|| GrantRecord {
+                node: holder.to_owned(),
+                shadow_uid: sh.uid.clone(),
+                slot: s.name.clone(),
+                version: sh.spec.version.clone().unwrap_or_default(),
+                granted_at: Time(
+                    sh.spec.state_transition_timestamp.as_ref().map(|t| t.0).or(s.acquired).unwrap_or(obs.now),
+                ),
+            })
+        })
+        .collect()
+}
+
 impl ObservedShadow {
+    /// What keys its failures: the uid, or the node name if it has none.
+    fn key(&self) -> &str {
+        if self.uid.is_empty() { &self.node } else { &self.uid }
+    }
+
     fn unacked_failure_is_none(&self) -> bool {
         self.status
             .as_ref()

@@ -96,11 +96,19 @@ pub(super) fn fill(
 }
 
 /// When to decide again if nothing changes: the next slot expiry, the end of
-/// a halt, or a window edge.
-pub(super) fn wake_at(st: &UpdatePolicyStatus, obs: Observed<'_>, _phase: Phase) -> Option<Timestamp> {
+/// a halt, a window edge, the end of the longest allowed hold of a granted
+/// slot, or the end of a node's backoff.
+pub(super) fn wake_at(
+    st: &UpdatePolicyStatus,
+    obs: Observed<'_>,
+    _phase: Phase,
+    settings: &Settings,
+) -> Option<Timestamp> {
     let now = obs.now;
     let expiries = obs.slots.iter().filter(|s| s.holder.is_some()).filter_map(|s| s.reclaimable_at());
     let halt = st.halted_until.as_ref().map(|t| t.0);
     let window = if obs.window.open { obs.window.current_end } else { obs.window.next_start };
-    expiries.chain(halt).chain(window).filter(|t| *t > now).min()
+    let holds = st.grants.iter().flatten().map(|g| super::add(g.granted_at.0, settings.max_slot_hold));
+    let backoffs = st.node_backoffs.iter().map(|b| b.until.0);
+    expiries.chain(halt).chain(window).chain(holds).chain(backoffs).filter(|t| *t > now).min()
 }

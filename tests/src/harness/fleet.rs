@@ -129,6 +129,7 @@ impl FleetOptions {
                 ("failure-backoff".into(), "1s".into()),                                // 5m
                 ("failure-backoff-max".into(), "8s".into()),                            // 1h
                 ("max-consecutive-failures".into(), "3".into()),
+                ("max-slot-hold".into(), l(45.0)), // 90m
                 ("lease-duration".into(), "3s".into()),
                 ("renew-deadline".into(), "2s".into()),
                 ("retry-period".into(), "300ms".into()),

@@ -4,6 +4,9 @@
 //! - more slots held than allowed, or one node holding two slots;
 //! - more nodes disrupted (cordoned by us, or NotReady because rebooting)
 //!   than slots allowed;
+//! - a grant made while the rollout was not granting: a grant entered in the
+//!   leader's ledger (UpdatePolicy `status.grants`) by a status whose phase
+//!   is not `Running` (paused, halted, stopped, outside a window, invalid);
 //! - at the end: a node still cordoned by us, or a shadow mid-walk without
 //!   its slot.
 //!
@@ -18,8 +21,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use model::BottlerocketShadow;
 use model::names;
+use model::{BottlerocketShadow, UpdatePolicy};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Default)]
@@ -31,6 +34,9 @@ struct Seen {
     /// node → (current state, spec slot)
     shadows: BTreeMap<String, (model::ShadowState, Option<String>)>,
     max_slots: usize,
+    /// The ledger's grants (node, slot, grant time) in the last policy
+    /// status seen; `None` before one with a ledger.
+    grants: Option<std::collections::BTreeSet<(String, String, String)>>,
     violations: Vec<String>,
     peak_held: usize,
     peak_disrupted: usize,
@@ -131,6 +137,27 @@ impl Monitor {
                 }
             },
         )));
+        let policies: Api<UpdatePolicy> = Api::namespaced(client.clone(), namespace);
+        let s = seen.clone();
+        tasks.push(tokio::spawn(follow(policies, watcher::Config::default(), move |ev| {
+            let Change::Put(p) = ev else { return };
+            let Some(st) = p.status else { return };
+            let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(grants) = st.grants else { return };
+            let now: std::collections::BTreeSet<(String, String, String)> =
+                grants.into_iter().map(|g| (g.node, g.slot, g.granted_at.0.to_string())).collect();
+            if let Some(before) = &g.grants
+                && st.phase != model::policy::Phase::Running
+            {
+                let new: Vec<String> =
+                    now.difference(before).map(|(node, slot, at)| format!("{slot} to {node} at {at}")).collect();
+                if !new.is_empty() {
+                    let v = format!("granted while the rollout was {} ({}): {new:?}", st.phase.as_str(), st.message);
+                    g.violations.push(v);
+                }
+            }
+            g.grants = Some(now);
+        })));
         let shadows: Api<BottlerocketShadow> = Api::namespaced(client.clone(), namespace);
         let s = seen.clone();
         tasks.push(tokio::spawn(follow(shadows, watcher::Config::default(), move |ev| {

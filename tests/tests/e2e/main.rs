@@ -6,6 +6,7 @@
 
 mod failures;
 mod harness;
+mod hostile;
 mod operations;
 mod production_timings;
 mod resilience;

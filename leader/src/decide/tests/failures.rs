@@ -56,7 +56,7 @@ fn a_reported_failure_is_counted_once_and_acknowledged() {
     w.slots(1).failed("node-0", 1, FailureReason::RolledBack).waiting("node-1", 1);
     let plan = w.decide(&settings());
     assert_eq!(plan.counted.len(), 1);
-    assert_eq!(plan.counted[0].key, "node-0#1");
+    assert_eq!(plan.counted[0].key, "uid-node-0#1");
     assert_eq!(plan.status.consecutive_failures, 1);
     assert_eq!(plan.status.halt_reason, Some(FailureReason::RolledBack));
     assert_eq!(spec_written(&plan, "node-0").unwrap().acknowledged_failure, Some(1));

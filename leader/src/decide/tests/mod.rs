@@ -28,6 +28,7 @@ fn settings() -> Settings {
         max_consecutive_failures: 3,
         update_cordoned_nodes: false,
         slot_lease_duration: Duration::from_secs(120),
+        max_slot_hold: Duration::from_secs(5400),
         resume_request: None,
         invalid: None,
     }
@@ -80,7 +81,12 @@ impl World {
         };
         self.shadows.insert(
             name.to_owned(),
-            ObservedShadow { node: name.to_owned(), spec: BottlerocketShadowSpec::default(), status: Some(status) },
+            ObservedShadow {
+                node: name.to_owned(),
+                uid: format!("uid-{name}"),
+                spec: BottlerocketShadowSpec::default(),
+                status: Some(status),
+            },
         );
     }
 
@@ -134,10 +140,38 @@ impl World {
         spec.version = Some("1.21.0".into());
         spec.state_transition_timestamp = Some(MicroTime(at(990)));
         self.status(node).current_state = state;
+        self.in_ledger(i, node)
+    }
+
+    /// The leader's ledger (an empty one, not adopted, if none yet).
+    fn ledger(&mut self) -> &mut Vec<GrantRecord> {
+        self.policy.grants.get_or_insert_with(Vec::new)
+    }
+
+    /// The ledger records a grant of slot `i` to `node` at 990 s.
+    fn in_ledger(&mut self, i: u32, node: &str) -> &mut Self {
+        let slot = model::names::slot_name(i);
+        self.ledger().retain(|g| g.node != node);
+        self.ledger().push(GrantRecord {
+            node: node.to_owned(),
+            shadow_uid: format!("uid-{node}"),
+            slot,
+            version: "1.21.0".into(),
+            granted_at: Time(at(990)),
+        });
         self
     }
 
+    /// `node`'s granted walk (slot 0 unless it holds another) failed.
     fn failed(&mut self, node: &str, id: u64, reason: FailureReason) -> &mut Self {
+        if !self.ledger().iter().any(|g| g.node == node) {
+            self.in_ledger(0, node);
+        }
+        self.failed_ungranted(node, id, reason)
+    }
+
+    /// `node` reports a failure of a walk the leader did not grant.
+    fn failed_ungranted(&mut self, node: &str, id: u64, reason: FailureReason) -> &mut Self {
         let st = self.status(node);
         st.current_state = ShadowState::ErrorReset;
         st.crash_count += 1;
@@ -389,7 +423,7 @@ fn spec_writes_come_before_grants() {
 #[test]
 fn a_grant_whose_spec_write_was_lost_is_repaired() {
     let mut w = World::new(2);
-    w.slots(1).waiting("node-0", 1).held(0, "node-0", 999, 120);
+    w.slots(1).waiting("node-0", 1).held(0, "node-0", 999, 120).in_ledger(0, "node-0");
     let plan = w.decide(&settings());
     let spec = spec_written(&plan, "node-0").unwrap();
     assert_eq!(spec.slot.as_deref(), Some("brupop-slot-0"));
@@ -453,7 +487,7 @@ fn an_invalid_policy_stops_grants_and_says_why() {
 #[test]
 fn the_leader_wakes_at_the_next_slot_expiry() {
     let mut w = World::new(2);
-    w.slots(2).held(0, "node-0", 990, 120).held(1, "node-1", 950, 120);
+    w.slots(2).held(0, "node-0", 990, 120).held(1, "node-1", 950, 120).in_ledger(0, "node-0").in_ledger(1, "node-1");
     assert_eq!(w.decide(&settings()).wake_at, Some(at(1070) + EXPIRY_GRACE));
 }
 
@@ -462,8 +496,13 @@ fn a_node_holding_two_slots_keeps_the_one_its_spec_names() {
     let mut w = World::new(2);
     w.slots(2).granted(1, "node-0", ShadowState::StagedAndPerformedUpdate).held(0, "node-0", 995, 120);
     let plan = w.decide(&settings());
-    assert!(plan.actions.iter().any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-0")));
-    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Free { slot, .. } if slot == "brupop-slot-1")));
+    let cleared = |name: &str| {
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::Free { slot, .. } | Action::Revoke { slot, .. } if slot == name))
+    };
+    assert!(cleared("brupop-slot-0"));
+    assert!(!cleared("brupop-slot-1"));
 }
 
 #[test]
@@ -476,13 +515,15 @@ fn recent_failures_are_trimmed_but_unacknowledged_ones_are_kept() {
         reason: FailureReason::DrainBlocked,
         message: String::new(),
         time: Time(at(0)),
+        ungranted: false,
     };
     w.policy.recent_failures = (0..60).map(old).collect();
     w.failed("node-0", 7, FailureReason::DrainBlocked);
     let plan = w.decide(&settings());
     assert_eq!(plan.status.recent_failures.len(), RECENT_FAILURES_KEPT);
-    assert_eq!(plan.status.recent_failures.last().unwrap().key, "node-0#7");
-    // An unacknowledged entry survives even when it is old.
+    assert_eq!(plan.status.recent_failures.last().unwrap().key, "uid-node-0#7");
+    // An unacknowledged entry survives even when it is old (here recorded
+    // under the node name, by a leader before keys had shadow uids).
     let mut w2 = World::new(1);
     w2.slots(1).failed("node-0", 7, FailureReason::DrainBlocked);
     let mut recorded: Vec<RecordedFailure> = vec![RecordedFailure { key: "node-0#7".into(), ..old(0) }];
@@ -606,4 +647,5 @@ fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() 
 }
 
 mod failures;
+mod ledger;
 mod props;
