@@ -255,17 +255,24 @@ fn finish_abort(o: &Observation<'_>, mem: &Memory) -> Option<Step> {
     (node.cordoned_by_us || node.excluded_by_us).then_some(Step::Uncordon)
 }
 
-/// The abort sequence: undo, report the failure, release the slot.
+/// The abort sequence: report the failure, undo, release the slot.
+///
+/// The report comes first: once the shadow says `ErrorReset`, an agent that
+/// crashes mid-abort and restarts with no memory finishes the undo and
+/// releases (`granted` in state `ErrorReset`, or `resting`), instead of
+/// finding a deactivated update and walking again with the failure
+/// unreported. It also lands while the slot is held, so the leader counts it
+/// against the walk it granted (docs/protocol.md section 5).
 pub(super) fn abort(o: &Observation<'_>, mem: &Memory, reason: FailureReason, message: &str, _now: Timestamp) -> Step {
-    if let Some(step) = finish_abort(o, mem) {
-        return step;
-    }
     let already = o.shadow.and_then(|s| s.status.as_ref()).is_some_and(|s| {
         s.current_state == ShadowState::ErrorReset
             && s.last_failure.as_ref().is_some_and(|f| f.reason == reason && f.message == message)
     });
     if !already {
         return Step::Report(failure_report(o, reason, message));
+    }
+    if let Some(step) = finish_abort(o, mem) {
+        return step;
     }
     let observed = o.lease.filter(|l| l.holder.as_deref() == Some(o.node_name)).map(|l| l.name.clone());
     match observed.or_else(|| mem.holding.clone()) {

@@ -81,21 +81,39 @@ fn aborting_after_report() -> World {
 }
 
 #[test]
-fn an_abort_deactivates_an_activated_update_first() {
+fn an_abort_reports_the_failure_before_undoing_anything() {
     let w = aborting(World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned());
-    assert_eq!(w.decide(), Step::Deactivate);
+    assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::ErrorReset));
 }
 
 #[test]
-fn an_abort_lifts_our_cordon_after_deactivating() {
-    let w = aborting(
-        World::idle()
-            .granted()
-            .state(ShadowState::StagedAndPerformedUpdate)
-            .host(HostUpdateState::Staged, Some(("1.21.0", false)))
-            .cordoned(),
-    );
+fn after_reporting_an_abort_deactivates_then_lifts_our_cordon() {
+    let w = aborting_after_report().activated().cordoned();
+    assert_eq!(w.decide(), Step::Deactivate);
+    let w = aborting_after_report().host(HostUpdateState::Staged, Some(("1.21.0", false))).cordoned();
     assert_eq!(w.decide(), Step::Uncordon);
+}
+
+#[test]
+fn a_crash_mid_abort_finishes_the_abort_and_never_walks_again() {
+    // The failure is on the shadow; the agent restarts with no memory, its
+    // update still activated and its node cordoned, the slot still held.
+    let mut w = aborting_after_report().activated().cordoned();
+    w.mem = Memory::default();
+    let walk_again = |s: &Step| {
+        matches!(s, Step::Activate | Step::Prepare | Step::Cordon { .. } | Step::Drain { .. } | Step::Reboot { .. })
+    };
+    let step = w.decide();
+    assert_eq!(step, Step::Deactivate);
+    // Deactivated (a crash right after it, too): the cordon is lifted next.
+    let mut w = aborting_after_report().host(HostUpdateState::Staged, Some(("1.21.0", false))).cordoned();
+    w.mem = Memory::default();
+    let step = w.decide();
+    assert!(!walk_again(&step), "{step:?}");
+    assert_eq!(step, Step::Uncordon);
+    let mut w = aborting_after_report().host(HostUpdateState::Staged, Some(("1.21.0", false)));
+    w.mem = Memory::default();
+    assert_eq!(w.decide(), Step::Release { slot: "brupop-slot-0".into() });
 }
 
 #[test]
