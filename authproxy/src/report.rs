@@ -5,7 +5,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
-use model::shadow::{Failure, condition};
+use model::shadow::{Failure, RebootPending, condition};
 use model::wire::StatusReport;
 use model::{BottlerocketShadowStatus, ShadowState};
 
@@ -19,6 +19,9 @@ use model::{BottlerocketShadowStatus, ShadowState};
 /// - `MonitoringUpdate → Idle` is a completed update: `crash_count` goes to 0
 ///   and `last_failure` is cleared;
 /// - `slot_requested_at` survives only while the node rests with an update available;
+/// - `reboot_pending` is the report's (boot ID, and the time it was first
+///   reported): every report of a pending reboot carries it, any other
+///   report clears it;
 /// - conditions are recomputed, keeping transition times of unchanged ones.
 pub fn apply_report(
     prev: Option<&BottlerocketShadowStatus>,
@@ -49,6 +52,14 @@ pub fn apply_report(
             next.state_transition_failure_timestamp = Some(Time(now));
         }
     }
+    next.reboot_pending = report.reboot_pending_boot_id.as_ref().map(|boot_id| RebootPending {
+        boot_id: boot_id.clone(),
+        since: prev_or_default
+            .reboot_pending
+            .as_ref()
+            .filter(|p| p.boot_id == *boot_id)
+            .map_or(Time(now), |p| p.since.clone()),
+    });
     if prev_or_default.current_state == ShadowState::MonitoringUpdate && report.state == ShadowState::Idle {
         next.crash_count = 0;
         next.last_failure = None;
@@ -128,7 +139,13 @@ mod tests {
     }
 
     fn report(state: ShadowState, current: &str, target: Option<&str>) -> StatusReport {
-        StatusReport { state, current_version: current.into(), target_version: target.map(Into::into), failure: None }
+        StatusReport {
+            state,
+            current_version: current.into(),
+            target_version: target.map(Into::into),
+            failure: None,
+            reboot_pending_boot_id: None,
+        }
     }
 
     #[test]
@@ -147,6 +164,26 @@ mod tests {
         let s = apply_report(None, &report(ShadowState::Idle, "1.20.0", Some("1.20.0")), t("2026-11-27T10:00:00Z"));
         assert_eq!(s.offered_version(), None);
         assert_eq!(s.target_version, "1.20.0", "the running version, as the original operator writes it");
+    }
+
+    #[test]
+    fn a_pending_reboot_is_kept_with_its_first_time_while_reported_and_cleared_after() {
+        let t0 = t("2026-11-27T10:00:00Z");
+        let walking = apply_report(None, &report(ShadowState::StagedAndPerformedUpdate, "1.20.0", Some("1.21.0")), t0);
+        let pending = StatusReport {
+            failure: Some(FailureReport { id: 1, reason: FailureReason::RebootFailed, message: "still up".into() }),
+            reboot_pending_boot_id: Some("boot-1".into()),
+            ..report(ShadowState::ErrorReset, "1.20.0", Some("1.21.0"))
+        };
+        let t1 = t("2026-11-27T10:05:00Z");
+        let once = apply_report(Some(&walking), &pending, t1);
+        let p = once.reboot_pending.clone().unwrap();
+        assert_eq!((p.boot_id.as_str(), p.since.0), ("boot-1", t1));
+        let again = apply_report(Some(&once), &pending, t("2026-11-27T10:06:00Z"));
+        assert_eq!(again.reboot_pending.unwrap().since.0, t1, "the time it was first reported");
+        let after =
+            apply_report(Some(&once), &report(ShadowState::ErrorReset, "1.21.0", None), t("2026-11-27T10:09:00Z"));
+        assert_eq!(after.reboot_pending, None);
     }
 
     #[test]

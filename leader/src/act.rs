@@ -425,7 +425,9 @@ impl Actor {
                             tracing::warn!(%slot, node = %holder, "reclaimed expired slot");
                             format!("{slot} expired without being renewed or released; reclaimed")
                         };
-                        self.lift_cordon(holder).await?;
+                        if matches!(action, Action::Reclaim { lift_cordon: true, .. }) {
+                            self.lift_cordon(holder).await?;
+                        }
                         if let Some(shadow) = self.shadow_object(holder) {
                             self.event(&shadow, EventType::Warning, "SlotReclaimed", note);
                         }
@@ -578,6 +580,21 @@ impl Actor {
     pub fn report_failures(&self, plan: &Plan) {
         for f in &plan.counted {
             if let Some(shadow) = self.shadow_object(&f.node) {
+                let pending = self
+                    .shared
+                    .with(|s| s.shadows.get(&f.node).and_then(|sh| sh.status.as_ref()?.reboot_pending.clone()));
+                if f.reason == FailureReason::RebootFailed
+                    && let Some(p) = pending
+                {
+                    let note = format!(
+                        "the host accepted the reboot and is still up (boot ID {}): the node stays cordoned and keeps its slot until it reboots; to release it: kubectl annotate node {} {}={}",
+                        p.boot_id,
+                        f.node,
+                        names::RELEASE_REBOOT_ANNOTATION,
+                        p.boot_id
+                    );
+                    self.event(&shadow, EventType::Warning, "RebootPending", note);
+                }
                 let note = if f.ungranted {
                     format!("failure reported without a grant of the leader (not counted toward halts): {}", f.message)
                 } else {

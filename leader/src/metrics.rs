@@ -31,6 +31,8 @@ pub struct Metrics {
     pub longest_held: Gauge,
     /// The `maxSlotHold` in force (the alert on long holds follows it).
     pub max_slot_hold: Gauge,
+    /// Nodes whose host accepted a reboot it has not carried out.
+    pub reboots_pending: IntGauge,
     /// Passes that stopped on an error, by the action that failed.
     pub errors: IntCounterVec,
     /// Slots held without a grant in the ledger, cleared.
@@ -84,6 +86,11 @@ impl Metrics {
             "1 for the rollout's current phase (Running, Paused, OutsideWindow, Halted, Stopped, InvalidSpec)",
             "phase",
         );
+        let reboots_pending = IntGauge::new(
+            "brupop_reboots_pending",
+            "Nodes whose host accepted a reboot and is still up past the agent's --reboot-timeout (kept cordoned, holding their slot)",
+        )
+        .expect("valid metric");
         let max_slot_hold = Gauge::new(
             "brupop_max_slot_hold_seconds",
             "The longest one walk may hold a slot (UpdatePolicy maxSlotHold, else --max-slot-hold)",
@@ -135,6 +142,7 @@ impl Metrics {
             Box::new(phase.clone()),
             Box::new(longest_held.clone()),
             Box::new(max_slot_hold.clone()),
+            Box::new(reboots_pending.clone()),
             Box::new(errors.clone()),
             Box::new(revoked.clone()),
             Box::new(ungranted_failures.clone()),
@@ -159,6 +167,7 @@ impl Metrics {
             phase,
             longest_held,
             max_slot_hold,
+            reboots_pending,
             errors,
             revoked,
             ungranted_failures,
@@ -197,8 +206,10 @@ impl Metrics {
     pub fn observe_nodes(&self, shadows: &[&ObservedShadow]) {
         let mut states: BTreeMap<ShadowState, f64> = ShadowState::ALL.iter().map(|s| (*s, 0.0)).collect();
         let mut versions: BTreeMap<String, f64> = BTreeMap::new();
+        let mut pending = 0;
         for sh in shadows {
             if let Some(st) = &sh.status {
+                pending += i64::from(st.reboot_pending.is_some());
                 *states.entry(st.current_state).or_default() += 1.0;
                 *versions.entry(st.current_version.clone()).or_default() += 1.0;
             }
@@ -206,6 +217,7 @@ impl Metrics {
         for (s, n) in states {
             self.hosts_state.with_label_values(&[s.as_str()]).set(n);
         }
+        self.reboots_pending.set(pending);
         self.hosts_version.reset();
         for (v, n) in versions {
             self.hosts_version.with_label_values(&[v.as_str()]).set(n);

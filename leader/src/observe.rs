@@ -73,6 +73,7 @@ pub fn node_view(node: &Node) -> Option<ObservedNode> {
         unschedulable: objects::unschedulable(node),
         cordoned_by_us: objects::cordoned_by_us(node),
         opted_out: objects::opted_out(node),
+        reboot_released: objects::reboot_released(node).map(str::to_owned),
     })
 }
 

@@ -23,6 +23,11 @@ pub const NODE_OPT_OUT_ANNOTATION: &str = "brupop.bottlerocket.aws/opt-out";
 /// cordon that carries it, so an administrator's cordon is never lifted.
 pub const CORDONED_ANNOTATION: &str = "brupop.bottlerocket.aws/cordoned";
 
+/// Node annotation a person sets to the boot ID of a pending reboot
+/// (shadow `status.reboot_pending.boot_id`) to release the node's cordon
+/// and slot without waiting for the reboot (docs/runbooks.md).
+pub const RELEASE_REBOOT_ANNOTATION: &str = "brupop.bottlerocket.aws/release-reboot";
+
 /// Node annotation written with the load-balancer exclusion label when the
 /// operator (not a person) added that label.
 pub const LB_EXCLUDED_ANNOTATION: &str = "brupop.bottlerocket.aws/excluded-from-load-balancers";

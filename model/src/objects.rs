@@ -77,6 +77,17 @@ pub fn opted_out(node: &Node) -> bool {
     annotation(node, NODE_OPT_OUT_ANNOTATION) == Some("true")
 }
 
+/// The kubelet's boot ID (`status.nodeInfo.bootID`): changes on every boot.
+pub fn boot_id(node: &Node) -> Option<&str> {
+    node.status.as_ref()?.node_info.as_ref().map(|i| i.boot_id.as_str()).filter(|b| !b.is_empty())
+}
+
+/// The boot ID a person released a pending reboot for (see
+/// [`crate::names::RELEASE_REBOOT_ANNOTATION`]).
+pub fn reboot_released(node: &Node) -> Option<&str> {
+    annotation(node, crate::names::RELEASE_REBOOT_ANNOTATION)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,9 +96,26 @@ pub struct BottlerocketShadowStatus {
     /// The most recent failure; cleared when an update completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Failure>,
+    /// Set while a reboot the host accepted has not happened by the agent's
+    /// `--reboot-timeout`: the node keeps its cordon and its slot until its
+    /// Node reports another boot ID, or a person releases it (annotation
+    /// `brupop.bottlerocket.aws/release-reboot` set to this boot ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_pending: Option<RebootPending>,
     /// `UpToDate`, `Updating`, `UpdateFailed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// A reboot the host accepted and has not carried out
+/// ([`BottlerocketShadowStatus::reboot_pending`]).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub struct RebootPending {
+    /// The Node's `status.nodeInfo.bootID` when the reboot was asked for.
+    pub boot_id: String,
+    /// When the agent gave up waiting for it (its `--reboot-timeout`).
+    pub since: Time,
 }
 
 /// A failed update attempt, as recorded on the shadow.

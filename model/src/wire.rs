@@ -112,6 +112,12 @@ pub struct StatusReport {
     /// retry and changes nothing; a new `id` is a new failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureReport>,
+    /// With `ErrorReset` after `RebootFailed`: the host accepted the reboot
+    /// and has not carried it out; this is the Node's boot ID when it was
+    /// asked for. The node keeps its cordon and slot until that changes
+    /// (shadow `status.reboot_pending`). Absent: no reboot is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_pending_boot_id: Option<String>,
 }
 
 /// A failure as the agent reports it.
@@ -138,6 +144,8 @@ pub enum InvalidRequest {
     FailureWithoutErrorReset,
     #[error("failure id must be at least 1")]
     FailureId,
+    #[error("rebootPendingBootId needs state ErrorReset with a failure, and must be 1 to 128 bytes")]
+    RebootPending,
     #[error("slot {0:?} is not a slot name (expected brupop-slot-<n>)")]
     SlotName(String),
     #[error("a duration in seconds must be between 1 and 86400, not {0}")]
@@ -173,6 +181,10 @@ impl StatusReport {
             }
             (None, ShadowState::ErrorReset) | (Some(_), _) => Err(InvalidRequest::FailureWithoutErrorReset),
             (None, _) => Ok(()),
+        }?;
+        match &self.reboot_pending_boot_id {
+            Some(b) if self.failure.is_none() || b.is_empty() || b.len() > 128 => Err(InvalidRequest::RebootPending),
+            _ => Ok(()),
         }
     }
 }
@@ -389,6 +401,7 @@ mod tests {
             current_version: "1.20.0".into(),
             target_version: Some("1.21.0".into()),
             failure: Some(FailureReport { id: 3, reason: FailureReason::RolledBack, message: "booted 1.20.0".into() }),
+            reboot_pending_boot_id: Some("0c4f-boot".into()),
         });
         round_trip(&RenewSlot { slot: "brupop-slot-1".into(), duration_seconds: 90 });
         round_trip(&ReleaseSlot { slot: "brupop-slot-1".into() });
@@ -457,8 +470,11 @@ mod tests {
             current_version: "1.20.0".into(),
             target_version: None,
             failure: None,
+            reboot_pending_boot_id: None,
         };
         assert_eq!(ok.validate(), Ok(()));
+        let pending_without_failure = StatusReport { reboot_pending_boot_id: Some("b".into()), ..ok.clone() };
+        assert_eq!(pending_without_failure.validate(), Err(InvalidRequest::RebootPending));
         let bad_version = StatusReport { current_version: "latest; rm -rf".into(), ..ok.clone() };
         assert!(matches!(bad_version.validate(), Err(InvalidRequest::Version { .. })));
         let error_without_failure = StatusReport { state: ShadowState::ErrorReset, ..ok.clone() };

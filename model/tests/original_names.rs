@@ -76,6 +76,10 @@ fn every_shared_field_of_a_shadow_we_write_has_the_originals_name() {
             time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at("2026-11-27T10:05:00Z")),
             state: ShadowState::StagedAndPerformedUpdate,
         }),
+        reboot_pending: Some(model::shadow::RebootPending {
+            boot_id: "b".into(),
+            since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at("2026-11-27T10:05:00Z")),
+        }),
         conditions: vec![],
     });
     let v = serde_json::to_value(&brs).unwrap();
@@ -98,8 +102,10 @@ fn every_shared_field_of_a_shadow_we_write_has_the_originals_name() {
             assert!(k.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{part}.{k} is not snake_case");
         }
     }
-    for k in v["status"]["last_failure"].as_object().unwrap().keys() {
-        assert!(k.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "status.last_failure.{k}");
+    for field in ["last_failure", "reboot_pending"] {
+        for k in v["status"][field].as_object().unwrap().keys() {
+            assert!(k.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "status.{field}.{k}");
+        }
     }
 }
 

@@ -61,6 +61,8 @@ pub struct ObservedNode {
     /// The cordon carries our annotation (so it is not an administrator's).
     pub cordoned_by_us: bool,
     pub opted_out: bool,
+    /// The boot ID a person released a pending reboot for (annotation).
+    pub reboot_released: Option<String>,
 }
 
 /// A slot Lease, reduced to what the decisions need.
@@ -161,8 +163,10 @@ pub enum Action {
     /// Delete a free surplus slot (checked by resourceVersion).
     DeleteSlot { name: String, resource_version: Option<String> },
     /// Clear the holder of a slot that expired (`SlotExpired`) or was held
-    /// past `maxSlotHold` (`SlotHeldTooLong`), already counted in the status.
-    Reclaim { slot: String, holder: String, resource_version: Option<String>, reason: FailureReason },
+    /// past `maxSlotHold` (`SlotHeldTooLong`), already counted in the status;
+    /// then lift the operator's cordon from its node, unless a reboot is
+    /// pending there (the host may still go down: it stays drained).
+    Reclaim { slot: String, holder: String, resource_version: Option<String>, reason: FailureReason, lift_cordon: bool },
     /// Clear the holder of a slot whose node and shadow are gone (not a failure).
     Free { slot: String, holder: String, resource_version: Option<String> },
     /// Clear the holder of a slot the leader did not grant (no ledger entry):
@@ -457,12 +461,23 @@ impl<'a, 's> Pass<'a, 's> {
                 }
             }
             let granted_at = self.grant_of(&slot.name, holder).map(|g| g.granted_at.0);
+            // A pending reboot keeps its slot past the cap (it halted the
+            // fleet and a person is told), until a person releases it.
             if let Some(granted_at) = granted_at
                 && obs.now >= add(granted_at, self.settings.max_slot_hold)
+                && !self.reboot_pending(holder)
             {
                 self.take_back(slot, holder, granted_at);
             }
         }
+    }
+
+    /// Whether `node` waits for a reboot its host accepted (its shadow says
+    /// so) that no person has released (Node annotation with that boot ID).
+    fn reboot_pending(&self, node: &str) -> bool {
+        let pending = self.obs.shadows.get(node).and_then(|sh| sh.status.as_ref()?.reboot_pending.as_ref());
+        let released = self.obs.nodes.get(node).and_then(|n| n.reboot_released.as_deref());
+        pending.is_some_and(|p| released != Some(p.boot_id.as_str()))
     }
 
     /// A slot held past `maxSlotHold` (renewed all along: the agent is alive
@@ -511,6 +526,7 @@ impl<'a, 's> Pass<'a, 's> {
             holder: holder.to_owned(),
             resource_version: slot.resource_version.clone(),
             reason: FailureReason::SlotHeldTooLong,
+            lift_cordon: true,
         });
         self.unavailable.insert(&slot.name);
     }
@@ -547,6 +563,7 @@ impl<'a, 's> Pass<'a, 's> {
             holder: holder.to_owned(),
             resource_version: slot.resource_version.clone(),
             reason: FailureReason::SlotExpired,
+            lift_cordon: !self.reboot_pending(holder),
         });
         self.unavailable.insert(&slot.name);
     }

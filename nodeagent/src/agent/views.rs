@@ -29,6 +29,8 @@ pub(super) fn node_view(node: &Node) -> OwnNode {
         excluded: objects::excluded_from_load_balancers(node),
         excluded_by_us: objects::excluded_by_us(node),
         opted_out: objects::opted_out(node),
+        boot_id: objects::boot_id(node).map(str::to_owned),
+        reboot_released: objects::reboot_released(node).map(str::to_owned),
     }
 }
 

@@ -52,6 +52,10 @@ pub struct OwnNode {
     /// Our load-balancer exclusion annotation is present.
     pub excluded_by_us: bool,
     pub opted_out: bool,
+    /// The kubelet's boot ID (`status.nodeInfo.bootID`).
+    pub boot_id: Option<String>,
+    /// The boot ID a person released a pending reboot for (annotation).
+    pub reboot_released: Option<String>,
 }
 
 /// The host's update state (`/updates/status`), reduced to what decisions need.
@@ -312,7 +316,13 @@ pub(crate) fn sub(t: Timestamp, d: Duration) -> Timestamp {
 /// The status the agent would report while resting.
 fn resting_report(o: &Observation<'_>, state: ShadowState) -> StatusReport {
     let target = o.host.update.as_ref().and_then(|u| u.chosen.clone()).filter(|t| *t != o.host.version);
-    StatusReport { state, current_version: o.host.version.clone(), target_version: target, failure: None }
+    StatusReport {
+        state,
+        current_version: o.host.version.clone(),
+        target_version: target,
+        failure: None,
+        reboot_pending_boot_id: None,
+    }
 }
 
 /// Whether the shadow's status already says what `report` says.
@@ -321,6 +331,7 @@ fn reported(o: &Observation<'_>, report: &StatusReport) -> bool {
         s.current_state == report.state
             && s.current_version == report.current_version
             && s.offered_version() == report.target_version.as_deref().filter(|t| *t != report.current_version)
+            && s.reboot_pending.as_ref().map(|p| &p.boot_id) == report.reboot_pending_boot_id.as_ref()
     })
 }
 
@@ -391,6 +402,11 @@ fn resting(
     state: ShadowState,
 ) -> Step {
     let node = o.node.cloned().unwrap_or_default();
+    // A pending reboot keeps our cordon even without the slot (it expired
+    // while the agent was away): the host may still reboot.
+    if walk::reboot_pending(o) {
+        return walk::pending_wait();
+    }
     // Leftovers of a walk that was interrupted.
     if node.cordoned_by_us || node.excluded_by_us {
         return Step::Uncordon;

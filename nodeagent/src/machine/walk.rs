@@ -26,6 +26,8 @@ pub(super) fn granted(
     }
     let desired = o.shadow.and_then(|s| s.spec.version.as_deref()).unwrap_or_default();
     match state {
+        // A reboot the host accepted may still happen: keep cordon and slot.
+        ShadowState::ErrorReset if reboot_pending(o) => pending_wait(),
         // The failure was reported but the slot not released: finish the abort.
         ShadowState::ErrorReset => finish_abort(o, mem).unwrap_or(Step::Release { slot: slot.to_owned() }),
         ShadowState::Idle => stage(o, mem, now, slot, desired),
@@ -158,10 +160,21 @@ fn before_reboot(
     if let Some(asked) = mem.reboot_requested {
         let deadline = add(asked, cfg.reboot_timeout);
         if now >= deadline {
-            return Step::Fail {
-                reason: FailureReason::RebootFailed,
-                message: format!("the node did not reboot within {:?} of the reboot request", cfg.reboot_timeout),
-            };
+            // The host accepted the reboot and may still carry it out: no
+            // undo (an uncordoned node could reboot undrained while another
+            // holds the slot). The failure is reported with the boot ID to
+            // wait for; the slot stays renewed and the cordon on.
+            let mut report = failure_report(
+                o,
+                FailureReason::RebootFailed,
+                &format!(
+                    "the host accepted the reboot but is still up {:?} later; the node keeps its cordon and slot until it reboots or a person releases it",
+                    cfg.reboot_timeout
+                ),
+            );
+            report.reboot_pending_boot_id =
+                Some(o.node.and_then(|n| n.boot_id.clone()).unwrap_or_else(|| UNKNOWN_BOOT.to_owned()));
+            return Step::Report(report);
         }
         return Step::Wait { until: Some(deadline), why: "waiting for the reboot".to_owned() };
     }
@@ -239,6 +252,30 @@ fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &WalkSettings, now: Timest
             }
         }
         _ => Step::CheckHealth,
+    }
+}
+
+/// The boot ID reported when the Node shows none (then only a person's
+/// release, with this value, ends a pending reboot).
+pub(super) const UNKNOWN_BOOT: &str = "unknown";
+
+/// Whether a reboot the host accepted is still pending: the shadow says so
+/// and the Node still shows the boot ID of that time, and no person has
+/// released it (annotation set to that boot ID).
+pub(super) fn reboot_pending(o: &Observation<'_>) -> bool {
+    let Some(p) = o.shadow.and_then(|s| s.status.as_ref()).and_then(|s| s.reboot_pending.as_ref()) else {
+        return false;
+    };
+    let node = o.node.cloned().unwrap_or_default();
+    let same_boot = node.boot_id.as_deref().unwrap_or(UNKNOWN_BOOT) == p.boot_id;
+    same_boot && node.reboot_released.as_deref() != Some(p.boot_id.as_str())
+}
+
+/// While a reboot is pending: nothing but the slot's renewals.
+pub(super) fn pending_wait() -> Step {
+    Step::Wait {
+        until: None,
+        why: "a reboot the host accepted is pending: keeping the cordon and the slot until the node reboots or a person releases it".to_owned(),
     }
 }
 

@@ -313,6 +313,7 @@ impl Fleet {
                 }},
             }))?;
             node_api.create(&pp(), &node).await?;
+            kubelet::new_boot(&client, n).await?;
             kubelet::set_node_ready(&client, n, true).await?;
         }
         let template = HostConfig::new(&opts.running)

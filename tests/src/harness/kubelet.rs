@@ -5,7 +5,9 @@
 //! - a host reboot (the host simulator's power state) kills the node's agent
 //!   process, marks the Node and its pods NotReady, and when the host is up
 //!   again marks them Ready and starts the agent again, as the DaemonSet
-//!   would, with the same Pod object (so its pod-bound tokens stay valid).
+//!   would, with the same Pod object (so its pod-bound tokens stay valid);
+//! - each boot gets a new boot ID (`status.nodeInfo.bootID`), as a kubelet
+//!   reports it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,20 @@ pub async fn set_node_ready(client: &kube::Client, node: &str, ready: bool) -> k
         "lastTransitionTime": jiff::Timestamp::now().to_string(),
     }]}});
     Api::<Node>::all(client.clone()).patch_status(node, &pp(), &Patch::Merge(&patch)).await.map(|_| ())
+}
+
+/// Reports a new boot of `node`: a fresh `status.nodeInfo.bootID` (every
+/// field of nodeInfo is set: clients read them as required).
+pub async fn new_boot(client: &kube::Client, node: &str) -> kube::Result<String> {
+    let boot_id = format!("{node}-boot-{}", jiff::Timestamp::now().as_nanosecond());
+    let patch = json!({"status": {"nodeInfo": {
+        "bootID": boot_id, "machineID": node, "systemUUID": node,
+        "kernelVersion": "6.1.0", "osImage": "Bottlerocket OS (simulated)",
+        "containerRuntimeVersion": "containerd://1.7.0", "kubeletVersion": "v1.32.0",
+        "kubeProxyVersion": "v1.32.0", "operatingSystem": "linux", "architecture": "amd64",
+    }}});
+    Api::<Node>::all(client.clone()).patch_status(node, &pp(), &Patch::Merge(&patch)).await?;
+    Ok(boot_id)
 }
 
 /// Marks a pod Running and Ready or not Ready.
@@ -110,6 +126,7 @@ pub fn follow_reboots(client: kube::Client, host: &HostSim, node: String, agents
                 }
                 PowerState::Up if down => {
                     down = false;
+                    let _ = new_boot(&client, &node).await;
                     let _ = set_node_ready(&client, &node, true).await;
                     let _ = set_node_pods_ready(&client, &node, true).await;
                     if let Some(p) = agents.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&node)

@@ -86,6 +86,9 @@ pub enum Fault {
     /// `reboot`: the host goes down before answering; the client sees the
     /// connection close after sending its request.
     RebootDropsConnection,
+    /// `reboot` is accepted (202) but the host stays up this long before it
+    /// goes down (a stuck shutdown): meanwhile it answers as usual.
+    RebootDelayed(Duration),
     /// After a reboot the host stays down: it neither comes back by itself
     /// nor on `HostSim::boot`, until this fault is cleared.
     RebootNeverReturns,
@@ -203,6 +206,14 @@ impl Faults {
     /// `reboot` drops the connection instead of answering.
     pub fn reboot_drops_connection(&self) -> bool {
         self.has(|f| matches!(f, Fault::RebootDropsConnection))
+    }
+
+    /// How long an accepted reboot waits before the host goes down.
+    pub fn reboot_delay(&self) -> Option<Duration> {
+        self.active.iter().find_map(|f| match f {
+            Fault::RebootDelayed(d) => Some(*d),
+            _ => None,
+        })
     }
 
     /// The host does not come back from a reboot.

@@ -218,13 +218,27 @@ impl Shared {
         }
         let generation = inner.generation;
         let vanish = inner.faults.reboot_drops_connection();
+        let delay = inner.faults.reboot_delay();
         drop(inner);
-        self.power.send_modify(|p| {
-            p.state = PowerState::GoingDown;
-            p.reboots_requested += 1;
-        });
         self.emit(HostEvent::RebootRequested);
         let shared = Arc::clone(self);
+        let going_down = move |shared: &Arc<Self>| {
+            shared.power.send_modify(|p| {
+                p.state = PowerState::GoingDown;
+                p.reboots_requested += 1;
+            });
+        };
+        if let Some(delay) = delay {
+            // A stuck shutdown: accepted, up (and serving) for `delay`.
+            self.power.send_modify(|p| p.reboots_requested += 1);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                shared.power.send_modify(|p| p.state = PowerState::GoingDown);
+                shared.go_down(generation);
+            });
+            return Reply::RebootAccepted;
+        }
+        going_down(&shared);
         tokio::spawn(async move {
             if !vanish {
                 tokio::select! {

@@ -231,3 +231,73 @@ async fn a_node_that_renews_its_slot_forever_loses_it_at_max_slot_hold_and_is_ba
     fleet.monitor.assert_clean();
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reboot_still_pending_keeps_its_cordon_and_slot_until_the_node_reboots() {
+    // The shipped ratios: --reboot-timeout is 2.5 leases; this host takes
+    // 8 leases to go down after accepting the reboot (a stuck shutdown).
+    let opts = FleetOptions { nodes: 2, ..Default::default() };
+    let fleet = Fleet::start("reboot-pending", opts).await.unwrap();
+    fleet.wait_reported(T).await;
+    fleet.hosts.set_fault_all(&Fault::RebootDelayed(tests::harness::TEST_LEASE * 8));
+    fleet.hosts.publish("1.21.0");
+    let node = wait_for("a reboot to be pending", T, || async {
+        for n in &fleet.nodes {
+            if fleet.shadow(n).await.and_then(|s| s.status?.reboot_pending).is_some() {
+                return Ok(n.clone());
+            }
+        }
+        Err(fleet.progress().await)
+    })
+    .await;
+    // Only the pending node's host is stuck; the next reboots normally.
+    for h in fleet.hosts.hosts() {
+        h.clear_faults();
+    }
+    let p = fleet.policy().await.and_then(|p| p.status).unwrap();
+    assert_eq!(p.halt_reason, Some(FailureReason::RebootFailed), "{p:?}");
+    assert!(fleet.cordoned(&node).await, "the node stays cordoned (drained) while its host may still go down");
+    let holder = |slots: Vec<(String, Option<String>)>| slots.into_iter().find_map(|(_, h)| h);
+    assert_eq!(holder(fleet.slots().await).as_deref(), Some(node.as_str()), "and keeps its slot");
+    wait_for("the pending reboot on the leader's gauge", T, || async {
+        let m = fleet.leader_metrics(0).await;
+        if metric(&m, "brupop_reboots_pending") == Some(1.0) { Ok(()) } else { Err(m) }
+    })
+    .await;
+    // A cap the walk is already past: a pending reboot is exempt from it.
+    fleet.patch_policy(json!({"maxSlotHold": "4s"})).await;
+    wait_for("the leader to apply the new cap", T, || async {
+        let m = fleet.leader_metrics(0).await;
+        if metric(&m, "brupop_max_slot_hold_seconds") == Some(4.0) { Ok(()) } else { Err(m) }
+    })
+    .await;
+    let capped = jiff::Timestamp::now();
+    let leases: Api<Lease> = Api::namespaced(fleet.client().clone(), &fleet.ns);
+    wait_for("the pending node to keep renewing its slot past maxSlotHold", T, || async {
+        let l = leases.get("brupop-slot-0").await.map_err(|e| e.to_string())?;
+        let spec = l.spec.unwrap_or_default();
+        let renewed = spec.renew_time.map(|t| t.0).unwrap_or_default();
+        let held = spec.holder_identity.as_deref() == Some(node.as_str());
+        if !held {
+            panic!("the slot of a pending reboot was taken back: {:?}", fleet.progress().await);
+        }
+        if renewed > capped + tests::harness::TEST_LEASE { Ok(()) } else { Err(format!("renewed {renewed}")) }
+    })
+    .await;
+    // Once the node reboots the cap applies again: give the walk room to end.
+    fleet.patch_policy(json!({"maxSlotHold": "1h"})).await;
+    // The host goes down at last and boots the new version: the walk ends.
+    wait_for("the node to reboot, lift its cordon and release its slot", T, || async {
+        let st = fleet.shadow(&node).await.and_then(|s| s.status).ok_or("no status")?;
+        let released = holder(fleet.slots().await).as_deref() != Some(node.as_str());
+        let done = st.reboot_pending.is_none() && st.current_version == "1.21.0";
+        if done && released && !fleet.cordoned(&node).await { Ok(()) } else { Err(fleet.progress().await) }
+    })
+    .await;
+    let p = fleet.policy().await.and_then(|p| p.status).unwrap();
+    assert!(!p.recent_failures.iter().any(|f| f.reason == FailureReason::SlotHeldTooLong), "{p:?}");
+    let other: Vec<String> = fleet.nodes.iter().filter(|n| **n != node).cloned().collect();
+    wait_updated(&fleet, &other, "1.21.0").await;
+    fleet.monitor.assert_clean();
+    fleet.stop().await;
+}

@@ -294,3 +294,29 @@ fn a_node_backoff_ends_with_its_shadow() {
         "a new node of that name is not backed off"
     );
 }
+
+#[test]
+fn a_pending_reboot_keeps_its_slot_past_max_slot_hold_until_a_person_releases_it() {
+    let mut w = held_for(5400);
+    w.status("node-0").reboot_pending =
+        Some(model::shadow::RebootPending { boot_id: "boot-1".into(), since: Time(at(1000)) });
+    let plan = w.decide(&settings());
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Reclaim { .. })), "{:?}", plan.actions);
+    // Released by a person for an earlier boot: still pending.
+    w.nodes.get_mut("node-0").unwrap().reboot_released = Some("boot-0".into());
+    assert!(!w.decide(&settings()).actions.iter().any(|a| matches!(a, Action::Reclaim { .. })));
+    // Released for this one: the cap applies again.
+    w.nodes.get_mut("node-0").unwrap().reboot_released = Some("boot-1".into());
+    assert!(w.decide(&settings()).actions.iter().any(|a| matches!(a, Action::Reclaim { .. })));
+}
+
+#[test]
+fn an_expired_slot_with_a_pending_reboot_is_reclaimed_but_its_cordon_kept() {
+    let mut w = World::new(2);
+    w.slots(1).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
+    w.slots[0].renewed = Some(at(800));
+    w.status("node-0").reboot_pending =
+        Some(model::shadow::RebootPending { boot_id: "boot-1".into(), since: Time(at(900)) });
+    let plan = w.decide(&settings());
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::Reclaim { lift_cordon: false, .. })), "{:?}", plan.actions);
+}

@@ -71,6 +71,7 @@ impl World {
                 unschedulable: false,
                 cordoned_by_us: false,
                 opted_out: false,
+                reboot_released: None,
             },
         );
         let status = BottlerocketShadowStatus {
