@@ -37,7 +37,8 @@ pub(super) fn granted(
     }
 }
 
-/// Idle with a grant: refresh, prepare, activate, report.
+/// Idle with a grant: refresh, prepare, report. (Activation comes after
+/// the drain: see [`before_reboot`].)
 fn stage(o: &Observation<'_>, mem: &Memory, now: Timestamp, slot: &str, desired: &str) -> Step {
     if o.host.version == desired {
         // The update is complete (the agent reported Idle on it): give the slot back.
@@ -53,7 +54,9 @@ fn stage(o: &Observation<'_>, mem: &Memory, now: Timestamp, slot: &str, desired:
             Step::Report(StatusReportExt::walking(o, ShadowState::StagedAndPerformedUpdate))
         }
         HostUpdateState::Ready => Step::Deactivate,
-        HostUpdateState::Staged if staged_is(false) => Step::Activate,
+        HostUpdateState::Staged if staged_is(false) => {
+            Step::Report(StatusReportExt::walking(o, ShadowState::StagedAndPerformedUpdate))
+        }
         HostUpdateState::Staged | HostUpdateState::Available | HostUpdateState::Idle => {
             let granted_at = o.shadow.and_then(|s| s.spec.state_transition_timestamp.as_ref()).map(|t| t.0);
             // The host's offer is fresh if refreshed since the grant, or by the
@@ -90,7 +93,12 @@ fn busy_host(mem: &Memory, cfg: &WalkSettings, now: Timestamp) -> Step {
     Step::Wait { until: Some(now), why: "a host command holds the update lock".to_owned() }
 }
 
-/// Staged and activated: cordon, drain, reboot, all fenced.
+/// Staged: cordon, drain (both fenced), then activate and reboot.
+///
+/// The update is activated only once the node is drained, just before the
+/// reboot: an agent that dies earlier leaves at most a staged update, which
+/// no reboot (planned or not) boots into, never an activated one on a node
+/// still serving pods.
 fn before_reboot(
     o: &Observation<'_>,
     mem: &Memory,
@@ -106,13 +114,10 @@ fn before_reboot(
     let activated = update.is_some_and(|u| {
         u.state == HostUpdateState::Ready && u.staged.as_ref().is_some_and(|(v, next)| v == desired && *next)
     });
-    let deactivated = update
+    let staged = update
         .is_some_and(|u| u.state == HostUpdateState::Staged && u.staged.as_ref().is_some_and(|(v, _)| v == desired));
-    if deactivated {
-        return Step::Activate;
-    }
-    if !activated {
-        // The activation is gone and the old version runs: the host rebooted
+    if !activated && !staged {
+        // The update is gone and the old version runs: the host rebooted
         // (its update status lives in tmpfs) and came back on the old image.
         return Step::Fail {
             reason: FailureReason::RolledBack,
@@ -156,6 +161,9 @@ fn before_reboot(
             }
         }
         return Step::Drain { slot: slot.to_owned(), min_remaining: cfg.step_margin };
+    }
+    if !activated {
+        return Step::Activate;
     }
     if let Some(asked) = mem.reboot_requested {
         let deadline = add(asked, cfg.reboot_timeout);

@@ -254,8 +254,13 @@ async fn a_reboot_still_pending_keeps_its_cordon_and_slot_until_the_node_reboots
     for h in fleet.hosts.hosts() {
         h.clear_faults();
     }
-    let p = fleet.policy().await.and_then(|p| p.status).unwrap();
-    assert_eq!(p.halt_reason, Some(FailureReason::RebootFailed), "{p:?}");
+    // Counted against the walk (fleet-halting; the scaled halt is short).
+    wait_for("the RebootFailed to be counted", T, || async {
+        let p = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
+        let counted = p.recent_failures.iter().any(|f| f.node == node && f.reason == FailureReason::RebootFailed);
+        if counted && p.consecutive_failures >= 1 { Ok(()) } else { Err(format!("{p:?}")) }
+    })
+    .await;
     assert!(fleet.cordoned(&node).await, "the node stays cordoned (drained) while its host may still go down");
     let holder = |slots: Vec<(String, Option<String>)>| slots.into_iter().find_map(|(_, h)| h);
     assert_eq!(holder(fleet.slots().await).as_deref(), Some(node.as_str()), "and keeps its slot");

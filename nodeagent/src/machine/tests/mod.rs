@@ -265,8 +265,11 @@ fn a_grant_prepares_the_offered_version() {
 }
 
 #[test]
-fn after_a_crash_following_prepare_the_agent_activates() {
-    assert_eq!(World::idle().granted().host(HostUpdateState::Staged, Some(("1.21.0", false))).decide(), Step::Activate);
+fn once_prepared_the_agent_reports_staged_without_activating() {
+    match World::idle().granted().host(HostUpdateState::Staged, Some(("1.21.0", false))).decide() {
+        Step::Report(r) => assert_eq!(r.state, ShadowState::StagedAndPerformedUpdate),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -495,12 +498,43 @@ fn after_a_crash_following_the_reboot_request_the_agent_drains_again_fenced() {
     assert!(matches!(w.decide(), Step::Drain { .. }));
 }
 
-#[test]
-fn an_activation_undone_by_someone_else_is_redone() {
-    let w = World::idle()
+/// Staged (prepared, not activated), walking.
+fn staged() -> World {
+    World::idle()
         .granted()
         .state(ShadowState::StagedAndPerformedUpdate)
-        .host(HostUpdateState::Staged, Some(("1.21.0", false)));
+        .host(HostUpdateState::Staged, Some(("1.21.0", false)))
+}
+
+#[test]
+fn the_update_is_activated_only_once_the_node_is_cordoned_and_drained() {
+    // Not cordoned: cordon first, never activate.
+    assert!(matches!(staged().decide(), Step::Cordon { .. }), "{:?}", staged().decide());
+    // Cordoned, not yet drained: drain, never activate.
+    let w = staged().cordoned();
+    assert!(matches!(w.decide(), Step::Drain { .. }), "{:?}", w.decide());
+    // Drained: activate, then extend the slot for the reboot.
+    let mut w = staged().cordoned();
+    w.mem.last_drain = Some((at(999), 0, 0));
+    assert_eq!(w.decide(), Step::Activate);
+    let mut w = w.activated();
+    w.mem.last_drain = Some((at(999), 0, 0));
+    assert!(matches!(w.decide(), Step::Renew { .. }), "{:?}", w.decide());
+}
+
+#[test]
+fn an_agent_that_dies_before_the_drain_leaves_no_activated_update() {
+    // Every step before the drain ends, from any start, is not an activation.
+    for w in [World::idle().granted(), staged(), staged().cordoned()] {
+        let step = w.decide();
+        assert_ne!(step, Step::Activate, "{step:?}");
+    }
+}
+
+#[test]
+fn an_activation_undone_by_someone_else_is_redone_after_the_drain() {
+    let mut w = staged().cordoned();
+    w.mem.last_drain = Some((at(999), 0, 0));
     assert_eq!(w.decide(), Step::Activate);
 }
 
