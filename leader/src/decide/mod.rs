@@ -35,13 +35,19 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
-use model::parse::Budget;
-use model::policy::{GrantRecord, NodeBackoff, Phase, RecordedFailure, UpdatePolicyStatus, expiry_key, failure_key};
-use model::{BottlerocketShadowSpec, BottlerocketShadowStatus, FailureReason, ShadowState};
+use model::policy::{GrantRecord, Phase, RecordedFailure, UpdatePolicyStatus, expiry_key, failure_key};
+use model::{BottlerocketShadowSpec, FailureReason, ShadowState};
 
+mod ledger;
+mod queue;
 mod status;
 #[cfg(test)]
 mod tests;
+mod types;
+
+use ledger::adopt;
+use queue::{serve_first, waiting_nodes, with_nodes};
+pub use types::*;
 
 /// How long after its expiry a slot is reclaimed. The authproxy refuses to
 /// renew a slot at its expiry; this margin keeps a renewal that landed just
@@ -51,183 +57,6 @@ pub const EXPIRY_GRACE: Duration = Duration::from_secs(3);
 
 /// How many counted failures the policy status keeps beyond unacknowledged ones.
 pub const RECENT_FAILURES_KEPT: usize = 50;
-
-/// A managed node, reduced to what the decisions need.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObservedNode {
-    pub name: String,
-    pub ready: bool,
-    pub unschedulable: bool,
-    /// The cordon carries our annotation (so it is not an administrator's).
-    pub cordoned_by_us: bool,
-    pub opted_out: bool,
-    /// The boot ID a person released a pending reboot for (annotation).
-    pub reboot_released: Option<String>,
-}
-
-/// A slot Lease, reduced to what the decisions need.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObservedSlot {
-    pub name: String,
-    pub index: u32,
-    pub holder: Option<String>,
-    pub acquired: Option<Timestamp>,
-    pub renewed: Option<Timestamp>,
-    pub duration_seconds: Option<i32>,
-    /// `spec.leaseTransitions` (the grant adds one).
-    pub transitions: Option<i32>,
-    pub resource_version: Option<String>,
-}
-
-impl ObservedSlot {
-    /// When the Lease stops being valid; `None` if it carries no renewal.
-    pub fn expires(&self) -> Option<Timestamp> {
-        model::objects::lease_expiry(self.renewed.or(self.acquired), self.duration_seconds)
-    }
-
-    /// When the leader may reclaim it: [`EXPIRY_GRACE`] after its expiry.
-    pub fn reclaimable_at(&self) -> Option<Timestamp> {
-        self.expires().map(|e| add(e, EXPIRY_GRACE))
-    }
-
-    fn expired(&self, now: Timestamp) -> bool {
-        self.holder.is_some() && self.reclaimable_at().is_none_or(|e| e <= now)
-    }
-}
-
-/// A BottlerocketShadow, by node.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ObservedShadow {
-    pub node: String,
-    /// `metadata.uid`: tells a re-created shadow from the one it replaces.
-    pub uid: String,
-    pub spec: BottlerocketShadowSpec,
-    pub status: Option<BottlerocketShadowStatus>,
-}
-
-/// The settings in force: the UpdatePolicy spec over the leader's flags.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    pub budget: Budget,
-    pub paused: bool,
-    pub failure_backoff: Duration,
-    pub failure_backoff_max: Duration,
-    pub max_consecutive_failures: u32,
-    pub update_cordoned_nodes: bool,
-    pub slot_lease_duration: Duration,
-    /// The longest one walk may hold a slot (see [`Pass::check_slots`]).
-    pub max_slot_hold: Duration,
-    pub resume_request: Option<String>,
-    /// Set when the UpdatePolicy spec could not be used: no grants, and the
-    /// status says why.
-    pub invalid: Option<String>,
-}
-
-/// Whether a maintenance window is open now (computed by the caller from the
-/// configured windows, so this module needs no calendar).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowState {
-    pub open: bool,
-    pub next_start: Option<Timestamp>,
-    pub current_end: Option<Timestamp>,
-}
-
-impl WindowState {
-    pub const ALWAYS: WindowState = WindowState { open: true, next_start: None, current_end: None };
-}
-
-/// Everything the leader observed, at one instant.
-#[derive(Clone, Copy, Debug)]
-pub struct Observed<'a> {
-    pub now: Timestamp,
-    pub nodes: &'a BTreeMap<String, ObservedNode>,
-    pub shadows: &'a BTreeMap<String, ObservedShadow>,
-    pub slots: &'a [ObservedSlot],
-    /// The UpdatePolicy's status (default if it has none); `None` when
-    /// no UpdatePolicy object exists.
-    pub policy: Option<&'a UpdatePolicyStatus>,
-    pub policy_generation: Option<i64>,
-    pub window: WindowState,
-}
-
-/// A write the leader makes after the policy status is written.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    /// Create the UpdatePolicy `default` (empty spec: the leader's flags
-    /// apply). Decided when the policy watch listed none; nothing else is
-    /// decided until it exists, since every other action depends on its
-    /// status being durable first.
-    CreatePolicy,
-    /// Create slot Lease `name` (free).
-    CreateSlot { name: String },
-    /// Delete a free surplus slot (checked by resourceVersion).
-    DeleteSlot { name: String, resource_version: Option<String> },
-    /// Clear the holder of a slot that expired (`SlotExpired`) or was held
-    /// past `maxSlotHold` (`SlotHeldTooLong`), already counted in the status;
-    /// then lift the operator's cordon from its node, unless a reboot is
-    /// pending there (the host may still go down: it stays drained).
-    Reclaim { slot: String, holder: String, resource_version: Option<String>, reason: FailureReason, lift_cordon: bool },
-    /// Clear the holder of a slot whose node and shadow are gone (not a failure).
-    Free { slot: String, holder: String, resource_version: Option<String> },
-    /// Clear the holder of a slot the leader did not grant (no ledger entry):
-    /// written by someone else, or by a walk the leader no longer knows.
-    Revoke { slot: String, holder: String, resource_version: Option<String> },
-    /// Give a free slot to a waiting node: the Lease first (checked against
-    /// `resource_version`; `transitions` is its `leaseTransitions` there),
-    /// held for `lease_duration` from now, then the shadow `spec`.
-    Grant {
-        slot: String,
-        node: String,
-        lease_duration: Duration,
-        spec: BottlerocketShadowSpec,
-        resource_version: Option<String>,
-        transitions: Option<i32>,
-        waited: Option<Duration>,
-    },
-    /// Write the shadow spec (reset after release/reclaim, acknowledgement, or repair of a grant).
-    SetSpec { node: String, spec: BottlerocketShadowSpec },
-    /// Delete the shadow of a node that is no longer managed, if its Node no longer exists.
-    DeleteShadowIfNodeGone { node: String },
-}
-
-impl Action {
-    /// The version a grant hands out.
-    pub fn granted_version(&self) -> Option<&str> {
-        match self {
-            Action::Grant { spec, .. } => spec.version.as_deref(),
-            _ => None,
-        }
-    }
-}
-
-/// A node that finished its update (released its slot on the granted version).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Completed {
-    pub node: String,
-    pub version: String,
-    /// From grant to the leader noticing the release.
-    pub duration: Option<Duration>,
-}
-
-/// The leader's decisions for one pass.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Plan {
-    /// The UpdatePolicy status to write before any action.
-    pub status: UpdatePolicyStatus,
-    /// Failures counted in this pass (for metrics and Events).
-    pub counted: Vec<RecordedFailure>,
-    /// Updates completed in this pass.
-    pub completed: Vec<Completed>,
-    pub actions: Vec<Action>,
-    /// When to decide again if nothing changes (next expiry, end of a halt, window edge).
-    pub wake_at: Option<Timestamp>,
-}
-
-impl Plan {
-    pub fn grants(&self) -> impl Iterator<Item = &Action> {
-        self.actions.iter().filter(|a| matches!(a, Action::Grant { .. }))
-    }
-}
 
 /// Halt length after `consecutive` failures: `base × 2^(consecutive−1)`, capped.
 pub fn backoff(base: Duration, max: Duration, consecutive: u32) -> Duration {
@@ -244,7 +73,7 @@ fn since(now: Timestamp, then: Timestamp) -> Option<Duration> {
 }
 
 /// The leader's decisions. See the module documentation for the rules; each
-/// is one method of [`Pass`], applied in this order.
+/// is one method of `Pass`, applied in this order.
 pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     let Some(previous) = obs.policy else {
         return Plan {
@@ -318,24 +147,6 @@ impl<'a, 's> Pass<'a, 's> {
             holders,
             unavailable: BTreeSet::new(),
         }
-    }
-
-    /// The ledger entry of the walk `sh` was granted, if any: same node,
-    /// same shadow (a re-created shadow is another node).
-    fn walk_of(&self, sh: &ObservedShadow) -> Option<&GrantRecord> {
-        self.ledger.iter().find(|g| g.node == sh.node && g.shadow_uid == sh.uid)
-    }
-
-    /// The ledger's grant of `slot` to `holder`, if it is one.
-    fn grant_of(&self, slot: &str, holder: &str) -> Option<&GrantRecord> {
-        let shadow = self.obs.shadows.get(holder);
-        self.ledger
-            .iter()
-            .find(|g| g.slot == slot && g.node == holder && shadow.is_none_or(|sh| sh.uid == g.shadow_uid))
-    }
-
-    fn in_ledger(&self, slot: &str, holder: &str) -> bool {
-        self.grant_of(slot, holder).is_some()
     }
 
     /// Counts a failure once: a key already recorded is not counted again.
@@ -472,65 +283,6 @@ impl<'a, 's> Pass<'a, 's> {
         }
     }
 
-    /// Whether `node` waits for a reboot its host accepted (its shadow says
-    /// so) that no person has released (Node annotation with that boot ID).
-    fn reboot_pending(&self, node: &str) -> bool {
-        let pending = self.obs.shadows.get(node).and_then(|sh| sh.status.as_ref()?.reboot_pending.as_ref());
-        let released = self.obs.nodes.get(node).and_then(|n| n.reboot_released.as_deref());
-        pending.is_some_and(|p| released != Some(p.boot_id.as_str()))
-    }
-
-    /// A slot held past `maxSlotHold` (renewed all along: the agent is alive
-    /// but its walk does not end, by fault or on purpose) is counted once
-    /// (`SlotHeldTooLong`, node-only), reclaimed, and its node backed off by
-    /// the leader itself: the agent's own node backoff cannot be relied on
-    /// for a node that misbehaves.
-    fn take_back(&mut self, slot: &'a ObservedSlot, holder: &str, granted_at: Timestamp) {
-        let key = format!("{}#held", expiry_key(&slot.name, holder, &granted_at.to_string()));
-        let uid = self.obs.shadows.get(holder).map(|sh| sh.uid.clone()).unwrap_or_default();
-        if !self.recorded.contains(&key) {
-            let s = self.settings;
-            let now = self.obs.now;
-            let entry = self.st.node_backoffs.iter_mut().find(|b| b.node == holder && b.shadow_uid == uid);
-            let offences = entry.as_ref().map_or(0, |b| b.offences).saturating_add(1);
-            let until = Time(add(now, backoff(s.failure_backoff, s.failure_backoff_max, offences)));
-            match entry {
-                Some(b) => {
-                    b.offences = offences;
-                    b.until = until;
-                }
-                None => self.st.node_backoffs.push(NodeBackoff {
-                    node: holder.to_owned(),
-                    shadow_uid: uid,
-                    until,
-                    offences,
-                }),
-            }
-        }
-        self.keep_keys.insert(key.clone());
-        self.count(RecordedFailure {
-            key,
-            node: holder.to_owned(),
-            reason: FailureReason::SlotHeldTooLong,
-            message: format!(
-                "{holder} held slot {} from {granted_at} until {}, longer than maxSlotHold ({}); taken back",
-                slot.name,
-                self.obs.now,
-                humantime::format_duration(self.settings.max_slot_hold)
-            ),
-            time: Time(self.obs.now),
-            ungranted: false,
-        });
-        self.actions.push(Action::Reclaim {
-            slot: slot.name.clone(),
-            holder: holder.to_owned(),
-            resource_version: slot.resource_version.clone(),
-            reason: FailureReason::SlotHeldTooLong,
-            lift_cordon: true,
-        });
-        self.unavailable.insert(&slot.name);
-    }
-
     fn free(&mut self, slot: &'a ObservedSlot, holder: &str) {
         self.actions.push(Action::Free {
             slot: slot.name.clone(),
@@ -566,39 +318,6 @@ impl<'a, 's> Pass<'a, 's> {
             lift_cordon: !self.reboot_pending(holder),
         });
         self.unavailable.insert(&slot.name);
-    }
-
-    /// Rule 7: a grant whose spec write was lost is written again, from the
-    /// ledger alone (what the leader granted, never what a Lease or a shadow
-    /// says) and only while grants run: the node still holds the slot, still
-    /// waits, and its spec was not reset since the grant.
-    fn repair_lost_grants(&mut self, phase: Phase) {
-        if phase != Phase::Running {
-            return;
-        }
-        let obs = self.obs;
-        let mut repairs = Vec::new();
-        for g in &self.ledger {
-            let Some(sh) = obs.shadows.get(&g.node).filter(|sh| sh.uid == g.shadow_uid) else {
-                continue;
-            };
-            let held = obs
-                .slots
-                .iter()
-                .any(|s| s.name == g.slot && s.holder.as_deref() == Some(g.node.as_str()) && !s.expired(obs.now))
-                && !self.unavailable.contains(g.slot.as_str());
-            let spec = planned_ref(&self.specs, sh);
-            let reset_after_grant = spec.state_transition_timestamp.as_ref().is_some_and(|t| t.0 >= g.granted_at.0);
-            if held && spec.slot.is_none() && sh.unacked_failure_is_none() && sh.is_waiting() && !reset_after_grant {
-                let mut spec = spec.clone();
-                spec.slot = Some(g.slot.clone());
-                spec.version = Some(g.version.clone());
-                spec.state = ShadowState::StagedAndPerformedUpdate;
-                spec.state_transition_timestamp = Some(MicroTime(obs.now));
-                repairs.push((sh.node.clone(), spec));
-            }
-        }
-        self.specs.extend(repairs);
     }
 
     /// Rule 4: a shadow whose granted slot is no longer its own completed its
@@ -805,27 +524,6 @@ fn reset_grant(spec: &mut BottlerocketShadowSpec, now: Timestamp) {
     }
 }
 
-/// The ledger a leader without one starts from: every held slot whose
-/// holder's spec names it (what a previous leader granted), once.
-fn adopt(obs: &Observed<'_>) -> Vec<GrantRecord> {
-    obs.slots
-        .iter()
-        .filter_map(|s| {
-            let holder = s.holder.as_deref()?;
-            let sh = obs.shadows.get(holder)?;
-            (sh.spec.slot.as_deref() == Some(s.name.as_str())).then(|| GrantRecord {
-                node: holder.to_owned(),
-                shadow_uid: sh.uid.clone(),
-                slot: s.name.clone(),
-                version: sh.spec.version.clone().unwrap_or_default(),
-                granted_at: Time(
-                    sh.spec.state_transition_timestamp.as_ref().map(|t| t.0).or(s.acquired).unwrap_or(obs.now),
-                ),
-            })
-        })
-        .collect()
-}
-
 impl ObservedShadow {
     /// What keys its failures: the uid, or the node name if it has none.
     fn key(&self) -> &str {
@@ -842,74 +540,4 @@ impl ObservedShadow {
     fn is_waiting(&self) -> bool {
         self.status.as_ref().is_some_and(|s| s.current_state == ShadowState::Idle && s.slot_requested_at.is_some())
     }
-}
-
-/// Each shadow (keyed by node name) with its managed Node, if any: both maps
-/// walked together in key order, so a pass makes no lookup per shadow (at
-/// thousands of nodes those lookups were the largest part of a pass).
-fn with_nodes<'a>(
-    shadows: &'a BTreeMap<String, ObservedShadow>,
-    nodes: &'a BTreeMap<String, ObservedNode>,
-) -> impl Iterator<Item = (&'a ObservedShadow, Option<&'a ObservedNode>)> {
-    let mut nodes = nodes.iter().peekable();
-    shadows.iter().map(move |(key, sh)| {
-        while nodes.next_if(|(n, _)| n.as_str() < key.as_str()).is_some() {}
-        (sh, nodes.next_if(|(n, _)| *n == key).map(|(_, v)| v))
-    })
-}
-
-/// Orders the first `k` waiting nodes as they are served (crash count,
-/// request time, name: a total order); the rest stay unordered. Only as
-/// many as there are free slots are needed, so a pass does not sort the
-/// whole queue.
-fn serve_first(waiting: &mut [(&ObservedShadow, &str)], k: usize) {
-    let key = |s: &ObservedShadow| {
-        let st = s.status.as_ref();
-        (st.map_or(0, |s| s.crash_count), st.and_then(|s| s.slot_requested_at.as_ref()).map(|t| t.0))
-    };
-    let order = |(a, _): &(&ObservedShadow, &str), (b, _): &(&ObservedShadow, &str)| {
-        key(a).cmp(&key(b)).then_with(|| a.node.cmp(&b.node))
-    };
-    if k == 0 || waiting.is_empty() {
-        return;
-    }
-    if k < waiting.len() {
-        waiting.select_nth_unstable_by(k - 1, order);
-    }
-    let k = k.min(waiting.len());
-    waiting[..k].sort_by(order);
-}
-
-/// Nodes waiting for a slot, unordered (see [`serve_first`]), with the version
-/// each would be granted. Runs every pass over every shadow: no copies, and
-/// the holders are met by a merge walk (both are in node-name order).
-fn waiting_nodes<'a>(
-    obs: &Observed<'a>,
-    settings: &Settings,
-    holders: &BTreeMap<&str, Vec<&ObservedSlot>>,
-    specs: &BTreeMap<String, BottlerocketShadowSpec>,
-) -> Vec<(&'a ObservedShadow, &'a str)> {
-    let mut holder_names = holders.keys().peekable();
-    with_nodes(obs.shadows, obs.nodes)
-        .filter_map(|(sh, node)| {
-            let status = sh.status.as_ref()?;
-            let target = status.offered_version()?;
-            status.slot_requested_at.as_ref()?;
-            while holder_names.next_if(|h| **h < sh.node.as_str()).is_some() {}
-            let holds = holder_names.peek().is_some_and(|h| **h == sh.node.as_str());
-            if !status.current_state.is_resting() || holds {
-                return None;
-            }
-            let spec = specs.get(&sh.node).unwrap_or(&sh.spec);
-            if spec.slot.is_some() || !sh.unacked_failure_is_none() {
-                return None;
-            }
-            let node = node?;
-            let admin_cordon = node.unschedulable && !node.cordoned_by_us;
-            if !node.ready || node.opted_out || (admin_cordon && !settings.update_cordoned_nodes) {
-                return None;
-            }
-            Some((sh, target))
-        })
-        .collect()
 }

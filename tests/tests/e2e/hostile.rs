@@ -201,14 +201,16 @@ async fn a_node_that_renews_its_slot_forever_loses_it_at_max_slot_hold_and_is_ba
     let renewals = {
         let (http, tok, url, slot) = (http.clone(), tok.clone(), url("slot/renew"), slot.clone());
         tokio::spawn(async move {
+            // Every third of its 3 s lease, as the agent's renewal rule does.
+            let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
+                every.tick().await;
                 let body = json!({"slot": slot, "durationSeconds": 3});
                 if let Ok(r) = http.post(&url).bearer_auth(&tok).json(&body).send().await
                     && r.status().as_u16() == 409
                 {
                     return;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
     };

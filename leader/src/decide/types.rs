@@ -1,0 +1,189 @@
+//! What the decisions take (observed nodes, slots, shadows, settings) and
+//! what they return (actions, the plan). Plain data.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use model::parse::Budget;
+use model::policy::{RecordedFailure, UpdatePolicyStatus};
+use model::{BottlerocketShadowSpec, BottlerocketShadowStatus, FailureReason};
+
+use super::{EXPIRY_GRACE, add};
+
+/// A managed node, reduced to what the decisions need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedNode {
+    pub name: String,
+    pub ready: bool,
+    pub unschedulable: bool,
+    /// The cordon carries our annotation (so it is not an administrator's).
+    pub cordoned_by_us: bool,
+    pub opted_out: bool,
+    /// The boot ID a person released a pending reboot for (annotation).
+    pub reboot_released: Option<String>,
+}
+
+/// A slot Lease, reduced to what the decisions need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedSlot {
+    pub name: String,
+    pub index: u32,
+    pub holder: Option<String>,
+    pub acquired: Option<Timestamp>,
+    pub renewed: Option<Timestamp>,
+    pub duration_seconds: Option<i32>,
+    /// `spec.leaseTransitions` (the grant adds one).
+    pub transitions: Option<i32>,
+    pub resource_version: Option<String>,
+}
+
+impl ObservedSlot {
+    /// When the Lease stops being valid; `None` if it carries no renewal.
+    pub fn expires(&self) -> Option<Timestamp> {
+        model::objects::lease_expiry(self.renewed.or(self.acquired), self.duration_seconds)
+    }
+
+    /// When the leader may reclaim it: [`EXPIRY_GRACE`] after its expiry.
+    pub fn reclaimable_at(&self) -> Option<Timestamp> {
+        self.expires().map(|e| add(e, EXPIRY_GRACE))
+    }
+
+    pub(super) fn expired(&self, now: Timestamp) -> bool {
+        self.holder.is_some() && self.reclaimable_at().is_none_or(|e| e <= now)
+    }
+}
+
+/// A BottlerocketShadow, by node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedShadow {
+    pub node: String,
+    /// `metadata.uid`: tells a re-created shadow from the one it replaces.
+    pub uid: String,
+    pub spec: BottlerocketShadowSpec,
+    pub status: Option<BottlerocketShadowStatus>,
+}
+
+/// The settings in force: the UpdatePolicy spec over the leader's flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub budget: Budget,
+    pub paused: bool,
+    pub failure_backoff: Duration,
+    pub failure_backoff_max: Duration,
+    pub max_consecutive_failures: u32,
+    pub update_cordoned_nodes: bool,
+    pub slot_lease_duration: Duration,
+    /// The longest one walk may hold a slot (docs/protocol.md section 3, hold cap).
+    pub max_slot_hold: Duration,
+    pub resume_request: Option<String>,
+    /// Set when the UpdatePolicy spec could not be used: no grants, and the
+    /// status says why.
+    pub invalid: Option<String>,
+}
+
+/// Whether a maintenance window is open now (computed by the caller from the
+/// configured windows, so this module needs no calendar).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowState {
+    pub open: bool,
+    pub next_start: Option<Timestamp>,
+    pub current_end: Option<Timestamp>,
+}
+
+impl WindowState {
+    pub const ALWAYS: WindowState = WindowState { open: true, next_start: None, current_end: None };
+}
+
+/// Everything the leader observed, at one instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    pub now: Timestamp,
+    pub nodes: &'a BTreeMap<String, ObservedNode>,
+    pub shadows: &'a BTreeMap<String, ObservedShadow>,
+    pub slots: &'a [ObservedSlot],
+    /// The UpdatePolicy's status (default if it has none); `None` when
+    /// no UpdatePolicy object exists.
+    pub policy: Option<&'a UpdatePolicyStatus>,
+    pub policy_generation: Option<i64>,
+    pub window: WindowState,
+}
+
+/// A write the leader makes after the policy status is written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create the UpdatePolicy `default` (empty spec: the leader's flags
+    /// apply). Decided when the policy watch listed none; nothing else is
+    /// decided until it exists, since every other action depends on its
+    /// status being durable first.
+    CreatePolicy,
+    /// Create slot Lease `name` (free).
+    CreateSlot { name: String },
+    /// Delete a free surplus slot (checked by resourceVersion).
+    DeleteSlot { name: String, resource_version: Option<String> },
+    /// Clear the holder of a slot that expired (`SlotExpired`) or was held
+    /// past `maxSlotHold` (`SlotHeldTooLong`), already counted in the status;
+    /// then lift the operator's cordon from its node, unless a reboot is
+    /// pending there (the host may still go down: it stays drained).
+    Reclaim { slot: String, holder: String, resource_version: Option<String>, reason: FailureReason, lift_cordon: bool },
+    /// Clear the holder of a slot whose node and shadow are gone (not a failure).
+    Free { slot: String, holder: String, resource_version: Option<String> },
+    /// Clear the holder of a slot the leader did not grant (no ledger entry):
+    /// written by someone else, or by a walk the leader no longer knows.
+    Revoke { slot: String, holder: String, resource_version: Option<String> },
+    /// Give a free slot to a waiting node: the Lease first (checked against
+    /// `resource_version`; `transitions` is its `leaseTransitions` there),
+    /// held for `lease_duration` from now, then the shadow `spec`.
+    Grant {
+        slot: String,
+        node: String,
+        lease_duration: Duration,
+        spec: BottlerocketShadowSpec,
+        resource_version: Option<String>,
+        transitions: Option<i32>,
+        waited: Option<Duration>,
+    },
+    /// Write the shadow spec (reset after release/reclaim, acknowledgement, or repair of a grant).
+    SetSpec { node: String, spec: BottlerocketShadowSpec },
+    /// Delete the shadow of a node that is no longer managed, if its Node no longer exists.
+    DeleteShadowIfNodeGone { node: String },
+}
+
+impl Action {
+    /// The version a grant hands out.
+    pub fn granted_version(&self) -> Option<&str> {
+        match self {
+            Action::Grant { spec, .. } => spec.version.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A node that finished its update (released its slot on the granted version).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completed {
+    pub node: String,
+    pub version: String,
+    /// From grant to the leader noticing the release.
+    pub duration: Option<Duration>,
+}
+
+/// The leader's decisions for one pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The UpdatePolicy status to write before any action.
+    pub status: UpdatePolicyStatus,
+    /// Failures counted in this pass (for metrics and Events).
+    pub counted: Vec<RecordedFailure>,
+    /// Updates completed in this pass.
+    pub completed: Vec<Completed>,
+    pub actions: Vec<Action>,
+    /// When to decide again if nothing changes (next expiry, end of a halt, window edge).
+    pub wake_at: Option<Timestamp>,
+}
+
+impl Plan {
+    pub fn grants(&self) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(|a| matches!(a, Action::Grant { .. }))
+    }
+}
