@@ -168,7 +168,7 @@ impl Kind for Node {
     }
     fn remove(state: &mut State, obj: &Self) {
         if let Some(n) = &obj.metadata.name {
-            state.fresh.forget(&(Self::INDEX, n.clone()));
+            state.fresh.deleted(&(Self::INDEX, n.clone()), obj.metadata.resource_version.as_deref());
             state.nodes.remove(n);
         }
     }
@@ -187,7 +187,7 @@ impl Kind for Lease {
     }
     fn remove(state: &mut State, obj: &Self) {
         if let Some(n) = &obj.metadata.name {
-            state.fresh.forget(&(Self::INDEX, n.clone()));
+            state.fresh.deleted(&(Self::INDEX, n.clone()), obj.metadata.resource_version.as_deref());
             state.slots.remove(n);
         }
     }
@@ -206,7 +206,7 @@ impl Kind for BottlerocketShadow {
     }
     fn remove(state: &mut State, obj: &Self) {
         if let Some(n) = obj.node_name() {
-            state.fresh.forget(&(Self::INDEX, n.to_owned()));
+            state.fresh.deleted(&(Self::INDEX, n.to_owned()), obj.metadata.resource_version.as_deref());
             state.shadows.remove(n);
         }
     }
@@ -225,8 +225,8 @@ impl Kind for UpdatePolicy {
         state.policy = Some(obj.clone());
         true
     }
-    fn remove(state: &mut State, _obj: &Self) {
-        state.fresh.forget(&(Self::INDEX, names::POLICY_NAME.to_owned()));
+    fn remove(state: &mut State, obj: &Self) {
+        state.fresh.deleted(&(Self::INDEX, names::POLICY_NAME.to_owned()), obj.metadata.resource_version.as_deref());
         state.policy = None;
     }
     fn take(state: &mut State, fresh: &mut State) {

@@ -111,8 +111,8 @@ async fn watch_one<K>(
                     continue;
                 }
             }
-            Ok(Event::Delete(_)) => {
-                fresh.lock().unwrap_or_else(|e| e.into_inner()).forget(&key);
+            Ok(Event::Delete(o)) => {
+                fresh.lock().unwrap_or_else(|e| e.into_inner()).deleted(&key, o.meta().resource_version.as_deref());
                 tx.send_replace(None);
             }
             Err(e) => tracing::warn!(object = %name, error = %e, "watch failed; retrying with backoff"),

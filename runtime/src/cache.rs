@@ -20,6 +20,9 @@
 //!   stored until the one carrying its version arrives (those before it are
 //!   older);
 //! - a relist shows what is stored now and ends any wait;
+//! - a delete ends any wait but keeps the versions the watch delivered, so
+//!   an answer read before the delete (and arriving after it) cannot bring
+//!   the deleted object back: nothing else would ever remove it again;
 //! - as a safety net, a wait ends after [`GIVE_UP_AFTER`] events without the
 //!   awaited version (it can only be missed if more than [`REMEMBERED`]
 //!   changes came between the request and its answer).
@@ -135,6 +138,19 @@ impl<K: Eq + Hash + Clone> Freshness<K> {
         self.keys.remove(key);
     }
 
+    /// The watch delivered the object's deletion at version `rv`: answers
+    /// carrying any version the watch delivered (before the delete, or the
+    /// delete's own) are old news from now on; a new object under the same
+    /// key brings versions of its own.
+    pub fn deleted(&mut self, key: &K, rv: Option<&str>) {
+        let entry = self.keys.entry(key.clone()).or_default();
+        if let Some(v) = rv.map(hash) {
+            entry.saw(v);
+        }
+        entry.awaiting = None;
+        entry.refused = 0;
+    }
+
     /// The objects matching `pred` were relisted into `fresh` (built with
     /// [`Source::Relist`]): what `fresh` knows replaces what was known.
     pub fn relisted(&mut self, pred: impl Fn(&K) -> bool, fresh: Freshness<K>) {
@@ -193,6 +209,19 @@ mod tests {
         f.relisted(|k| *k == "c", fresh);
         assert!(f.accept(&"c", Some("7"), Source::Watch));
         assert!(!f.accept(&"c", Some("6"), Source::Answer), "the relist delivered it");
+    }
+
+    #[test]
+    fn an_answer_read_before_a_delete_does_not_bring_the_object_back() {
+        let mut f = Freshness::default();
+        assert!(f.accept(&"a", Some("7"), Source::Watch));
+        f.deleted(&"a", Some("8"));
+        // A request that read version 7 before the delete answers after it.
+        assert!(!f.accept(&"a", Some("7"), Source::Answer));
+        assert!(!f.accept(&"a", Some("8"), Source::Answer));
+        // A new object under the same name is followed as usual.
+        assert!(f.accept(&"a", Some("20"), Source::Watch));
+        assert!(f.accept(&"a", Some("21"), Source::Answer));
     }
 
     #[test]
