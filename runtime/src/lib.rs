@@ -5,7 +5,8 @@
 //!   admin address, log format), flattened into each one's clap struct;
 //! - [`client`]: the Kubernetes client as every component builds it
 //!   (`Config::infer`, kube's own retries off, field managers on writes);
-//! - [`admin`]: the plain-HTTP admin server (`/metrics`, `/healthz`, `/readyz`);
+//! - [`admin`]: the plain-HTTP admin server (`/metrics`, `/healthz`, `/readyz`),
+//!   bounded by [`conngate`] (connection caps in all and per peer);
 //! - [`telemetry`]: logging (text, JSON or the journal);
 //! - [`events`]: Kubernetes Events, published in the background;
 //! - [`shutdown`]: the one shutdown signal, fanned out;
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod cache;
 pub mod client;
+pub mod conngate;
 pub mod events;
 pub mod flags;
 pub mod shutdown;
