@@ -1,9 +1,12 @@
-//! One agent request, from bytes to answer: route, size and type checks,
-//! authentication and node binding, rate limit, body decoding and
-//! validation, the operation, metrics. Nothing reaches the cluster before
-//! the caller is authenticated and bound to the node the path names.
+//! One agent request, from bytes to answer: the peer's rate limit, route,
+//! size and type checks, authentication and node binding, the node's rate
+//! limit, body decoding and validation, the operation, metrics. Nothing
+//! reaches the cluster before the caller is authenticated and bound to the
+//! node the path names, and nothing is authenticated beyond the peer
+//! address's rate.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +26,8 @@ use crate::auth::{AuthError, Authenticator};
 use crate::metrics::Metrics;
 use crate::ops::{Cluster, OpError};
 
-/// Per-node token buckets: `rate` requests per second, bursts of `2 × rate`.
+/// Token buckets per key (a node, a peer address): `rate` requests per
+/// second, bursts of `2 × rate`.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
@@ -60,7 +64,10 @@ pub struct App {
     pub cluster: Cluster,
     /// A client that never retries by itself, for evictions (a 429 must reach us).
     pub evict_client: kube::Client,
+    /// Per node, after authentication.
     pub limiter: RateLimiter,
+    /// Per peer address, before anything else.
+    pub peer_limiter: RateLimiter,
     pub metrics: Metrics,
     pub request_timeout: Duration,
 }
@@ -115,13 +122,20 @@ fn op_error(e: &OpError) -> Answer {
 }
 
 impl App {
-    /// Answers one request; never panics on input.
-    pub async fn handle(&self, req: Request<Incoming>) -> Answer {
+    /// Answers one request from `peer`; never panics on input.
+    pub async fn handle(&self, peer: IpAddr, req: Request<Incoming>) -> Answer {
         let start = Instant::now();
         let path = req.uri().path().to_owned();
         let endpoint = Endpoint::parse(&path);
         let label = endpoint.map_or("unknown", |(_, e)| e.label());
-        let answer = match tokio::time::timeout(self.request_timeout, self.route(req, endpoint)).await {
+        if !self.peer_limiter.allow(&peer.to_string(), start) {
+            self.metrics.denied.with_label_values(&["PeerRateLimited"]).inc();
+            let mut r = error(429, "PeerRateLimited", format!("{peer} sends too many requests; slow down"));
+            r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            self.metrics.requests.with_label_values(&[label, r.status().as_str()]).inc();
+            return r;
+        }
+        let answer = match tokio::time::timeout(self.request_timeout, self.route(peer, req, endpoint)).await {
             Ok(a) => a,
             Err(_) => error(504, "Timeout", format!("the request took longer than {:?}", self.request_timeout)),
         };
@@ -130,7 +144,7 @@ impl App {
         answer
     }
 
-    async fn route(&self, req: Request<Incoming>, endpoint: Option<(&str, Endpoint)>) -> Answer {
+    async fn route(&self, peer: IpAddr, req: Request<Incoming>, endpoint: Option<(&str, Endpoint)>) -> Answer {
         let Some((asked, endpoint)) = endpoint else {
             return error(404, "NotFound", format!("no such endpoint: {}", req.uri().path()));
         };
@@ -161,7 +175,7 @@ impl App {
         if !body.is_empty() && !json {
             return error(415, "UnsupportedMediaType", "send Content-Type: application/json");
         }
-        let caller = match self.authenticate(token.as_deref()).await {
+        let caller = match self.authenticate(peer, token.as_deref()).await {
             Ok(node) => node,
             Err(answer) => return answer,
         };
@@ -179,20 +193,25 @@ impl App {
         self.dispatch(&caller, endpoint, &body).await
     }
 
-    async fn authenticate(&self, token: Option<&str>) -> Result<String, Answer> {
+    async fn authenticate(&self, peer: IpAddr, token: Option<&str>) -> Result<String, Answer> {
         let result = match token {
             None => Err(AuthError::MissingToken),
-            Some(t) => self.auth.caller_node(t).await,
+            Some(t) => self.auth.caller_node(peer, t).await,
         };
         result.map_err(|e| {
             let (code, reason) = match &e {
                 AuthError::MissingToken | AuthError::Unauthenticated(_) => (401, "Unauthenticated"),
                 AuthError::Denied(d) => (403, d.reason()),
                 AuthError::Upstream(_) => (503, "AuthUnavailable"),
+                AuthError::Busy(_) => (429, "TooManyReviews"),
             };
             self.metrics.denied.with_label_values(&[reason]).inc();
-            tracing::warn!(error = %e, "request refused");
-            error(code, reason, e.to_string())
+            tracing::warn!(%peer, error = %e, "request refused");
+            let mut r = error(code, reason, e.to_string());
+            if code == 429 {
+                r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            }
+            r
         })
     }
 

@@ -1,8 +1,18 @@
 //! Authentication of agents: TokenReview of the projected token (with the
 //! authproxy's audience), then the pod the token is bound to, then the pure
-//! rule in [`crate::authz`]. Successful results are cached per token.
+//! rule in [`crate::authz`]. Successful results are cached per token; so
+//! are refusals, for a short time, so a repeated bad token costs no review.
+//!
+//! Reviews have their own budget: they go through a client of their own
+//! (`--token-review-max-in-flight`), apart from the one that serves
+//! authenticated agents' work, and one peer address may have at most
+//! [`REVIEWS_PER_PEER`] in flight; more are refused at once (429), never
+//! queued. A flood of unknown tokens therefore cannot delay the renewals
+//! of agents already authenticated, nor take every review from the others.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -24,14 +34,68 @@ pub enum AuthError {
     Denied(#[from] Denial),
     #[error("cannot check the token now: {0}")]
     Upstream(String),
+    #[error("too many token checks in flight from {0}; retry later")]
+    Busy(IpAddr),
+}
+
+/// TokenReviews one peer address may have in flight at once (an agent has one).
+pub const REVIEWS_PER_PEER: usize = 2;
+
+/// A refusal worth remembering: the same token gets the same answer.
+#[derive(Clone, Debug)]
+pub enum Refused {
+    Unauthenticated(String),
+    Denied(Denial),
+}
+
+impl From<Refused> for AuthError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Unauthenticated(m) => AuthError::Unauthenticated(m),
+            Refused::Denied(d) => AuthError::Denied(d),
+        }
+    }
+}
+
+/// Counts reviews in flight per peer; a place is freed when its guard drops.
+#[derive(Debug, Default)]
+struct InFlight(Mutex<HashMap<IpAddr, usize>>);
+
+struct InFlightGuard<'a>(&'a InFlight, IpAddr);
+
+impl InFlight {
+    fn enter(&self, peer: IpAddr) -> Option<InFlightGuard<'_>> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(peer).or_insert(0);
+        if *n >= REVIEWS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(InFlightGuard(self, peer))
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut m = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
 }
 
 /// Checks callers; cheap after the first request of each token.
 pub struct Authenticator {
+    /// Reviews and pod lookups only: its own in-flight budget.
     client: kube::Client,
     audience: String,
     agent: AgentAccount,
     cache: TokenCache<String>,
+    refusals: TokenCache<Refused>,
+    in_flight: InFlight,
     metrics: Metrics,
 }
 
@@ -45,23 +109,46 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
+    /// `client` should be one for reviews alone (see the module documentation).
     pub fn new(
         client: kube::Client,
         audience: String,
         agent: AgentAccount,
         cache: TokenCache<String>,
+        refusals: TokenCache<Refused>,
         metrics: Metrics,
     ) -> Arc<Self> {
-        Arc::new(Authenticator { client, audience, agent, cache, metrics })
+        Arc::new(Authenticator { client, audience, agent, cache, refusals, in_flight: InFlight::default(), metrics })
     }
 
-    /// The node the caller runs on.
-    pub async fn caller_node(&self, token: &str) -> Result<String, AuthError> {
-        if let Some(node) = self.cache.get(token, Instant::now()) {
+    /// The node the caller (connected from `peer`) runs on.
+    pub async fn caller_node(&self, peer: IpAddr, token: &str) -> Result<String, AuthError> {
+        let now = Instant::now();
+        if let Some(node) = self.cache.get(token, now) {
             self.metrics.token_cache.with_label_values(&["hit"]).inc();
             return Ok(node);
         }
+        if let Some(refused) = self.refusals.get(token, now) {
+            self.metrics.token_cache.with_label_values(&["refused"]).inc();
+            return Err(refused.into());
+        }
         self.metrics.token_cache.with_label_values(&["miss"]).inc();
+        let Some(_place) = self.in_flight.enter(peer) else {
+            return Err(AuthError::Busy(peer));
+        };
+        let result = self.check(token).await;
+        let refused = match &result {
+            Err(AuthError::Unauthenticated(m)) => Some(Refused::Unauthenticated(m.clone())),
+            Err(AuthError::Denied(d)) => Some(Refused::Denied(d.clone())),
+            _ => None,
+        };
+        if let Some(r) = refused {
+            self.refusals.insert(token, r, Instant::now(), SystemTime::now());
+        }
+        result
+    }
+
+    async fn check(&self, token: &str) -> Result<String, AuthError> {
         let identity = self.review(token).await?;
         let pod_name = authz::bound_pod(&identity, &self.agent)?;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.agent.namespace);
@@ -100,7 +187,7 @@ impl Authenticator {
             }
         };
         let status = answer.status.unwrap_or_default();
-        let audience_ok = status.audiences.as_ref().is_none_or(|a| a.contains(&self.audience));
+        let audience_ok = audience_confirmed(status.audiences.as_deref(), &self.audience);
         if status.authenticated != Some(true) || !audience_ok {
             self.metrics.token_reviews.with_label_values(&["rejected"]).inc();
             let why = status.error.unwrap_or_else(|| format!("not authenticated for audience {}", self.audience));
@@ -109,5 +196,38 @@ impl Authenticator {
         self.metrics.token_reviews.with_label_values(&["authenticated"]).inc();
         let user = status.user.unwrap_or_default();
         Ok(Identity { username: user.username.unwrap_or_default(), extra: user.extra.unwrap_or_default() })
+    }
+}
+
+/// Whether a TokenReview's answer confirms the token is for `audience`. An
+/// API server that ignores the audiences asked for answers without
+/// `status.audiences`: such a token may be meant for anyone, so it is refused.
+fn audience_confirmed(answered: Option<&[String]>, audience: &str) -> bool {
+    answered.is_some_and(|a| a.iter().any(|x| x == audience))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_review_that_does_not_confirm_the_audience_is_refused() {
+        let ours = "brupop-authproxy".to_owned();
+        assert!(audience_confirmed(Some(std::slice::from_ref(&ours)), &ours));
+        assert!(!audience_confirmed(None, &ours), "no audiences in the answer");
+        assert!(!audience_confirmed(Some(&[]), &ours));
+        assert!(!audience_confirmed(Some(&["https://kubernetes.default.svc".to_owned()]), &ours));
+    }
+
+    #[test]
+    fn one_peer_has_at_most_two_reviews_in_flight() {
+        let f = InFlight::default();
+        let (a, b) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3]));
+        let g1 = f.enter(a).unwrap();
+        let _g2 = f.enter(a).unwrap();
+        assert!(f.enter(a).is_none());
+        assert!(f.enter(b).is_some(), "another peer has its own places");
+        drop(g1);
+        assert!(f.enter(a).is_some(), "a finished review frees its place");
     }
 }

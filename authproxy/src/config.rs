@@ -57,6 +57,33 @@ pub struct Config {
     /// Requests per second allowed per node (a burst of twice as many is allowed).
     #[arg(long, env = "BRUPOP_RATE_LIMIT", default_value_t = 20)]
     pub rate_limit: u32,
+    /// Requests per second allowed per peer address before authentication
+    /// (a burst of twice as many): a holder of the client certificate cannot
+    /// make the authproxy review tokens faster than this.
+    #[arg(long, env = "BRUPOP_PEER_RATE_LIMIT", default_value_t = 20)]
+    pub peer_rate_limit: u32,
+    /// Connections open at once per peer address (an agent uses one).
+    #[arg(long, env = "BRUPOP_MAX_CONNECTIONS_PER_PEER", default_value_t = 8)]
+    pub max_connections_per_peer: usize,
+    /// Connections open at once in all, above which the busiest peer's
+    /// oldest is closed to make room (at twice this, new ones are refused).
+    /// One replica must hold the whole fleet during a rolling update.
+    #[arg(long, env = "BRUPOP_MAX_CONNECTIONS", default_value_t = 12_000)]
+    pub max_connections: usize,
+    /// An agent's connection with no request for this long is closed (it
+    /// reconnects when it next asks), and a request's head must arrive
+    /// within it.
+    #[arg(long, env = "BRUPOP_IDLE_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// TokenReviews (with their pod lookups) in flight at once, apart from
+    /// the budget of `--kube-max-in-flight`: reviews of unknown tokens cannot
+    /// hold up renewals of agents already authenticated. One peer may have
+    /// at most two in flight.
+    #[arg(long, env = "BRUPOP_TOKEN_REVIEW_MAX_IN_FLIGHT", default_value_t = 8)]
+    pub token_review_max_in_flight: usize,
+    /// How long a refused token stays refused without another TokenReview.
+    #[arg(long, env = "BRUPOP_REFUSAL_CACHE_TTL", default_value = "10s", value_parser = duration)]
+    pub refusal_cache_ttl: Duration,
     /// Most Kubernetes API requests in flight at once; more wait their turn.
     /// A whole fleet asking at once (a release published to thousands of
     /// nodes) then costs the API server this many connections from each
@@ -78,6 +105,21 @@ impl Config {
         }
         if self.rate_limit == 0 {
             return Err("--rate-limit must be at least 1".to_owned());
+        }
+        if self.peer_rate_limit == 0 {
+            return Err("--peer-rate-limit must be at least 1".to_owned());
+        }
+        if self.max_connections_per_peer == 0 || self.max_connections < self.max_connections_per_peer {
+            return Err(format!(
+                "--max-connections ({}) must be at least --max-connections-per-peer ({}), which must be at least 1",
+                self.max_connections, self.max_connections_per_peer
+            ));
+        }
+        if self.idle_timeout < Duration::from_secs(1) {
+            return Err(format!("--idle-timeout {:?} is too short (at least 1s)", self.idle_timeout));
+        }
+        if self.token_review_max_in_flight == 0 {
+            return Err("--token-review-max-in-flight must be at least 1".to_owned());
         }
         if self.kube_max_in_flight == 0 {
             return Err("--kube-max-in-flight must be at least 1".to_owned());

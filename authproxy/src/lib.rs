@@ -50,13 +50,20 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         service_account: cfg.agent_service_account.clone(),
     };
     let cache = tokencache::TokenCache::new(cfg.token_cache_size, cfg.token_cache_ttl);
-    let auth = auth::Authenticator::new(client.clone(), cfg.token_audience.clone(), agent, cache, metrics.clone());
+    let refusals = tokencache::TokenCache::new(cfg.token_cache_size, cfg.refusal_cache_ttl);
+    // Reviews of unknown tokens get a budget of their own (see `auth`).
+    let review_client =
+        runtime::client::client(runtime::client::ClientOptions { max_in_flight: Some(cfg.token_review_max_in_flight) })
+            .await?;
+    let auth =
+        auth::Authenticator::new(review_client, cfg.token_audience.clone(), agent, cache, refusals, metrics.clone());
     let instance = std::env::var("POD_NAME").ok();
     let app = Arc::new(app::App {
         auth,
         cluster: ops::Cluster::new(client.clone(), cfg.common.namespace.clone(), cfg.max_slot_lease, instance),
         evict_client: client,
         limiter: app::RateLimiter::new(cfg.rate_limit),
+        peer_limiter: app::RateLimiter::new(cfg.peer_rate_limit),
         metrics: metrics.clone(),
         request_timeout: cfg.request_timeout,
     });
@@ -74,7 +81,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     );
     let (ready_tx, ready) = tokio::sync::watch::channel(true);
     let admin_task = tokio::spawn(admin::serve(admin_listener, metrics.registry.clone(), ready, shutdown.clone()));
-    server::serve(listener, tls, app, shutdown.clone(), cfg.request_timeout + Duration::from_secs(1)).await;
+    let limits = server::ServerLimits {
+        conns: runtime::conngate::ConnLimits {
+            max_total: cfg.max_connections,
+            max_per_peer: cfg.max_connections_per_peer,
+        },
+        idle_timeout: cfg.idle_timeout,
+    };
+    server::serve(listener, tls, app, shutdown.clone(), cfg.request_timeout + Duration::from_secs(1), limits).await;
     ready_tx.send_replace(false);
     shutdown.cancel();
     let _ = admin_task.await;

@@ -1,6 +1,6 @@
 //! The authproxy's metrics, registered once into one registry.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -11,10 +11,14 @@ pub struct Metrics {
     pub latency: HistogramVec,
     /// TokenReviews sent, by result (`authenticated`, `rejected`, `error`).
     pub token_reviews: IntCounterVec,
-    /// Token cache lookups by result (`hit`, `miss`).
+    /// Token cache lookups by result (`hit`, `miss`, `refused`).
     pub token_cache: IntCounterVec,
     /// Refused requests by reason (`NodeMismatch`, `Unauthenticated`, ...).
     pub denied: IntCounterVec,
+    /// Agent (TLS) connections open.
+    pub connections: IntGauge,
+    /// Agent connections closed at once, by reason (`peer_full`, `server_full`).
+    pub connections_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -37,7 +41,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let token_cache = IntCounterVec::new(
-            Opts::new("brupop_authproxy_token_cache_total", "Token cache lookups by result (hit, miss)"),
+            Opts::new(
+                "brupop_authproxy_token_cache_total",
+                "Token cache lookups by result (hit, miss, refused: a refusal remembered)",
+            ),
             &["result"],
         )
         .expect("valid metric");
@@ -46,11 +53,22 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
-        for c in [&requests, &token_reviews, &token_cache, &denied] {
+        let connections =
+            IntGauge::new("brupop_authproxy_connections", "Agent (TLS) connections open").expect("valid metric");
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "brupop_authproxy_connections_refused_total",
+                "Agent connections closed before the TLS handshake, by reason (peer_full, server_full)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for c in [&requests, &token_reviews, &token_cache, &denied, &connections_refused] {
             registry.register(Box::new(c.clone())).expect("registered once");
         }
         registry.register(Box::new(latency.clone())).expect("registered once");
-        Metrics { registry, requests, latency, token_reviews, token_cache, denied }
+        registry.register(Box::new(connections.clone())).expect("registered once");
+        Metrics { registry, requests, latency, token_reviews, token_cache, denied, connections, connections_refused }
     }
 }
 

@@ -1,13 +1,17 @@
-//! The HTTPS listener: TLS handshake with the current certificates (a
-//! deadline per handshake), HTTP/1.1 per connection, graceful shutdown
-//! (stop accepting, let in-flight requests finish, bounded).
+//! The HTTPS listener: connections admitted per peer address and in all
+//! before the TLS handshake ([`runtime::conngate`]), the handshake with the
+//! current certificates (a deadline per handshake), HTTP/1.1 per connection
+//! with a small read buffer and an idle deadline, graceful shutdown (stop
+//! accepting, let in-flight requests finish, bounded).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use runtime::conngate::{ConnGate, ConnLimits, Permit, accept_backoff};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,6 +22,20 @@ use crate::app::App;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Read buffer per connection: the smallest hyper allows. An agent's request
+/// head (a projected token of about 1 KiB and a few headers) fits many times;
+/// a larger head is refused (431), never buffered.
+pub const MAX_BUF_BYTES: usize = 8192;
+
+/// What the listener holds at most.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    pub conns: ConnLimits,
+    /// Deadline for a request's head, from the connection's start and after
+    /// each answer: an idle connection closes after this long.
+    pub idle_timeout: Duration,
+}
+
 /// Serves agents until `shutdown`, then waits up to `drain` for open requests.
 pub async fn serve(
     listener: TcpListener,
@@ -25,20 +43,36 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: CancellationToken,
     drain: Duration,
+    limits: ServerLimits,
 ) {
-    let graceful = GracefulShutdown::new();
+    let gate = ConnGate::new(limits.conns);
+    let mut failures = 0u32;
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => { failures = 0; a }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    failures = failures.saturating_add(1);
+                    let pause = accept_backoff(failures);
+                    tracing::warn!(error = %e, ?pause, "accept failed; pausing");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(pause) => continue,
+                    }
                 }
             },
         };
+        let permit = match gate.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                app.metrics.connections_refused.with_label_values(&[why.label()]).inc();
+                tracing::debug!(%peer, reason = why.label(), "connection refused");
+                drop(stream);
+                continue;
+            }
+        };
+        app.metrics.connections.set(i64::try_from(gate.open()).unwrap_or(i64::MAX));
         // Answers are small and written as several TLS records: without
         // TCP_NODELAY, Nagle holds the last record until the agent's delayed
         // ACK (40 ms on Linux) and every such answer waits for it.
@@ -46,38 +80,75 @@ pub async fn serve(
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
         let acceptor = TlsAcceptor::from(tls.borrow().clone());
-        let app = app.clone();
-        let watcher = graceful.watcher();
+        let (app, gate, shutdown) = (app.clone(), gate.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let tls_stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .header_read_timeout(Some(Duration::from_secs(30)))
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(tls_stream), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            let metrics = app.metrics.clone();
+            serve_one(stream, peer, acceptor, app, &permit, &shutdown, limits).await;
+            drop(permit);
+            metrics.connections.set(i64::try_from(gate.open()).unwrap_or(i64::MAX));
         });
     }
     // Close the listening socket at once: new connections are refused (the
     // agent retries elsewhere or later) instead of queueing on a dying server.
     drop(listener);
-    tracing::info!(open = graceful.count(), "stopped accepting; finishing open requests");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!("open requests did not finish within {drain:?}; closing them");
+    tracing::info!(open = gate.open(), "stopped accepting; finishing open requests");
+    let until = tokio::time::Instant::now() + drain;
+    while gate.open() > 0 {
+        if tokio::time::Instant::now() >= until {
+            tracing::warn!(open = gate.open(), "open requests did not finish within {drain:?}; closing them");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One connection: the handshake, then HTTP/1.1 until the peer leaves, the
+/// idle deadline passes, the gate asks for the place back or the server stops.
+async fn serve_one(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    app: Arc<App>,
+    permit: &Permit,
+    shutdown: &CancellationToken,
+    limits: ServerLimits,
+) {
+    let tls_stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let ip = peer.ip();
+    let service = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.handle(ip, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(Some(limits.idle_timeout))
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_buf_size(MAX_BUF_BYTES)
+        .serve_connection(TokioIo::new(tls_stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = permit.close_requested().cancelled() => {
+            // Room for another peer, or the server stops: closes now if
+            // idle, after the answer in flight otherwise.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

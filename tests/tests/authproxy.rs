@@ -2,6 +2,8 @@
 //! against the API simulator or a real API server, requests sent by hand.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -11,7 +13,9 @@ use model::BottlerocketShadow;
 use model::names;
 use serde_json::{Value, json};
 use tests::harness::fleet::{AGENT_SA, AUDIENCE, token};
-use tests::harness::tlsclient::client;
+use tests::harness::netproxy::node_address;
+use tests::harness::process::rss_kib;
+use tests::harness::tlsclient::{client, client_from};
 use tests::harness::{Fleet, FleetOptions, metric, wait_for};
 
 const T: Duration = Duration::from_secs(60);
@@ -362,6 +366,118 @@ async fn token_reviews_are_cached_per_token() {
         "a cached result never serves another token"
     );
     f.stop().await;
+}
+
+/// A holder of the client certificate floods garbage tokens from one address
+/// while 50 honest agents, each from its own address, renew their slots: no
+/// honest renewal fails, the flood gets only refusals and costs TokenReviews
+/// at no more than the per-peer rate, and the authproxy stays within the
+/// memory limit of its Deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_garbage_tokens_from_one_peer_leaves_honest_renewals_working() {
+    const AGENTS: usize = 50;
+    let f = fleet("authproxy-flood", AGENTS).await;
+    let tls = agent_tls(&f);
+    let mut honest = Vec::new();
+    for (i, n) in f.nodes.iter().enumerate() {
+        let slot = format!("brupop-slot-{i}");
+        create_lease(&f, &slot, n, true).await;
+        let tok = agent_token(&f, n, Some(AUDIENCE)).await;
+        let c = client_from(&agent_tls(&f).ca(), Some(&tls), Some(node_address(i)));
+        honest.push((n.clone(), slot, tok, c));
+    }
+    let ap_pid = f.authproxy.lock().unwrap().pid().unwrap();
+    // A request head larger than the 8 KiB buffer is refused, never buffered.
+    let big = client_from(&tls.ca(), Some(&tls), Some("127.0.3.1".parse().unwrap()));
+    let u = url(&f, &format!("/v1/nodes/{}/status", f.nodes[0]));
+    let r = big.post(&u).header("x-pad", "a".repeat(12 * 1024)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 431, "an oversized head is refused");
+    let before = metric_map(&f.authproxy_metrics().await);
+
+    // The flood: 32 requests at a time from 127.0.2.1, each with a new token.
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flood_client = client_from(&tls.ca(), Some(&tls), Some("127.0.2.1".parse().unwrap()));
+    let target = url(&f, &format!("/v1/nodes/{}/slot/renew", f.nodes[0]));
+    let mut flood = Vec::new();
+    for t in 0..32 {
+        let (c, u, on) = (flood_client.clone(), target.clone(), flooding.clone());
+        flood.push(tokio::spawn(async move {
+            let mut answers: BTreeMap<String, u64> = BTreeMap::new();
+            let mut k = 0u64;
+            while on.load(Ordering::Relaxed) {
+                k += 1;
+                let body = serde_json::to_vec(&json!({"slot": "brupop-slot-0", "durationSeconds": 60})).unwrap();
+                let tok = format!("garbage-{t}-{k}");
+                let key = match send(&c, &u, "POST", Some(&tok), Some("application/json"), body).await {
+                    Ok((code, reason)) => format!("{code} {reason}"),
+                    Err(_) => "connection refused or closed".to_owned(),
+                };
+                *answers.entry(key).or_default() += 1;
+            }
+            answers
+        }));
+    }
+    wait_for("the flood to be rate limited", T, || async {
+        let m = f.authproxy_metrics().await;
+        match metric(&m, "brupop_authproxy_denied_total{reason=\"PeerRateLimited\"}") {
+            Some(n) if n > 0.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Meanwhile every honest agent renews 8 times, 250 ms apart (its first
+    // renewal needs a TokenReview of its own, during the flood).
+    let started = std::time::Instant::now();
+    let renewals = honest.into_iter().map(|(node, slot, tok, c)| {
+        let u = url(&f, &format!("/v1/nodes/{node}/slot/renew"));
+        async move {
+            let mut failed = Vec::new();
+            for _ in 0..8 {
+                let r = post(&c, &u, &tok, json!({"slot": slot, "durationSeconds": 60})).await;
+                if r.0 != 200 {
+                    failed.push(format!("{node}: {r:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            failed
+        }
+    });
+    let failed: Vec<String> = futures::future::join_all(renewals).await.into_iter().flatten().collect();
+    let flood_secs = started.elapsed().as_secs_f64();
+    flooding.store(false, Ordering::Relaxed);
+    let mut answers: BTreeMap<String, u64> = BTreeMap::new();
+    for t in flood {
+        for (k, n) in t.await.unwrap() {
+            *answers.entry(k).or_default() += n;
+        }
+    }
+    let after = metric_map(&f.authproxy_metrics().await);
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    let rejected = delta("brupop_authproxy_tokenreviews_total{result=\"rejected\"}");
+    let peak_kib = f.peak_rss.lock().unwrap().get("authproxy").copied().unwrap_or(0).max(rss_kib(ap_pid).unwrap_or(0));
+    println!(
+        "flood for {flood_secs:.1} s: answers {answers:?}; TokenReviews of garbage {rejected}; \
+         authproxy peak RSS {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
+    assert!(failed.is_empty(), "honest renewals failed during the flood: {failed:#?}");
+    assert!(answers.keys().all(|k| !k.starts_with("200")), "the flood got nothing but refusals: {answers:?}");
+    let sent: u64 = answers.values().sum();
+    // 20/s with a burst of 40 (the shipped --peer-rate-limit), and the
+    // time the flood ran before the honest phase (at most T).
+    let allowed = 40.0 + 20.0 * (flood_secs + T.as_secs_f64());
+    assert!(rejected <= allowed, "the flood cost {rejected} TokenReviews for {sent} requests");
+    assert!(peak_kib < 128 * 1024, "the authproxy took {peak_kib} KiB, over its 128Mi limit");
+    f.stop().await;
+}
+
+/// Every `name{labels} value` line of a scrape.
+fn metric_map(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| Some((k.to_owned(), v.parse().ok()?))))
+        .collect()
 }
 
 #[path = "authproxy/attacks.rs"]

@@ -29,8 +29,9 @@ use model::names;
 use serde::Serialize;
 use serde_json::json;
 use tests::harness::fleet::{AGENT_SA, AUDIENCE, agent_tls, token};
+use tests::harness::netproxy::node_address;
 use tests::harness::process::cpu_seconds;
-use tests::harness::tlsclient::client;
+use tests::harness::tlsclient::client_from;
 use tests::harness::{Fleet, FleetOptions, scrape};
 use tests::scale::measure::Percentiles;
 
@@ -228,7 +229,12 @@ async fn run(args: Args) -> anyhow::Result<Results> {
         let token = token(fleet.client(), &fleet.ns, AGENT_SA, Some(AUDIENCE), Some((&pod, &fleet.agent_pods[node])))
             .await
             .map_err(|e| anyhow::anyhow!("token for {node}: {e}"))?;
-        agents.push(Arc::new(Agent { node: node.clone(), slot, token, http: client(&tls.ca(), Some(&tls)) }));
+        agents.push(Arc::new(Agent {
+            node: node.clone(),
+            slot,
+            token,
+            http: client_from(&tls.ca(), Some(&tls), Some(node_address(i))),
+        }));
     }
     eprintln!("proxybench: warming up (TLS handshakes, one TokenReview per agent, shadows created)");
     let warm = drive(&fleet, &agents, "report_status", Duration::from_secs(2), None).await;

@@ -431,14 +431,17 @@ impl Fleet {
         let mut links = BTreeMap::new();
         let mut agent_admin = BTreeMap::new();
         let ap_addr: std::net::SocketAddr = format!("127.0.0.1:{ap_port}").parse()?;
-        for n in &nodes {
+        for (i, n) in nodes.iter().enumerate() {
             let pod = format!("brupop-agent-{n}");
             let uid = agent_pods.get(n).cloned().unwrap_or_default();
             let api_token = token(&client, &ns, AGENT_SA, None, Some((&pod, &uid))).await?;
             let proxy_token = token(&client, &ns, AGENT_SA, Some(AUDIENCE), Some((&pod, &uid))).await?;
             let token_file = dir.join(format!("token-{n}"));
             std::fs::write(&token_file, &proxy_token)?;
-            let link = NetProxy::start(ap_addr).await?;
+            // Each node's agent reaches the authproxy from its own address,
+            // as agent pods do: the authproxy's per-peer limits see one
+            // peer per node, at their shipped values.
+            let link = NetProxy::start_from(ap_addr, Some(super::netproxy::node_address(i))).await?;
             let port = free_port();
             let host = hosts.host(n).ok_or_else(|| anyhow::anyhow!("no host for {n}"))?;
             let mut a = vec![

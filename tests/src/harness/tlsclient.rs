@@ -11,6 +11,12 @@ use super::certs::TlsDir;
 
 /// A client trusting `ca` (PEM file), presenting `identity` if given.
 pub fn client(ca: &Path, identity: Option<&TlsDir>) -> reqwest::Client {
+    client_from(ca, identity, None)
+}
+
+/// Like [`client`], connecting from `source` (a 127.0.0.0/8 address stands
+/// for a distinct peer: the authproxy limits each peer address on its own).
+pub fn client_from(ca: &Path, identity: Option<&TlsDir>, source: Option<std::net::IpAddr>) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).expect("CA file") {
         roots.add(c.expect("CA certificate")).expect("CA accepted");
@@ -30,6 +36,7 @@ pub fn client(ca: &Path, identity: Option<&TlsDir>) -> reqwest::Client {
         None => builder.with_no_client_auth(),
     };
     reqwest::Client::builder()
+        .local_address(source)
         .use_preconfigured_tls(config)
         .http1_only()
         .no_proxy()
