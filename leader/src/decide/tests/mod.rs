@@ -650,3 +650,4 @@ fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() 
 mod failures;
 mod ledger;
 mod props;
+mod specs;
