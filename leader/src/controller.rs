@@ -102,6 +102,7 @@ async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<(Op
             Observed {
                 now,
                 nodes: &s.nodes,
+                all_nodes: &s.all_nodes,
                 shadows: &s.shadows,
                 slots: &slots,
                 policy: previous.as_ref(),

@@ -375,3 +375,65 @@ async fn hostile_update_policies_are_applied_or_invalid_and_never_flood_or_stop_
     assert!(fleet.leaders[0].lock().unwrap().is_running());
     fleet.stop().await;
 }
+
+/// The leader reads no unmanaged Node per pass: it knows which Nodes exist
+/// from a metadata watch, keeps the shadow of a Node that merely left the
+/// selector, and deletes the shadow of a deleted Node when the watch says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmanaged_nodes_cost_no_reads_per_pass_and_a_deleted_nodes_shadow_goes() {
+    let fleet = Fleet::start("leader-node-reads", FleetOptions { nodes: 3, agents: false, ..Default::default() })
+        .await
+        .unwrap();
+    let shadows = fleet.shadows_api();
+    for n in &fleet.nodes {
+        let mut sh = model::BottlerocketShadow::new(&names::shadow_name(n), Default::default());
+        sh.metadata.namespace = Some(fleet.ns.clone());
+        shadows.create(&PostParams::default(), &sh).await.unwrap();
+    }
+    let gone = fleet.nodes[0].clone();
+    // The node leaves the selector (its fleet label goes); it still exists.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(fleet.client().clone());
+    let unlabel = json!({"metadata": {"labels": {"brupop-test": null}}});
+    nodes.patch(&gone, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&unlabel)).await.unwrap();
+    let status = || async { fleet.policy().await.and_then(|p| p.status).unwrap_or_default() };
+    wait_for("the leader to manage two nodes", T, || async {
+        let st = status().await;
+        if st.managed_nodes == 2 { Ok(()) } else { Err(format!("{st:?}")) }
+    })
+    .await;
+    let leader_user = format!("system:serviceaccount:{}:brupop-leader", fleet.ns);
+    let node_gets = || fleet.api.sim().map(|s| s.request_log().count_by("get", "nodes", &leader_user));
+    let before = node_gets();
+    // Ten passes, each one seen in the status.
+    for i in 0..10 {
+        let paused = i % 2 == 0;
+        fleet.patch_policy(json!({"paused": paused})).await;
+        let want = if paused { Phase::Paused } else { Phase::Running };
+        wait_for("the pass to show the change", T, || async {
+            let st = status().await;
+            if st.phase == want { Ok(()) } else { Err(format!("{st:?}")) }
+        })
+        .await;
+    }
+    if let (Some(before), Some(after)) = (before, node_gets()) {
+        assert_eq!(after - before, 0, "the leader read Nodes during passes");
+        let all = fleet.api.sim().unwrap().request_log();
+        assert!(all.by_user(&leader_user) > 0, "the leader is {leader_user}");
+    }
+    assert!(shadows.get_opt(&names::shadow_name(&gone)).await.unwrap().is_some(), "an existing Node keeps its shadow");
+    // Deleted, its shadow goes (from the watch's delete event).
+    nodes.delete(&gone, &Default::default()).await.unwrap();
+    wait_for("the deleted Node's shadow to go", T, || async {
+        match shadows.get_opt(&names::shadow_name(&gone)).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    if let (Some(before), Some(after)) = (before, node_gets()) {
+        assert!(after - before <= 1, "one read to confirm the deletion, got {}", after - before);
+    }
+    let kept = fleet.shadows().await.len();
+    assert_eq!(kept, 2, "the managed nodes keep theirs");
+    fleet.stop().await;
+}

@@ -369,11 +369,13 @@ impl<'a, 's> Pass<'a, 's> {
         }
     }
 
-    /// Rule 5: the shadow of a node no longer managed is deleted if the Node
-    /// is gone (the writer checks), after which a slot it held is freed (rule 3).
+    /// Rule 5: the shadow of a node no longer managed is deleted once its
+    /// Node is gone (not among all the cluster's Nodes), after which a slot
+    /// it held is freed (rule 3). A Node that exists but is not managed
+    /// keeps its shadow, and costs nothing per pass.
     fn forget_unmanaged_shadows(&mut self) {
         for (sh, node) in with_nodes(self.obs.shadows, self.obs.nodes) {
-            if node.is_none() {
+            if node.is_none() && !self.obs.all_nodes.contains(&sh.node) {
                 self.actions.push(Action::DeleteShadowIfNodeGone { node: sh.node.clone() });
             }
         }
