@@ -438,6 +438,8 @@ impl Actor {
             }
             Action::SetSpec { node, spec } => self.set_spec(node, spec).await?,
             Action::DeleteShadowIfNodeGone { node } => {
+                // Decided only once the Node watch saw it go: one read
+                // confirms it (a Node created since may not be in the watch yet).
                 let nodes: Api<Node> = Api::all(self.client.clone());
                 if nodes
                     .get_opt(node)

@@ -70,13 +70,15 @@ pub struct Config {
     /// Name of the leader-election Lease.
     #[arg(long, env = "BRUPOP_LEADER_ELECTION_LEASE", default_value = model::names::LEADER_LEASE_NAME)]
     pub leader_election_lease: String,
-    /// How long a leader's claim is valid without renewal.
+    /// How long a leader's claim is valid without renewal (whole seconds; at
+    /// least --renew-deadline plus 1s: see `leader::election`).
     #[arg(long, env = "BRUPOP_LEASE_DURATION", default_value = "15s", value_parser = duration)]
     pub lease_duration: Duration,
-    /// The active leader steps down if it could not renew for this long (less than --lease-duration).
+    /// The active leader steps down if it could not renew for this long
+    /// (at most --lease-duration minus 1s).
     #[arg(long, env = "BRUPOP_RENEW_DEADLINE", default_value = "10s", value_parser = duration)]
     pub renew_deadline: Duration,
-    /// How often the election Lease is renewed or checked.
+    /// How often the election Lease is renewed or checked (at most half of --renew-deadline).
     #[arg(long, env = "BRUPOP_RETRY_PERIOD", default_value = "2s", value_parser = duration)]
     pub retry_period: Duration,
     /// This replica's identity in the election (default: POD_NAME, else the host name).
@@ -89,18 +91,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.common.validate()?;
         crate::selector::parse(&self.node_selector).map_err(|e| format!("--node-selector: {e}"))?;
-        if self.renew_deadline >= self.lease_duration {
-            return Err(format!(
-                "--renew-deadline ({:?}) must be shorter than --lease-duration ({:?}) so a leader steps down before its claim expires",
-                self.renew_deadline, self.lease_duration
-            ));
-        }
-        if self.retry_period >= self.renew_deadline {
-            return Err(format!(
-                "--retry-period ({:?}) must be shorter than --renew-deadline ({:?})",
-                self.retry_period, self.renew_deadline
-            ));
-        }
+        crate::election::check_timings(self.lease_duration, self.renew_deadline, self.retry_period)?;
         if self.failure_backoff > self.failure_backoff_max {
             return Err("--failure-backoff must not exceed --failure-backoff-max".to_owned());
         }
@@ -150,6 +141,8 @@ mod tests {
     fn an_election_that_could_outlive_its_claim_is_refused() {
         let cli = parse(&["--lease-duration", "10s", "--renew-deadline", "10s"]).unwrap();
         assert!(cli.config.validate().unwrap_err().contains("--renew-deadline"));
+        let cli = parse(&["--lease-duration", "10s", "--renew-deadline", "9500ms"]).unwrap();
+        assert!(cli.config.validate().unwrap_err().contains("--renew-deadline"), "less than the margin");
         assert_eq!(parse(&[]).unwrap().config.validate(), Ok(()));
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::act::{ActError, Actor};
-use crate::decide::{self, Observed, ObservedShadow, ObservedSlot, WindowState};
+use crate::decide::{self, Observed, ObservedShadow, ObservedSlot};
 use crate::observe::Shared;
 use crate::settings::{self, Defaults};
 
@@ -91,11 +91,7 @@ async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<(Op
     let policy = shared.with(|s| s.policy.clone());
     let now = Timestamp::now();
     let (settings, windows) = settings::resolve(defaults, policy.as_ref().map(|p| &p.spec));
-    let window = WindowState {
-        open: windows.is_open(now),
-        next_start: windows.next_start(now),
-        current_end: windows.current_end(now),
-    };
+    let window = settings::window_state(&windows, now);
     // Decide on the shared picture itself (no copy per pass), under its lock;
     // the gauges are computed there too.
     let deciding = std::time::Instant::now();
@@ -106,6 +102,7 @@ async fn pass(shared: &Shared, actor: &Actor, defaults: &Defaults) -> Result<(Op
             Observed {
                 now,
                 nodes: &s.nodes,
+                all_nodes: &s.all_nodes,
                 shadows: &s.shadows,
                 slots: &slots,
                 policy: previous.as_ref(),

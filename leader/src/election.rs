@@ -6,8 +6,23 @@
 //!   when it last *saw the record change* (so clock skew between replicas
 //!   does not matter), with a resourceVersion-checked write.
 //! - The leader renews every `retry_period`; if it has not renewed
-//!   successfully for `renew_deadline` (< `lease_duration`) it steps down at
-//!   once, before its claim can expire, so two leaders never act together.
+//!   successfully for `renew_deadline`, counted from when it *sent* its last
+//!   successful renewal, it steps down at that moment, even while a call
+//!   hangs, before its claim can expire, so two leaders never act together.
+//!
+//! Why that holds ([`check_timings`] refuses flags that break it): the
+//! server records a renewal after the leader sent it, and the standby
+//! counts `lease_duration` from when it *saw* that record, later still, on
+//! its own monotonic clock; the leader counts `renew_deadline` from the
+//! send on its own. Wall-clock skew between the replicas therefore cancels
+//! out. What remains is the leader's own lateness in stepping down (a busy
+//! runtime) and a write it had in flight at that moment (every write of the
+//! leader is checked by resourceVersion, so a late one can only fail), for
+//! which the rule keeps [`ELECTION_MARGIN`] between the two:
+//! `renew_deadline + ELECTION_MARGIN <= lease_duration`. The lease duration
+//! is whole seconds, as it is written to the Lease (the standby reads it
+//! from there), and `2 × retry_period <= renew_deadline`, so one lost
+//! renewal never makes a leader step down.
 //! - On shutdown a leader releases the Lease so the standby takes over
 //!   without waiting for expiry.
 
@@ -19,6 +34,31 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::Api;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+/// What separates the leader's step-down from the earliest takeover by a
+/// standby (see the module documentation).
+pub const ELECTION_MARGIN: Duration = Duration::from_secs(1);
+
+/// Checks the election timings by the rule in the module documentation;
+/// the error names the flags.
+pub fn check_timings(lease_duration: Duration, renew_deadline: Duration, retry_period: Duration) -> Result<(), String> {
+    if lease_duration < Duration::from_secs(1) || lease_duration.subsec_nanos() != 0 {
+        return Err(format!(
+            "--lease-duration ({lease_duration:?}) must be a whole number of seconds, at least 1s: it is written to the election Lease in seconds"
+        ));
+    }
+    if renew_deadline + ELECTION_MARGIN > lease_duration {
+        return Err(format!(
+            "--renew-deadline ({renew_deadline:?}) plus a margin of {ELECTION_MARGIN:?} must not exceed --lease-duration ({lease_duration:?}): a leader must step down before a standby may take over"
+        ));
+    }
+    if retry_period.is_zero() || retry_period * 2 > renew_deadline {
+        return Err(format!(
+            "--retry-period ({retry_period:?}) must be above zero and at most half of --renew-deadline ({renew_deadline:?}), so one lost renewal does not end a leadership"
+        ));
+    }
+    Ok(())
+}
 
 /// Election settings.
 #[derive(Clone, Debug)]
@@ -74,9 +114,21 @@ pub fn spawn(
         let mut last_renewal: Option<Instant> = None;
         loop {
             let leading = *tx.borrow();
-            match step(&api, &cfg, &mut seen, &mut seen_since).await {
+            // The step-down deadline, counted from the send of the last
+            // successful renewal (the server recorded it later than that).
+            let deadline = last_renewal.map(|t| t + cfg.renew_deadline).filter(|_| leading);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                tracing::warn!(
+                    deadline_ms = cfg.renew_deadline.as_millis() as u64,
+                    "could not renew before the deadline; stepping down"
+                );
+                tx.send_replace(false);
+                continue;
+            }
+            let started = Instant::now();
+            match step(&api, &cfg, &mut seen, &mut seen_since, deadline).await {
                 Ok(true) => {
-                    last_renewal = Some(Instant::now());
+                    last_renewal = Some(started);
                     if !leading {
                         tracing::info!(identity = %cfg.identity, lease = %cfg.lease_name, "became the leader");
                         tx.send_replace(true);
@@ -89,20 +141,17 @@ pub fn spawn(
                     }
                 }
                 Err(e) => {
+                    // A leader steps down at its deadline (above), not at the first error.
                     tracing::warn!(error = %e, "leader election: cannot reach the Lease");
-                    if leading && last_renewal.is_none_or(|t| t.elapsed() >= cfg.renew_deadline) {
-                        tracing::warn!(
-                            deadline_ms = cfg.renew_deadline.as_millis() as u64,
-                            "could not renew before the deadline; stepping down"
-                        );
-                        tx.send_replace(false);
-                    }
                 }
             }
-            // Step down on time even when a call hangs: the next check is bounded too.
+            // Step down on time even when a call hangs: the step is bounded
+            // by the deadline, and so is the wait for the next one.
+            let next = Instant::now() + cfg.retry_period;
+            let wake = deadline.filter(|_| *tx.borrow()).map_or(next, |d| d.min(next));
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(cfg.retry_period) => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
             }
         }
         if *tx.borrow() {
@@ -123,6 +172,7 @@ async fn step(
     cfg: &ElectionConfig,
     seen: &mut (Option<String>, Option<MicroTime>),
     seen_since: &mut Instant,
+    deadline: Option<Instant>,
 ) -> Result<bool, kube::Error> {
     let call = async {
         let current = api.get_opt(&cfg.lease_name).await?;
@@ -164,7 +214,9 @@ async fn step(
             }
         }
     };
-    match tokio::time::timeout(cfg.retry_period.max(Duration::from_millis(500)), call).await {
+    let limit = Instant::now() + cfg.retry_period.max(Duration::from_millis(500));
+    let limit = deadline.map_or(limit, |d| d.min(limit));
+    match tokio::time::timeout_at(limit.into(), call).await {
         Ok(r) => r,
         Err(_) => Err(kube::Error::Service(Box::new(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -209,6 +261,22 @@ mod tests {
 
     fn spec(holder: Option<&str>, secs: i32) -> LeaseSpec {
         LeaseSpec { holder_identity: holder.map(Into::into), lease_duration_seconds: Some(secs), ..Default::default() }
+    }
+
+    #[test]
+    fn election_timings_keep_a_margin_between_step_down_and_takeover() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(check_timings(s(15), s(10), s(2)), Ok(()), "the shipped defaults");
+        assert_eq!(check_timings(s(3), s(2), ms(300)), Ok(()), "the test fleet's");
+        assert_eq!(check_timings(s(11), s(10), s(2)), Ok(()), "exactly the margin");
+        let e = check_timings(s(10), ms(9500), s(2)).unwrap_err();
+        assert!(e.contains("--renew-deadline") && e.contains("--lease-duration"), "{e}");
+        let e = check_timings(ms(2500), ms(1000), ms(200)).unwrap_err();
+        assert!(e.contains("--lease-duration") && e.contains("whole"), "{e}");
+        let e = check_timings(s(15), s(10), s(6)).unwrap_err();
+        assert!(e.contains("--retry-period") && e.contains("--renew-deadline"), "{e}");
+        assert!(check_timings(s(15), s(10), Duration::ZERO).unwrap_err().contains("--retry-period"));
     }
 
     #[test]

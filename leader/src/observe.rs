@@ -6,14 +6,20 @@
 //! Every replica watches, leader or standby, so a standby that takes over
 //! decides on a warm cache. Readiness is "every watch delivered its first
 //! list".
+//!
+//! Besides the managed Nodes (full objects, by the node selector), the names
+//! of all Nodes are watched, metadata only: the shadow of a Node that is
+//! gone is deleted when the watch says so, not by reading each unmanaged
+//! Node on every pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use futures::Stream;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use model::{BottlerocketShadow, UpdatePolicy};
@@ -31,9 +37,11 @@ pub struct State {
     pub shadows: BTreeMap<String, ObservedShadow>,
     pub slots: BTreeMap<String, ObservedSlot>,
     pub policy: Option<UpdatePolicy>,
+    /// The name of every Node, managed or not.
+    pub all_nodes: BTreeSet<String>,
     /// Versions awaited from the watches after the leader's own writes.
     fresh: Freshness<(usize, String)>,
-    synced: [bool; 4],
+    synced: [bool; 5],
 }
 
 impl State {
@@ -234,11 +242,36 @@ impl Kind for UpdatePolicy {
     }
 }
 
-async fn watch_kind<K: Kind>(api: Api<K>, config: watcher::Config, shared: Arc<Shared>, synced: watch::Sender<bool>)
-where
-    K::DynamicType: Default,
-{
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+/// Every Node's name (metadata only: the leader never needs more of a Node
+/// it does not manage).
+impl Kind for PartialObjectMeta<Node> {
+    const INDEX: usize = 4;
+    fn insert(state: &mut State, obj: &Self, _source: Source) -> bool {
+        // A Node appearing changes no decision (only one going does), and
+        // metadata updates of existing Nodes are not worth a pass.
+        if let Some(n) = &obj.metadata.name
+            && !state.all_nodes.contains(n)
+        {
+            state.all_nodes.insert(n.clone());
+        }
+        false
+    }
+    fn remove(state: &mut State, obj: &Self) {
+        if let Some(n) = &obj.metadata.name {
+            state.all_nodes.remove(n);
+        }
+    }
+    fn take(state: &mut State, fresh: &mut State) {
+        state.all_nodes = std::mem::take(&mut fresh.all_nodes);
+    }
+}
+
+async fn watch_kind<K: Kind>(
+    stream: impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+    shared: Arc<Shared>,
+    synced: watch::Sender<bool>,
+) {
+    let mut stream = stream.default_backoff().boxed();
     // A (re)list is gathered as views, not objects: 5,000 full Nodes would
     // cost tens of MiB for a moment, and the allocator keeps what it got.
     let mut relisting: Option<State> = None;
@@ -273,7 +306,7 @@ where
     }
 }
 
-/// Starts the four watches. The receiver turns true once all have listed.
+/// Starts the five watches. The receiver turns true once all have listed.
 pub fn spawn(
     client: &kube::Client,
     namespace: &str,
@@ -286,10 +319,15 @@ pub fn spawn(
     let shadows: Api<BottlerocketShadow> = Api::namespaced(client.clone(), namespace);
     let policies: Api<UpdatePolicy> = Api::namespaced(client.clone(), namespace);
     let by_labels = |s: &str| watcher::Config::default().labels(s);
-    tokio::spawn(watch_kind(nodes, by_labels(node_selector), shared.clone(), tx.clone()));
-    tokio::spawn(watch_kind(leases, by_labels(&format!("{}=true", names::SLOT_LABEL)), shared.clone(), tx.clone()));
-    tokio::spawn(watch_kind(shadows, watcher::Config::default(), shared.clone(), tx.clone()));
+    // `Api<PartialObjectMeta<_>>` makes metadata-only lists and watches.
+    let meta: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
+    let all_nodes = watcher::watcher(meta, watcher::Config::default());
+    tokio::spawn(watch_kind(all_nodes, shared.clone(), tx.clone()));
+    tokio::spawn(watch_kind(watcher::watcher(nodes, by_labels(node_selector)), shared.clone(), tx.clone()));
+    let slots = by_labels(&format!("{}=true", names::SLOT_LABEL));
+    tokio::spawn(watch_kind(watcher::watcher(leases, slots), shared.clone(), tx.clone()));
+    tokio::spawn(watch_kind(watcher::watcher(shadows, watcher::Config::default()), shared.clone(), tx.clone()));
     let policy = watcher::Config::default().fields(&format!("metadata.name={}", names::POLICY_NAME));
-    tokio::spawn(watch_kind(policies, policy, shared, tx));
+    tokio::spawn(watch_kind(watcher::watcher(policies, policy), shared, tx));
     rx
 }

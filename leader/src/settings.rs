@@ -7,9 +7,19 @@ use std::time::Duration;
 
 use model::UpdatePolicySpec;
 use model::parse::Budget;
+use model::policy::MAX_CONCURRENT_UPDATES_LIMIT;
 
-use crate::decide::Settings;
+use crate::decide::{Settings, WindowState};
 use crate::window::Windows;
+
+/// Whether `windows` are open at `now`, and their next edges.
+pub fn window_state(windows: &Windows, now: jiff::Timestamp) -> WindowState {
+    WindowState {
+        open: windows.is_open(now),
+        next_start: windows.next_start(now),
+        current_end: windows.current_end(now),
+    }
+}
 
 /// The leader's flags that the UpdatePolicy can override.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,15 +35,23 @@ pub struct Defaults {
 
 /// The settings and windows for `spec` (no UpdatePolicy: the defaults).
 pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Settings, Windows) {
-    let mut problems = Vec::new();
     let empty = UpdatePolicySpec::default();
     let spec = spec.unwrap_or(&empty);
+    // Values the spec held that could not be read at all (model::policy).
+    let mut problems = spec.unreadable.clone();
     let budget = match &spec.max_concurrent_updates {
         None => defaults.budget,
-        Some(v) => Budget::from_int_or_string(v).unwrap_or_else(|e| {
-            problems.push(format!("spec.maxConcurrentUpdates: {e}"));
-            defaults.budget
-        }),
+        Some(v) => match Budget::from_int_or_string(v) {
+            Ok(Budget::Count(n)) if n > MAX_CONCURRENT_UPDATES_LIMIT.unsigned_abs() => {
+                problems.push(format!("spec.maxConcurrentUpdates: {n} is above {MAX_CONCURRENT_UPDATES_LIMIT}"));
+                defaults.budget
+            }
+            Ok(b) => b,
+            Err(e) => {
+                problems.push(format!("spec.maxConcurrentUpdates: {e}"));
+                defaults.budget
+            }
+        },
     };
     let mut dur = |field: &str, v: &Option<String>, default: Duration| match v {
         None => default,
@@ -134,5 +152,19 @@ mod tests {
         assert!(msg.contains("spec.maxConcurrentUpdates") && msg.contains("abc"), "{msg}");
         let spec = UpdatePolicySpec { update_windows: vec!["Funday 01:00-02:00".into()], ..Default::default() };
         assert!(resolve(&defaults(), Some(&spec)).0.invalid.unwrap().contains("spec.updateWindows"));
+    }
+
+    #[test]
+    fn a_value_the_spec_could_not_read_stops_grants_and_names_the_field() {
+        let spec: UpdatePolicySpec = serde_json::from_str(r#"{"maxConsecutiveFailures":5000000000}"#).unwrap();
+        let (s, _) = resolve(&defaults(), Some(&spec));
+        let msg = s.invalid.unwrap();
+        assert!(msg.contains("spec.maxConsecutiveFailures") && msg.contains("5000000000"), "{msg}");
+        assert_eq!(s.max_consecutive_failures, 3, "the flag's value stays in force meanwhile");
+        let spec = UpdatePolicySpec {
+            max_concurrent_updates: Some(IntOrString::String("999999".into())),
+            ..Default::default()
+        };
+        assert!(resolve(&defaults(), Some(&spec)).0.invalid.unwrap().contains("spec.maxConcurrentUpdates"));
     }
 }

@@ -10,11 +10,33 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::state::FailureReason;
 
+/// The largest `spec.maxConcurrentUpdates` count the CRD accepts. The
+/// leader never creates more slots than managed nodes whatever the value;
+/// this only keeps absurd numbers out of the object.
+pub const MAX_CONCURRENT_UPDATES_LIMIT: i32 = 100_000;
+/// The largest `spec.maxConsecutiveFailures` the CRD accepts (0 already
+/// means "never stop, only halt").
+pub const MAX_CONSECUTIVE_FAILURES_LIMIT: u32 = 1_000;
+/// The longest duration string (`failureBackoff`, `failureBackoffMax`, `maxSlotHold`).
+pub const DURATION_MAX_LENGTH: u32 = 64;
+/// The most `updateWindows`, and the longest one.
+pub const UPDATE_WINDOWS_MAX_ITEMS: u32 = 32;
+pub const UPDATE_WINDOW_MAX_LENGTH: u32 = 256;
+/// The longest `resumeRequest`.
+pub const RESUME_REQUEST_MAX_LENGTH: u32 = 256;
+
+// The spec reads leniently (see [`UpdatePolicySpec::from_value`]): a value
+// that cannot be decoded (a number out of range, a wrong type) never fails
+// the read of the whole object (the leader's list of policies would fail and
+// nothing would run, reclaims included); it is left at its default and named
+// in [`UpdatePolicySpec::unreadable`], which the leader turns into phase
+// `InvalidSpec`. (A plain comment: doc comments become the CRD description.)
 /// The rollout's settings. Every field is optional; the leader's flags give the defaults.
-#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[derive(CustomResource, Serialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "brupop.bottlerocket.aws",
     version = "v1",
@@ -36,9 +58,11 @@ use crate::state::FailureReason;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct UpdatePolicySpec {
-    /// How many nodes may update at once: a count (`3`) or a percentage of
-    /// managed nodes (`"10%"`, rounded down, never below 1).
+    /// How many nodes may update at once: a count (`3`, at most 100000) or a
+    /// percentage of managed nodes (`"10%"`, rounded down, never below 1).
+    /// Never more slots than managed nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "budget_schema")]
     pub max_concurrent_updates: Option<IntOrString>,
     /// Stop granting new slots; nodes already updating finish.
     #[serde(default)]
@@ -48,20 +72,25 @@ pub struct UpdatePolicySpec {
     /// cron expression of the original operator (`"0 0 23 * * Mon-Fri *"`,
     /// a one-hour window in UTC). Empty: always.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = UPDATE_WINDOWS_MAX_ITEMS), inner(length(max = UPDATE_WINDOW_MAX_LENGTH)))]
     pub update_windows: Vec<String>,
     /// First halt after a failure (humantime, e.g. `"5m"`); doubles per consecutive failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = DURATION_MAX_LENGTH))]
     pub failure_backoff: Option<String>,
     /// Longest halt (humantime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = DURATION_MAX_LENGTH))]
     pub failure_backoff_max: Option<String>,
-    /// After this many consecutive failures grants stop until `resumeRequest` changes.
+    /// After this many consecutive failures grants stop until `resumeRequest`
+    /// changes (0: never stop, only halt). At most 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<i64>", range(min = 0))]
+    #[schemars(with = "Option<i64>", range(min = 0, max = MAX_CONSECUTIVE_FAILURES_LIMIT))]
     pub max_consecutive_failures: Option<u32>,
     /// Set to a new value (for example the current time) to end a halt or a
     /// stop and reset the failure count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = RESUME_REQUEST_MAX_LENGTH))]
     pub resume_request: Option<String>,
     /// The longest one node may hold a slot for one walk (a duration such as
     /// `90m`); past it the leader takes the slot back (`SlotHeldTooLong`) and
@@ -69,10 +98,129 @@ pub struct UpdatePolicySpec {
     /// `--max-slot-hold` (90m), above the longest walk the agent's shipped
     /// deadlines allow (82m; docs/protocol.md section 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = DURATION_MAX_LENGTH))]
     pub max_slot_hold: Option<String>,
     /// Also update nodes an administrator cordoned (they stay cordoned afterwards).
     #[serde(default)]
     pub update_cordoned_nodes: bool,
+    /// Not part of the object: the fields whose stored values could not be
+    /// read (`spec.<field>: <why>`), left at their defaults. Any entry stops
+    /// grants (phase `InvalidSpec`).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub unreadable: Vec<String>,
+}
+
+/// `maxConcurrentUpdates`: an int-or-string whose count the API server
+/// bounds (`maximum` applies to the integer form only).
+fn budget_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "nullable": true,
+        "x-kubernetes-int-or-string": true,
+        "minimum": 1,
+        "maximum": MAX_CONCURRENT_UPDATES_LIMIT,
+        "maxLength": 8
+    })
+}
+
+// === impl UpdatePolicySpec ===
+
+impl<'de> Deserialize<'de> for UpdatePolicySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(UpdatePolicySpec::from_value)
+    }
+}
+
+impl UpdatePolicySpec {
+    /// Reads a spec field by field: a value that cannot be decoded, or is
+    /// outside the CRD's bounds (stored before the bounds existed), is left
+    /// at its default and recorded in [`UpdatePolicySpec::unreadable`]
+    /// naming the field. Unknown fields are ignored (the API server prunes
+    /// them). Total: never fails.
+    pub fn from_value(value: Value) -> UpdatePolicySpec {
+        let mut spec = UpdatePolicySpec::default();
+        let map = match value {
+            Value::Object(map) => map,
+            Value::Null => return spec,
+            other => {
+                spec.unreadable.push(format!("spec: not an object: {}", excerpt(&other)));
+                return spec;
+            }
+        };
+        let mut problems = Vec::new();
+        for (key, v) in map {
+            if v.is_null() {
+                continue;
+            }
+            match key.as_str() {
+                "maxConcurrentUpdates" => spec.max_concurrent_updates = field(&key, v, &mut problems),
+                "paused" => spec.paused = field(&key, v, &mut problems).unwrap_or_default(),
+                "updateWindows" => spec.update_windows = field(&key, v, &mut problems).unwrap_or_default(),
+                "failureBackoff" => spec.failure_backoff = field(&key, v, &mut problems),
+                "failureBackoffMax" => spec.failure_backoff_max = field(&key, v, &mut problems),
+                "maxConsecutiveFailures" => spec.max_consecutive_failures = field(&key, v, &mut problems),
+                "resumeRequest" => spec.resume_request = field(&key, v, &mut problems),
+                "maxSlotHold" => spec.max_slot_hold = field(&key, v, &mut problems),
+                "updateCordonedNodes" => spec.update_cordoned_nodes = field(&key, v, &mut problems).unwrap_or_default(),
+                _ => {}
+            }
+        }
+        problems.extend(spec.out_of_bounds());
+        spec.unreadable = problems;
+        spec
+    }
+
+    /// Values that decode but lie outside the CRD's bounds (the API server
+    /// refuses them on write; an object stored before the bounds existed
+    /// may still hold them).
+    fn out_of_bounds(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(IntOrString::Int(n)) = self.max_concurrent_updates
+            && !(1..=MAX_CONCURRENT_UPDATES_LIMIT).contains(&n)
+        {
+            problems.push(format!("spec.maxConcurrentUpdates: {n} is outside 1..={MAX_CONCURRENT_UPDATES_LIMIT}"));
+            self.max_concurrent_updates = None;
+        }
+        if let Some(n) = self.max_consecutive_failures
+            && n > MAX_CONSECUTIVE_FAILURES_LIMIT
+        {
+            problems.push(format!("spec.maxConsecutiveFailures: {n} is above {MAX_CONSECUTIVE_FAILURES_LIMIT}"));
+            self.max_consecutive_failures = None;
+        }
+        let too_long = |field: &str, v: &Option<String>, max: u32, problems: &mut Vec<String>| {
+            if v.as_ref().is_some_and(|s| s.chars().count() > max as usize) {
+                problems.push(format!("spec.{field}: longer than {max} characters"));
+            }
+        };
+        too_long("failureBackoff", &self.failure_backoff, DURATION_MAX_LENGTH, &mut problems);
+        too_long("failureBackoffMax", &self.failure_backoff_max, DURATION_MAX_LENGTH, &mut problems);
+        too_long("maxSlotHold", &self.max_slot_hold, DURATION_MAX_LENGTH, &mut problems);
+        too_long("resumeRequest", &self.resume_request, RESUME_REQUEST_MAX_LENGTH, &mut problems);
+        if self.update_windows.len() > UPDATE_WINDOWS_MAX_ITEMS as usize {
+            problems.push(format!("spec.updateWindows: more than {UPDATE_WINDOWS_MAX_ITEMS} windows"));
+        }
+        if self.update_windows.iter().any(|w| w.chars().count() > UPDATE_WINDOW_MAX_LENGTH as usize) {
+            problems.push(format!("spec.updateWindows: a window longer than {UPDATE_WINDOW_MAX_LENGTH} characters"));
+        }
+        problems
+    }
+}
+
+/// Decodes one field; on failure records `spec.<key>: ...` and gives `None`.
+fn field<T: serde::de::DeserializeOwned>(key: &str, v: Value, problems: &mut Vec<String>) -> Option<T> {
+    match serde_json::from_value::<T>(v.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.push(format!("spec.{key}: cannot read {}: {e}", excerpt(&v)));
+            None
+        }
+    }
+}
+
+/// A value as JSON, cut to a length a status message can carry.
+fn excerpt(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() <= 64 { s } else { format!("{}...", s.chars().take(64).collect::<String>()) }
 }
 
 /// Whether grants run, as the leader last decided. Written by the leader only.
@@ -237,6 +385,56 @@ mod tests {
         assert!(p.paused);
         let p: UpdatePolicySpec = serde_json::from_str(r#"{"maxConcurrentUpdates":3}"#).unwrap();
         assert_eq!(p.max_concurrent_updates, Some(IntOrString::Int(3)));
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_decoded_is_named_not_fatal() {
+        let p: UpdatePolicySpec =
+            serde_json::from_str(r#"{"maxConsecutiveFailures":5000000000,"paused":true,"maxConcurrentUpdates":2}"#)
+                .unwrap();
+        assert_eq!(p.max_consecutive_failures, None);
+        assert!(p.paused, "the other fields are read");
+        assert_eq!(p.max_concurrent_updates, Some(IntOrString::Int(2)));
+        assert_eq!(p.unreadable.len(), 1, "{:?}", p.unreadable);
+        assert!(p.unreadable[0].contains("spec.maxConsecutiveFailures") && p.unreadable[0].contains("5000000000"));
+        // The whole object reads too (the leader's list of policies must not fail).
+        let obj: UpdatePolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "brupop.bottlerocket.aws/v1", "kind": "UpdatePolicy",
+            "metadata": {"name": "default"},
+            "spec": {"maxConcurrentUpdates": 2147483648u64, "paused": "yes", "updateWindows": [1]}
+        }))
+        .unwrap();
+        let fields: Vec<&str> = obj.spec.unreadable.iter().map(|p| p.split(':').next().unwrap_or("")).collect();
+        assert_eq!(fields, ["spec.maxConcurrentUpdates", "spec.paused", "spec.updateWindows"]);
+        let p = UpdatePolicySpec::from_value(serde_json::json!("nonsense"));
+        assert!(p.unreadable[0].starts_with("spec: not an object"), "{:?}", p.unreadable);
+    }
+
+    #[test]
+    fn values_beyond_the_crd_bounds_are_named() {
+        let p: UpdatePolicySpec =
+            serde_json::from_str(r#"{"maxConcurrentUpdates":2147483647,"maxConsecutiveFailures":4000000000}"#).unwrap();
+        assert_eq!((p.max_concurrent_updates.as_ref(), p.max_consecutive_failures), (None, None));
+        assert!(p.unreadable[0].contains("spec.maxConcurrentUpdates"), "{:?}", p.unreadable);
+        assert!(p.unreadable[1].contains("spec.maxConsecutiveFailures"), "{:?}", p.unreadable);
+        let ok: UpdatePolicySpec = serde_json::from_str(r#"{"maxConcurrentUpdates":100000}"#).unwrap();
+        assert!(ok.unreadable.is_empty());
+    }
+
+    #[test]
+    fn the_crd_bounds_every_number_and_string_of_the_spec() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(UpdatePolicy::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        assert_eq!(spec["maxConcurrentUpdates"]["maximum"].as_f64(), Some(f64::from(MAX_CONCURRENT_UPDATES_LIMIT)));
+        assert_eq!(spec["maxConcurrentUpdates"]["x-kubernetes-int-or-string"], serde_json::json!(true));
+        assert_eq!(spec["maxConsecutiveFailures"]["maximum"].as_f64(), Some(f64::from(MAX_CONSECUTIVE_FAILURES_LIMIT)));
+        for f in ["failureBackoff", "failureBackoffMax", "maxSlotHold", "resumeRequest"] {
+            assert!(spec[f]["maxLength"].is_u64(), "{f}: {}", spec[f]);
+        }
+        assert!(spec["updateWindows"]["maxItems"].is_u64());
+        assert!(spec["updateWindows"]["items"]["maxLength"].is_u64());
+        assert!(spec.get("unreadable").is_none(), "not part of the object");
     }
 
     #[test]

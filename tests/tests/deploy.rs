@@ -327,3 +327,121 @@ fn the_dashboard_and_alerts_use_only_metrics_and_labels_that_exist() {
         assert!(unknown.is_empty(), "{what} groups by labels no metric has: {unknown:?}");
     }
 }
+
+/// The list literal of a CEL variable such as `"['a', 'b']"`.
+fn cel_strings(expr: &str) -> BTreeSet<String> {
+    expr.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|s| s.trim().trim_matches('\'').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The optional ValidatingAdmissionPolicy (the test server does not serve
+/// that kind, so it is checked here): it binds with Deny, matches Node
+/// updates by exactly the ServiceAccounts the install manifest lets patch
+/// Nodes, allows exactly the labels and annotations the operator writes, and
+/// guards every Node spec field but `spec.unschedulable`.
+#[test]
+fn the_optional_admission_policy_narrows_node_changes_to_the_operators_own() {
+    let text = std::fs::read_to_string(deploy_dir().join("optional/admission-policy.yaml")).unwrap();
+    let docs = documents(&text).unwrap();
+    let kind = |k: &str| docs.iter().find(|d| d["kind"] == k).unwrap_or_else(|| panic!("no {k}"));
+    let policy = kind("ValidatingAdmissionPolicy");
+    let binding = kind("ValidatingAdmissionPolicyBinding");
+    for d in [policy, binding] {
+        assert_eq!(d["apiVersion"], "admissionregistration.k8s.io/v1");
+    }
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    let rules = policy["spec"]["matchConstraints"]["resourceRules"].as_array().unwrap();
+    assert!(
+        rules.iter().any(|r| r["resources"] == json!(["nodes"])
+            && r["apiGroups"] == json!([""])
+            && r["operations"].as_array().unwrap().contains(&json!("UPDATE"))),
+        "{rules:?}"
+    );
+
+    // Who may patch Nodes under the shipped RBAC: the subjects of every
+    // ClusterRole granting `patch` on nodes.
+    let manifest_docs = documents(&manifest()).unwrap();
+    let patchers: BTreeSet<String> = manifest_docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole")
+        .filter(|d| {
+            d["rules"].as_array().into_iter().flatten().any(|r| {
+                r["apiGroups"] == json!([""])
+                    && r["resources"].as_array().unwrap().contains(&json!("nodes"))
+                    && r["verbs"].as_array().unwrap().contains(&json!("patch"))
+            })
+        })
+        .flat_map(|role| {
+            let name = role["metadata"]["name"].clone();
+            manifest_docs
+                .iter()
+                .filter(move |b| b["kind"] == "ClusterRoleBinding" && b["roleRef"]["name"] == name)
+                .flat_map(|b| b["subjects"].as_array().unwrap().clone())
+        })
+        .map(|s| format!("system:serviceaccount:{}:{}", s["namespace"].as_str().unwrap(), s["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        patchers,
+        BTreeSet::from([
+            format!("system:serviceaccount:{}:brupop-authproxy", names::DEFAULT_NAMESPACE),
+            format!("system:serviceaccount:{}:brupop-leader", names::DEFAULT_NAMESPACE),
+        ]),
+        "SECURITY.md and the policy name these two"
+    );
+    let conditions = policy["spec"]["matchConditions"].as_array().unwrap();
+    assert_eq!(conditions.len(), 1);
+    let matched =
+        cel_strings(conditions[0]["expression"].as_str().unwrap().split_once(" in ").map(|(_, list)| list).unwrap());
+    assert_eq!(matched, patchers, "the policy applies to exactly the ServiceAccounts that may patch Nodes");
+
+    // Exactly the labels and annotations the operator writes on Nodes.
+    let var = |name: &str| {
+        let v = policy["spec"]["variables"].as_array().unwrap().iter().find(|v| v["name"] == name).unwrap();
+        v["expression"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(cel_strings(&var("allowedLabels")), BTreeSet::from([names::EXCLUDE_LB_LABEL.to_owned()]));
+    assert_eq!(
+        cel_strings(&var("allowedAnnotations")),
+        BTreeSet::from([names::CORDONED_ANNOTATION.to_owned(), names::LB_EXCLUDED_ANNOTATION.to_owned()])
+    );
+
+    // Every field of a Node's spec but `unschedulable` is guarded. (Naming
+    // every field here makes a new one in k8s-openapi a compile error.)
+    use k8s_openapi::api::core::v1::{NodeConfigSource, NodePodPreemptionPolicy, NodeSpec, Taint};
+    let full = NodeSpec {
+        config_source: Some(NodeConfigSource::default()),
+        external_id: Some(String::new()),
+        pod_cidr: Some(String::new()),
+        pod_cidrs: Some(vec![]),
+        provider_id: Some(String::new()),
+        taints: Some(vec![Taint::default()]),
+        unschedulable: Some(true),
+        pod_preemption_policy: Some(NodePodPreemptionPolicy::default()),
+    };
+    // Fields the policy leaves alone: the one the operator writes, and one
+    // too new for most clusters' Node schema (an expression naming a field
+    // the server does not know fails type checking, and with
+    // `failurePolicy: Fail` would deny every Node change of both accounts).
+    let unguarded = ["unschedulable", "podPreemptionPolicy"];
+    let validations: String = policy["spec"]["validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["expression"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for field in serde_json::to_value(full).unwrap().as_object().unwrap().keys() {
+        let guarded = validations.contains(&format!("object.spec.{field} == oldObject.spec.{field}"));
+        assert_eq!(guarded, !unguarded.contains(&field.as_str()), "spec.{field}");
+    }
+    for field in ["finalizers", "ownerReferences"] {
+        assert!(validations.contains(&format!("object.metadata.{field} == oldObject.metadata.{field}")), "{field}");
+    }
+}

@@ -270,3 +270,170 @@ fn the_default_max_slot_hold_outlasts_the_longest_walk_of_the_shipped_agent() {
     assert_eq!(leader.max_slot_hold, Duration::from_secs(90 * 60));
     assert!(leader.max_slot_hold > walk, "{:?} <= {walk:?}", leader.max_slot_hold);
 }
+
+/// The UpdatePolicy CRD with its bounds taken out, as a build before them
+/// installed it: objects written under it may hold any number.
+fn unbounded_policy_crd() -> String {
+    let crd = model::crds().into_iter().find(|c| c.spec.names.kind == "UpdatePolicy").unwrap();
+    let mut crd = serde_json::to_value(crd).unwrap();
+    fn strip(v: &mut serde_json::Value) {
+        if let Some(m) = v.as_object_mut() {
+            for k in ["maximum", "minimum", "maxLength", "maxItems"] {
+                m.remove(k);
+            }
+            m.values_mut().for_each(strip);
+        } else if let Some(a) = v.as_array_mut() {
+            a.iter_mut().for_each(strip);
+        }
+    }
+    strip(&mut crd);
+    serde_json::to_string(&crd).unwrap() // JSON is YAML
+}
+
+/// Any UpdatePolicy spec is either applied or `InvalidSpec`: a huge
+/// count gives one slot per managed node, values beyond the CRD's bounds are
+/// refused by the API server, and values an older CRD let in (a number no
+/// field can hold) stop grants, naming the field, without stopping the
+/// leader, which reads them again after a restart and recovers once fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_update_policies_are_applied_or_invalid_and_never_flood_or_stop_the_leader() {
+    const NODES: usize = 3;
+    let fleet = Fleet::start("leader-hostile-spec", FleetOptions { nodes: NODES, agents: false, ..Default::default() })
+        .await
+        .unwrap();
+    let leases_at_most_nodes = || async {
+        let n = fleet.slots().await.len();
+        assert!(n <= NODES, "{n} slot Leases for {NODES} managed nodes");
+        n
+    };
+    let status = || async { fleet.policy().await.and_then(|p| p.status).unwrap_or_default() };
+    // The largest count the CRD allows: applied, one slot per managed node.
+    fleet.patch_policy(json!({"maxConcurrentUpdates": model::policy::MAX_CONCURRENT_UPDATES_LIMIT})).await;
+    wait_for("one slot per managed node", T, || async {
+        let (st, leases) = (status().await, leases_at_most_nodes().await);
+        if st.phase == Phase::Running && st.slots as usize == NODES && leases == NODES {
+            Ok(())
+        } else {
+            Err(format!("{} Leases, {st:?}", leases))
+        }
+    })
+    .await;
+    // Beyond the bounds: the API server refuses the write, naming the field.
+    let policies = Api::<UpdatePolicy>::namespaced(fleet.client().clone(), &fleet.ns);
+    let pp = kube::api::PatchParams::default();
+    for (field, value) in [
+        ("maxConcurrentUpdates", json!(2147483647)),
+        ("maxConcurrentUpdates", json!("99999999%")),
+        ("maxConsecutiveFailures", json!(5000000000u64)),
+    ] {
+        let patch = json!({"spec": {field: value}});
+        match policies.patch(names::POLICY_NAME, &pp, &kube::api::Patch::Merge(&patch)).await {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{s:?}");
+                assert!(s.message.contains(&format!("spec.{field}")), "{}", s.message);
+            }
+            other => panic!("{field}: {value} was not refused: {other:?}"),
+        }
+    }
+    // Values an older CRD without bounds let in: stored, then the bounded CRD is back.
+    fleet.api.install_crds_yaml(&unbounded_policy_crd()).await.unwrap();
+    fleet.patch_policy(json!({"maxConcurrentUpdates": 2147483647, "maxConsecutiveFailures": 5000000000u64})).await;
+    fleet.api.install_crds().await.unwrap();
+    // Restarted, the leader lists the policy (reading it does not fail) and says what is wrong.
+    fleet.kill_leader(0);
+    fleet.start_leader(0);
+    let invalid = wait_for("the policy to be InvalidSpec naming both fields", T, || async {
+        let st = status().await;
+        leases_at_most_nodes().await;
+        let named =
+            st.message.contains("spec.maxConsecutiveFailures") && st.message.contains("spec.maxConcurrentUpdates");
+        if st.phase == Phase::InvalidSpec && named { Ok(st) } else { Err(format!("{st:?}")) }
+    })
+    .await;
+    assert!(invalid.message.contains("5000000000"), "{}", invalid.message);
+    // The restarted process itself decided so (its metrics start empty):
+    // it listed the policy, leads, and keeps running.
+    wait_for("the restarted leader to decide InvalidSpec", T, || async {
+        let m = fleet.leader_metrics(0).await;
+        let phase = tests::harness::metric(&m, "brupop_rollout_phase{phase=\"InvalidSpec\"}");
+        let leads = tests::harness::metric(&m, "brupop_leader");
+        if phase == Some(1.0) && leads == Some(1.0) {
+            Ok(())
+        } else {
+            Err(format!("phase {phase:?}, leader {leads:?}"))
+        }
+    })
+    .await;
+    assert!(fleet.leaders[0].lock().unwrap().is_running(), "the leader keeps running:\n{}", fleet.logs(30));
+    // Fixed, the policy is applied again.
+    fleet.patch_policy(json!({"maxConcurrentUpdates": 2, "maxConsecutiveFailures": 5})).await;
+    wait_for("the fixed policy to be applied", T, || async {
+        let (st, leases) = (status().await, leases_at_most_nodes().await);
+        if st.phase == Phase::Running && st.slots == 2 { Ok(()) } else { Err(format!("{leases} Leases, {st:?}")) }
+    })
+    .await;
+    assert!(fleet.leaders[0].lock().unwrap().is_running());
+    fleet.stop().await;
+}
+
+/// The leader reads no unmanaged Node per pass: it knows which Nodes exist
+/// from a metadata watch, keeps the shadow of a Node that merely left the
+/// selector, and deletes the shadow of a deleted Node when the watch says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmanaged_nodes_cost_no_reads_per_pass_and_a_deleted_nodes_shadow_goes() {
+    let fleet = Fleet::start("leader-node-reads", FleetOptions { nodes: 3, agents: false, ..Default::default() })
+        .await
+        .unwrap();
+    let shadows = fleet.shadows_api();
+    for n in &fleet.nodes {
+        let mut sh = model::BottlerocketShadow::new(&names::shadow_name(n), Default::default());
+        sh.metadata.namespace = Some(fleet.ns.clone());
+        shadows.create(&PostParams::default(), &sh).await.unwrap();
+    }
+    let gone = fleet.nodes[0].clone();
+    // The node leaves the selector (its fleet label goes); it still exists.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(fleet.client().clone());
+    let unlabel = json!({"metadata": {"labels": {"brupop-test": null}}});
+    nodes.patch(&gone, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&unlabel)).await.unwrap();
+    let status = || async { fleet.policy().await.and_then(|p| p.status).unwrap_or_default() };
+    wait_for("the leader to manage two nodes", T, || async {
+        let st = status().await;
+        if st.managed_nodes == 2 { Ok(()) } else { Err(format!("{st:?}")) }
+    })
+    .await;
+    let leader_user = format!("system:serviceaccount:{}:brupop-leader", fleet.ns);
+    let node_gets = || fleet.api.sim().map(|s| s.request_log().count_by("get", "nodes", &leader_user));
+    let before = node_gets();
+    // Ten passes, each one seen in the status.
+    for i in 0..10 {
+        let paused = i % 2 == 0;
+        fleet.patch_policy(json!({"paused": paused})).await;
+        let want = if paused { Phase::Paused } else { Phase::Running };
+        wait_for("the pass to show the change", T, || async {
+            let st = status().await;
+            if st.phase == want { Ok(()) } else { Err(format!("{st:?}")) }
+        })
+        .await;
+    }
+    if let (Some(before), Some(after)) = (before, node_gets()) {
+        assert_eq!(after - before, 0, "the leader read Nodes during passes");
+        let all = fleet.api.sim().unwrap().request_log();
+        assert!(all.by_user(&leader_user) > 0, "the leader is {leader_user}");
+    }
+    assert!(shadows.get_opt(&names::shadow_name(&gone)).await.unwrap().is_some(), "an existing Node keeps its shadow");
+    // Deleted, its shadow goes (from the watch's delete event).
+    nodes.delete(&gone, &Default::default()).await.unwrap();
+    wait_for("the deleted Node's shadow to go", T, || async {
+        match shadows.get_opt(&names::shadow_name(&gone)).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    if let (Some(before), Some(after)) = (before, node_gets()) {
+        assert!(after - before <= 1, "one read to confirm the deletion, got {}", after - before);
+    }
+    let kept = fleet.shadows().await.len();
+    assert_eq!(kept, 2, "the managed nodes keep theirs");
+    fleet.stop().await;
+}

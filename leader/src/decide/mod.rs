@@ -64,6 +64,13 @@ pub fn backoff(base: Duration, max: Duration, consecutive: u32) -> Duration {
     base.checked_mul(1u32 << exp.min(31)).unwrap_or(max).min(max)
 }
 
+/// The number of slots for `budget` over `managed` nodes: never more than
+/// the managed nodes (none without any).
+pub fn pool_size(budget: model::parse::Budget, managed: usize) -> u32 {
+    let managed = u32::try_from(managed).unwrap_or(u32::MAX);
+    budget.slots(managed).min(managed)
+}
+
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     jiff::SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
@@ -362,21 +369,24 @@ impl<'a, 's> Pass<'a, 's> {
         }
     }
 
-    /// Rule 5: the shadow of a node no longer managed is deleted if the Node
-    /// is gone (the writer checks), after which a slot it held is freed (rule 3).
+    /// Rule 5: the shadow of a node no longer managed is deleted once its
+    /// Node is gone (not among all the cluster's Nodes), after which a slot
+    /// it held is freed (rule 3). A Node that exists but is not managed
+    /// keeps its shadow, and costs nothing per pass.
     fn forget_unmanaged_shadows(&mut self) {
         for (sh, node) in with_nodes(self.obs.shadows, self.obs.nodes) {
-            if node.is_none() {
+            if node.is_none() && !self.obs.all_nodes.contains(&sh.node) {
                 self.actions.push(Action::DeleteShadowIfNodeGone { node: sh.node.clone() });
             }
         }
     }
 
-    /// Rule 6: the slot pool follows the budget; shrinking never revokes a
+    /// Rule 6: the slot pool follows the budget, never beyond the number of
+    /// managed nodes (a count of 2147483647 would otherwise have the leader
+    /// create Leases until it runs out of memory); shrinking never revokes a
     /// held slot (surplus slots go once free). Returns the pool's size.
     fn size_pool(&mut self) -> u32 {
-        let managed = u32::try_from(self.obs.nodes.len()).unwrap_or(u32::MAX);
-        let size = self.settings.budget.slots(managed);
+        let size = pool_size(self.settings.budget, self.obs.nodes.len());
         let existing: BTreeSet<u32> = self.obs.slots.iter().map(|s| s.index).collect();
         for i in 0..size {
             if !existing.contains(&i) {

@@ -1,7 +1,7 @@
 //! What the decisions take (observed nodes, slots, shadows, settings) and
 //! what they return (actions, the plan). Plain data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -100,6 +100,10 @@ impl WindowState {
 pub struct Observed<'a> {
     pub now: Timestamp,
     pub nodes: &'a BTreeMap<String, ObservedNode>,
+    /// The name of every Node in the cluster, managed or not (a
+    /// metadata-only watch): a shadow whose Node is not among them is
+    /// deleted, seen from the watch's delete event, with no read per pass.
+    pub all_nodes: &'a BTreeSet<String>,
     pub shadows: &'a BTreeMap<String, ObservedShadow>,
     pub slots: &'a [ObservedSlot],
     /// The UpdatePolicy's status (default if it has none); `None` when
@@ -145,7 +149,9 @@ pub enum Action {
     },
     /// Write the shadow spec (reset after release/reclaim, acknowledgement, or repair of a grant).
     SetSpec { node: String, spec: BottlerocketShadowSpec },
-    /// Delete the shadow of a node that is no longer managed, if its Node no longer exists.
+    /// Delete the shadow of a node whose Node the watch saw deleted (the
+    /// writer confirms with one read: a Node the watch has not shown yet
+    /// keeps its shadow).
     DeleteShadowIfNodeGone { node: String },
 }
 

@@ -208,6 +208,10 @@ impl RequestStats {
     pub fn count(&self, verb: &str, resource: &str) -> u64 {
         self.sum(|v, r, _| v == verb && r == resource)
     }
+    /// Requests with this verb on this resource by this user.
+    pub fn count_by(&self, verb: &str, resource: &str, user: &str) -> u64 {
+        self.sum(|v, r, u| v == verb && r == resource && u == user)
+    }
     pub fn by_verb(&self, verb: &str) -> u64 {
         self.sum(|v, _, _| v == verb)
     }

@@ -132,13 +132,15 @@ pub fn validate(v: &Value, s: &Value, path: &str, errs: &mut Vec<Cause>) {
         }
         return;
     }
+    // An int-or-string takes either type; the value checks below still
+    // apply to the form given (`maximum` to a number, `maxLength` to a
+    // string), as a real API server applies them.
     if flag(s, "x-kubernetes-int-or-string") {
         if !(v.is_i64() || v.is_u64() || v.is_string()) {
             errs.push(Cause::type_invalid(path, json_type(v), "integer,string"));
+            return;
         }
-        return;
-    }
-    if let Some(t) = s.get("type").and_then(Value::as_str)
+    } else if let Some(t) = s.get("type").and_then(Value::as_str)
         && !type_ok(v, t)
     {
         errs.push(Cause::type_invalid(path, json_type(v), t));

@@ -1,6 +1,6 @@
 //! Unit tests of the leader's decisions, one per rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -43,6 +43,8 @@ struct World {
     slots: Vec<ObservedSlot>,
     policy: UpdatePolicyStatus,
     window: WindowState,
+    /// Nodes that exist but are not managed (beside `nodes`).
+    unmanaged: BTreeSet<String>,
 }
 
 impl World {
@@ -55,6 +57,7 @@ impl World {
             slots: Vec::new(),
             policy: UpdatePolicyStatus::default(),
             window: WindowState::ALWAYS,
+            unmanaged: BTreeSet::new(),
         };
         for i in 0..n {
             w.add_node(&format!("node-{i}"));
@@ -186,11 +189,17 @@ impl World {
         self
     }
 
+    /// Every Node of the cluster: the managed ones and the others.
+    fn all_nodes(&self) -> BTreeSet<String> {
+        self.nodes.keys().cloned().chain(self.unmanaged.iter().cloned()).collect()
+    }
+
     fn decide(&self, settings: &Settings) -> Plan {
         decide(
             Observed {
                 now: self.now,
                 nodes: &self.nodes,
+                all_nodes: &self.all_nodes(),
                 shadows: &self.shadows,
                 slots: &self.slots,
                 policy: Some(&self.policy),
@@ -312,6 +321,17 @@ fn unmanaged_nodes_get_nothing() {
     let plan = w.decide(&settings());
     assert_eq!(granted_nodes(&plan), pairs(&[("brupop-slot-0", "node-1")]));
     assert!(plan.actions.contains(&Action::DeleteShadowIfNodeGone { node: "node-0".into() }));
+}
+
+#[test]
+fn an_unmanaged_node_that_exists_keeps_its_shadow_and_costs_no_action() {
+    let mut w = World::new(2);
+    w.slots(1).waiting("node-0", 1);
+    w.nodes.remove("node-0");
+    w.unmanaged.insert("node-0".into());
+    let plan = w.decide(&settings());
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::DeleteShadowIfNodeGone { .. })), "{:?}", plan.actions);
+    assert!(granted_nodes(&plan).is_empty(), "an unmanaged node is granted nothing");
 }
 
 #[test]
@@ -568,6 +588,7 @@ fn without_an_update_policy_the_only_decision_is_to_create_it() {
         Observed {
             now: w.now,
             nodes: &w.nodes,
+            all_nodes: &w.all_nodes(),
             shadows: &w.shadows,
             slots: &w.slots,
             policy: None,
@@ -650,3 +671,4 @@ fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() 
 mod failures;
 mod ledger;
 mod props;
+mod specs;

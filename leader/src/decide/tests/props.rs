@@ -75,7 +75,7 @@ fn slot_case(nodes: usize) -> impl Strategy<Value = SlotCase> {
         .prop_map(|(holder, renewed_ago, secs)| SlotCase { holder, renewed_ago, secs })
 }
 
-fn world() -> impl Strategy<Value = (World, Settings)> {
+pub(super) fn world() -> impl Strategy<Value = (World, Settings)> {
     (1usize..12, 1u32..6).prop_flat_map(|(n, slots)| {
         (
             proptest::collection::vec(node_case(slots), n),
