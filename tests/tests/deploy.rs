@@ -75,6 +75,57 @@ fn every_binary_and_flag_the_manifests_name_exists() {
     assert!(checked >= 20, "{checked} flags checked");
 }
 
+/// The admin ports (8080) are admitted only from the namespaces a documented
+/// label selects, never from every namespace; the authproxy's port only from
+/// agents. (The test servers do not enforce NetworkPolicies: checked here.)
+#[test]
+fn network_policies_admit_the_admin_port_only_from_labelled_namespaces() {
+    const LABEL: &str = "brupop.bottlerocket.aws/scrape-metrics";
+    let docs = documents(&manifest()).unwrap();
+    let policies: Vec<_> = docs.iter().filter(|d| d["kind"] == "NetworkPolicy").collect();
+    assert!(
+        policies.iter().any(|p| p["spec"]["podSelector"] == json!({})
+            && p["spec"]["ingress"].is_null()
+            && p["spec"]["policyTypes"] == json!(["Ingress"])),
+        "a default deny of ingress"
+    );
+    let mut admin_rules = 0;
+    for p in &policies {
+        for rule in p["spec"]["ingress"].as_array().into_iter().flatten() {
+            let name = &p["metadata"]["name"];
+            let from = rule["from"].as_array().unwrap_or_else(|| panic!("{name}: a rule without `from` admits anyone"));
+            assert!(!from.is_empty(), "{name}: an empty `from` admits anyone");
+            let ports: Vec<i64> =
+                rule["ports"].as_array().into_iter().flatten().filter_map(|p| p["port"].as_i64()).collect();
+            assert!(!ports.is_empty(), "{name}: a rule without ports admits every port");
+            for peer in from {
+                assert_ne!(peer["namespaceSelector"], json!({}), "{name}: admits every namespace");
+                assert!(peer.get("ipBlock").is_none(), "{name}: no address ranges are shipped");
+            }
+            if ports.contains(&8080) {
+                admin_rules += 1;
+                for peer in from {
+                    assert_eq!(
+                        peer["namespaceSelector"]["matchLabels"][LABEL], "true",
+                        "{name}: the admin port is admitted from namespaces labelled {LABEL}=true: {peer}"
+                    );
+                }
+            }
+            if ports.contains(&8443) {
+                for peer in from {
+                    assert_eq!(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "brupop-agent", "{name}");
+                }
+            }
+        }
+    }
+    assert_eq!(admin_rules, 1, "one rule admits the admin ports");
+    let readme = std::fs::read_to_string(deploy_dir().join("../README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("kubectl label namespace <PROMETHEUS-NAMESPACE> {LABEL}=true")),
+        "the README says how to admit Prometheus"
+    );
+}
+
 #[test]
 fn every_mounted_secret_is_issued_by_a_certificate() {
     let docs = documents(&manifest()).unwrap();
