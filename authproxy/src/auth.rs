@@ -1,7 +1,11 @@
 //! Authentication of agents: TokenReview of the projected token (with the
 //! authproxy's audience), then the pod the token is bound to, then the pure
-//! rule in [`crate::authz`]. Successful results are cached per token; so
-//! are refusals, for a short time, so a repeated bad token costs no review.
+//! rule in [`crate::authz`]. Successful results are cached per token for the
+//! token's life (capped by `--token-cache-ttl`), and used only while the
+//! token's pod is still the live one ([`crate::podwatch`]): an honest agent
+//! costs one review per token, and a deleted or replaced pod's token stops
+//! working within seconds. Refusals are cached for a short time, so a
+//! repeated bad token costs no review.
 //!
 //! Reviews have their own budget: they go through a client of their own
 //! (`--token-review-max-in-flight`), apart from the one that serves
@@ -21,7 +25,17 @@ use kube::api::Api;
 
 use crate::authz::{self, AgentAccount, Denial, Identity, PodFacts};
 use crate::metrics::Metrics;
+use crate::podwatch::AgentPods;
 use crate::tokencache::TokenCache;
+
+/// What a successful check found: the caller's node, and the pod its token
+/// is bound to (the cached result holds only while that pod lives).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub node: String,
+    pub pod: String,
+    pub uid: String,
+}
 
 /// Why a caller is not let in.
 #[derive(Debug, thiserror::Error)]
@@ -93,8 +107,9 @@ pub struct Authenticator {
     client: kube::Client,
     audience: String,
     agent: AgentAccount,
-    cache: TokenCache<String>,
+    cache: TokenCache<Caller>,
     refusals: TokenCache<Refused>,
+    pods: AgentPods,
     in_flight: InFlight,
     metrics: Metrics,
 }
@@ -114,19 +129,33 @@ impl Authenticator {
         client: kube::Client,
         audience: String,
         agent: AgentAccount,
-        cache: TokenCache<String>,
-        refusals: TokenCache<Refused>,
+        (cache, refusals): (TokenCache<Caller>, TokenCache<Refused>),
+        pods: AgentPods,
         metrics: Metrics,
     ) -> Arc<Self> {
-        Arc::new(Authenticator { client, audience, agent, cache, refusals, in_flight: InFlight::default(), metrics })
+        Arc::new(Authenticator {
+            client,
+            audience,
+            agent,
+            cache,
+            refusals,
+            pods,
+            in_flight: InFlight::default(),
+            metrics,
+        })
     }
 
     /// The node the caller (connected from `peer`) runs on.
     pub async fn caller_node(&self, peer: IpAddr, token: &str) -> Result<String, AuthError> {
         let now = Instant::now();
-        if let Some(node) = self.cache.get(token, now) {
-            self.metrics.token_cache.with_label_values(&["hit"]).inc();
-            return Ok(node);
+        if let Some(c) = self.cache.get(token, now) {
+            if self.pods.is_live(&c.pod, &c.uid) == Some(true) {
+                self.metrics.token_cache.with_label_values(&["hit"]).inc();
+                return Ok(c.node);
+            }
+            // The pod went or was replaced (or the pod watch is relisting):
+            // check again, which refuses a dead pod's token.
+            self.metrics.token_cache.with_label_values(&["pod_gone"]).inc();
         }
         if let Some(refused) = self.refusals.get(token, now) {
             self.metrics.token_cache.with_label_values(&["refused"]).inc();
@@ -136,7 +165,7 @@ impl Authenticator {
         let Some(_place) = self.in_flight.enter(peer) else {
             return Err(AuthError::Busy(peer));
         };
-        let result = self.check(token).await;
+        let result = self.check(token).await.map(|c| c.node);
         let refused = match &result {
             Err(AuthError::Unauthenticated(m)) => Some(Refused::Unauthenticated(m.clone())),
             Err(AuthError::Denied(d)) => Some(Refused::Denied(d.clone())),
@@ -148,7 +177,7 @@ impl Authenticator {
         result
     }
 
-    async fn check(&self, token: &str) -> Result<String, AuthError> {
+    async fn check(&self, token: &str) -> Result<Caller, AuthError> {
         let identity = self.review(token).await?;
         let pod_name = authz::bound_pod(&identity, &self.agent)?;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.agent.namespace);
@@ -168,8 +197,10 @@ impl Authenticator {
                 .unwrap_or_else(|| "default".into()),
         });
         let node = authz::caller_node(&identity, &self.agent, facts.as_ref())?;
-        self.cache.insert(token, node.clone(), Instant::now(), SystemTime::now());
-        Ok(node)
+        let uid = facts.map(|f| f.uid).unwrap_or_default();
+        let caller = Caller { node, pod: pod_name, uid };
+        self.cache.insert(token, caller.clone(), Instant::now(), SystemTime::now());
+        Ok(caller)
     }
 
     async fn review(&self, token: &str) -> Result<Identity, AuthError> {

@@ -45,8 +45,10 @@ pub struct Config {
     /// Longest renewal of a slot Lease (the longest step, a reboot, must fit).
     #[arg(long, env = "BRUPOP_MAX_SLOT_LEASE", default_value = "15m", value_parser = duration)]
     pub max_slot_lease: Duration,
-    /// How long a successful token check is cached (never past the token's expiry).
-    #[arg(long, env = "BRUPOP_TOKEN_CACHE_TTL", default_value = "30s", value_parser = duration)]
+    /// Longest a successful token check is cached: never past the token's
+    /// expiry, and only while the token's pod lives (the authproxy watches
+    /// the agent pods). Projected tokens live an hour by default.
+    #[arg(long, env = "BRUPOP_TOKEN_CACHE_TTL", default_value = "1h", value_parser = duration)]
     pub token_cache_ttl: Duration,
     /// Most tokens cached at once.
     #[arg(long, env = "BRUPOP_TOKEN_CACHE_SIZE", default_value_t = 20_000)]

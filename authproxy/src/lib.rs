@@ -21,6 +21,7 @@ pub mod leaseops;
 pub mod metrics;
 
 pub mod ops;
+pub mod podwatch;
 pub mod report;
 pub mod server;
 pub mod tls;
@@ -55,8 +56,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let review_client =
         runtime::client::client(runtime::client::ClientOptions { max_in_flight: Some(cfg.token_review_max_in_flight) })
             .await?;
-    let auth =
-        auth::Authenticator::new(review_client, cfg.token_audience.clone(), agent, cache, refusals, metrics.clone());
+    let (pods, pods_synced, pods_task) =
+        podwatch::AgentPods::spawn(client.clone(), cfg.agent_namespace(), shutdown.clone());
+    let auth = auth::Authenticator::new(
+        review_client,
+        cfg.token_audience.clone(),
+        agent,
+        (cache, refusals),
+        pods,
+        metrics.clone(),
+    );
     let instance = std::env::var("POD_NAME").ok();
     let app = Arc::new(app::App {
         auth,
@@ -79,7 +88,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         audience = %cfg.token_audience,
         "authproxy serving"
     );
-    let (ready_tx, ready) = tokio::sync::watch::channel(true);
+    // Ready once the agent pods are listed: before, every request costs a
+    // review (correct, slower), so traffic is better sent to a ready replica.
+    let (ready_tx, ready) = tokio::sync::watch::channel(false);
+    let ready_tx = Arc::new(ready_tx);
+    let (mark, mut synced) = (ready_tx.clone(), pods_synced);
+    tokio::spawn(async move {
+        if synced.wait_for(|s| *s).await.is_ok() {
+            mark.send_replace(true);
+        }
+    });
     let admin_task = tokio::spawn(admin::serve(admin_listener, metrics.registry.clone(), ready, shutdown.clone()));
     let limits = server::ServerLimits {
         conns: runtime::conngate::ConnLimits {
@@ -93,6 +111,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     shutdown.cancel();
     let _ = admin_task.await;
     let _ = reload_task.await;
+    let _ = pods_task.await;
     tracing::info!("authproxy stopped");
     Ok(())
 }

@@ -43,7 +43,7 @@ impl Metrics {
         let token_cache = IntCounterVec::new(
             Opts::new(
                 "brupop_authproxy_token_cache_total",
-                "Token cache lookups by result (hit, miss, refused: a refusal remembered)",
+                "Token cache lookups by result (hit, miss, refused: a refusal remembered, pod_gone: the token's pod went or was replaced)",
             ),
             &["result"],
         )

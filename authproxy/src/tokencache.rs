@@ -4,8 +4,9 @@
 //! Keyed by the SHA-256 of the whole token: one token's result can never
 //! serve another. Bounded in size (the oldest entry is dropped first), and an
 //! entry never outlives its token: its expiry is the earlier of `ttl` and the
-//! token's own `exp` claim when the token is a JWT. Only successful results
-//! are cached; a refusal is re-checked every time.
+//! token's own `exp` claim when the token is a JWT. The authproxy keeps one
+//! cache of successes (used only while the token's pod lives) and one of
+//! refusals (short-lived).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -139,6 +140,18 @@ mod tests {
         assert_eq!(c.get(&jwt(1_000_010), now + Duration::from_secs(10)), None);
         c.insert(&jwt(999_999), 2, now, wall);
         assert_eq!(c.get(&jwt(999_999), now), None, "an expired token is not cached");
+    }
+
+    #[test]
+    fn with_the_shipped_cap_an_entry_lives_as_long_as_its_token() {
+        // A projected token of an hour, checked when 10 minutes old.
+        let c = TokenCache::new(10, Duration::from_secs(3600));
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let now = Instant::now();
+        let t = jwt(1_000_000 + 50 * 60);
+        c.insert(&t, 1, now, wall);
+        assert_eq!(c.get(&t, now + Duration::from_secs(49 * 60)), Some(1), "one review serves the token's life");
+        assert_eq!(c.get(&t, now + Duration::from_secs(50 * 60)), None);
     }
 
     #[test]

@@ -368,6 +368,43 @@ async fn token_reviews_are_cached_per_token() {
     f.stop().await;
 }
 
+/// A token's check is cached for the token's life (one TokenReview per
+/// token), but only while its pod lives: deleting the agent pod ends it
+/// within seconds, although the cache would keep it for an hour.
+#[tokio::test]
+async fn a_deleted_agent_pods_token_stops_working_within_seconds() {
+    let f = fleet("authproxy-revoke", 1).await;
+    let a = f.nodes[0].clone();
+    let c = client(&agent_tls(&f).ca(), Some(&agent_tls(&f)));
+    let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
+    let report = json!({"state": "Idle", "currentVersion": "1.20.0"});
+    let u = url(&f, &format!("/v1/nodes/{a}/status"));
+    wait_for("the authproxy to answer", T, || async {
+        let r = post(&c, &u, &tok, report.clone()).await;
+        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    let reviews = |m: &str| metric(m, "brupop_authproxy_tokenreviews_total{result=\"authenticated\"}").unwrap_or(0.0);
+    let first = reviews(&f.authproxy_metrics().await);
+    for _ in 0..10 {
+        assert_eq!(post(&c, &u, &tok, report.clone()).await.0, 200);
+    }
+    assert_eq!(reviews(&f.authproxy_metrics().await), first, "a cached token costs no more reviews");
+    let pod = format!("brupop-agent-{a}");
+    let dp = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
+    Api::<Pod>::namespaced(f.client().clone(), &f.ns).delete(&pod, &dp).await.unwrap();
+    let deleted = std::time::Instant::now();
+    wait_for("the deleted pod's token to be refused", Duration::from_secs(10), || async {
+        match post(&c, &u, &tok, report.clone()).await {
+            (401 | 403, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    println!("a deleted pod's token was refused {:?} after the delete", deleted.elapsed());
+    f.stop().await;
+}
+
 /// A holder of the client certificate floods garbage tokens from one address
 /// while 50 honest agents, each from its own address, renew their slots: no
 /// honest renewal fails, the flood gets only refusals and costs TokenReviews

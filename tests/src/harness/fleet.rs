@@ -137,7 +137,6 @@ impl FleetOptions {
             authproxy_args: vec![
                 ("max-slot-lease".into(), l(7.5)), // 15m
                 ("cert-reload-interval".into(), "200ms".into()),
-                ("token-cache-ttl".into(), "5s".into()),
                 ("rate-limit".into(), "500".into()),
             ],
             binaries: None,
