@@ -36,9 +36,24 @@ pub fn classify(pod: &Pod) -> Class {
 }
 
 /// The outcome of one eviction from its HTTP status and the server's message.
+/// The Eviction for the pod listed as `namespace/name` with `uid`. The uid
+/// precondition makes the API server refuse it (409) if the pod was
+/// replaced since the list: a successor of that name may run on another
+/// node, and only the caller's node's pods may be evicted.
+pub fn eviction(namespace: &str, name: &str, uid: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+        "deleteOptions": {"preconditions": {"uid": uid}},
+    })
+}
+
 pub fn outcome(code: u16, message: &str) -> PodOutcome {
     match code {
         200 | 201 => PodOutcome::Evicted,
+        // The pod listed is gone: the name now belongs to another pod.
+        409 if message.contains("the UID in the precondition") => PodOutcome::Gone,
         404 => PodOutcome::Gone,
         429 => PodOutcome::Blocked { message: message.to_owned() },
         _ => PodOutcome::Failed { code, message: message.to_owned() },
@@ -54,6 +69,16 @@ mod tests {
         let mut p = Pod::default();
         p.metadata.name = Some("web".into());
         p
+    }
+
+    #[test]
+    fn an_eviction_names_the_uid_listed_and_a_replaced_pod_counts_as_gone() {
+        let e = eviction("ns", "web-0", "u-1");
+        assert_eq!(e["deleteOptions"]["preconditions"]["uid"], "u-1");
+        assert_eq!(e["metadata"]["name"], "web-0");
+        let stale = "Operation cannot be fulfilled on pods \"web-0\": the UID in the precondition (u-1) does not match the UID in record (u-2). The object might have been deleted and then recreated";
+        assert_eq!(outcome(409, stale), PodOutcome::Gone);
+        assert!(matches!(outcome(409, "Operation cannot be fulfilled"), PodOutcome::Failed { code: 409, .. }));
     }
 
     #[test]

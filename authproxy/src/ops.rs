@@ -323,14 +323,15 @@ impl Cluster {
                 Class::Terminating => {
                     report.pods.push(PodResult { namespace, name, outcome: model::wire::PodOutcome::Terminating })
                 }
-                Class::Evict => to_evict.push((namespace, name)),
+                Class::Evict => to_evict.push((namespace, name, pod.metadata.uid.clone().unwrap_or_default())),
             }
         }
         // Evictions in small parallel batches: quick for a node of 100 pods,
         // gentle on the API server.
         for batch in to_evict.chunks(8) {
-            let results = futures::future::join_all(batch.iter().map(|(ns, name)| evict(evict_client, ns, name))).await;
-            for ((namespace, name), outcome) in batch.iter().cloned().zip(results) {
+            let results =
+                futures::future::join_all(batch.iter().map(|(ns, name, uid)| evict(evict_client, ns, name, uid))).await;
+            for ((namespace, name, _), outcome) in batch.iter().cloned().zip(results) {
                 report.pods.push(PodResult { namespace, name, outcome });
             }
         }
@@ -368,13 +369,9 @@ impl Cluster {
 }
 
 /// Sends one Eviction (policy/v1, typed: kube's EvictParams drops deleteOptions).
-async fn evict(client: &kube::Client, namespace: &str, name: &str) -> model::wire::PodOutcome {
+async fn evict(client: &kube::Client, namespace: &str, name: &str, uid: &str) -> model::wire::PodOutcome {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let body = serde_json::json!({
-        "apiVersion": "policy/v1",
-        "kind": "Eviction",
-        "metadata": {"name": name, "namespace": namespace},
-    });
+    let body = drain::eviction(namespace, name, uid);
     let pp = runtime::client::post_params(managers::AUTHPROXY);
     match pods.create_subresource::<_, serde_json::Value>("eviction", name, &pp, &body).await {
         Ok(_) => drain::outcome(201, ""),

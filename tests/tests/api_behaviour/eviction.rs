@@ -155,3 +155,26 @@ async fn budget_percentages_round_up_and_status_is_computed_on_write() {
     );
     assert_eq!(s.code, 422, "{}", s.message);
 }
+
+/// An eviction naming the uid of a pod that was replaced (same name, a new
+/// pod) is refused and evicts nothing: the authproxy sends the uid it
+/// listed, so it never evicts a successor that may run on another node.
+#[tokio::test]
+async fn an_eviction_with_a_stale_uid_precondition_is_409_and_evicts_nothing() {
+    let api = api("evict-uid").await;
+    web_pod(&api, "w1", None, true).await;
+    let pods: Api<Pod> = Api::namespaced(api.client.clone(), &api.namespace);
+    let uid = pods.get("w1").await.unwrap().metadata.uid.unwrap();
+    let ev = |uid: &str| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "w1", "namespace": api.namespace},
+               "deleteOptions": {"preconditions": {"uid": uid}}})
+    };
+    let stale = "00000000-0000-0000-0000-000000000000";
+    let s =
+        crate::failed(pods.create_subresource::<_, Status>("eviction", "w1", &PostParams::default(), &ev(stale)).await);
+    assert_eq!(s.code, 409, "{s:?}");
+    assert!(s.message.contains("the UID in the precondition"), "{}", s.message);
+    assert!(pods.get_opt("w1").await.unwrap().is_some(), "nothing was evicted");
+    pods.create_subresource::<_, Value>("eviction", "w1", &PostParams::default(), &ev(&uid)).await.unwrap();
+    assert!(pods.get_opt("w1").await.unwrap().is_none(), "the right uid evicts");
+}
