@@ -30,6 +30,11 @@ pub struct Config {
     /// CA bundle (PEM) that agents' client certificates must chain to, e.g. cert-manager's ca.crt.
     #[arg(long, env = "BRUPOP_CLIENT_CA")]
     pub client_ca: PathBuf,
+    /// More CAs (PEM bundle) client certificates may chain to; an absent or
+    /// empty file adds none. The optional `brupop-ca-bundle` ConfigMap: old
+    /// and new CA during a CA key rotation (SECURITY.md).
+    #[arg(long, env = "BRUPOP_EXTRA_CA")]
+    pub extra_ca: Option<PathBuf>,
     /// How often the certificate files are checked for rotation.
     #[arg(long, env = "BRUPOP_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
     pub cert_reload_interval: Duration,

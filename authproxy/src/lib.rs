@@ -39,8 +39,12 @@ use crate::config::Config;
 /// Runs the authproxy until `shutdown` is cancelled.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
-    let files =
-        tls::TlsFiles { cert: cfg.tls_cert.clone(), key: cfg.tls_key.clone(), client_ca: cfg.client_ca.clone() };
+    let files = tls::TlsFiles {
+        cert: cfg.tls_cert.clone(),
+        key: cfg.tls_key.clone(),
+        client_ca: cfg.client_ca.clone(),
+        extra_ca: cfg.extra_ca.clone(),
+    };
     let (tls, reload_task) =
         tls::watch_files(files, cfg.cert_reload_interval, shutdown.clone()).context("loading the TLS files")?;
     let client =

@@ -1,6 +1,12 @@
 //! The authproxy's TLS: server certificate and client-CA bundle from files
 //! (cert-manager's Secret, mounted), requiring a client certificate that
-//! chains to the CA, and reloading all three when they change.
+//! chains to the CA, and reloading them when they change.
+//!
+//! Trusted are the CAs of the leaf Secret's `ca.crt` and, if given and
+//! present, of an extra bundle (the optional `brupop-ca-bundle` ConfigMap):
+//! during a CA key rotation it holds the old and the new CA, so agents with
+//! a certificate from either are accepted while the leaves renew one by one
+//! (SECURITY.md, "Rotating the CA key").
 //!
 //! A reload builds a new `ServerConfig` that new connections use; open
 //! connections keep the one they were accepted with, so nothing is dropped.
@@ -41,6 +47,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: PathBuf,
+    /// More CAs to trust; an absent or empty file adds none.
+    pub extra_ca: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -57,12 +65,25 @@ fn certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsErr
     Ok(certs)
 }
 
+/// An optional bundle's content: an absent file is an empty bundle (the
+/// ConfigMap is optional and exists only during a rotation).
+fn read_optional(path: Option<&Path>) -> Result<Vec<u8>, TlsError> {
+    match path.map(std::fs::read) {
+        None => Ok(Vec::new()),
+        Some(Ok(bytes)) => Ok(bytes),
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Some(Err(source)) => Err(TlsError::Read { path: path.unwrap_or(Path::new("")).to_owned(), source }),
+    }
+}
+
 /// The files' content, to notice a change.
 fn fingerprint(files: &TlsFiles) -> Result<Vec<u8>, TlsError> {
     let mut all = Vec::new();
     for p in [&files.cert, &files.key, &files.client_ca] {
         all.extend(ring::digest::digest(&ring::digest::SHA256, &read(p)?).as_ref());
     }
+    let extra = read_optional(files.extra_ca.as_deref())?;
+    all.extend(ring::digest::digest(&ring::digest::SHA256, &extra).as_ref());
     Ok(all)
 }
 
@@ -78,6 +99,15 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in certs(&files.client_ca, &read(&files.client_ca)?)? {
         roots.add(ca).map_err(|e| TlsError::Ca { path: files.client_ca.clone(), message: e.to_string() })?;
+    }
+    if let Some(path) = &files.extra_ca {
+        let pem = read_optional(Some(path))?;
+        let extra: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Pem { path: path.clone(), message: e.to_string() })?;
+        for ca in extra {
+            roots.add(ca).map_err(|e| TlsError::Ca { path: path.clone(), message: e.to_string() })?;
+        }
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()

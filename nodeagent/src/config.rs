@@ -34,6 +34,11 @@ pub struct Flags {
     /// CA bundle (PEM) the authproxy's certificate must chain to.
     #[arg(long, env = "BRUPOP_AUTHPROXY_CA", default_value = "/etc/brupop/tls/ca.crt")]
     pub authproxy_ca: PathBuf,
+    /// More CAs (PEM bundle) the authproxy's certificate may chain to; an
+    /// absent or empty file adds none. The optional `brupop-ca-bundle`
+    /// ConfigMap: old and new CA during a CA key rotation (SECURITY.md).
+    #[arg(long, env = "BRUPOP_EXTRA_CA")]
+    pub extra_ca: Option<PathBuf>,
     /// Projected ServiceAccount token with the authproxy's audience.
     #[arg(long, env = "BRUPOP_TOKEN_FILE", default_value = "/var/run/secrets/brupop/token")]
     pub token_file: PathBuf,

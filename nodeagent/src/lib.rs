@@ -52,6 +52,7 @@ pub fn build(
         client_cert: cfg.client_cert.clone(),
         client_key: cfg.client_key.clone(),
         ca: cfg.authproxy_ca.clone(),
+        extra_ca: cfg.extra_ca.clone(),
         token: cfg.token_file.clone(),
         timeout: cfg.request_timeout,
     });

@@ -28,6 +28,9 @@ pub struct ProxyConfig {
     pub client_key: PathBuf,
     /// CA bundle the authproxy's server certificate must chain to.
     pub ca: PathBuf,
+    /// More CAs to trust (the optional `brupop-ca-bundle` ConfigMap, for a
+    /// CA key rotation); an absent or empty file adds none.
+    pub extra_ca: Option<PathBuf>,
     /// Projected ServiceAccount token with the authproxy's audience.
     pub token: PathBuf,
     pub timeout: Duration,
@@ -92,6 +95,17 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ProxyError> {
     std::fs::read(path).map_err(|e| ProxyError::Local(format!("reading {}: {e}", path.display())))
 }
 
+/// An optional bundle: absent means empty (the ConfigMap exists only during a rotation).
+fn read_optional(path: Option<&PathBuf>) -> Result<Vec<u8>, ProxyError> {
+    match path {
+        None => Ok(Vec::new()),
+        Some(p) => match std::fs::read(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            _ => read(p),
+        },
+    }
+}
+
 impl Proxy {
     pub fn new(cfg: ProxyConfig) -> Self {
         Proxy { cfg, built: Mutex::new(None) }
@@ -102,6 +116,8 @@ impl Proxy {
         for p in [&self.cfg.client_cert, &self.cfg.client_key, &self.cfg.ca] {
             all.extend(ring::digest::digest(&ring::digest::SHA256, &read(p)?).as_ref());
         }
+        let extra = read_optional(self.cfg.extra_ca.as_ref())?;
+        all.extend(ring::digest::digest(&ring::digest::SHA256, &extra).as_ref());
         Ok(all)
     }
 
@@ -114,6 +130,9 @@ impl Proxy {
         let mut roots = rustls::RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(&read(&self.cfg.ca)?) {
             roots.add(ca.map_err(|e| local("CA bundle", &e))?).map_err(|e| local("CA bundle", &e))?;
+        }
+        for ca in CertificateDer::pem_slice_iter(&read_optional(self.cfg.extra_ca.as_ref())?) {
+            roots.add(ca.map_err(|e| local("extra CA bundle", &e))?).map_err(|e| local("extra CA bundle", &e))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)

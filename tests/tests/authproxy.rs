@@ -519,3 +519,6 @@ fn metric_map(text: &str) -> BTreeMap<String, f64> {
 
 #[path = "authproxy/attacks.rs"]
 mod attacks;
+
+#[path = "authproxy/ca_rotation.rs"]
+mod ca_rotation;

@@ -140,6 +140,11 @@ fn every_mounted_secret_is_issued_by_a_certificate() {
             if let Some(s) = v.pointer("/secret/secretName").and_then(|s| s.as_str()) {
                 mounted.push(s.to_owned());
             }
+            for src in v.pointer("/projected/sources").and_then(|s| s.as_array()).into_iter().flatten() {
+                if let Some(s) = src.pointer("/secret/name").and_then(|s| s.as_str()) {
+                    mounted.push(s.to_owned());
+                }
+            }
         }
     }
     assert!(!mounted.is_empty());
@@ -151,6 +156,63 @@ fn every_mounted_secret_is_issued_by_a_certificate() {
     for d in docs.iter().filter(|d| d["kind"] == "Certificate") {
         let issuer = d.pointer("/spec/issuerRef/name").and_then(|s| s.as_str()).unwrap();
         assert!(issuers.contains(issuer), "Certificate {} names a missing Issuer {issuer}", d["metadata"]["name"]);
+    }
+}
+
+/// CA rotation without an outage: the CA keeps its key across renewals, and
+/// both workloads trust the optional `brupop-ca-bundle` ConfigMap (through
+/// `--extra-ca`, in the same volume as their leaf Secret) for a key rotation.
+#[test]
+fn the_ca_keeps_its_key_and_both_sides_trust_the_rotation_bundle() {
+    let docs = documents(&manifest()).unwrap();
+    let ca = docs
+        .iter()
+        .find(|d| d["kind"] == "Certificate" && d["metadata"]["name"] == "brupop-ca")
+        .expect("the CA Certificate");
+    assert_eq!(ca.pointer("/spec/isCA"), Some(&json!(true)));
+    assert_eq!(
+        ca.pointer("/spec/privateKey/rotationPolicy"),
+        Some(&json!("Never")),
+        "a CA renewal must re-sign the same key, or leaves of the old and new CA distrust each other"
+    );
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "brupop-ca-bundle"),
+        "the bundle is not shipped: re-applying the manifest mid-rotation must not empty it"
+    );
+    for (kind, name, leaf_flag) in
+        [("Deployment", "brupop-authproxy", "--client-ca"), ("DaemonSet", "brupop-agent", "--authproxy-ca")]
+    {
+        let d = docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name).expect(name);
+        let spec = &d["spec"]["template"]["spec"];
+        let c = &spec["containers"][0];
+        let arg = |flag: &str| {
+            c["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|a| a.as_str())
+                .find_map(|a| a.strip_prefix(&format!("{flag}=")).map(str::to_owned))
+                .unwrap_or_else(|| panic!("{name} passes {flag}"))
+        };
+        let (leaf_ca, extra) = (arg(leaf_flag), arg("--extra-ca"));
+        // Both files come from one projected volume: the leaf Secret and the
+        // optional ConfigMap, so they change together and need no RBAC.
+        let dir = extra.rsplit_once('/').unwrap().0.to_owned();
+        assert_eq!(leaf_ca.rsplit_once('/').unwrap().0, dir, "{name}: ca.crt and the bundle in one volume");
+        let mount = c["volumeMounts"].as_array().unwrap().iter().find(|m| m["mountPath"] == dir.as_str()).unwrap();
+        let volume = spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+        let sources = volume.pointer("/projected/sources").and_then(|s| s.as_array()).expect("a projected volume");
+        let bundle = sources
+            .iter()
+            .find_map(|s| s.get("configMap").filter(|m| m["name"] == "brupop-ca-bundle"))
+            .unwrap_or_else(|| panic!("{name} mounts the brupop-ca-bundle ConfigMap"));
+        assert_eq!(bundle["optional"], true, "{name}: the bundle exists only during a rotation");
+        let file = extra.rsplit_once('/').unwrap().1;
+        assert!(
+            bundle["items"].as_array().unwrap().iter().any(|i| i["key"] == "ca-bundle.crt" && i["path"] == file),
+            "{name}: --extra-ca names the bundle's ca-bundle.crt"
+        );
+        assert!(sources.iter().any(|s| s.pointer("/secret/name").is_some()), "{name}: and its leaf Secret");
     }
 }
 

@@ -17,9 +17,20 @@ pub fn client(ca: &Path, identity: Option<&TlsDir>) -> reqwest::Client {
 /// Like [`client`], connecting from `source` (a 127.0.0.0/8 address stands
 /// for a distinct peer: the authproxy limits each peer address on its own).
 pub fn client_from(ca: &Path, identity: Option<&TlsDir>, source: Option<std::net::IpAddr>) -> reqwest::Client {
+    assert!(ca.exists(), "CA file {} exists", ca.display());
+    client_trusting(&[ca], identity, source)
+}
+
+/// Like [`client_from`], trusting every certificate in `cas`, as an agent
+/// trusts its `ca.crt` and the optional extra bundle: a file that does not
+/// exist adds nothing. Responses carry the server's certificate
+/// (`reqwest::tls::TlsInfo`).
+pub fn client_trusting(cas: &[&Path], identity: Option<&TlsDir>, source: Option<std::net::IpAddr>) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).expect("CA file") {
-        roots.add(c.expect("CA certificate")).expect("CA accepted");
+    for ca in cas.iter().filter(|p| p.exists()) {
+        for c in CertificateDer::pem_file_iter(ca).expect("CA file") {
+            roots.add(c.expect("CA certificate")).expect("CA accepted");
+        }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -37,6 +48,7 @@ pub fn client_from(ca: &Path, identity: Option<&TlsDir>, source: Option<std::net
     };
     reqwest::Client::builder()
         .local_address(source)
+        .tls_info(true)
         .use_preconfigured_tls(config)
         .http1_only()
         .no_proxy()
