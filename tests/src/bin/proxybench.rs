@@ -17,6 +17,14 @@
 //! simulator and the clients), so their shares are visible.
 //!
 //!     cargo run --release -p tests --bin proxybench -- --agents 200 --duration 10s
+//!
+//! With `--idle`, it measures instead what an idle agent connection costs
+//! the authproxy: every agent sends one status report and keeps its
+//! connection open; the authproxy's RSS before and after, divided by the
+//! agents, is the cost per idle agent (its connection, TLS state, buffers
+//! and cached token check). It then waits for `--idle-timeout` to close them.
+//!
+//!     cargo run --release -p tests --bin proxybench -- --agents 2000 --idle
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +38,7 @@ use serde::Serialize;
 use serde_json::json;
 use tests::harness::fleet::{AGENT_SA, AUDIENCE, agent_tls, token};
 use tests::harness::netproxy::node_address;
-use tests::harness::process::cpu_seconds;
+use tests::harness::process::{cpu_seconds, rss_kib};
 use tests::harness::tlsclient::client_from;
 use tests::harness::{Fleet, FleetOptions, scrape};
 use tests::scale::measure::Percentiles;
@@ -54,6 +62,91 @@ struct Args {
     /// Directory for the JSON results.
     #[arg(long, default_value = "results")]
     out: PathBuf,
+    /// Measure the memory per idle agent connection instead of throughput.
+    #[arg(long)]
+    idle: bool,
+}
+
+/// What idle agents cost the authproxy.
+#[derive(Debug, Clone, Serialize)]
+struct IdleFigures {
+    agents: usize,
+    connections_open: f64,
+    rss_before_kib: u64,
+    rss_with_idle_kib: u64,
+    kib_per_idle_agent: f64,
+    /// After the idle timeout: connections still open, and RSS.
+    connections_after_idle_timeout: f64,
+    rss_after_idle_timeout_kib: u64,
+}
+
+async fn gauge(admin: u16, name: &str) -> f64 {
+    let text = scrape(admin).await.unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// RSS of `pid` once it stops growing (sampled every 200 ms, at most 5 s).
+async fn settled_rss(pid: u32) -> u64 {
+    let mut last = rss_kib(pid).unwrap_or(0);
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = rss_kib(pid).unwrap_or(0);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+async fn idle(fleet: &Fleet, agents: &[Arc<Agent>]) -> anyhow::Result<IdleFigures> {
+    let base = format!("https://{}", fleet.authproxy_addr);
+    let pid = fleet.authproxy.lock().unwrap_or_else(|e| e.into_inner()).pid().expect("the authproxy runs");
+    // The authproxy has started when the first agent is answered.
+    let until = Instant::now() + Duration::from_secs(60);
+    while !matches!(agents[0].request(&base, "report_status").send().await, Ok(r) if r.status().is_success()) {
+        if Instant::now() > until {
+            let log = fleet.authproxy.lock().unwrap_or_else(|e| e.into_inner()).log_tail(20);
+            anyhow::bail!("the authproxy did not answer within 60s; its log:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = settled_rss(pid).await;
+    let sent = futures::future::join_all(agents.iter().map(|a| {
+        let base = base.clone();
+        async move {
+            match a.request(&base, "report_status").send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                Ok(r) => {
+                    eprintln!("proxybench: {} answered {}", a.node, r.status());
+                    false
+                }
+                Err(e) => {
+                    eprintln!("proxybench: {}: {e:?}", a.node);
+                    false
+                }
+            }
+        }
+    }))
+    .await;
+    let ok = sent.iter().filter(|s| **s).count();
+    anyhow::ensure!(ok == agents.len(), "only {ok} of {} agents were answered", agents.len());
+    let with_idle = settled_rss(pid).await;
+    let open = gauge(fleet.authproxy_admin, "brupop_authproxy_connections").await;
+    eprintln!("proxybench: {open} connections open; waiting for the idle timeout (30s) to close them");
+    let until = Instant::now() + Duration::from_secs(60);
+    while gauge(fleet.authproxy_admin, "brupop_authproxy_connections").await > 0.0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(IdleFigures {
+        agents: agents.len(),
+        connections_open: open,
+        rss_before_kib: before,
+        rss_with_idle_kib: with_idle,
+        kib_per_idle_agent: with_idle.saturating_sub(before) as f64 / agents.len() as f64,
+        connections_after_idle_timeout: gauge(fleet.authproxy_admin, "brupop_authproxy_connections").await,
+        rss_after_idle_timeout_kib: settled_rss(pid).await,
+    })
 }
 
 /// One endpoint's figures.
@@ -235,6 +328,20 @@ async fn run(args: Args) -> anyhow::Result<Results> {
             token,
             http: client_from(&tls.ca(), Some(&tls), Some(node_address(i))),
         }));
+    }
+    if args.idle {
+        let figures = idle(&fleet, &agents).await?;
+        fleet.stop().await;
+        println!(
+            "\n== authproxy idle connections: {} agents ==\n{}",
+            figures.agents,
+            serde_json::to_string_pretty(&figures)?
+        );
+        std::fs::create_dir_all(&args.out)?;
+        let path = args.out.join(format!("proxybench-idle-{}agents.json", figures.agents));
+        std::fs::write(&path, serde_json::to_string_pretty(&figures)?)?;
+        println!("results: {}", path.display());
+        std::process::exit(0);
     }
     eprintln!("proxybench: warming up (TLS handshakes, one TokenReview per agent, shadows created)");
     let warm = drive(&fleet, &agents, "report_status", Duration::from_secs(2), None).await;
