@@ -195,6 +195,12 @@ impl Env {
                     format!("--token-audience={AUDIENCE}"),
                     "--token-cache-ttl=10m".into(),
                     "--rate-limit=1000".into(),
+                    // The agents of a fleet process share one loopback
+                    // source address (real agent pods each have their own):
+                    // the per-peer limits would see one peer of thousands.
+                    "--max-connections=100000".into(),
+                    "--max-connections-per-peer=100000".into(),
+                    "--peer-rate-limit=1000000".into(),
                 ],
                 env: vec![("KUBECONFIG".into(), kc("authproxy", &ap_token)?.display().to_string())],
             },
