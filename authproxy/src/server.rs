@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use hyper_util::rt::TokioIo;
-use runtime::conngate::{ConnGate, ConnLimits, Permit, accept_backoff};
+use runtime::conngate::{ConnGate, ConnLimits, Permit, accept};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -46,23 +46,8 @@ pub async fn serve(
     limits: ServerLimits,
 ) {
     let gate = ConnGate::new(limits.conns);
-    let mut failures = 0u32;
     loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => { failures = 0; a }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let pause = accept_backoff(failures);
-                    tracing::warn!(error = %e, ?pause, "accept failed; pausing");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(pause) => continue,
-                    }
-                }
-            },
-        };
+        let Some((stream, peer)) = accept(&listener, &shutdown, "authproxy").await else { break };
         let permit = match gate.admit(peer.ip()) {
             Ok(p) => p,
             Err(why) => {

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::conngate::{ConnGate, ConnLimits, accept_backoff};
+use crate::conngate::{ConnGate, ConnLimits, accept};
 
 /// What one admin server holds at most, and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,23 +136,8 @@ pub async fn serve_with(
 ) {
     let gate = ConnGate::new(limits.conns);
     let (open, refused) = admin_metrics(&registry);
-    let mut failures = 0u32;
     loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => { failures = 0; a }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let pause = accept_backoff(failures);
-                    tracing::warn!(error = %e, ?pause, "admin server: accept failed; pausing");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(pause) => continue,
-                    }
-                }
-            },
-        };
+        let Some((stream, peer)) = accept(&listener, &shutdown, "admin").await else { return };
         let permit = match gate.admit(peer.ip()) {
             Ok(p) => p,
             Err(why) => {

@@ -165,6 +165,33 @@ impl ConnGate {
     }
 }
 
+/// Accepts the next connection on `listener`, pausing after each failure
+/// ([`accept_backoff`]); `None` once `shutdown` is cancelled. `server` names
+/// the listener in the log.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    shutdown: &CancellationToken,
+    server: &str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    let mut failures = 0u32;
+    loop {
+        let error = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => e,
+            },
+        };
+        failures = failures.saturating_add(1);
+        let pause = accept_backoff(failures);
+        tracing::warn!(server, error = %error, ?pause, "accept failed; pausing");
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
 /// The pause after the `failures`-th consecutive failed `accept` (1-based):
 /// 10 ms doubling to 1 s. Accept fails when the process is out of file
 /// descriptors (or memory); retrying at once only burns a core and floods

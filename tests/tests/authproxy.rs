@@ -90,6 +90,16 @@ async fn snapshot(f: &Fleet) -> BTreeMap<String, String> {
     out
 }
 
+/// Posts `body` with `token` until the authproxy answers 200 (it may still
+/// be starting).
+async fn until_answered(c: &reqwest::Client, url: &str, token: &str, body: &Value) {
+    wait_for("the authproxy to answer", T, || async {
+        let r = post(c, url, token, body.clone()).await;
+        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+}
+
 async fn create_lease(f: &Fleet, name: &str, holder: &str, slot_label: bool) {
     let mut labels = json!({});
     if slot_label {
@@ -345,11 +355,7 @@ async fn token_reviews_are_cached_per_token() {
     let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
     let report = json!({"state": "Idle", "currentVersion": "1.20.0"});
     let u = url(&f, &format!("/v1/nodes/{a}/status"));
-    wait_for("the authproxy to answer", T, || async {
-        let r = post(&c, &u, &tok, report.clone()).await;
-        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
-    })
-    .await;
+    until_answered(&c, &u, &tok, &report).await;
     for _ in 0..20 {
         assert_eq!(post(&c, &u, &tok, report.clone()).await.0, 200);
     }
@@ -379,11 +385,7 @@ async fn a_deleted_agent_pods_token_stops_working_within_seconds() {
     let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
     let report = json!({"state": "Idle", "currentVersion": "1.20.0"});
     let u = url(&f, &format!("/v1/nodes/{a}/status"));
-    wait_for("the authproxy to answer", T, || async {
-        let r = post(&c, &u, &tok, report.clone()).await;
-        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
-    })
-    .await;
+    until_answered(&c, &u, &tok, &report).await;
     let reviews = |m: &str| metric(m, "brupop_authproxy_tokenreviews_total{result=\"authenticated\"}").unwrap_or(0.0);
     let first = reviews(&f.authproxy_metrics().await);
     for _ in 0..10 {
