@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -56,6 +56,30 @@ impl RateLimiter {
             false
         }
     }
+}
+
+/// Bytes of an oversized body read and thrown away before the 413 is sent.
+/// Answering while the client still writes makes its next write fail and
+/// the kernel reset the connection, so the client would never read the
+/// answer; past this, the connection is closed anyway (the request
+/// deadline bounds the time either way).
+const DISCARD_BYTES: usize = 64 * wire::MAX_BODY_BYTES;
+
+/// The body, or `None` if it is larger than [`wire::MAX_BODY_BYTES`]. Keeps at
+/// most that many bytes in memory whatever the client sends.
+async fn read_body(mut body: Incoming) -> Result<Option<Bytes>, hyper::Error> {
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        total = total.saturating_add(data.len());
+        if total <= wire::MAX_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        } else if total > DISCARD_BYTES {
+            break;
+        }
+    }
+    Ok((total <= wire::MAX_BODY_BYTES).then(|| Bytes::from(kept)))
 }
 
 /// Everything a request needs.
@@ -161,10 +185,11 @@ impl App {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
-        let body = match Limited::new(req.into_body(), wire::MAX_BODY_BYTES).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                // The rest of the body is never read: the connection cannot be reused.
+        let body = match read_body(req.into_body()).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                // Too large: what was read past the limit was discarded, and
+                // the connection is not reused.
                 let limit = wire::MAX_BODY_BYTES;
                 let mut r = error(413, "BodyTooLarge", format!("request bodies are limited to {limit} bytes"));
                 r.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
