@@ -100,6 +100,17 @@ async fn until_answered(c: &reqwest::Client, url: &str, token: &str, body: &Valu
     .await;
 }
 
+/// A node's agent as it reports its status: its client, token, an
+/// Idle report and the status URL, once the authproxy answers it.
+async fn reporting_agent(f: &Fleet, node: &str) -> (reqwest::Client, String, Value, String) {
+    let c = client(&agent_tls(f).ca(), Some(&agent_tls(f)));
+    let tok = agent_token(f, node, Some(AUDIENCE)).await;
+    let report = json!({"state": "Idle", "currentVersion": "1.20.0"});
+    let u = url(f, &format!("/v1/nodes/{node}/status"));
+    until_answered(&c, &u, &tok, &report).await;
+    (c, tok, report, u)
+}
+
 async fn create_lease(f: &Fleet, name: &str, holder: &str, slot_label: bool) {
     let mut labels = json!({});
     if slot_label {
@@ -351,11 +362,7 @@ async fn rotated_certificates_are_served_without_a_restart() {
 async fn token_reviews_are_cached_per_token() {
     let f = fleet("authproxy-cache", 2).await;
     let a = f.nodes[0].clone();
-    let c = client(&agent_tls(&f).ca(), Some(&agent_tls(&f)));
-    let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
-    let report = json!({"state": "Idle", "currentVersion": "1.20.0"});
-    let u = url(&f, &format!("/v1/nodes/{a}/status"));
-    until_answered(&c, &u, &tok, &report).await;
+    let (c, tok, report, u) = reporting_agent(&f, &a).await;
     for _ in 0..20 {
         assert_eq!(post(&c, &u, &tok, report.clone()).await.0, 200);
     }
@@ -381,11 +388,7 @@ async fn token_reviews_are_cached_per_token() {
 async fn a_deleted_agent_pods_token_stops_working_within_seconds() {
     let f = fleet("authproxy-revoke", 1).await;
     let a = f.nodes[0].clone();
-    let c = client(&agent_tls(&f).ca(), Some(&agent_tls(&f)));
-    let tok = agent_token(&f, &a, Some(AUDIENCE)).await;
-    let report = json!({"state": "Idle", "currentVersion": "1.20.0"});
-    let u = url(&f, &format!("/v1/nodes/{a}/status"));
-    until_answered(&c, &u, &tok, &report).await;
+    let (c, tok, report, u) = reporting_agent(&f, &a).await;
     let reviews = |m: &str| metric(m, "brupop_authproxy_tokenreviews_total{result=\"authenticated\"}").unwrap_or(0.0);
     let first = reviews(&f.authproxy_metrics().await);
     for _ in 0..10 {
