@@ -94,8 +94,12 @@ async fn snapshot(f: &Fleet) -> BTreeMap<String, String> {
 /// be starting).
 async fn until_answered(c: &reqwest::Client, url: &str, token: &str, body: &Value) {
     wait_for("the authproxy to answer", T, || async {
-        let r = post(c, url, token, body.clone()).await;
-        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
+        // Refused connections too: the authproxy may not be listening yet.
+        let bytes = serde_json::to_vec(body).unwrap();
+        match send(c, url, "POST", Some(token), Some("application/json"), bytes).await {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
     })
     .await;
 }
@@ -176,11 +180,7 @@ async fn slots_are_renewed_and_released_only_by_their_holder_and_cordons_are_own
     create_lease(&f, "brupop-slot-0", &a, true).await;
     create_lease(&f, "brupop-slot-1", &b, true).await;
     let u = |e: &str| url(&f, &format!("/v1/nodes/{a}/{e}"));
-    wait_for("the authproxy to answer", T, || async {
-        let r = post(&c, &u("slot/renew"), &tok, json!({"slot": "brupop-slot-0", "durationSeconds": 60})).await;
-        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
-    })
-    .await;
+    until_answered(&c, &u("slot/renew"), &tok, &json!({"slot": "brupop-slot-0", "durationSeconds": 60})).await;
     // Capped at --max-slot-lease (whole seconds).
     let max = f.opts.authproxy_args.iter().find(|(k, _)| k == "max-slot-lease").map(|(_, v)| v.clone()).unwrap();
     let max = model::parse::duration(&max).unwrap().as_secs();
@@ -328,11 +328,7 @@ async fn rotated_certificates_are_served_without_a_restart() {
     let u = url(&f, &format!("/v1/nodes/{a}/status"));
     // A client with an open (kept-alive) connection from before the rotation.
     let old_client = client(&old_ca, Some(&old_identity));
-    wait_for("the authproxy to answer", T, || async {
-        let r = post(&old_client, &u, &tok, report.clone()).await;
-        if r.0 == 200 { Ok(()) } else { Err(format!("{r:?}")) }
-    })
-    .await;
+    until_answered(&old_client, &u, &tok, &report).await;
     let pid_before = f.authproxy.lock().unwrap().pid();
     // cert-manager rotates: a new CA, a new server certificate, a new client CA bundle.
     f.pki.rotate_ca().unwrap();
