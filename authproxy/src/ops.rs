@@ -310,6 +310,9 @@ impl Cluster {
         evict_client: &kube::Client,
     ) -> Result<DrainReport, OpError> {
         self.fence(node, &req.slot, req.min_remaining_seconds).await?;
+        // Validated with the request: a selector that does not read never gets here.
+        let skip = req.skip_pod_selector.as_deref().map(model::selector::parse).transpose().unwrap_or_default();
+        let classify = |p: &Pod| drain::classify(p, skip.as_deref());
         let pods: Api<Pod> = Api::all(self.client.clone());
         let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
         let list = pods.list(&lp).await.map_err(kube("listing the node's pods"))?;
@@ -318,38 +321,39 @@ impl Cluster {
         for pod in list.items {
             let namespace = pod.metadata.namespace.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
-            match drain::classify(&pod) {
-                Class::SkipDaemonSet | Class::SkipMirror => report.skipped += 1,
+            match classify(&pod) {
+                c if c.stays() => report.skipped += 1,
                 Class::Terminating => {
                     report.pods.push(PodResult { namespace, name, outcome: model::wire::PodOutcome::Terminating })
                 }
-                Class::Evict => to_evict.push((namespace, name, pod.metadata.uid.clone().unwrap_or_default())),
+                _ => to_evict.push((namespace, name, pod.metadata.uid.clone().unwrap_or_default())),
             }
         }
         // Evictions in small parallel batches: quick for a node of 100 pods,
         // gentle on the API server.
+        let grace = req.grace_period_seconds;
         for batch in to_evict.chunks(8) {
-            let results =
-                futures::future::join_all(batch.iter().map(|(ns, name, uid)| evict(evict_client, ns, name, uid))).await;
+            let results = futures::future::join_all(
+                batch.iter().map(|(ns, name, uid)| evict(evict_client, ns, name, uid, grace)),
+            )
+            .await;
             for ((namespace, name, _), outcome) in batch.iter().cloned().zip(results) {
                 report.pods.push(PodResult { namespace, name, outcome });
             }
         }
-        let evicted = report.pods.iter().any(|p| matches!(p.outcome, model::wire::PodOutcome::Evicted));
-        report.remaining = if evicted {
+        let evicted = report.pods.iter().filter(|p| matches!(p.outcome, model::wire::PodOutcome::Evicted)).count();
+        report.remaining = if evicted > 0 {
             // Pods with no grace period are gone at once: count what is left,
             // so a node drained in one round needs no second one.
             let after = pods.list(&lp).await.map_err(kube("listing the node's pods"))?;
-            let left = after
-                .items
-                .iter()
-                .filter(|p| !matches!(drain::classify(p), Class::SkipDaemonSet | Class::SkipMirror))
-                .count();
+            let left = after.items.iter().filter(|p| !classify(p).stays()).count();
             u32::try_from(left).unwrap_or(u32::MAX)
         } else {
             u32::try_from(report.pods.iter().filter(|p| !matches!(p.outcome, model::wire::PodOutcome::Gone)).count())
                 .unwrap_or(u32::MAX)
         };
+        // Events tell the drain's real progress: `Draining` while pods
+        // remain, `Drained` once none does (the agent's last round).
         let blocked = report.blocked();
         if blocked > 0 {
             let names: Vec<String> = report
@@ -358,20 +362,36 @@ impl Cluster {
                 .filter(|p| matches!(p.outcome, model::wire::PodOutcome::Blocked { .. }))
                 .map(|p| format!("{}/{}", p.namespace, p.name))
                 .collect();
-            let note = format!("eviction refused by a PodDisruptionBudget for {blocked} pod(s): {}", names.join(", "));
+            let note = format!(
+                "eviction refused by a PodDisruptionBudget for {blocked} pod(s): {}; {} pod(s) remaining",
+                names.join(", "),
+                report.remaining
+            );
             self.node_event(node, EventType::Warning, "DrainBlocked", "Drain", note);
-        } else if !to_evict.is_empty() {
-            let note = format!("evicted {} pod(s) for the update; {} remaining", to_evict.len(), report.remaining);
+        } else if report.remaining == 0 {
+            let note = format!(
+                "the node is drained for the update ({evicted} pod(s) evicted in the last round; {} left in place: DaemonSet, static or skipped)",
+                report.skipped
+            );
             self.node_event(node, EventType::Normal, "Drained", "Drain", note);
+        } else if evicted > 0 {
+            let note = format!("evicted {evicted} pod(s) for the update; {} remaining", report.remaining);
+            self.node_event(node, EventType::Normal, "Draining", "Drain", note);
         }
         Ok(report)
     }
 }
 
 /// Sends one Eviction (policy/v1, typed: kube's EvictParams drops deleteOptions).
-async fn evict(client: &kube::Client, namespace: &str, name: &str, uid: &str) -> model::wire::PodOutcome {
+async fn evict(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    grace_period_seconds: Option<i64>,
+) -> model::wire::PodOutcome {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let body = drain::eviction(namespace, name, uid);
+    let body = drain::eviction(namespace, name, uid, grace_period_seconds);
     let pp = runtime::client::post_params(managers::AUTHPROXY);
     match pods.create_subresource::<_, serde_json::Value>("eviction", name, &pp, &body).await {
         Ok(_) => drain::outcome(201, ""),

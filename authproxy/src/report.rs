@@ -60,6 +60,13 @@ pub fn apply_report(
             .filter(|p| p.boot_id == *boot_id)
             .map_or(Time(now), |p| p.since.clone()),
     });
+    // The walk's record of pods: set once before the drain, kept while the
+    // node updates, gone when it rests.
+    if report.pods_before_drain.is_some() {
+        next.pods_before_drain = report.pods_before_drain.clone();
+    } else if report.state.is_resting() {
+        next.pods_before_drain = None;
+    }
     if prev_or_default.current_state == ShadowState::MonitoringUpdate && report.state == ShadowState::Idle {
         next.crash_count = 0;
         next.last_failure = None;
@@ -140,6 +147,7 @@ mod tests {
 
     fn report(state: ShadowState, current: &str, target: Option<&str>) -> StatusReport {
         StatusReport {
+            pods_before_drain: None,
             state,
             current_version: current.into(),
             target_version: target.map(Into::into),
@@ -184,6 +192,28 @@ mod tests {
         let after =
             apply_report(Some(&once), &report(ShadowState::ErrorReset, "1.21.0", None), t("2026-11-27T10:09:00Z"));
         assert_eq!(after.reboot_pending, None);
+    }
+
+    #[test]
+    fn the_record_of_pods_is_kept_while_the_node_updates_and_dropped_when_it_rests() {
+        let t0 = t("2026-11-27T10:00:00Z");
+        let pods = vec![model::walk::RecordedPod {
+            namespace: "ns".into(),
+            name: "logs-a".into(),
+            daemon_set: Some("logs".into()),
+            stays: true,
+        }];
+        let record = StatusReport {
+            pods_before_drain: Some(pods.clone()),
+            ..report(ShadowState::StagedAndPerformedUpdate, "1.20.0", Some("1.21.0"))
+        };
+        let recorded = apply_report(None, &record, t0);
+        assert_eq!(recorded.pods_before_drain.as_ref(), Some(&pods));
+        let rebooted = apply_report(Some(&recorded), &report(ShadowState::RebootedIntoUpdate, "1.21.0", None), t0);
+        let monitoring = apply_report(Some(&rebooted), &report(ShadowState::MonitoringUpdate, "1.21.0", None), t0);
+        assert_eq!(monitoring.pods_before_drain.as_ref(), Some(&pods), "kept through the reboot");
+        let done = apply_report(Some(&monitoring), &report(ShadowState::Idle, "1.21.0", None), t0);
+        assert_eq!(done.pods_before_drain, None);
     }
 
     #[test]

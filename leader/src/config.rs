@@ -57,7 +57,7 @@ pub struct Config {
     pub failure_backoff_max: Duration,
     /// The longest one node may hold a slot for one walk, renewals included;
     /// past it the slot is taken back (`SlotHeldTooLong`) and the node backed
-    /// off. Must exceed the longest walk the agents' deadlines allow (82m at
+    /// off. Must exceed the longest walk the agents' deadlines allow (85m at
     /// their shipped defaults: docs/protocol.md section 3).
     #[arg(long, env = "BRUPOP_MAX_SLOT_HOLD", default_value = "90m", value_parser = duration)]
     pub max_slot_hold: Duration,
@@ -90,7 +90,7 @@ impl Config {
     /// Checks what clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         self.common.validate()?;
-        crate::selector::parse(&self.node_selector).map_err(|e| format!("--node-selector: {e}"))?;
+        model::selector::parse(&self.node_selector).map_err(|e| format!("--node-selector: {e}"))?;
         crate::election::check_timings(self.lease_duration, self.renew_deadline, self.retry_period)?;
         if self.failure_backoff > self.failure_backoff_max {
             return Err("--failure-backoff must not exceed --failure-backoff-max".to_owned());

@@ -20,7 +20,6 @@ pub mod election;
 pub mod metrics;
 pub mod migration;
 pub mod observe;
-pub mod selector;
 pub mod settings;
 pub mod window;
 

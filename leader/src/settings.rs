@@ -8,6 +8,7 @@ use std::time::Duration;
 use model::UpdatePolicySpec;
 use model::parse::Budget;
 use model::policy::MAX_CONCURRENT_UPDATES_LIMIT;
+use model::walk::WalkSpec;
 
 use crate::decide::{Settings, WindowState};
 use crate::window::Windows;
@@ -70,6 +71,7 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         problems
             .push(format!("spec.maxSlotHold must be longer than the slot lease ({:?})", defaults.slot_lease_duration));
     }
+    let walk = walk_settings(spec, max_slot_hold, &mut problems);
     let specs = if spec.update_windows.is_empty() { &defaults.windows } else { &spec.update_windows };
     let windows = Windows::parse_all(specs).unwrap_or_else(|e| {
         problems.push(format!("spec.updateWindows: {e}"));
@@ -85,10 +87,56 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         slot_lease_duration: defaults.slot_lease_duration,
         max_slot_hold,
         resume_request: spec.resume_request.clone(),
+        walk,
         invalid: (!problems.is_empty())
             .then(|| format!("the UpdatePolicy is invalid, no grants until it is fixed: {}", problems.join("; "))),
     };
     (settings, windows)
+}
+
+/// The policy's walk settings (`health`, `drain`), checked: each duration
+/// and selector must read, and the waits they set must leave the hold cap
+/// room for the host commands and the reboot (at least half of it). `None`
+/// when the policy sets none.
+fn walk_settings(spec: &UpdatePolicySpec, max_slot_hold: Duration, problems: &mut Vec<String>) -> Option<WalkSpec> {
+    let mut waits = Duration::ZERO;
+    let mut dur = |field: &str, v: &Option<String>, problems: &mut Vec<String>| {
+        if let Some(s) = v {
+            match model::parse::duration(s) {
+                Ok(d) => waits += d,
+                Err(e) => problems.push(format!("spec.{field}: {e}")),
+            }
+        }
+    };
+    let selector = |field: &str, v: &Option<String>, problems: &mut Vec<String>| {
+        if let Some(Err(e)) = v.as_deref().map(model::selector::parse) {
+            problems.push(format!("spec.{field}: {e}"));
+        }
+    };
+    if let Some(h) = &spec.health {
+        dur("health.timeout", &h.timeout, problems);
+        selector("health.ignorePodSelector", &h.ignore_pod_selector, problems);
+        if let Some(Err(e)) = h.minimum.as_deref().map(model::parse::duration) {
+            problems.push(format!("spec.health.minimum: {e}"));
+        }
+        let minimum = h.minimum.as_deref().and_then(|m| model::parse::duration(m).ok());
+        let timeout = h.timeout.as_deref().and_then(|t| model::parse::duration(t).ok());
+        if let (Some(m), Some(t)) = (minimum, timeout)
+            && m > t
+        {
+            problems.push("spec.health.minimum must not exceed spec.health.timeout".to_owned());
+        }
+    }
+    if let Some(d) = &spec.drain {
+        dur("drain.timeout", &d.timeout, problems);
+        selector("drain.skipPodSelector", &d.skip_pod_selector, problems);
+    }
+    if waits > max_slot_hold / 2 {
+        problems.push(format!(
+            "spec.health.timeout and spec.drain.timeout add up to {waits:?}, more than half of maxSlotHold ({max_slot_hold:?}): raise spec.maxSlotHold so a walk that uses them is not taken back"
+        ));
+    }
+    WalkSpec { health: spec.health.clone(), drain: spec.drain.clone() }.or_none()
 }
 
 #[cfg(test)]
@@ -141,6 +189,37 @@ mod tests {
         let spec = UpdatePolicySpec { max_slot_hold: Some("1m".into()), ..Default::default() };
         let msg = resolve(&defaults(), Some(&spec)).0.invalid.unwrap();
         assert!(msg.contains("spec.maxSlotHold"), "{msg}");
+    }
+
+    #[test]
+    fn walk_settings_are_checked_and_carried_to_the_grant() {
+        use model::walk::{DrainSpec, HealthSpec};
+        assert_eq!(resolve(&defaults(), None).0.walk, None);
+        let health = HealthSpec { timeout: Some("10m".into()), minimum: Some("10s".into()), ..Default::default() };
+        let drain = DrainSpec { grace_period_seconds: Some(30), ..Default::default() };
+        let spec = UpdatePolicySpec { health: Some(health.clone()), drain: Some(drain.clone()), ..Default::default() };
+        let (s, _) = resolve(&defaults(), Some(&spec));
+        assert_eq!(s.invalid, None);
+        assert_eq!(s.walk, Some(WalkSpec { health: Some(health), drain: Some(drain) }));
+        let bad = |spec: UpdatePolicySpec, field: &str| {
+            let msg = resolve(&defaults(), Some(&spec)).0.invalid.unwrap_or_default();
+            assert!(msg.contains(field), "{field}: {msg}");
+        };
+        let h = |h: HealthSpec| UpdatePolicySpec { health: Some(h), ..Default::default() };
+        let d = |d: DrainSpec| UpdatePolicySpec { drain: Some(d), ..Default::default() };
+        bad(h(HealthSpec { timeout: Some("soon".into()), ..Default::default() }), "spec.health.timeout");
+        bad(h(HealthSpec { minimum: Some("-1s".into()), ..Default::default() }), "spec.health.minimum");
+        bad(h(HealthSpec { ignore_pod_selector: Some("a in b".into()), ..Default::default() }), "ignorePodSelector");
+        bad(
+            h(HealthSpec { timeout: Some("1m".into()), minimum: Some("2m".into()), ..Default::default() }),
+            "spec.health.minimum must not exceed",
+        );
+        bad(d(DrainSpec { skip_pod_selector: Some("Bad Key".into()), ..Default::default() }), "skipPodSelector");
+        bad(d(DrainSpec { timeout: Some("46m".into()), ..Default::default() }), "raise spec.maxSlotHold");
+        let stored: UpdatePolicySpec = serde_json::from_str(r#"{"drain":{"gracePeriodSeconds":-5}}"#).unwrap();
+        bad(stored, "spec.drain.gracePeriodSeconds");
+        let stored: UpdatePolicySpec = serde_json::from_str(r#"{"health":{"timeout":5}}"#).unwrap();
+        bad(stored, "spec.health");
     }
 
     #[test]

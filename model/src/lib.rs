@@ -16,8 +16,10 @@ pub mod names;
 pub mod objects;
 pub mod parse;
 pub mod policy;
+pub mod selector;
 pub mod shadow;
 pub mod state;
+pub mod walk;
 pub mod wire;
 
 pub use policy::{UpdatePolicy, UpdatePolicySpec, UpdatePolicyStatus};

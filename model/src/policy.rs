@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::state::FailureReason;
+use crate::walk::{DrainSpec, GRACE_PERIOD_MAX_SECONDS, HealthSpec, SELECTOR_MAX_LENGTH};
 
 /// The largest `spec.maxConcurrentUpdates` count the CRD accepts. The
 /// leader never creates more slots than managed nodes whatever the value;
@@ -96,13 +97,21 @@ pub struct UpdatePolicySpec {
     /// `90m`); past it the leader takes the slot back (`SlotHeldTooLong`) and
     /// grants that node nothing for a backoff. Default: the leader's
     /// `--max-slot-hold` (90m), above the longest walk the agent's shipped
-    /// deadlines allow (82m; docs/protocol.md section 3).
+    /// deadlines allow (85m; docs/protocol.md section 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = DURATION_MAX_LENGTH))]
     pub max_slot_hold: Option<String>,
     /// Also update nodes an administrator cordoned (they stay cordoned afterwards).
     #[serde(default)]
     pub update_cordoned_nodes: bool,
+    /// After the reboot: how long the walk waits for the node and the pods
+    /// it ran before the drain to be Ready, and the least it watches. Copied
+    /// into each grant: a walk keeps the settings it started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+    /// How the drain evicts pods and how long it may take. Copied into each grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainSpec>,
     /// Not part of the object: the fields whose stored values could not be
     /// read (`spec.<field>: <why>`), left at their defaults. Any entry stops
     /// grants (phase `InvalidSpec`).
@@ -162,6 +171,8 @@ impl UpdatePolicySpec {
                 "resumeRequest" => spec.resume_request = field(&key, v, &mut problems),
                 "maxSlotHold" => spec.max_slot_hold = field(&key, v, &mut problems),
                 "updateCordonedNodes" => spec.update_cordoned_nodes = field(&key, v, &mut problems).unwrap_or_default(),
+                "health" => spec.health = field(&key, v, &mut problems),
+                "drain" => spec.drain = field(&key, v, &mut problems),
                 _ => {}
             }
         }
@@ -196,6 +207,18 @@ impl UpdatePolicySpec {
         too_long("failureBackoffMax", &self.failure_backoff_max, DURATION_MAX_LENGTH, &mut problems);
         too_long("maxSlotHold", &self.max_slot_hold, DURATION_MAX_LENGTH, &mut problems);
         too_long("resumeRequest", &self.resume_request, RESUME_REQUEST_MAX_LENGTH, &mut problems);
+        if let Some(h) = &self.health {
+            too_long("health.timeout", &h.timeout, DURATION_MAX_LENGTH, &mut problems);
+            too_long("health.minimum", &h.minimum, DURATION_MAX_LENGTH, &mut problems);
+            too_long("health.ignorePodSelector", &h.ignore_pod_selector, SELECTOR_MAX_LENGTH, &mut problems);
+        }
+        if let Some(d) = &self.drain {
+            too_long("drain.timeout", &d.timeout, DURATION_MAX_LENGTH, &mut problems);
+            too_long("drain.skipPodSelector", &d.skip_pod_selector, SELECTOR_MAX_LENGTH, &mut problems);
+            if d.grace_period_seconds.is_some_and(|g| !(0..=GRACE_PERIOD_MAX_SECONDS).contains(&g)) {
+                problems.push(format!("spec.drain.gracePeriodSeconds: outside 0..={GRACE_PERIOD_MAX_SECONDS}"));
+            }
+        }
         if self.update_windows.len() > UPDATE_WINDOWS_MAX_ITEMS as usize {
             problems.push(format!("spec.updateWindows: more than {UPDATE_WINDOWS_MAX_ITEMS} windows"));
         }

@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::state::{FailureReason, ShadowState};
+use crate::walk::{RecordedPod, WalkSpec};
 
 /// What the leader allows this node to do. Written by the leader only.
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
@@ -56,6 +57,10 @@ pub struct BottlerocketShadowSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<i64>", range(min = 0))]
     pub acknowledged_failure: Option<u64>,
+    /// The walk settings granted with the slot (the UpdatePolicy's `health`
+    /// and `drain` at grant time); absent ones are the agent's flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk: Option<WalkSpec>,
 }
 
 /// What the node is doing. Written by the node's agent through the authproxy only.
@@ -102,6 +107,12 @@ pub struct BottlerocketShadowStatus {
     /// `brupop.bottlerocket.aws/release-reboot` set to this boot ID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot_pending: Option<RebootPending>,
+    /// The pods that ran, Ready, on the node when its walk began the
+    /// drain: after the reboot the health check judges these (or their
+    /// replacements on the node) and nothing else. Kept while the node
+    /// updates, cleared when it rests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_before_drain: Option<Vec<RecordedPod>>,
     /// `UpToDate`, `Updating`, `UpdateFailed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -149,6 +160,7 @@ impl BottlerocketShadowSpec {
             version: Some(String::new()),
             slot: Some(String::new()),
             acknowledged_failure: Some(0),
+            walk: Some(WalkSpec::default()),
         };
         let mut patch = serde_json::to_value(self).unwrap_or_default();
         if let (Some(p), Ok(serde_json::Value::Object(all))) = (patch.as_object_mut(), serde_json::to_value(full)) {
@@ -205,7 +217,7 @@ mod tests {
             p,
             serde_json::json!({"spec": {
                 "state": "Idle", "acknowledged_failure": 3,
-                "state_transition_timestamp": null, "version": null, "slot": null,
+                "state_transition_timestamp": null, "version": null, "slot": null, "walk": null,
             }})
         );
     }

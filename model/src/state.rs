@@ -19,7 +19,8 @@ pub enum ShadowState {
     StagedAndPerformedUpdate,
     /// The node rebooted and runs the desired version.
     RebootedIntoUpdate,
-    /// The node is uncordoned and watched for `--monitoring-duration` before the slot is released.
+    /// The node is uncordoned and its health checked (the node and the pods it ran before the
+    /// drain Ready, watched at least `--health-minimum`) before the slot is released.
     MonitoringUpdate,
     /// The last attempt failed and was undone; `status.last_failure` says why.
     ErrorReset,

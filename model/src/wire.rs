@@ -118,6 +118,12 @@ pub struct StatusReport {
     /// (shadow `status.reboot_pending`). Absent: no reboot is pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot_pending_boot_id: Option<String>,
+    /// Sent once per walk, before the drain: the pods that ran Ready on the
+    /// node (shadow `status.pods_before_drain`; at most
+    /// [`crate::walk::RECORDED_PODS_MAX`]). Absent: the record is kept while
+    /// the node updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_before_drain: Option<Vec<crate::walk::RecordedPod>>,
 }
 
 /// A failure as the agent reports it.
@@ -150,6 +156,12 @@ pub enum InvalidRequest {
     SlotName(String),
     #[error("a duration in seconds must be between 1 and 86400, not {0}")]
     Duration(i64),
+    #[error("podsBeforeDrain: {0}")]
+    RecordedPods(String),
+    #[error("skipPodSelector {0:?} is not a label selector of at most 1024 characters")]
+    Selector(String),
+    #[error("gracePeriodSeconds must be within 0..=86400")]
+    GracePeriod,
 }
 
 /// Versions as Bottlerocket spells them: dot-separated alphanumerics, `-`/`+` allowed.
@@ -185,8 +197,31 @@ impl StatusReport {
         match &self.reboot_pending_boot_id {
             Some(b) if self.failure.is_none() || b.is_empty() || b.len() > 128 => Err(InvalidRequest::RebootPending),
             _ => Ok(()),
+        }?;
+        if let Some(pods) = &self.pods_before_drain {
+            check_recorded_pods(self.state, pods)?;
+        }
+        Ok(())
+    }
+}
+
+/// The record of pods is sent with `StagedAndPerformedUpdate` (the walk is
+/// about to drain), bounded, and names only what could be pods.
+fn check_recorded_pods(state: ShadowState, pods: &[crate::walk::RecordedPod]) -> Result<(), InvalidRequest> {
+    let bad = |m: String| Err(InvalidRequest::RecordedPods(m));
+    if state != ShadowState::StagedAndPerformedUpdate {
+        return bad(format!("sent with state {state}; only with StagedAndPerformedUpdate"));
+    }
+    if pods.len() > crate::walk::RECORDED_PODS_MAX {
+        return bad(format!("{} pods; at most {}", pods.len(), crate::walk::RECORDED_PODS_MAX));
+    }
+    for p in pods {
+        let names = [Some(&p.namespace), Some(&p.name), p.daemon_set.as_ref()];
+        if names.into_iter().flatten().any(|n| crate::parse::dns_subdomain("name", n).is_err()) {
+            return bad(format!("{:?}/{:?} is not a pod's namespace and name", p.namespace, p.name));
         }
     }
+    Ok(())
 }
 
 /// `POST .../slot/renew`.
@@ -261,6 +296,14 @@ pub struct CordonRequest {
 pub struct DrainRequest {
     pub slot: String,
     pub min_remaining_seconds: i64,
+    /// Pods not to evict (a label selector): they stay on the node and are
+    /// counted as skipped, like DaemonSet pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_pod_selector: Option<String>,
+    /// The grace period each Eviction asks for (its `deleteOptions`);
+    /// absent: each pod's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period_seconds: Option<i64>,
 }
 
 /// `POST .../uncordon`: lifts our cordon (never an administrator's) and, if
@@ -288,7 +331,16 @@ impl CordonRequest {
 
 impl DrainRequest {
     pub fn validate(&self) -> Result<(), InvalidRequest> {
-        check_fence(&self.slot, self.min_remaining_seconds)
+        check_fence(&self.slot, self.min_remaining_seconds)?;
+        if let Some(s) = &self.skip_pod_selector
+            && (s.len() > crate::walk::SELECTOR_MAX_LENGTH as usize || crate::selector::parse(s).is_err())
+        {
+            return Err(InvalidRequest::Selector(s.chars().take(64).collect()));
+        }
+        if self.grace_period_seconds.is_some_and(|g| !(0..=crate::walk::GRACE_PERIOD_MAX_SECONDS).contains(&g)) {
+            return Err(InvalidRequest::GracePeriod);
+        }
+        Ok(())
     }
 }
 
@@ -402,6 +454,7 @@ mod tests {
             target_version: Some("1.21.0".into()),
             failure: Some(FailureReport { id: 3, reason: FailureReason::RolledBack, message: "booted 1.20.0".into() }),
             reboot_pending_boot_id: Some("0c4f-boot".into()),
+            pods_before_drain: None,
         });
         round_trip(&RenewSlot { slot: "brupop-slot-1".into(), duration_seconds: 90 });
         round_trip(&ReleaseSlot { slot: "brupop-slot-1".into() });
@@ -471,8 +524,25 @@ mod tests {
             target_version: None,
             failure: None,
             reboot_pending_boot_id: None,
+            pods_before_drain: None,
         };
         assert_eq!(ok.validate(), Ok(()));
+        let pod = |ns: &str, name: &str| crate::walk::RecordedPod {
+            namespace: ns.into(),
+            name: name.into(),
+            daemon_set: None,
+            stays: false,
+        };
+        let staged = StatusReport { state: ShadowState::StagedAndPerformedUpdate, ..ok.clone() };
+        let record = StatusReport { pods_before_drain: Some(vec![pod("default", "web-0")]), ..staged.clone() };
+        assert_eq!(record.validate(), Ok(()));
+        let record_when_idle = StatusReport { pods_before_drain: Some(vec![]), ..ok.clone() };
+        assert!(matches!(record_when_idle.validate(), Err(InvalidRequest::RecordedPods(_))));
+        let bad_name = StatusReport { pods_before_drain: Some(vec![pod("default", "../x")]), ..staged.clone() };
+        assert!(matches!(bad_name.validate(), Err(InvalidRequest::RecordedPods(_))));
+        let flood = vec![pod("a", "p"); crate::walk::RECORDED_PODS_MAX + 1];
+        let flood = StatusReport { pods_before_drain: Some(flood), ..staged };
+        assert!(matches!(flood.validate(), Err(InvalidRequest::RecordedPods(_))));
         let pending_without_failure = StatusReport { reboot_pending_boot_id: Some("b".into()), ..ok.clone() };
         assert_eq!(pending_without_failure.validate(), Err(InvalidRequest::RebootPending));
         let bad_version = StatusReport { current_version: "latest; rm -rf".into(), ..ok.clone() };

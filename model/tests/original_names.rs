@@ -57,6 +57,7 @@ fn every_shared_field_of_a_shadow_we_write_has_the_originals_name() {
             version: Some("1.21.0".into()),
             slot: Some("brupop-slot-0".into()),
             acknowledged_failure: Some(1),
+            walk: Some(model::walk::WalkSpec::default()),
         },
     );
     brs.status = Some(BottlerocketShadowStatus {
@@ -80,6 +81,12 @@ fn every_shared_field_of_a_shadow_we_write_has_the_originals_name() {
             boot_id: "b".into(),
             since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at("2026-11-27T10:05:00Z")),
         }),
+        pods_before_drain: Some(vec![model::walk::RecordedPod {
+            namespace: "ns".into(),
+            name: "p".into(),
+            daemon_set: Some("ds".into()),
+            stays: true,
+        }]),
         conditions: vec![],
     });
     let v = serde_json::to_value(&brs).unwrap();

@@ -14,6 +14,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use model::BottlerocketShadow;
 use model::names;
+
+use crate::machine::SeenPod;
 use runtime::cache::{Freshness, Source};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -225,27 +227,39 @@ pub fn spawn(client: &kube::Client, namespace: &str, node: &str, stop: Cancellat
     }
 }
 
-/// Pods on `node` that are not Ready (namespace/name), ignoring finished and
-/// terminating ones.
-pub async fn pods_not_ready(client: &kube::Client, node: &str) -> Result<Vec<String>, kube::Error> {
+/// The pods on `node`, as the health gate sees them (one list with a
+/// `spec.nodeName` field selector).
+pub async fn pods_on_node(client: &kube::Client, node: &str) -> Result<Vec<SeenPod>, kube::Error> {
     let pods: Api<Pod> = Api::all(client.clone());
     let list = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            let status = p.status.as_ref();
-            let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
-            if matches!(phase, "Succeeded" | "Failed") {
-                return false;
-            }
-            let ready = status
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                .is_some_and(|c| c.status == "True");
-            !ready
-        })
-        .map(|p| format!("{}/{}", p.metadata.namespace.unwrap_or_default(), p.metadata.name.unwrap_or_default()))
-        .collect())
+    Ok(list.items.into_iter().map(seen).collect())
+}
+
+/// A Pod reduced to what the health gate judges.
+pub fn seen(p: Pod) -> SeenPod {
+    let status = p.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    let daemon_set = p
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "DaemonSet")
+        .map(|o| o.name.clone());
+    let mirror = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    SeenPod {
+        namespace: p.metadata.namespace.unwrap_or_default(),
+        name: p.metadata.name.unwrap_or_default(),
+        labels: p.metadata.labels.unwrap_or_default(),
+        daemon_set,
+        mirror,
+        ready,
+        succeeded: phase == "Succeeded",
+        failed: phase == "Failed",
+        terminating: p.metadata.deletion_timestamp.is_some(),
+    }
 }

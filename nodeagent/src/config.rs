@@ -63,9 +63,33 @@ pub struct Flags {
     /// Lease time that must remain for a cordon or a drain round.
     #[arg(long, env = "BRUPOP_STEP_MARGIN", default_value = "30s", value_parser = duration)]
     pub step_margin: Duration,
-    /// How long the updated node is watched before its slot is released.
-    #[arg(long, env = "BRUPOP_MONITORING_DURATION", default_value = "2m", value_parser = duration)]
-    pub monitoring_duration: Duration,
+    /// The longest the walk waits after the reboot for the node and the pods
+    /// it ran before the drain (or their replacements on it) to be Ready;
+    /// then it fails HealthCheckFailed. The UpdatePolicy's
+    /// `health.timeout` overrides it for the walks it grants.
+    #[arg(long, env = "BRUPOP_HEALTH_TIMEOUT", default_value = "5m", value_parser = duration)]
+    pub health_timeout: Duration,
+    /// The least the walk watches the updated node: a healthy node releases
+    /// its slot once this much time has passed since it came back
+    /// (`health.minimum`). `--monitoring-duration` is its former name.
+    #[arg(long, alias = "monitoring-duration", env = "BRUPOP_HEALTH_MINIMUM", default_value = "5s", value_parser = duration)]
+    pub health_minimum: Duration,
+    /// Pause between health checks of a node not yet healthy (the first
+    /// comes sooner).
+    #[arg(long, env = "BRUPOP_HEALTH_POLL_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub health_poll_interval: Duration,
+    /// Pods the health check never judges (a label selector, as `kubectl -l`
+    /// takes it; `health.ignorePodSelector`).
+    #[arg(long, env = "BRUPOP_HEALTH_IGNORE_POD_SELECTOR", default_value = "")]
+    pub health_ignore_pod_selector: String,
+    /// Pods the drain does not evict (a label selector; `drain.skipPodSelector`):
+    /// they stay and restart with the node, and must come back Ready.
+    #[arg(long, env = "BRUPOP_DRAIN_SKIP_POD_SELECTOR", default_value = "")]
+    pub drain_skip_pod_selector: String,
+    /// The grace period (seconds) every Eviction asks for; unset: each pod's
+    /// own (`drain.gracePeriodSeconds`).
+    #[arg(long, env = "BRUPOP_DRAIN_GRACE_PERIOD_SECONDS")]
+    pub drain_grace_period_seconds: Option<i64>,
     /// Wait before asking again after a node-only failure; doubles per failure.
     #[arg(long, env = "BRUPOP_NODE_BACKOFF", default_value = "10m", value_parser = duration)]
     pub node_backoff: Duration,
@@ -115,6 +139,24 @@ impl Flags {
         if self.node_backoff > self.node_backoff_max {
             return Err("--node-backoff must not exceed --node-backoff-max".to_owned());
         }
+        if self.health_minimum > self.health_timeout {
+            return Err("--health-minimum must not exceed --health-timeout".to_owned());
+        }
+        if self.health_poll_interval.is_zero() {
+            return Err("--health-poll-interval must be more than zero".to_owned());
+        }
+        for (flag, v) in [
+            ("--health-ignore-pod-selector", &self.health_ignore_pod_selector),
+            ("--drain-skip-pod-selector", &self.drain_skip_pod_selector),
+        ] {
+            model::selector::parse(v).map_err(|e| format!("{flag}: {e}"))?;
+        }
+        if self.drain_grace_period_seconds.is_some_and(|g| !(0..=model::walk::GRACE_PERIOD_MAX_SECONDS).contains(&g)) {
+            return Err(format!(
+                "--drain-grace-period-seconds must be within 0..={}",
+                model::walk::GRACE_PERIOD_MAX_SECONDS
+            ));
+        }
         if !self.authproxy_url.starts_with("https://") {
             return Err(format!("--authproxy-url {:?} must be an https:// URL", self.authproxy_url));
         }
@@ -124,10 +166,10 @@ impl Flags {
     /// The longest a walk can hold its slot with these deadlines, when every
     /// step takes as long as it may: four host commands (refresh, prepare,
     /// activate, and a deactivate if it aborts), the drain, the reboot (the
-    /// slot is extended by `--reboot-grace` for it) and monitoring. The
+    /// slot is extended by `--reboot-grace` for it) and the health wait. The
     /// leader's `maxSlotHold` must be longer (docs/protocol.md section 3).
     pub fn longest_walk(&self) -> Duration {
-        self.host_command_timeout * 4 + self.drain_timeout + self.reboot_grace + self.monitoring_duration
+        self.host_command_timeout * 4 + self.drain_timeout + self.reboot_grace + self.health_timeout
     }
 
     /// The state machine's settings.
@@ -139,7 +181,12 @@ impl Flags {
             drain_timeout: self.drain_timeout,
             drain_interval: self.drain_interval,
             step_margin: self.step_margin,
-            monitoring: self.monitoring_duration,
+            health_timeout: self.health_timeout,
+            health_minimum: self.health_minimum,
+            health_poll_interval: self.health_poll_interval,
+            health_ignore_pod_selector: self.health_ignore_pod_selector.clone(),
+            drain_skip_pod_selector: self.drain_skip_pod_selector.clone(),
+            drain_grace_period_seconds: self.drain_grace_period_seconds,
             node_backoff: self.node_backoff,
             node_backoff_max: self.node_backoff_max,
             exclude_from_load_balancers: self.exclude_from_load_balancers,
@@ -171,6 +218,12 @@ mod tests {
         assert!(err.contains("--reboot-grace"), "{err}");
         let err = parse(&["--step-margin", "90s"]).unwrap().validate().unwrap_err();
         assert!(err.contains("--step-margin"), "{err}");
+        let err = parse(&["--drain-skip-pod-selector", "a in b"]).unwrap().validate().unwrap_err();
+        assert!(err.contains("--drain-skip-pod-selector"), "{err}");
+        let err = parse(&["--health-minimum", "10m"]).unwrap().validate().unwrap_err();
+        assert!(err.contains("--health-minimum"), "{err}");
+        let old_name = parse(&["--monitoring-duration", "7s"]).unwrap();
+        assert_eq!(old_name.health_minimum, Duration::from_secs(7));
         let err = parse(&["--authproxy-url", "http://x"]).unwrap().validate().unwrap_err();
         assert!(err.contains("https"), "{err}");
     }

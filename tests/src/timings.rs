@@ -99,7 +99,8 @@ impl Case {
     /// The fleet of this case: `nodes` nodes sharing `slots` slots.
     pub fn options(&self, nodes: usize, slots: u32) -> FleetOptions {
         let mut o = FleetOptions::scaled(self.lease)
-            .agent_flag("monitoring-duration", format!("{}ms", self.monitoring.as_millis().max(1)));
+            .agent_flag("health-minimum", format!("{}ms", self.monitoring.as_millis().max(1)))
+            .agent_flag("health-timeout", format!("{}ms", self.monitoring.max(self.lease.mul_f64(2.5)).as_millis()));
         o.nodes = nodes;
         o.slots = slots;
         o.host_timings = Timings {

@@ -442,6 +442,7 @@ impl<'a, 's> Pass<'a, 's> {
                 version: Some((*version).to_owned()),
                 slot: Some(slot.name.clone()),
                 acknowledged_failure: planned_ref(&self.specs, sh).acknowledged_failure,
+                walk: self.settings.walk.clone(),
             };
             self.new_grants.push(GrantRecord {
                 node: sh.node.clone(),

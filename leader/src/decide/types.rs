@@ -77,6 +77,8 @@ pub struct Settings {
     /// The longest one walk may hold a slot (docs/protocol.md section 3, hold cap).
     pub max_slot_hold: Duration,
     pub resume_request: Option<String>,
+    /// The walk settings copied into each grant (shadow `spec.walk`).
+    pub walk: Option<model::walk::WalkSpec>,
     /// Set when the UpdatePolicy spec could not be used: no grants, and the
     /// status says why.
     pub invalid: Option<String>,

@@ -433,8 +433,13 @@ impl Agent {
                     }
                 });
             }
-            Step::Drain { slot, min_remaining } => {
-                let req = DrainRequest { slot: slot.clone(), min_remaining_seconds: secs(*min_remaining) };
+            Step::Drain { slot, min_remaining, skip_pod_selector, grace_period_seconds } => {
+                let req = DrainRequest {
+                    slot: slot.clone(),
+                    min_remaining_seconds: secs(*min_remaining),
+                    skip_pod_selector: Some(skip_pod_selector.clone()).filter(|s| !s.is_empty()),
+                    grace_period_seconds: *grace_period_seconds,
+                };
                 let report = self.proxy.drain(&req).await.map_err(|e| self.fencing_refused(e))?;
                 let blocked = u32::try_from(report.blocked()).unwrap_or(u32::MAX);
                 tracing::info!(node = %self.node, remaining = report.remaining, blocked, skipped = report.skipped, "drain round");
@@ -453,9 +458,9 @@ impl Agent {
                     Err(e) => Outcome::RebootRefused(e.to_string()),
                 });
             }
-            Step::CheckHealth => {
-                let not_ready = cluster::pods_not_ready(&self.client, &self.node).await.map_err(StepError::Pods)?;
-                return Ok(Outcome::Health { not_ready });
+            Step::RecordPods | Step::CheckHealth => {
+                let pods = cluster::pods_on_node(&self.client, &self.node).await.map_err(StepError::Pods)?;
+                return Ok(Outcome::Pods(pods));
             }
             Step::Uncordon => {
                 let v = self.proxy.uncordon().await?;

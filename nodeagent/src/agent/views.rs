@@ -61,6 +61,7 @@ pub(super) fn leaves_the_host_alone(step: &Step) -> bool {
         | Step::Renew { .. }
         | Step::Cordon { .. }
         | Step::Drain { .. }
+        | Step::RecordPods
         | Step::CheckHealth
         | Step::Uncordon
         | Step::Release { .. }
@@ -89,7 +90,9 @@ pub(super) fn describe(step: &Step) -> String {
             secs(min_remaining),
             if *exclude_from_load_balancers { " and exclude from load balancers" } else { "" }
         ),
-        Step::Drain { slot, min_remaining } => format!("drain round (fenced by {slot}, {} left)", secs(min_remaining)),
+        Step::Drain { slot, min_remaining, .. } => {
+            format!("drain round (fenced by {slot}, {} left)", secs(min_remaining))
+        }
         Step::Reboot { slot } => format!("reboot, holding {slot}"),
         Step::Release { slot } => format!("release {slot}"),
         Step::Fail { reason, message } => format!("fail: {reason}: {message}"),
@@ -112,6 +115,7 @@ pub(super) fn step_label(step: &Step) -> &'static str {
         Step::Cordon { .. } => "cordon",
         Step::Drain { .. } => "drain",
         Step::Reboot { .. } => "reboot",
+        Step::RecordPods => "record_pods",
         Step::CheckHealth => "check_health",
         Step::Uncordon => "uncordon",
         Step::Release { .. } => "release",

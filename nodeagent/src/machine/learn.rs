@@ -29,8 +29,8 @@ pub enum Outcome {
     RebootRequested,
     /// The host refused to reboot.
     RebootRefused(String),
-    /// The pods on the node that are not Ready.
-    Health { not_ready: Vec<String> },
+    /// The pods on the node, as listed.
+    Pods(Vec<super::SeenPod>),
     /// A refresh ran but the command finished `Failed` (the host keeps its
     /// lists; the next update check tries again).
     RefreshFailed,
@@ -57,7 +57,9 @@ pub fn observe(mem: &mut Memory, o: &Observation<'_>, now: Timestamp) {
         mem.last_drain = None;
         mem.drain_rounds = 0;
         mem.reboot_requested = None;
+        mem.pods_listed = None;
         mem.health = None;
+        mem.health_checks = 0;
         mem.host_failures = 0;
         forget_lease(mem);
         mem.grant = grant;
@@ -103,7 +105,11 @@ pub fn learn(mem: &mut Memory, step: &Step, outcome: &Outcome, cfg: &WalkSetting
         (Step::Reboot { .. }, Outcome::RebootRefused(message)) => {
             mem.aborting = Some((FailureReason::RebootFailed, message.clone()));
         }
-        (Step::CheckHealth, Outcome::Health { not_ready }) => mem.health = Some((now, not_ready.clone())),
+        (Step::RecordPods, Outcome::Pods(pods)) => mem.pods_listed = Some((now, pods.clone())),
+        (Step::CheckHealth, Outcome::Pods(pods)) => {
+            mem.health = Some((now, pods.clone()));
+            mem.health_checks = mem.health_checks.saturating_add(1);
+        }
         (Step::Release { .. }, Outcome::Done) => {
             forget_lease(mem);
             mem.holding = None;
@@ -115,7 +121,9 @@ pub fn learn(mem: &mut Memory, step: &Step, outcome: &Outcome, cfg: &WalkSetting
             mem.drain_started = None;
             mem.last_drain = None;
             mem.reboot_requested = None;
+            mem.pods_listed = None;
             mem.health = None;
+            mem.health_checks = 0;
         }
         (_, Outcome::NotHolder | Outcome::LeaseTooShort) => forget_lease(mem),
         (step, Outcome::HostError { reason, message, final_now }) => {

@@ -12,7 +12,8 @@
 //! The walk (docs/protocol.md section 4): `Idle` → (granted) refresh,
 //! prepare, activate → `StagedAndPerformedUpdate` → cordon (fenced), drain
 //! rounds (fenced), reboot (lease extended first) → `RebootedIntoUpdate` →
-//! uncordon → `MonitoringUpdate` → health check → `Idle` → release. A failure
+//! uncordon → `MonitoringUpdate` → health checks (the node and the pods it
+//! ran before the drain Ready) → `Idle` → release. A failure
 //! starts an abort: deactivate if not rebooted, uncordon, report `ErrorReset`,
 //! release.
 
@@ -22,11 +23,13 @@ use jiff::Timestamp;
 use model::wire::{FailureReport, StatusReport};
 use model::{BottlerocketShadow, FailureReason, ShadowState};
 
+mod health;
 mod learn;
 #[cfg(test)]
 mod tests;
 mod walk;
 
+pub use health::{SeenPod, judge, record};
 pub use learn::{Outcome, learn, observe};
 
 /// The slot Lease named by the shadow's spec, as last observed.
@@ -131,9 +134,13 @@ pub struct Memory {
     pub drain_rounds: u32,
     /// When the reboot was requested.
     pub reboot_requested: Option<Timestamp>,
-    /// Result of the health check at the end of monitoring: when, and the
-    /// pods on the node that were not Ready (empty: healthy).
-    pub health: Option<(Timestamp, Vec<String>)>,
+    /// The pods on the node as last listed for the record before the drain
+    /// (step [`Step::RecordPods`]), and when.
+    pub pods_listed: Option<(Timestamp, Vec<SeenPod>)>,
+    /// The pods on the node at the last health check after the reboot, and when.
+    pub health: Option<(Timestamp, Vec<SeenPod>)>,
+    /// Health checks of this walk so far (their pauses grow).
+    pub health_checks: u32,
     /// The slot this agent last saw itself hold, until it releases it. An
     /// abort releases it even when the Lease is no longer in view (the spec
     /// stopped naming it): the authproxy answers `released: false` if it is
@@ -171,7 +178,18 @@ pub struct WalkSettings {
     pub drain_interval: Duration,
     /// Lease time that must remain for a cordon or a drain round.
     pub step_margin: Duration,
-    pub monitoring: Duration,
+    /// After the reboot: the longest wait for the node and its pods to be Ready.
+    pub health_timeout: Duration,
+    /// After the reboot: the least the node is watched.
+    pub health_minimum: Duration,
+    /// Longest pause between health checks.
+    pub health_poll_interval: Duration,
+    /// Pods never judged (label selector; empty: none).
+    pub health_ignore_pod_selector: String,
+    /// Pods the drain leaves on the node (label selector; empty: none).
+    pub drain_skip_pod_selector: String,
+    /// The grace period each Eviction asks for (`None`: each pod's own).
+    pub drain_grace_period_seconds: Option<i64>,
     pub node_backoff: Duration,
     pub node_backoff_max: Duration,
     pub exclude_from_load_balancers: bool,
@@ -180,6 +198,42 @@ pub struct WalkSettings {
     /// Deadline of one host command; also how long a walk waits for a
     /// command it did not start (after a restart) to let go of the lock.
     pub host_command_timeout: Duration,
+}
+
+impl WalkSettings {
+    /// The settings of a walk granted with `walk` (shadow `spec.walk`): each
+    /// value set there replaces the flag's. A value that does not read (the
+    /// leader checks them before it grants) leaves the flag's.
+    pub fn granted(&self, walk: Option<&model::walk::WalkSpec>) -> WalkSettings {
+        let mut cfg = self.clone();
+        let Some(walk) = walk else {
+            return cfg;
+        };
+        let dur = |v: &Option<String>, into: &mut Duration| {
+            if let Some(d) = v.as_deref().and_then(|s| model::parse::duration(s).ok()) {
+                *into = d;
+            }
+        };
+        let sel = |v: &Option<String>, into: &mut String| {
+            if let Some(s) = v.as_deref().filter(|s| model::selector::parse(s).is_ok()) {
+                s.clone_into(into);
+            }
+        };
+        if let Some(h) = &walk.health {
+            dur(&h.timeout, &mut cfg.health_timeout);
+            dur(&h.minimum, &mut cfg.health_minimum);
+            sel(&h.ignore_pod_selector, &mut cfg.health_ignore_pod_selector);
+        }
+        if let Some(d) = &walk.drain {
+            dur(&d.timeout, &mut cfg.drain_timeout);
+            sel(&d.skip_pod_selector, &mut cfg.drain_skip_pod_selector);
+            if let Some(g) = d.grace_period_seconds.filter(|g| (0..=model::walk::GRACE_PERIOD_MAX_SECONDS).contains(g))
+            {
+                cfg.drain_grace_period_seconds = Some(g);
+            }
+        }
+        cfg
+    }
 }
 
 /// The one next thing to do.
@@ -209,13 +263,18 @@ pub enum Step {
     Drain {
         slot: String,
         min_remaining: Duration,
+        /// Pods not to evict (label selector; empty: none).
+        skip_pod_selector: String,
+        grace_period_seconds: Option<i64>,
     },
     /// Reboot the host. Only ever decided right after a renewal for the
     /// reboot grace that the authproxy granted (section 4, reboot).
     Reboot {
         slot: String,
     },
-    /// List the pods on the node and record which are not Ready.
+    /// List the pods on the node, to record which ran before the drain.
+    RecordPods,
+    /// List the pods on the node, to judge them after the reboot.
     CheckHealth,
     /// Lift our cordon and load-balancer exclusion.
     Uncordon,
@@ -322,6 +381,7 @@ fn resting_report(o: &Observation<'_>, state: ShadowState) -> StatusReport {
         target_version: target,
         failure: None,
         reboot_pending_boot_id: None,
+        pods_before_drain: None,
     }
 }
 
@@ -362,15 +422,19 @@ pub fn decide(o: &Observation<'_>, mem: &Memory, cfg: &WalkSettings, now: Timest
     };
     let state = shadow.status.as_ref().map_or(ShadowState::Idle, |s| s.current_state);
     match granted_slot(o, now) {
-        Some(slot) => match renewal(o.node_name, o.shadow, o.lease, mem, cfg, now) {
-            Renewal::Due(renew) => renew,
-            // A wait never outlasts the next renewal.
-            Renewal::At(due) => match walk::granted(o, mem, cfg, now, slot, state) {
-                Step::Wait { until, why } => Step::Wait { until: Some(until.map_or(due, |u| u.min(due))), why },
-                step => step,
-            },
-            Renewal::NotHeld => walk::granted(o, mem, cfg, now, slot, state),
-        },
+        Some(slot) => {
+            // The walk follows the settings granted with its slot.
+            let walk_cfg = cfg.granted(shadow.spec.walk.as_ref());
+            match renewal(o.node_name, o.shadow, o.lease, mem, cfg, now) {
+                Renewal::Due(renew) => renew,
+                // A wait never outlasts the next renewal.
+                Renewal::At(due) => match walk::granted(o, mem, &walk_cfg, now, slot, state) {
+                    Step::Wait { until, why } => Step::Wait { until: Some(until.map_or(due, |u| u.min(due))), why },
+                    step => step,
+                },
+                Renewal::NotHeld => walk::granted(o, mem, &walk_cfg, now, slot, state),
+            }
+        }
         None if state.is_updating() => Step::Fail { reason: FailureReason::SlotLost, message: lost_message(o, now) },
         None => resting(o, shadow, mem, cfg, now, state),
     }

@@ -124,6 +124,21 @@ fn before_reboot(
             message: format!("the node booted {} instead of {desired}: the new image did not boot", o.host.version),
         };
     }
+    // Before the drain: record which pods run Ready on the node, in the
+    // status (it outlives this agent, which the reboot restarts); after
+    // the reboot the health check judges these and nothing else.
+    let recorded = o.shadow.and_then(|s| s.status.as_ref()).is_some_and(|s| s.pods_before_drain.is_some());
+    if !recorded {
+        return match &mem.pods_listed {
+            Some((_, pods)) => {
+                let mut report = StatusReportExt::walking(o, ShadowState::StagedAndPerformedUpdate);
+                report.pods_before_drain =
+                    Some(super::record(pods, &cfg.health_ignore_pod_selector, &cfg.drain_skip_pod_selector));
+                Step::Report(report)
+            }
+            None => Step::RecordPods,
+        };
+    }
     let node = o.node.cloned().unwrap_or_default();
     if !node.unschedulable || (cfg.exclude_from_load_balancers && !node.excluded) {
         return Step::Cordon {
@@ -160,7 +175,12 @@ fn before_reboot(
                 return Step::Wait { until: Some(next), why: format!("draining: {remaining} pod(s) left") };
             }
         }
-        return Step::Drain { slot: slot.to_owned(), min_remaining: cfg.step_margin };
+        return Step::Drain {
+            slot: slot.to_owned(),
+            min_remaining: cfg.step_margin,
+            skip_pod_selector: cfg.drain_skip_pod_selector.clone(),
+            grace_period_seconds: cfg.drain_grace_period_seconds,
+        };
     }
     if !activated {
         return Step::Activate;
@@ -225,7 +245,16 @@ fn rolled_back(o: &Observation<'_>, desired: &str) -> Step {
     }
 }
 
-/// Monitoring: wait the configured time, then check the node and its pods.
+/// Pause after the first health check that found the node unwell;
+/// doubles per check up to `--health-poll-interval`. Pods restarting after
+/// a boot are mostly Ready within seconds.
+const HEALTH_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// After the reboot: the health gate. The walk ends as soon as the node is
+/// Ready and every pod it ran before the drain (or its replacement on the
+/// node) is Ready again, once `health_minimum` has passed since monitoring
+/// began; it fails `HealthCheckFailed` if that does not hold by
+/// `health_timeout`. Each check lists the pods afresh ([`Step::CheckHealth`]).
 fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &WalkSettings, now: Timestamp, desired: &str) -> Step {
     if o.host.version != desired {
         return rolled_back(o, desired);
@@ -234,33 +263,59 @@ fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &WalkSettings, now: Timest
     if node.cordoned_by_us || node.excluded_by_us {
         return Step::Uncordon;
     }
-    let since = o
-        .shadow
-        .and_then(|s| s.status.as_ref())
-        .and_then(|s| s.state_transition_timestamp.as_ref())
-        .map_or(now, |t| t.0);
-    let end = add(since, cfg.monitoring);
-    if now < end {
-        return Step::Wait { until: Some(end), why: "monitoring the updated node".to_owned() };
+    let status = o.shadow.and_then(|s| s.status.as_ref());
+    let since = status.and_then(|s| s.state_transition_timestamp.as_ref()).map_or(now, |t| t.0);
+    let minimum_end = add(since, cfg.health_minimum);
+    let deadline = add(since, cfg.health_timeout);
+    // Only a check made during this monitoring counts.
+    let Some((at, pods)) = mem.health.as_ref().filter(|(at, _)| *at >= since) else {
+        return Step::CheckHealth;
+    };
+    let recorded = status.and_then(|s| s.pods_before_drain.as_deref()).unwrap_or_default();
+    let mut problems = super::judge(recorded, pods, &cfg.health_ignore_pod_selector);
+    if !node.ready {
+        problems.insert(0, "the node is not Ready".to_owned());
     }
-    match &mem.health {
-        Some((at, bad)) if *at >= end => {
-            if !node.ready {
-                Step::Fail {
-                    reason: FailureReason::HealthCheckFailed,
-                    message: "the node is not Ready after the update".to_owned(),
-                }
-            } else if !bad.is_empty() {
-                Step::Fail {
-                    reason: FailureReason::HealthCheckFailed,
-                    message: format!("pods not Ready after the update: {}", bad.join(", ")),
-                }
-            } else {
-                Step::Report(resting_report(o, ShadowState::Idle))
-            }
+    if problems.is_empty() {
+        if *at >= minimum_end {
+            return Step::Report(resting_report(o, ShadowState::Idle));
         }
-        _ => Step::CheckHealth,
+        // Healthy early: look once more when the minimum has passed.
+        return if now < minimum_end {
+            Step::Wait {
+                until: Some(minimum_end),
+                why: "the updated node is healthy; watching it a little longer".to_owned(),
+            }
+        } else {
+            Step::CheckHealth
+        };
     }
+    if *at >= deadline {
+        return Step::Fail {
+            reason: FailureReason::HealthCheckFailed,
+            message: format!("{:?} after the reboot: {}", cfg.health_timeout, cut(&problems, 10)),
+        };
+    }
+    let pause = HEALTH_FIRST_PAUSE
+        .saturating_mul(1 << mem.health_checks.saturating_sub(1).min(16))
+        .min(cfg.health_poll_interval);
+    let next = add(*at, pause).min(deadline);
+    if now < next {
+        return Step::Wait {
+            until: Some(next),
+            why: format!("waiting for the updated node to be healthy: {}", cut(&problems, 3)),
+        };
+    }
+    Step::CheckHealth
+}
+
+/// The first `n` problems, and how many more.
+fn cut(problems: &[String], n: usize) -> String {
+    let mut s = problems.iter().take(n).cloned().collect::<Vec<_>>().join(", ");
+    if problems.len() > n {
+        s.push_str(&format!(" and {} more", problems.len() - n));
+    }
+    s
 }
 
 /// The boot ID reported when the Node shows none (then only a person's

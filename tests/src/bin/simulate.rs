@@ -130,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
             reboot_downtime: t.mul_f64(0.35),
             status_read_hold: Duration::ZERO,
         };
-        opts = opts.agent_flag("monitoring-duration", ms(t.mul_f64(0.2)));
+        opts = opts.agent_flag("health-minimum", ms(t.mul_f64(0.2)));
     }
     eprintln!(
         "starting a simulated cluster: {} nodes, {} slots, {:?} timings: node time {:?}, slot lease {:?} (building the components if needed)...",

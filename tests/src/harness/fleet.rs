@@ -48,6 +48,8 @@ pub struct FleetOptions {
     pub reboot_mode: RebootMode,
     /// How long an evicted pod takes to terminate (the harness's kubelet).
     pub pod_termination: Duration,
+    /// How long after a boot the node's pods turn Ready (after the Node).
+    pub pod_start_after_boot: Duration,
     /// Start the agent processes (off for tests that speak to the authproxy themselves).
     pub agents: bool,
     /// Node names are `<prefix><i>`; default `<run id>-node-` (unique per fleet).
@@ -104,6 +106,8 @@ impl FleetOptions {
             reboot_mode: RebootMode::Automatic,
             // Pods that handle SIGTERM go within seconds.
             pod_termination: lease / 12,
+            // Containers restart within seconds of the kubelet (shipped: 20s).
+            pod_start_after_boot: lease / 6,
             agents: true,
             node_prefix: None,
             shipped_rbac: false,
@@ -114,7 +118,9 @@ impl FleetOptions {
                 ("drain-timeout".into(), l(5.0)),                                       // 10m
                 ("drain-interval".into(), l(1.0 / 24.0)),                               // 5s
                 ("step-margin".into(), ms(step_margin)),                                // 30s (whole seconds)
-                ("monitoring-duration".into(), l(1.0)),                                 // 2m
+                ("health-timeout".into(), l(2.5)),                                      // 5m
+                ("health-minimum".into(), l(1.0 / 24.0)),                               // 5s
+                ("health-poll-interval".into(), l(1.0 / 24.0)),                         // 5s
                 ("host-command-timeout".into(), l(7.5)),                                // 15m
                 ("host-poll-min".into(), l(1.0 / 120.0)),                               // 1s
                 ("host-poll-max".into(), l(1.0 / 24.0)),                                // 5s
@@ -199,6 +205,9 @@ pub struct Fleet {
     pub monitor: Monitor,
     /// Peak resident memory (KiB) by process name, sampled every 100 ms.
     pub peak_rss: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Pods (`namespace/name`) the harness's kubelet keeps NotReady after a
+    /// boot, as for a crash-looping container.
+    pub failing_pods: Arc<Mutex<std::collections::BTreeSet<String>>>,
     pub opts: FleetOptions,
     /// Every process's flags, as the current build takes them.
     pub(super) full_args: BTreeMap<String, Vec<String>>,
@@ -331,8 +340,9 @@ impl Fleet {
             let created = pod_api.create(&pp(), &agent).await?;
             kubelet::set_pod_ready(&client, &ns, &format!("brupop-agent-{n}"), true).await?;
             agent_pods.insert(n.clone(), created.metadata.uid.unwrap_or_default());
+            let logs_owner = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "logs", "uid": "00000000-0000-0000-0000-00000000da01", "controller": true}]);
             let ds: Pod = serde_json::from_value(json!({
-                "metadata": {"name": format!("logs-{n}"), "namespace": ns, "labels": {"app": "logs"}, "ownerReferences": owner},
+                "metadata": {"name": format!("logs-{n}"), "namespace": ns, "labels": {"app": "logs"}, "ownerReferences": logs_owner},
                 "spec": {"nodeName": n, "containers": [{"name": "logs", "image": "busybox"}]},
             }))?;
             pod_api.create(&pp(), &ds).await?;
@@ -484,10 +494,11 @@ impl Fleet {
             agent_admin.insert(n.clone(), port);
         }
         // Kubelet and the monitor.
+        let pod_starts = kubelet::PodStarts { after_boot: opts.pod_start_after_boot, failing: Arc::default() };
         let mut tasks = vec![kubelet::finish_terminating_pods(client.clone(), ns.clone(), opts.pod_termination)];
         for n in &nodes {
             if let Some(h) = hosts.host(n) {
-                tasks.push(kubelet::follow_reboots(client.clone(), h, n.clone(), agents.clone()));
+                tasks.push(kubelet::follow_reboots(client.clone(), h, n.clone(), agents.clone(), pod_starts.clone()));
             }
         }
         let monitor = Monitor::start(&client, &ns, &selector, opts.slots as usize);
@@ -517,6 +528,7 @@ impl Fleet {
             authproxy_addr: ap_addr,
             monitor,
             peak_rss,
+            failing_pods: pod_starts.failing,
             opts,
             full_args,
             dir,

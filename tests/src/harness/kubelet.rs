@@ -7,7 +7,11 @@
 //!   again marks them Ready and starts the agent again, as the DaemonSet
 //!   would, with the same Pod object (so its pod-bound tokens stay valid);
 //! - each boot gets a new boot ID (`status.nodeInfo.bootID`), as a kubelet
-//!   reports it.
+//!   reports it;
+//! - after a boot the node's pods turn Ready only a while after the Node
+//!   ([`PodStarts::after_boot`]), as containers restart, and pods a test
+//!   marks failing ([`PodStarts::failing`], `namespace/name`) stay NotReady,
+//!   as a crash-looping container's pod does.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +30,15 @@ use crate::hostsim::{HostSim, PowerState};
 
 /// The agents, by node, shared with the kubelet so a reboot can kill and restart them.
 pub type Agents = Arc<Mutex<BTreeMap<String, Proc>>>;
+
+/// How the node's pods come back after a boot.
+#[derive(Clone, Debug, Default)]
+pub struct PodStarts {
+    /// How long after the Node turns Ready its pods do.
+    pub after_boot: Duration,
+    /// Pods (`namespace/name`) that stay NotReady after every boot.
+    pub failing: Arc<Mutex<std::collections::BTreeSet<String>>>,
+}
 
 fn pp() -> PatchParams {
     runtime::client::patch_params(model::names::managers::HARNESS)
@@ -65,7 +78,12 @@ pub async fn set_pod_ready(client: &kube::Client, namespace: &str, pod: &str, re
     Api::<Pod>::namespaced(client.clone(), namespace).patch_status(pod, &pp(), &Patch::Merge(&patch)).await.map(|_| ())
 }
 
-async fn set_node_pods_ready(client: &kube::Client, node: &str, ready: bool) -> kube::Result<()> {
+async fn set_node_pods_ready(
+    client: &kube::Client,
+    node: &str,
+    ready: bool,
+    failing: &Mutex<std::collections::BTreeSet<String>>,
+) -> kube::Result<()> {
     let pods =
         Api::<Pod>::all(client.clone()).list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await?;
     for p in pods.items {
@@ -75,7 +93,8 @@ async fn set_node_pods_ready(client: &kube::Client, node: &str, ready: bool) -> 
         let (Some(ns), Some(name)) = (p.metadata.namespace.as_deref(), p.metadata.name.as_deref()) else {
             continue;
         };
-        set_pod_ready(client, ns, name, ready).await?;
+        let fails = failing.lock().unwrap_or_else(|e| e.into_inner()).contains(&format!("{ns}/{name}"));
+        set_pod_ready(client, ns, name, ready && !fails).await?;
     }
     Ok(())
 }
@@ -108,7 +127,13 @@ pub fn finish_terminating_pods(client: kube::Client, namespace: String, delay: D
 
 /// Follows one host's power: down → kill the agent, node and pods NotReady;
 /// up → Ready again, agent restarted. Returns the task.
-pub fn follow_reboots(client: kube::Client, host: &HostSim, node: String, agents: Agents) -> JoinHandle<()> {
+pub fn follow_reboots(
+    client: kube::Client,
+    host: &HostSim,
+    node: String,
+    agents: Agents,
+    starts: PodStarts,
+) -> JoinHandle<()> {
     let mut power = host.power();
     tokio::spawn(async move {
         let mut down = false;
@@ -121,14 +146,19 @@ pub fn follow_reboots(client: kube::Client, host: &HostSim, node: String, agents
                         p.kill();
                     }
                     let _ = set_node_ready(&client, &node, false).await;
-                    let _ = set_node_pods_ready(&client, &node, false).await;
+                    let _ = set_node_pods_ready(&client, &node, false, &starts.failing).await;
                     tracing::info!(%node, "host going down: agent killed, node NotReady");
                 }
                 PowerState::Up if down => {
                     down = false;
                     let _ = new_boot(&client, &node).await;
                     let _ = set_node_ready(&client, &node, true).await;
-                    let _ = set_node_pods_ready(&client, &node, true).await;
+                    // Containers start a while after the kubelet reports Ready.
+                    let (c, n, s) = (client.clone(), node.clone(), starts.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(s.after_boot).await;
+                        let _ = set_node_pods_ready(&c, &n, true, &s.failing).await;
+                    });
                     if let Some(p) = agents.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&node)
                         && let Err(e) = p.restart()
                     {

@@ -233,7 +233,7 @@ impl Env {
                 authproxy_url: format!("https://127.0.0.1:{ap_port}"),
                 args: vec![
                     ("update-check-interval".into(), format!("{}ms", args.update_check.as_millis())),
-                    ("monitoring-duration".into(), format!("{}ms", t.mul_f64(0.2).as_millis().max(1))),
+                    ("health-minimum".into(), format!("{}ms", t.mul_f64(0.2).as_millis().max(1))),
                     ("drain-interval".into(), "200ms".into()),
                     // A node's host work here is T; a real node's is about
                     // 5 minutes: look at host commands as a real agent

@@ -6,6 +6,7 @@
 
 mod failures;
 mod harness;
+mod health;
 mod hostile;
 mod operations;
 mod production_timings;

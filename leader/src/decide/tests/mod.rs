@@ -30,6 +30,7 @@ fn settings() -> Settings {
         slot_lease_duration: Duration::from_secs(120),
         max_slot_hold: Duration::from_secs(5400),
         resume_request: None,
+        walk: None,
         invalid: None,
     }
 }

@@ -43,11 +43,16 @@ fn without_a_slot_nothing_is_renewed() {
 
 #[test]
 fn no_wait_of_the_walk_outlasts_the_next_renewal() {
-    // Monitoring for 120 s from t=1000 would wait until 1120; the lease
-    // needs renewing at 1030.
+    // Watching a healthy node for 120 s from t=1000 would wait until 1120;
+    // the lease needs renewing at 1030.
     let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
+    w.cfg.health_minimum = Duration::from_secs(120);
     w.status().state_transition_timestamp = Some(MicroTime(at(1000)));
-    assert_eq!(w.decide(), Step::Wait { until: Some(at(1030)), why: "monitoring the updated node".into() });
+    w.mem.health = Some((at(1000), vec![]));
+    assert_eq!(
+        w.decide(),
+        Step::Wait { until: Some(at(1030)), why: "the updated node is healthy; watching it a little longer".into() }
+    );
     w.now = at(1030);
     assert!(matches!(w.decide(), Step::Renew { .. }), "at the renewal time the wait ends in a renewal");
     // Drain rounds spaced 5 s apart, and the wait for the reboot, likewise.
@@ -138,15 +143,16 @@ fn a_refused_reboot_starts_the_abort() {
 #[test]
 fn drain_rounds_and_health_checks_are_remembered() {
     let mut w = World::idle().granted();
-    let drain = Step::Drain { slot: "brupop-slot-0".into(), min_remaining: Duration::from_secs(30) };
+    let drain = super::drain_step();
     learn(&mut w.mem, &drain, &Outcome::Drained { remaining: 2, blocked: 1 }, &w.cfg, at(1001));
     learn(&mut w.mem, &drain, &Outcome::Drained { remaining: 0, blocked: 0 }, &w.cfg, at(1003));
     assert_eq!(
         (w.mem.drain_started, w.mem.last_drain, w.mem.drain_rounds),
         (Some(at(1001)), Some((at(1003), 0, 0)), 2)
     );
-    learn(&mut w.mem, &Step::CheckHealth, &Outcome::Health { not_ready: vec!["ns/p".into()] }, &w.cfg, at(1005));
-    assert_eq!(w.mem.health, Some((at(1005), vec!["ns/p".to_owned()])));
+    let pods = vec![SeenPod { namespace: "ns".into(), name: "p".into(), ..SeenPod::default() }];
+    learn(&mut w.mem, &Step::CheckHealth, &Outcome::Pods(pods.clone()), &w.cfg, at(1005));
+    assert_eq!((w.mem.health, w.mem.health_checks), (Some((at(1005), pods)), 1));
 }
 
 #[test]

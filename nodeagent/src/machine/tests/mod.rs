@@ -9,6 +9,16 @@ use model::{BottlerocketShadow, BottlerocketShadowSpec, BottlerocketShadowStatus
 
 use super::*;
 
+/// The drain round of a walk with the shipped settings.
+pub(super) fn drain_step() -> Step {
+    Step::Drain {
+        slot: "brupop-slot-0".into(),
+        min_remaining: Duration::from_secs(30),
+        skip_pod_selector: String::new(),
+        grace_period_seconds: None,
+    }
+}
+
 fn at(secs: i64) -> Timestamp {
     let t0: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
     t0.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap()
@@ -22,7 +32,12 @@ fn cfg() -> WalkSettings {
         drain_timeout: Duration::from_secs(600),
         drain_interval: Duration::from_secs(5),
         step_margin: Duration::from_secs(30),
-        monitoring: Duration::from_secs(120),
+        health_timeout: Duration::from_secs(300),
+        health_minimum: Duration::from_secs(5),
+        health_poll_interval: Duration::from_secs(5),
+        health_ignore_pod_selector: String::new(),
+        drain_skip_pod_selector: String::new(),
+        drain_grace_period_seconds: None,
         node_backoff: Duration::from_secs(600),
         node_backoff_max: Duration::from_secs(6 * 3600),
         exclude_from_load_balancers: true,
@@ -96,9 +111,19 @@ impl World {
         self
     }
 
+    /// In state `s`; a walk past `Idle` has recorded its pods (none).
+    /// At `t`, the slot renewed along the way (valid 110 s more).
+    fn later(&mut self, t: Timestamp) {
+        self.now = t;
+        let until = t.checked_add(jiff::SignedDuration::from_secs(110)).unwrap();
+        self.lease.as_mut().unwrap().expires = Some(until);
+        self.mem.lease_valid_until = Some(until);
+    }
+
     fn state(mut self, s: ShadowState) -> World {
         self.status().current_state = s;
         self.status().slot_requested_at = None;
+        self.status().pods_before_drain = s.is_updating().then(Vec::new);
         self
     }
 
@@ -315,7 +340,7 @@ fn staged_and_activated_cordons_first_fenced_and_excluding_from_load_balancers()
 #[test]
 fn after_a_crash_following_the_cordon_the_agent_drains() {
     let w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
-    assert_eq!(w.decide(), Step::Drain { slot: "brupop-slot-0".into(), min_remaining: Duration::from_secs(30) });
+    assert_eq!(w.decide(), drain_step());
 }
 
 #[test]
@@ -513,60 +538,171 @@ fn an_admins_cordon_is_kept_after_the_update() {
     assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::MonitoringUpdate));
 }
 
-// === Monitoring ===
+// === Health gate ===
 
-#[test]
-fn monitoring_waits_for_its_duration() {
+fn seen(name: &str, ready: bool) -> SeenPod {
+    SeenPod { namespace: "ns".into(), name: name.into(), ready, ..SeenPod::default() }
+}
+
+fn daemon(name: &str, ready: bool) -> SeenPod {
+    SeenPod { daemon_set: Some("logs".into()), ..seen(name, ready) }
+}
+
+/// Monitoring since t=990, having recorded `logs-a` (a DaemonSet's pod) before the drain.
+fn monitoring() -> World {
     let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
     w.status().state_transition_timestamp = Some(MicroTime(at(990)));
-    w.mem.lease_valid_until = Some(at(1200)); // renewed at 1080: next renewal at 1120
-    assert_eq!(w.decide(), Step::Wait { until: Some(at(1110)), why: "monitoring the updated node".into() });
+    w.status().pods_before_drain = Some(record(&[daemon("logs-a", true)], "", ""));
+    w.now = at(995);
+    w
 }
 
 #[test]
-fn at_the_end_of_monitoring_the_agent_checks_health() {
-    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
+fn before_the_cordon_the_walk_records_the_pods_ready_on_the_node() {
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated();
+    w.status().pods_before_drain = None;
+    assert_eq!(w.decide(), Step::RecordPods);
+    let pods = vec![daemon("logs-a", true), seen("web-0", true), seen("broken", false)];
+    learn(&mut w.mem, &Step::RecordPods, &Outcome::Pods(pods), &w.cfg, at(1000));
+    match w.decide() {
+        Step::Report(r) => {
+            assert_eq!(r.state, ShadowState::StagedAndPerformedUpdate);
+            let names: Vec<_> = r.pods_before_drain.unwrap().into_iter().map(|p| (p.name, p.stays)).collect();
+            assert_eq!(names, vec![("logs-a".to_owned(), true), ("web-0".to_owned(), false)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Once recorded (the status says so, whatever the agent remembers), the cordon.
+    w.status().pods_before_drain = Some(vec![]);
+    w.mem.pods_listed = None;
+    assert!(matches!(w.decide(), Step::Cordon { .. }));
+}
+
+#[test]
+fn monitoring_checks_health_at_once() {
+    let w = monitoring();
     assert_eq!(w.decide(), Step::CheckHealth);
 }
 
 #[test]
-fn a_healthy_node_after_monitoring_reports_idle_on_the_new_version() {
-    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
-    w.mem.health = Some((at(999), vec![]));
+fn a_healthy_node_is_watched_for_the_minimum_then_ends_its_walk() {
+    let mut w = monitoring();
+    w.now = at(992);
+    w.mem.health = Some((at(992), vec![daemon("logs-a", true)]));
+    assert_eq!(
+        w.decide(),
+        Step::Wait { until: Some(at(995)), why: "the updated node is healthy; watching it a little longer".into() }
+    );
+    w.now = at(995);
+    assert_eq!(w.decide(), Step::CheckHealth, "healthy at the end of the minimum too");
+    w.mem.health = Some((at(995), vec![daemon("logs-a", true)]));
     assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle && r.current_version == "1.21.0"));
 }
 
 #[test]
-fn pods_not_ready_after_monitoring_fail_the_health_check() {
-    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
-    w.mem.health = Some((at(999), vec!["default/web-1".into()]));
+fn a_pod_scheduled_after_the_uncordon_is_not_judged() {
+    let mut w = monitoring();
+    let pods = vec![daemon("logs-a", true), seen("web-new", false), seen("batch-new", false)];
+    w.mem.health = Some((at(995), pods));
+    assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle));
+}
+
+#[test]
+fn a_recorded_pod_not_ready_is_waited_for_then_fails_the_walk() {
+    let mut w = monitoring();
+    w.mem.health = Some((at(995), vec![daemon("logs-b", false)]));
+    w.mem.health_checks = 1;
+    assert_eq!(
+        w.decide(),
+        Step::Wait {
+            until: Some(at(995).checked_add(jiff::SignedDuration::from_millis(200)).unwrap()),
+            why: "waiting for the updated node to be healthy: ns/logs-b (replacing ns/logs-a) not Ready".into()
+        }
+    );
+    // Pauses grow to the poll interval.
+    w.mem.health_checks = 20;
+    w.now = at(996);
+    assert!(matches!(w.decide(), Step::Wait { until: Some(t), .. } if t == at(1000)));
+    // At the deadline (300 s after monitoring began) the walk fails, naming the pod.
+    w.later(at(1290));
+    w.mem.health = Some((at(1290), vec![daemon("logs-b", false)]));
     match w.decide() {
         Step::Fail { reason, message } => {
             assert_eq!(reason, FailureReason::HealthCheckFailed);
-            assert!(message.contains("default/web-1"));
+            assert!(message.contains("ns/logs-b (replacing ns/logs-a) not Ready"), "{message}");
         }
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
-fn a_node_not_ready_after_monitoring_fails_the_health_check() {
-    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
-    w.mem.health = Some((at(999), vec![]));
-    w.node.ready = false;
-    assert!(is_fail(&w.decide(), FailureReason::HealthCheckFailed));
+fn a_daemonset_pod_that_never_comes_back_fails_the_walk_at_the_deadline() {
+    let mut w = monitoring();
+    w.later(at(1290));
+    w.mem.health = Some((at(1290), vec![]));
+    let step = w.decide();
+    assert!(is_fail(&step, FailureReason::HealthCheckFailed), "{step:?}");
+    assert!(matches!(&step, Step::Fail { message, .. } if message.contains("not back on the node")), "{step:?}");
 }
 
 #[test]
-fn a_health_check_from_before_the_end_of_monitoring_is_not_trusted() {
-    let mut w = World::idle().granted().state(ShadowState::MonitoringUpdate).booted_new();
-    w.status().state_transition_timestamp = Some(MicroTime(at(800)));
-    w.mem.health = Some((at(900), vec![]));
+fn a_node_not_ready_after_the_reboot_fails_the_health_check_at_the_deadline() {
+    let mut w = monitoring();
+    w.node.ready = false;
+    w.mem.health = Some((at(995), vec![daemon("logs-a", true)]));
+    assert!(matches!(w.decide(), Step::Wait { .. }));
+    w.later(at(1290));
+    w.mem.health = Some((at(1290), vec![daemon("logs-a", true)]));
+    let step = w.decide();
+    assert!(
+        matches!(&step, Step::Fail { reason: FailureReason::HealthCheckFailed, message } if message.contains("the node is not Ready")),
+        "{step:?}"
+    );
+}
+
+#[test]
+fn a_health_check_from_before_monitoring_began_is_not_trusted() {
+    let mut w = monitoring();
+    w.mem.health = Some((at(900), vec![daemon("logs-a", true)]));
     assert_eq!(w.decide(), Step::CheckHealth);
+}
+
+#[test]
+fn the_walk_follows_the_settings_granted_with_its_slot() {
+    let mut w = monitoring();
+    w.shadow.as_mut().unwrap().spec.walk = Some(model::walk::WalkSpec {
+        health: Some(model::walk::HealthSpec {
+            timeout: Some("20s".into()),
+            ignore_pod_selector: Some("app=logs".into()),
+            ..Default::default()
+        }),
+        drain: Some(model::walk::DrainSpec {
+            skip_pod_selector: Some("keep=yes".into()),
+            grace_period_seconds: Some(7),
+            ..Default::default()
+        }),
+    });
+    // logs-b is not Ready and not ignored (no labels): the deadline is 20 s.
+    w.now = at(1010);
+    w.mem.health = Some((at(1010), vec![daemon("logs-b", false)]));
+    assert!(is_fail(&w.decide(), FailureReason::HealthCheckFailed));
+    // Labelled app=logs, it is ignored.
+    let mut ignored = daemon("logs-b", false);
+    ignored.labels.insert("app".into(), "logs".into());
+    w.mem.health = Some((at(1010), vec![ignored]));
+    assert!(matches!(w.decide(), Step::Report(r) if r.state == ShadowState::Idle));
+    // The drain carries the granted selector and grace period to the authproxy.
+    let mut d = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
+    d.shadow.as_mut().unwrap().spec.walk = w.shadow.as_ref().unwrap().spec.walk.clone();
+    assert_eq!(
+        d.decide(),
+        Step::Drain {
+            slot: "brupop-slot-0".into(),
+            min_remaining: Duration::from_secs(30),
+            skip_pod_selector: "keep=yes".into(),
+            grace_period_seconds: Some(7),
+        }
+    );
 }
 
 #[test]

@@ -1,5 +1,9 @@
-//! Validation of the `--node-selector` label selector (the API server
-//! evaluates it; the leader only refuses a malformed one at start).
+//! Label selectors as `kubectl -l` writes them: parsed (the leader refuses a
+//! malformed `--node-selector` at start, and a malformed selector in the
+//! UpdatePolicy with `InvalidSpec`) and matched against labels (the agent
+//! evaluates the policy's pod selectors against the pods on its node).
+
+use std::collections::BTreeMap;
 
 /// One requirement of a label selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,13 +36,13 @@ fn split_top(s: &str) -> Vec<&str> {
 
 fn key(k: &str) -> Result<String, String> {
     let k = k.trim();
-    model::parse::label_key(k).map_err(|e| e.to_string())?;
+    crate::parse::label_key(k).map_err(|e| e.to_string())?;
     Ok(k.to_owned())
 }
 
 fn value(v: &str) -> Result<String, String> {
     let v = v.trim();
-    model::parse::label_value(v).map_err(|e| e.to_string())?;
+    crate::parse::label_value(v).map_err(|e| e.to_string())?;
     Ok(v.to_owned())
 }
 
@@ -88,6 +92,18 @@ pub fn parse(selector: &str) -> Result<Vec<Requirement>, String> {
         .collect()
 }
 
+/// Whether `labels` satisfy every requirement (an empty selector matches everything).
+pub fn matches(requirements: &[Requirement], labels: &BTreeMap<String, String>) -> bool {
+    requirements.iter().all(|r| match r {
+        Requirement::Exists(k) => labels.contains_key(k),
+        Requirement::NotExists(k) => !labels.contains_key(k),
+        Requirement::Equals(k, v) => labels.get(k) == Some(v),
+        Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
+        Requirement::In(k, vs) => labels.get(k).is_some_and(|l| vs.contains(l)),
+        Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|l| !vs.contains(l)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +122,20 @@ mod tests {
         assert_eq!(r.len(), 7);
         assert_eq!(r[5], Requirement::In("f".into(), vec!["x".into(), "y".into()]));
         assert_eq!(r[6], Requirement::NotIn("g".into(), vec!["z".into()]));
+    }
+
+    #[test]
+    fn selectors_match_as_the_api_server_matches_them() {
+        let labels: BTreeMap<String, String> =
+            [("app", "web"), ("tier", "front")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let m = |s: &str| matches(&parse(s).unwrap(), &labels);
+        assert!(m(""));
+        assert!(m("app=web,tier"));
+        assert!(m("app in (web, db),!gone,other!=x,zone notin (a)"));
+        assert!(!m("app=db"));
+        assert!(!m("app,!tier"));
+        assert!(!m("zone in (a)"));
+        assert!(!m("app notin (web)"));
     }
 
     #[test]

@@ -1,0 +1,105 @@
+//! The settings of one node's walk that people change at run time, and what
+//! the walk records about the node's pods.
+//!
+//! People set them in the UpdatePolicy (`spec.health`, `spec.drain`); the
+//! leader copies them into the shadow's spec when it grants
+//! (`spec.walk`), so a walk keeps the settings it started with whatever
+//! happens to the policy meanwhile. A field left out is the agent's flag
+//! (docs/protocol.md section 4). The leader refuses values it cannot use
+//! (`InvalidSpec` naming the field); the agent falls back to its flag for a
+//! value it cannot read, and says so in its log.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The longest selector string (`ignorePodSelector`, `skipPodSelector`).
+pub const SELECTOR_MAX_LENGTH: u32 = 1024;
+/// The longest eviction grace period the policy may ask for (one day).
+pub const GRACE_PERIOD_MAX_SECONDS: i64 = 86_400;
+/// The most pods one walk records (`status.pods_before_drain`); a node runs
+/// at most a few hundred.
+pub const RECORDED_PODS_MAX: usize = 2_000;
+
+/// The walk settings granted with a slot (shadow `spec.walk`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WalkSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainSpec>,
+}
+
+impl WalkSpec {
+    /// `None` when nothing is set (the agent's flags apply throughout).
+    pub fn or_none(self) -> Option<WalkSpec> {
+        (self != WalkSpec::default()).then_some(self)
+    }
+}
+
+/// After the reboot: what the walk waits for before it ends, and how long.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthSpec {
+    /// The longest the walk waits after the reboot for the node and the
+    /// pods it ran before the drain (or their replacements on it) to be
+    /// Ready; then it fails `HealthCheckFailed`. A duration such as `5m`.
+    /// Default: the agent's `--health-timeout` (5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::policy::DURATION_MAX_LENGTH))]
+    pub timeout: Option<String>,
+    /// The shortest the walk watches the node after the reboot: a healthy
+    /// node ends its walk once this much time has passed. Default: the
+    /// agent's `--health-minimum` (5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::policy::DURATION_MAX_LENGTH))]
+    pub minimum: Option<String>,
+    /// Pods matching this label selector (as `kubectl -l` takes it) are
+    /// never judged. Default: the agent's `--health-ignore-pod-selector`
+    /// (none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = SELECTOR_MAX_LENGTH))]
+    pub ignore_pod_selector: Option<String>,
+}
+
+/// The drain: how pods are evicted and how long the walk waits for them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainSpec {
+    /// The longest a drain may take, from the cordon; then the walk fails
+    /// `DrainBlocked` or `DrainTimeout` (node-only). Default: the agent's
+    /// `--drain-timeout` (10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::policy::DURATION_MAX_LENGTH))]
+    pub timeout: Option<String>,
+    /// The grace period (seconds) each Eviction asks for, instead of each
+    /// pod's own `terminationGracePeriodSeconds`. At most one day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = GRACE_PERIOD_MAX_SECONDS))]
+    pub grace_period_seconds: Option<i64>,
+    /// Pods matching this label selector are not evicted: they stay on the
+    /// node and restart with it, like DaemonSet pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = SELECTOR_MAX_LENGTH))]
+    pub skip_pod_selector: Option<String>,
+}
+
+/// A pod that ran, Ready, on the node before its drain (shadow
+/// `status.pods_before_drain`): after the reboot the health check judges it
+/// or its replacement on the node, and nothing else.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub struct RecordedPod {
+    pub namespace: String,
+    pub name: String,
+    /// The DaemonSet that owns it: its replacement is that DaemonSet's pod
+    /// on this node, whatever its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon_set: Option<String>,
+    /// It stays on the node through the drain (a DaemonSet or static pod,
+    /// or one the drain skips), so it must come back after the reboot. A
+    /// pod the drain evicts is judged only if it is placed back on this
+    /// node under its name (a StatefulSet's pod on local storage).
+    #[serde(default)]
+    pub stays: bool,
+}
