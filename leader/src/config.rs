@@ -57,9 +57,9 @@ pub struct Config {
     pub failure_backoff_max: Duration,
     /// The longest one node may hold a slot for one walk, renewals included;
     /// past it the slot is taken back (`SlotHeldTooLong`) and the node backed
-    /// off. Must exceed the longest walk the agents' deadlines allow (85m at
+    /// off. Must exceed the longest walk the agents' deadlines allow (95m at
     /// their shipped defaults: docs/protocol.md section 3).
-    #[arg(long, env = "BRUPOP_MAX_SLOT_HOLD", default_value = "90m", value_parser = duration)]
+    #[arg(long, env = "BRUPOP_MAX_SLOT_HOLD", default_value = "2h", value_parser = duration)]
     pub max_slot_hold: Duration,
     /// After this many consecutive failures grants stop until resumed (0: never stop, only halt).
     #[arg(long, env = "BRUPOP_MAX_CONSECUTIVE_FAILURES", default_value_t = 3)]

@@ -129,11 +129,13 @@ fn walk_settings(spec: &UpdatePolicySpec, max_slot_hold: Duration, problems: &mu
     }
     if let Some(d) = &spec.drain {
         dur("drain.timeout", &d.timeout, problems);
+        dur("drain.doNotDisruptTimeout", &d.do_not_disrupt_timeout, problems);
+        dur("drain.loadBalancerWait", &d.load_balancer_wait, problems);
         selector("drain.skipPodSelector", &d.skip_pod_selector, problems);
     }
     if waits > max_slot_hold / 2 {
         problems.push(format!(
-            "spec.health.timeout and spec.drain.timeout add up to {waits:?}, more than half of maxSlotHold ({max_slot_hold:?}): raise spec.maxSlotHold so a walk that uses them is not taken back"
+            "the waits of spec.health and spec.drain add up to {waits:?}, more than half of maxSlotHold ({max_slot_hold:?}): raise spec.maxSlotHold so a walk that uses them is not taken back"
         ));
     }
     WalkSpec { health: spec.health.clone(), drain: spec.drain.clone() }.or_none()
@@ -216,6 +218,14 @@ mod tests {
         );
         bad(d(DrainSpec { skip_pod_selector: Some("Bad Key".into()), ..Default::default() }), "skipPodSelector");
         bad(d(DrainSpec { timeout: Some("46m".into()), ..Default::default() }), "raise spec.maxSlotHold");
+        let waits = DrainSpec {
+            timeout: Some("20m".into()),
+            do_not_disrupt_timeout: Some("20m".into()),
+            load_balancer_wait: Some("6m".into()),
+            ..Default::default()
+        };
+        bad(d(waits), "add up to 2760s");
+        bad(d(DrainSpec { load_balancer_wait: Some("a bit".into()), ..Default::default() }), "drain.loadBalancerWait");
         let stored: UpdatePolicySpec = serde_json::from_str(r#"{"drain":{"gracePeriodSeconds":-5}}"#).unwrap();
         bad(stored, "spec.drain.gracePeriodSeconds");
         let stored: UpdatePolicySpec = serde_json::from_str(r#"{"health":{"timeout":5}}"#).unwrap();

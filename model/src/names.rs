@@ -23,6 +23,13 @@ pub const NODE_OPT_OUT_ANNOTATION: &str = "brupop.bottlerocket.aws/opt-out";
 /// cordon that carries it, so an administrator's cordon is never lifted.
 pub const CORDONED_ANNOTATION: &str = "brupop.bottlerocket.aws/cordoned";
 
+/// Pod annotation (`"true"`): the pod must not be disrupted; while one runs
+/// on a node, that node's walk waits before the cordon (docs/protocol.md
+/// section 4).
+pub const DO_NOT_DISRUPT_ANNOTATION: &str = "brupop.bottlerocket.aws/do-not-disrupt";
+/// Karpenter's annotation with the same meaning, honoured too.
+pub const KARPENTER_DO_NOT_DISRUPT_ANNOTATION: &str = "karpenter.sh/do-not-disrupt";
+
 /// Node annotation a person sets to the boot ID of a pending reboot
 /// (shadow `status.reboot_pending.boot_id`) to release the node's cordon
 /// and slot without waiting for the reboot (docs/runbooks.md).

@@ -96,8 +96,8 @@ pub struct UpdatePolicySpec {
     /// The longest one node may hold a slot for one walk (a duration such as
     /// `90m`); past it the leader takes the slot back (`SlotHeldTooLong`) and
     /// grants that node nothing for a backoff. Default: the leader's
-    /// `--max-slot-hold` (90m), above the longest walk the agent's shipped
-    /// deadlines allow (85m; docs/protocol.md section 3).
+    /// `--max-slot-hold` (2h), above the longest walk the agent's shipped
+    /// deadlines allow (95m; docs/protocol.md section 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = DURATION_MAX_LENGTH))]
     pub max_slot_hold: Option<String>,
@@ -215,6 +215,8 @@ impl UpdatePolicySpec {
         if let Some(d) = &self.drain {
             too_long("drain.timeout", &d.timeout, DURATION_MAX_LENGTH, &mut problems);
             too_long("drain.skipPodSelector", &d.skip_pod_selector, SELECTOR_MAX_LENGTH, &mut problems);
+            too_long("drain.doNotDisruptTimeout", &d.do_not_disrupt_timeout, DURATION_MAX_LENGTH, &mut problems);
+            too_long("drain.loadBalancerWait", &d.load_balancer_wait, DURATION_MAX_LENGTH, &mut problems);
             if d.grace_period_seconds.is_some_and(|g| !(0..=GRACE_PERIOD_MAX_SECONDS).contains(&g)) {
                 problems.push(format!("spec.drain.gracePeriodSeconds: outside 0..={GRACE_PERIOD_MAX_SECONDS}"));
             }

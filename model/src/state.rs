@@ -104,11 +104,15 @@ pub enum FailureReason {
     /// off. Leader-recorded, node-only: one stuck or hostile node must not
     /// keep the others from updating, nor halt them.
     SlotHeldTooLong,
+    /// Pods annotated not to be disrupted (`karpenter.sh/do-not-disrupt` or
+    /// `brupop.bottlerocket.aws/do-not-disrupt`) still ran on the node when
+    /// the walk's wait for them ended, before the cordon. Node-only.
+    DoNotDisrupt,
 }
 
 impl FailureReason {
     /// All reasons, for metrics that pre-create one series per reason.
-    pub const ALL: [FailureReason; 12] = [
+    pub const ALL: [FailureReason; 13] = [
         FailureReason::PrepareFailed,
         FailureReason::ActivateFailed,
         FailureReason::RebootFailed,
@@ -121,6 +125,7 @@ impl FailureReason {
         FailureReason::UpdateUnavailable,
         FailureReason::HostApiError,
         FailureReason::SlotHeldTooLong,
+        FailureReason::DoNotDisrupt,
     ];
 
     /// Whether this failure implicates the update and so halts all new grants
@@ -138,7 +143,8 @@ impl FailureReason {
             | FailureReason::SlotLost
             | FailureReason::UpdateUnavailable
             | FailureReason::HostApiError
-            | FailureReason::SlotHeldTooLong => false,
+            | FailureReason::SlotHeldTooLong
+            | FailureReason::DoNotDisrupt => false,
         }
     }
 
@@ -157,6 +163,7 @@ impl FailureReason {
             FailureReason::UpdateUnavailable => "UpdateUnavailable",
             FailureReason::HostApiError => "HostApiError",
             FailureReason::SlotHeldTooLong => "SlotHeldTooLong",
+            FailureReason::DoNotDisrupt => "DoNotDisrupt",
         }
     }
 }

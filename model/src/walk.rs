@@ -82,6 +82,22 @@ pub struct DrainSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = SELECTOR_MAX_LENGTH))]
     pub skip_pod_selector: Option<String>,
+    /// While a pod annotated `karpenter.sh/do-not-disrupt: "true"` or
+    /// `brupop.bottlerocket.aws/do-not-disrupt: "true"` runs on the node, the
+    /// walk waits before the cordon, at most this long (from when it staged
+    /// the update); then it fails `DoNotDisrupt` (node-only: that node backs
+    /// off, the rollout goes on). Default: the agent's
+    /// `--do-not-disrupt-timeout` (10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::policy::DURATION_MAX_LENGTH))]
+    pub do_not_disrupt_timeout: Option<String>,
+    /// After the cordon excludes the node from external load balancers, wait
+    /// this long before evicting anything, so the load balancers stop sending
+    /// it traffic first (the drain deadline starts after it). Default: the
+    /// agent's `--load-balancer-wait` (0s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::policy::DURATION_MAX_LENGTH))]
+    pub load_balancer_wait: Option<String>,
 }
 
 /// A pod that ran, Ready, on the node before its drain (shadow

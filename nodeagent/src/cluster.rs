@@ -250,7 +250,13 @@ pub fn seen(p: Pod) -> SeenPod {
         .flatten()
         .find(|o| o.controller == Some(true) && o.kind == "DaemonSet")
         .map(|o| o.name.clone());
-    let mirror = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let annotations = p.metadata.annotations.as_ref();
+    let mirror = annotations.is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let do_not_disrupt = annotations.is_some_and(|a| {
+        [names::DO_NOT_DISRUPT_ANNOTATION, names::KARPENTER_DO_NOT_DISRUPT_ANNOTATION]
+            .iter()
+            .any(|k| a.get(*k).is_some_and(|v| v == "true"))
+    });
     SeenPod {
         namespace: p.metadata.namespace.unwrap_or_default(),
         name: p.metadata.name.unwrap_or_default(),
@@ -261,5 +267,6 @@ pub fn seen(p: Pod) -> SeenPod {
         succeeded: phase == "Succeeded",
         failed: phase == "Failed",
         terminating: p.metadata.deletion_timestamp.is_some(),
+        do_not_disrupt,
     }
 }

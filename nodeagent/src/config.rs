@@ -86,6 +86,17 @@ pub struct Flags {
     /// they stay and restart with the node, and must come back Ready.
     #[arg(long, env = "BRUPOP_DRAIN_SKIP_POD_SELECTOR", default_value = "")]
     pub drain_skip_pod_selector: String,
+    /// While a pod annotated not to be disrupted (`karpenter.sh/do-not-disrupt`
+    /// or `brupop.bottlerocket.aws/do-not-disrupt`) runs on the node, the walk
+    /// waits before the cordon at most this long, then fails DoNotDisrupt
+    /// (node-only; `drain.doNotDisruptTimeout`).
+    #[arg(long, env = "BRUPOP_DO_NOT_DISRUPT_TIMEOUT", default_value = "10m", value_parser = duration)]
+    pub do_not_disrupt_timeout: Duration,
+    /// Wait this long after excluding the node from external load balancers
+    /// before evicting pods (`drain.loadBalancerWait`; the original operator's
+    /// EXCLUDE_FROM_LB_WAIT_TIME_IN_SEC).
+    #[arg(long, env = "BRUPOP_LOAD_BALANCER_WAIT", default_value = "0s", value_parser = duration)]
+    pub load_balancer_wait: Duration,
     /// The grace period (seconds) every Eviction asks for; unset: each pod's
     /// own (`drain.gracePeriodSeconds`).
     #[arg(long, env = "BRUPOP_DRAIN_GRACE_PERIOD_SECONDS")]
@@ -165,11 +176,17 @@ impl Flags {
 
     /// The longest a walk can hold its slot with these deadlines, when every
     /// step takes as long as it may: four host commands (refresh, prepare,
-    /// activate, and a deactivate if it aborts), the drain, the reboot (the
+    /// activate, and a deactivate if it aborts), the wait for pods that must
+    /// not be disrupted, the load-balancer wait, the drain, the reboot (the
     /// slot is extended by `--reboot-grace` for it) and the health wait. The
     /// leader's `maxSlotHold` must be longer (docs/protocol.md section 3).
     pub fn longest_walk(&self) -> Duration {
-        self.host_command_timeout * 4 + self.drain_timeout + self.reboot_grace + self.health_timeout
+        self.host_command_timeout * 4
+            + self.do_not_disrupt_timeout
+            + self.load_balancer_wait
+            + self.drain_timeout
+            + self.reboot_grace
+            + self.health_timeout
     }
 
     /// The state machine's settings.
@@ -187,6 +204,8 @@ impl Flags {
             health_ignore_pod_selector: self.health_ignore_pod_selector.clone(),
             drain_skip_pod_selector: self.drain_skip_pod_selector.clone(),
             drain_grace_period_seconds: self.drain_grace_period_seconds,
+            do_not_disrupt_timeout: self.do_not_disrupt_timeout,
+            load_balancer_wait: self.load_balancer_wait,
             node_backoff: self.node_backoff,
             node_backoff_max: self.node_backoff_max,
             exclude_from_load_balancers: self.exclude_from_load_balancers,

@@ -31,6 +31,17 @@ pub struct SeenPod {
     pub failed: bool,
     /// It has a deletion timestamp.
     pub terminating: bool,
+    /// Annotated not to be disrupted (`karpenter.sh/do-not-disrupt` or
+    /// `brupop.bottlerocket.aws/do-not-disrupt`, value `"true"`).
+    pub do_not_disrupt: bool,
+}
+
+/// The running pods that must not be disrupted (`namespace/name`).
+pub fn must_not_disrupt(pods: &[SeenPod]) -> Vec<String> {
+    pods.iter()
+        .filter(|p| p.do_not_disrupt && !p.terminating && !p.succeeded && !p.failed)
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect()
 }
 
 fn requirements(s: &str) -> Vec<Requirement> {

@@ -29,7 +29,7 @@ mod learn;
 mod tests;
 mod walk;
 
-pub use health::{SeenPod, judge, record};
+pub use health::{SeenPod, judge, must_not_disrupt, record};
 pub use learn::{Outcome, learn, observe};
 
 /// The slot Lease named by the shadow's spec, as last observed.
@@ -190,6 +190,10 @@ pub struct WalkSettings {
     pub drain_skip_pod_selector: String,
     /// The grace period each Eviction asks for (`None`: each pod's own).
     pub drain_grace_period_seconds: Option<i64>,
+    /// The longest wait before the cordon for pods that must not be disrupted.
+    pub do_not_disrupt_timeout: Duration,
+    /// Wait after the load-balancer exclusion before the first eviction.
+    pub load_balancer_wait: Duration,
     pub node_backoff: Duration,
     pub node_backoff_max: Duration,
     pub exclude_from_load_balancers: bool,
@@ -226,6 +230,8 @@ impl WalkSettings {
         }
         if let Some(d) = &walk.drain {
             dur(&d.timeout, &mut cfg.drain_timeout);
+            dur(&d.do_not_disrupt_timeout, &mut cfg.do_not_disrupt_timeout);
+            dur(&d.load_balancer_wait, &mut cfg.load_balancer_wait);
             sel(&d.skip_pod_selector, &mut cfg.drain_skip_pod_selector);
             if let Some(g) = d.grace_period_seconds.filter(|g| (0..=model::walk::GRACE_PERIOD_MAX_SECONDS).contains(g))
             {

@@ -1,5 +1,7 @@
 //! The granted part of the walk, and the abort. Pure, like its parent module.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 /// Pause after the first drain round that left pods; doubles per round up to
@@ -124,23 +126,28 @@ fn before_reboot(
             message: format!("the node booted {} instead of {desired}: the new image did not boot", o.host.version),
         };
     }
-    // Before the drain: record which pods run Ready on the node, in the
-    // status (it outlives this agent, which the reboot restarts); after
-    // the reboot the health check judges these and nothing else.
-    let recorded = o.shadow.and_then(|s| s.status.as_ref()).is_some_and(|s| s.pods_before_drain.is_some());
-    if !recorded {
-        return match &mem.pods_listed {
-            Some((_, pods)) => {
-                let mut report = StatusReportExt::walking(o, ShadowState::StagedAndPerformedUpdate);
-                report.pods_before_drain =
-                    Some(super::record(pods, &cfg.health_ignore_pod_selector, &cfg.drain_skip_pod_selector));
-                Step::Report(report)
-            }
-            None => Step::RecordPods,
-        };
-    }
     let node = o.node.cloned().unwrap_or_default();
-    if !node.unschedulable || (cfg.exclude_from_load_balancers && !node.excluded) {
+    let before_cordon = !node.unschedulable || (cfg.exclude_from_load_balancers && !node.excluded);
+    let recorded = o.shadow.and_then(|s| s.status.as_ref()).is_some_and(|s| s.pods_before_drain.is_some());
+    if before_cordon || !recorded {
+        let Some((listed_at, pods)) = &mem.pods_listed else {
+            return Step::RecordPods;
+        };
+        // Pods that must not be disrupted hold the walk before the cordon.
+        if before_cordon && let Some(step) = wait_for_do_not_disrupt(o, cfg, now, *listed_at, pods) {
+            return step;
+        }
+        // Record which pods run Ready on the node, in the status (it
+        // outlives this agent, which the reboot restarts): after the
+        // reboot the health check judges these and nothing else.
+        if !recorded {
+            let mut report = StatusReportExt::walking(o, ShadowState::StagedAndPerformedUpdate);
+            report.pods_before_drain =
+                Some(super::record(pods, &cfg.health_ignore_pod_selector, &cfg.drain_skip_pod_selector));
+            return Step::Report(report);
+        }
+    }
+    if before_cordon {
         return Step::Cordon {
             slot: slot.to_owned(),
             min_remaining: cfg.step_margin,
@@ -149,7 +156,17 @@ fn before_reboot(
     }
     let drained = mem.last_drain.is_some_and(|(_, remaining, _)| remaining == 0);
     if !drained {
-        let started = mem.drain_started.or(node.cordoned_at).unwrap_or(now);
+        let cordoned = mem.drain_started.or(node.cordoned_at).unwrap_or(now);
+        // Load balancers stop sending traffic before anything is evicted;
+        // the drain's deadline starts after that wait.
+        let lb_wait = if cfg.exclude_from_load_balancers { cfg.load_balancer_wait } else { Duration::ZERO };
+        let started = add(cordoned, lb_wait);
+        if mem.last_drain.is_none() && now < started {
+            return Step::Wait {
+                until: Some(started),
+                why: format!("excluded from load balancers; waiting {lb_wait:?} before draining"),
+            };
+        }
         let deadline = add(started, cfg.drain_timeout);
         if now >= deadline {
             let (remaining, blocked) = mem.last_drain.map_or((0, 0), |(_, r, b)| (r, b));
@@ -224,6 +241,46 @@ fn before_reboot(
         },
         _ => Step::Renew { slot: slot.to_owned(), duration: cfg.reboot_grace },
     }
+}
+
+/// Before the cordon: while pods that must not be disrupted run on the
+/// node, wait (listing the pods again every `--health-poll-interval`), at
+/// most `do_not_disrupt_timeout` from when the walk staged the update
+/// (`status.state_transition_timestamp`, so a restart keeps the deadline);
+/// then fail `DoNotDisrupt`. `None`: none runs, go on.
+fn wait_for_do_not_disrupt(
+    o: &Observation<'_>,
+    cfg: &WalkSettings,
+    now: Timestamp,
+    listed_at: Timestamp,
+    pods: &[super::SeenPod],
+) -> Option<Step> {
+    let blockers = super::must_not_disrupt(pods);
+    if blockers.is_empty() {
+        return None;
+    }
+    let status = o.shadow.and_then(|s| s.status.as_ref());
+    let staged_at = status
+        .filter(|s| s.current_state == ShadowState::StagedAndPerformedUpdate)
+        .and_then(|s| s.state_transition_timestamp.as_ref())
+        .map_or(listed_at, |t| t.0);
+    let deadline = add(staged_at, cfg.do_not_disrupt_timeout);
+    let list = cut(&blockers, 10);
+    if listed_at >= deadline {
+        return Some(Step::Fail {
+            reason: FailureReason::DoNotDisrupt,
+            message: format!(
+                "pods that must not be disrupted still run on the node after {:?}: {list}",
+                cfg.do_not_disrupt_timeout
+            ),
+        });
+    }
+    let next = add(listed_at, cfg.health_poll_interval).min(deadline);
+    Some(if now < next {
+        Step::Wait { until: Some(next), why: format!("waiting for pods that must not be disrupted: {list}") }
+    } else {
+        Step::RecordPods
+    })
 }
 
 /// Booted into the new version: uncordon, then monitor.

@@ -116,6 +116,7 @@ impl FleetOptions {
                 ("reboot-grace".into(), l(5.0)),                                        // 10m
                 ("reboot-timeout".into(), l(2.5)),                                      // 5m
                 ("drain-timeout".into(), l(5.0)),                                       // 10m
+                ("do-not-disrupt-timeout".into(), l(5.0)),                              // 10m
                 ("drain-interval".into(), l(1.0 / 24.0)),                               // 5s
                 ("step-margin".into(), ms(step_margin)),                                // 30s (whole seconds)
                 ("health-timeout".into(), l(2.5)),                                      // 5m
@@ -135,7 +136,7 @@ impl FleetOptions {
                 ("failure-backoff".into(), "1s".into()),                                // 5m
                 ("failure-backoff-max".into(), "8s".into()),                            // 1h
                 ("max-consecutive-failures".into(), "3".into()),
-                ("max-slot-hold".into(), l(45.0)), // 90m
+                ("max-slot-hold".into(), l(60.0)), // 2h
                 ("lease-duration".into(), "3s".into()),
                 ("renew-deadline".into(), "2s".into()),
                 ("retry-period".into(), "300ms".into()),

@@ -178,7 +178,7 @@ async fn a_node_that_renews_its_slot_forever_loses_it_at_max_slot_hold_and_is_ba
         .leader_flag("failure-backoff-max", "180s");
     let fleet = Fleet::start("renews-forever", opts).await.unwrap();
     fleet.wait_reported(T).await;
-    // The cap is five slot leases here (45 at the shipped defaults).
+    // The cap is five slot leases here (60 at the shipped defaults).
     fleet.patch_policy(json!({"maxSlotHold": "15s"})).await;
     let hog = fleet.nodes[0].clone();
     fleet.kill_agent(&hog);

@@ -38,6 +38,8 @@ fn cfg() -> WalkSettings {
         health_ignore_pod_selector: String::new(),
         drain_skip_pod_selector: String::new(),
         drain_grace_period_seconds: None,
+        do_not_disrupt_timeout: Duration::from_secs(600),
+        load_balancer_wait: Duration::ZERO,
         node_backoff: Duration::from_secs(600),
         node_backoff_max: Duration::from_secs(6 * 3600),
         exclude_from_load_balancers: true,
@@ -111,7 +113,6 @@ impl World {
         self
     }
 
-    /// In state `s`; a walk past `Idle` has recorded its pods (none).
     /// At `t`, the slot renewed along the way (valid 110 s more).
     fn later(&mut self, t: Timestamp) {
         self.now = t;
@@ -120,10 +121,13 @@ impl World {
         self.mem.lease_valid_until = Some(until);
     }
 
+    /// In state `s`; a walk past `Idle` has recorded its pods (none), and
+    /// listed them (none that must not be disrupted).
     fn state(mut self, s: ShadowState) -> World {
         self.status().current_state = s;
         self.status().slot_requested_at = None;
         self.status().pods_before_drain = s.is_updating().then(Vec::new);
+        self.mem.pods_listed = s.is_updating().then(|| (at(999), vec![]));
         self
     }
 
@@ -561,6 +565,7 @@ fn monitoring() -> World {
 fn before_the_cordon_the_walk_records_the_pods_ready_on_the_node() {
     let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated();
     w.status().pods_before_drain = None;
+    w.mem.pods_listed = None;
     assert_eq!(w.decide(), Step::RecordPods);
     let pods = vec![daemon("logs-a", true), seen("web-0", true), seen("broken", false)];
     learn(&mut w.mem, &Step::RecordPods, &Outcome::Pods(pods), &w.cfg, at(1000));
@@ -572,10 +577,83 @@ fn before_the_cordon_the_walk_records_the_pods_ready_on_the_node() {
         }
         other => panic!("{other:?}"),
     }
-    // Once recorded (the status says so, whatever the agent remembers), the cordon.
+    // Once recorded, the cordon.
     w.status().pods_before_drain = Some(vec![]);
-    w.mem.pods_listed = None;
     assert!(matches!(w.decide(), Step::Cordon { .. }));
+    // An agent restarted before the cordon lists the pods again (one may
+    // not be disrupted now), but records nothing new.
+    w.mem.pods_listed = None;
+    assert_eq!(w.decide(), Step::RecordPods);
+}
+
+/// Staged at t=980, activated: about to cordon.
+fn about_to_cordon() -> World {
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated();
+    w.status().state_transition_timestamp = Some(MicroTime(at(980)));
+    w.status().pods_before_drain = None;
+    w.mem.pods_listed = None;
+    w
+}
+
+fn do_not_disrupt(name: &str) -> SeenPod {
+    SeenPod { do_not_disrupt: true, ..seen(name, true) }
+}
+
+#[test]
+fn a_pod_that_must_not_be_disrupted_holds_the_walk_before_the_cordon() {
+    let mut w = about_to_cordon();
+    learn(&mut w.mem, &Step::RecordPods, &Outcome::Pods(vec![do_not_disrupt("batch-0")]), &w.cfg, at(1000));
+    assert_eq!(
+        w.decide(),
+        Step::Wait { until: Some(at(1005)), why: "waiting for pods that must not be disrupted: ns/batch-0".into() }
+    );
+    w.now = at(1005);
+    assert_eq!(w.decide(), Step::RecordPods, "it looks again");
+    // The pod finished: record, then cordon.
+    learn(&mut w.mem, &Step::RecordPods, &Outcome::Pods(vec![seen("web-0", true)]), &w.cfg, at(1005));
+    assert!(matches!(w.decide(), Step::Report(r) if r.pods_before_drain.is_some()));
+    w.status().pods_before_drain = Some(vec![]);
+    assert!(matches!(w.decide(), Step::Cordon { .. }));
+}
+
+#[test]
+fn a_pod_that_must_not_be_disrupted_fails_the_walk_node_only_at_its_deadline() {
+    let mut w = about_to_cordon();
+    // Ten minutes after the update was staged (t=980).
+    w.later(at(1580));
+    learn(&mut w.mem, &Step::RecordPods, &Outcome::Pods(vec![do_not_disrupt("batch-0")]), &w.cfg, at(1580));
+    let step = w.decide();
+    assert!(is_fail(&step, FailureReason::DoNotDisrupt), "{step:?}");
+    assert!(matches!(&step, Step::Fail { message, .. } if message.contains("ns/batch-0")), "{step:?}");
+    assert!(!FailureReason::DoNotDisrupt.halts_fleet());
+    // A pod annotated once the node is cordoned is not waited for (nothing new lands there).
+    let mut c = about_to_cordon().cordoned();
+    c.status().pods_before_drain = Some(vec![]);
+    learn(&mut c.mem, &Step::RecordPods, &Outcome::Pods(vec![do_not_disrupt("b")]), &c.cfg, at(1000));
+    assert_eq!(c.decide(), drain_step());
+}
+
+#[test]
+fn after_the_load_balancer_exclusion_the_drain_waits_its_time() {
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
+    w.cfg.load_balancer_wait = Duration::from_secs(30);
+    // Cordoned at 980: the first eviction at 1010, the drain deadline 600 s after that.
+    assert_eq!(
+        w.decide(),
+        Step::Wait { until: Some(at(1010)), why: "excluded from load balancers; waiting 30s before draining".into() }
+    );
+    w.later(at(1010));
+    assert_eq!(w.decide(), drain_step());
+    w.mem.last_drain = Some((at(1010), 1, 0));
+    w.later(at(1600));
+    assert!(matches!(w.decide(), Step::Drain { .. }), "the deadline is 1610");
+    w.later(at(1610));
+    assert!(is_fail(&w.decide(), FailureReason::DrainTimeout));
+    // Without the exclusion there is nothing to wait for.
+    let mut n = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
+    n.cfg.load_balancer_wait = Duration::from_secs(30);
+    n.cfg.exclude_from_load_balancers = false;
+    assert_eq!(n.decide(), drain_step());
 }
 
 #[test]
