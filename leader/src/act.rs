@@ -252,9 +252,13 @@ impl Actor {
             .await
             .map_err(ActError::WriteStatus)?;
         let old_phase = policy.status.as_ref().map(|s| s.phase);
-        if old_phase != Some(status.phase) {
+        let gate_event = self.gate_event(&written, policy.status.as_ref(), status);
+        // The gate's own Event says why the phase went to or from Blocked.
+        let said = gate_event && (status.phase == Phase::Blocked || old_phase == Some(Phase::Blocked));
+        if old_phase != Some(status.phase) && !said {
             tracing::info!(phase = status.phase.as_str(), message = %status.message, "rollout phase changed");
-            let type_ = if matches!(status.phase, Phase::Halted | Phase::Stopped | Phase::InvalidSpec) {
+            let type_ = if matches!(status.phase, Phase::Halted | Phase::Stopped | Phase::InvalidSpec | Phase::Blocked)
+            {
                 EventType::Warning
             } else {
                 EventType::Normal
@@ -264,6 +268,28 @@ impl Actor {
         *self.last_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         self.shared.put(&written);
         Ok(None)
+    }
+
+    /// A Warning Event `AlertGateBlocking` when the alert gate starts
+    /// holding grants, a Normal `AlertGateCleared` when it stops. Whether
+    /// one was recorded.
+    fn gate_event(&self, written: &UpdatePolicy, old: Option<&UpdatePolicyStatus>, new: &UpdatePolicyStatus) -> bool {
+        let blocking =
+            |s: Option<&UpdatePolicyStatus>| s.and_then(|s| s.alert_gate.as_ref()).is_some_and(|g| g.blocking);
+        let (was, is) = (blocking(old), blocking(Some(new)));
+        if was == is {
+            return false;
+        }
+        let gate = new.alert_gate.as_ref().map_or("the alert gate was removed", |g| g.message.as_str());
+        if is {
+            tracing::warn!(gate = %gate, "alert gate: blocking new grants");
+            let note = format!("alert gate: no new grants while {gate}");
+            self.event(written, EventType::Warning, "AlertGateBlocking", note);
+        } else {
+            tracing::info!(gate = %gate, "alert gate: cleared");
+            self.event(written, EventType::Normal, "AlertGateCleared", format!("alert gate cleared: {gate}"));
+        }
+        true
     }
 
     /// Carries out the plan; stops at the first error (the next pass retries).

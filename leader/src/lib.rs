@@ -10,13 +10,14 @@
 //! Pipeline: [`observe`] (watches) → [`decide`] (pure) → [`act`] (writes)
 //! → events and [`metrics`]; [`controller`] runs it, [`election`] decides
 //! which replica may, [`settings`] and [`window`] turn the UpdatePolicy into
-//! what the decisions need.
+//! what the decisions need, [`gate`] asks Prometheus for the alert gate.
 
 pub mod act;
 pub mod config;
 pub mod controller;
 pub mod decide;
 pub mod election;
+pub mod gate;
 pub mod metrics;
 pub mod migration;
 pub mod observe;
@@ -58,6 +59,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let election_stop = CancellationToken::new();
     let (leading, election_task) = election::spawn(leases, election_cfg, election_stop.clone());
     tracing::info!(%identity, namespace = %cfg.common.namespace, node_selector = %cfg.node_selector, "leader started; waiting to lead");
+    let gate = gate::spawn(metrics.clone(), shutdown.clone());
     let actor =
         act::Actor::new(client, cfg.common.namespace.clone(), shared.clone(), leading.clone(), identity, metrics);
     let defaults = settings::Defaults {
@@ -69,7 +71,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         slot_lease_duration: cfg.slot_lease_duration,
         max_slot_hold: cfg.max_slot_hold,
     };
-    controller::run(shared, actor, defaults, leading, synced, shutdown.clone()).await;
+    controller::run(shared, actor, defaults, leading, synced, gate, shutdown.clone()).await;
     // Stop granting first (the loop has returned), then give up leadership.
     election_stop.cancel();
     let _ = election_task.await;

@@ -39,6 +39,10 @@ pub struct Metrics {
     pub revoked: IntCounter,
     /// Failures reported by nodes without a grant (never halting), by reason.
     pub ungranted_failures: IntCounterVec,
+    /// 1 while the alert gate holds new grants.
+    pub alert_gate_blocking: IntGauge,
+    /// Questions the alert gate asked Prometheus, by what it read (clear, firing, unreachable).
+    pub alert_gate_checks: IntCounterVec,
 }
 
 impl Metrics {
@@ -83,7 +87,7 @@ impl Metrics {
         let leader = IntGauge::new("brupop_leader", "1 while this replica is the active leader").expect("valid metric");
         let phase = gauge_vec(
             "brupop_rollout_phase",
-            "1 for the rollout's current phase (Running, Paused, OutsideWindow, Halted, Stopped, InvalidSpec)",
+            "1 for the rollout's current phase (Running, Paused, OutsideWindow, Blocked, Halted, Stopped, InvalidSpec)",
             "phase",
         );
         let reboots_pending = IntGauge::new(
@@ -126,6 +130,22 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let alert_gate_blocking = IntGauge::new(
+            "brupop_alert_gate_blocking",
+            "1 while the UpdatePolicy's alert gate holds new grants (an alert it watches fires, or Prometheus cannot be asked and onUnreachable is Block)",
+        )
+        .expect("valid metric");
+        let alert_gate_checks = IntCounterVec::new(
+            Opts::new(
+                "brupop_alert_gate_checks_total",
+                "Questions the alert gate asked Prometheus, by what it read (clear, firing, unreachable)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for r in ["clear", "firing", "unreachable"] {
+            alert_gate_checks.with_label_values(&[r]);
+        }
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(hosts_state.clone()),
             Box::new(hosts_version.clone()),
@@ -146,6 +166,8 @@ impl Metrics {
             Box::new(errors.clone()),
             Box::new(revoked.clone()),
             Box::new(ungranted_failures.clone()),
+            Box::new(alert_gate_blocking.clone()),
+            Box::new(alert_gate_checks.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("registered once");
@@ -171,6 +193,8 @@ impl Metrics {
             errors,
             revoked,
             ungranted_failures,
+            alert_gate_blocking,
+            alert_gate_checks,
         }
     }
 
@@ -178,9 +202,7 @@ impl Metrics {
     /// Sets the gauges that come from the rollout status and the slots:
     /// cheap, so done on every pass.
     pub fn observe_rollout(&self, slots: &[ObservedSlot], status: &UpdatePolicyStatus, now: jiff::Timestamp) {
-        for p in
-            [Phase::Running, Phase::Paused, Phase::OutsideWindow, Phase::Halted, Phase::Stopped, Phase::InvalidSpec]
-        {
+        for p in Phase::ALL {
             self.phase.with_label_values(&[p.as_str()]).set(if p == status.phase { 1.0 } else { 0.0 });
         }
         let longest = slots
@@ -198,6 +220,7 @@ impl Metrics {
         let remaining = status.halted_until.as_ref().map_or(0.0, |t| t.0.duration_since(now).as_secs_f64().max(0.0));
         self.halt_remaining.set(if status.phase == Phase::Halted { remaining } else { 0.0 });
         self.consecutive_failures.set(i64::from(status.consecutive_failures));
+        self.alert_gate_blocking.set(i64::from(status.alert_gate.as_ref().is_some_and(|g| g.blocking)));
         self.next_window_start.set(status.next_window_start.as_ref().map_or(0.0, |t| t.0.as_second() as f64));
     }
 

@@ -10,7 +10,7 @@ use model::parse::Budget;
 use model::policy::MAX_CONCURRENT_UPDATES_LIMIT;
 use model::walk::WalkSpec;
 
-use crate::decide::{Settings, WindowState};
+use crate::decide::{GateSettings, GateTarget, Settings, WindowState};
 use crate::window::Windows;
 
 /// Whether `windows` are open at `now`, and their next edges.
@@ -77,6 +77,7 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         problems.push(format!("spec.updateWindows: {e}"));
         Windows::always()
     });
+    let alert_gate = spec.alert_gate.as_ref().and_then(|g| alert_gate(g, &mut problems));
     let settings = Settings {
         budget,
         paused: spec.paused,
@@ -90,6 +91,7 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         walk,
         invalid: (!problems.is_empty())
             .then(|| format!("the UpdatePolicy is invalid, no grants until it is fixed: {}", problems.join("; "))),
+        alert_gate,
     };
     (settings, windows)
 }
@@ -139,6 +141,86 @@ fn walk_settings(spec: &UpdatePolicySpec, max_slot_hold: Duration, problems: &mu
         ));
     }
     WalkSpec { health: spec.health.clone(), drain: spec.drain.clone() }.or_none()
+}
+
+/// `alertGate.pollInterval` when unset, and its bounds.
+pub const GATE_POLL_DEFAULT: Duration = Duration::from_secs(30);
+pub const GATE_POLL_MIN: Duration = Duration::from_millis(100);
+pub const GATE_POLL_MAX: Duration = Duration::from_secs(3600);
+/// `alertGate.timeout` when unset, and its bounds.
+pub const GATE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+pub const GATE_TIMEOUT_MIN: Duration = Duration::from_millis(100);
+pub const GATE_TIMEOUT_MAX: Duration = Duration::from_secs(60);
+
+/// The alert gate of the spec, checked field by field; `None` (and a
+/// problem naming the field, so no grants) if any field is unusable.
+fn alert_gate(g: &model::alert_gate::AlertGate, problems: &mut Vec<String>) -> Option<GateSettings> {
+    let before = problems.len();
+    let url = g.prometheus_url.trim();
+    match reqwest::Url::parse(url) {
+        _ if url.is_empty() => problems.push("spec.alertGate.prometheusUrl: required".to_owned()),
+        Err(e) => problems.push(format!("spec.alertGate.prometheusUrl: {url:?} is not a URL: {e}")),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            problems.push(format!("spec.alertGate.prometheusUrl: {url:?}: only http and https are supported"))
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            problems.push("spec.alertGate.prometheusUrl: credentials in the URL are not supported".to_owned())
+        }
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+            problems.push(format!("spec.alertGate.prometheusUrl: {url:?}: the base URL takes no query or fragment"))
+        }
+        Ok(_) => {}
+    }
+    let query = g.query.as_deref().map(str::trim);
+    let target = match (g.alerts.is_empty(), query) {
+        (false, None) => {
+            if g.alerts.iter().any(|a| a.trim().is_empty()) {
+                problems.push("spec.alertGate.alerts: an empty name".to_owned());
+            }
+            Some(GateTarget::Alerts(g.alerts.clone()))
+        }
+        (true, Some("")) => {
+            problems.push("spec.alertGate.query: empty".to_owned());
+            None
+        }
+        (true, Some(q)) => Some(GateTarget::Query(q.to_owned())),
+        (true, None) => {
+            problems.push("spec.alertGate: set alerts (alert names) or query (PromQL)".to_owned());
+            None
+        }
+        (false, Some(_)) => {
+            problems.push("spec.alertGate: set alerts or query, not both".to_owned());
+            None
+        }
+    };
+    let mut bounded = |field: &str, v: Option<&String>, default: Duration, min: Duration, max: Duration| match v {
+        None => default,
+        Some(s) => match model::parse::duration(s) {
+            Ok(d) if (min..=max).contains(&d) => d,
+            Ok(_) => {
+                let (min, max) = (humantime::format_duration(min), humantime::format_duration(max));
+                problems.push(format!("spec.alertGate.{field}: {s:?} is outside {min}..{max}"));
+                default
+            }
+            Err(e) => {
+                problems.push(format!("spec.alertGate.{field}: {e}"));
+                default
+            }
+        },
+    };
+    let poll_interval =
+        bounded("pollInterval", g.poll_interval.as_ref(), GATE_POLL_DEFAULT, GATE_POLL_MIN, GATE_POLL_MAX);
+    let timeout = bounded("timeout", g.timeout.as_ref(), GATE_TIMEOUT_DEFAULT, GATE_TIMEOUT_MIN, GATE_TIMEOUT_MAX);
+    if problems.len() > before {
+        return None;
+    }
+    Some(GateSettings {
+        url: url.trim_end_matches('/').to_owned(),
+        target: target?,
+        poll_interval,
+        timeout,
+        on_unreachable: g.on_unreachable.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -241,6 +323,65 @@ mod tests {
         assert!(msg.contains("spec.maxConcurrentUpdates") && msg.contains("abc"), "{msg}");
         let spec = UpdatePolicySpec { update_windows: vec!["Funday 01:00-02:00".into()], ..Default::default() };
         assert!(resolve(&defaults(), Some(&spec)).0.invalid.unwrap().contains("spec.updateWindows"));
+    }
+
+    fn gate(v: serde_json::Value) -> (Option<GateSettings>, Option<String>) {
+        let spec: UpdatePolicySpec = serde_json::from_value(serde_json::json!({ "alertGate": v })).unwrap();
+        let (s, _) = resolve(&defaults(), Some(&spec));
+        (s.alert_gate, s.invalid)
+    }
+
+    #[test]
+    fn the_alert_gate_is_read_with_its_defaults() {
+        let (g, invalid) = gate(serde_json::json!({"prometheusUrl": "http://prom:9090/", "alerts": ["NodeDown"]}));
+        assert_eq!(invalid, None);
+        let g = g.unwrap();
+        assert_eq!(g.url, "http://prom:9090");
+        assert_eq!(g.target, GateTarget::Alerts(vec!["NodeDown".into()]));
+        assert_eq!((g.poll_interval, g.timeout), (GATE_POLL_DEFAULT, GATE_TIMEOUT_DEFAULT));
+        assert_eq!(g.on_unreachable, model::alert_gate::OnUnreachable::Block, "unreachable blocks by default");
+        let (g, _) =
+            gate(serde_json::json!({"prometheusUrl": "https://p", "query": " up == 0 ", "pollInterval": "200ms",
+            "timeout": "1s", "onUnreachable": "Ignore"}));
+        let g = g.unwrap();
+        assert_eq!(g.target, GateTarget::Query("up == 0".into()));
+        assert_eq!((g.poll_interval, g.timeout), (Duration::from_millis(200), Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn each_unusable_gate_field_stops_grants_and_is_named() {
+        for (v, field) in [
+            (serde_json::json!({"alerts": ["A"]}), "spec.alertGate.prometheusUrl"),
+            (serde_json::json!({"prometheusUrl": "prom:9090", "alerts": ["A"]}), "spec.alertGate.prometheusUrl"),
+            (serde_json::json!({"prometheusUrl": "ftp://prom", "alerts": ["A"]}), "spec.alertGate.prometheusUrl"),
+            (serde_json::json!({"prometheusUrl": "http://u:p@prom", "alerts": ["A"]}), "spec.alertGate.prometheusUrl"),
+            (serde_json::json!({"prometheusUrl": "http://prom"}), "spec.alertGate: set alerts"),
+            (serde_json::json!({"prometheusUrl": "http://prom", "alerts": ["A"], "query": "up"}), "not both"),
+            (serde_json::json!({"prometheusUrl": "http://prom", "alerts": [""]}), "spec.alertGate.alerts"),
+            (serde_json::json!({"prometheusUrl": "http://prom", "query": " "}), "spec.alertGate.query"),
+            (
+                serde_json::json!({"prometheusUrl": "http://prom", "alerts": ["A"], "pollInterval": "1ms"}),
+                "spec.alertGate.pollInterval",
+            ),
+            (
+                serde_json::json!({"prometheusUrl": "http://prom", "alerts": ["A"], "pollInterval": "soon"}),
+                "spec.alertGate.pollInterval",
+            ),
+            (
+                serde_json::json!({"prometheusUrl": "http://prom", "alerts": ["A"], "timeout": "2m"}),
+                "spec.alertGate.timeout",
+            ),
+            (
+                serde_json::json!({"prometheusUrl": "http://prom", "alerts": ["A"], "onUnreachable": "Maybe"}),
+                "spec.alertGate.onUnreachable",
+            ),
+            (serde_json::json!(["http://prom"]), "spec.alertGate: not an object"),
+        ] {
+            // No grants (InvalidSpec), and the message names the field.
+            let (_, invalid) = gate(v.clone());
+            let msg = invalid.unwrap_or_default();
+            assert!(msg.contains(field), "{v}: {msg}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! This crate does no I/O and reads no clock: functions that need the time
 //! take it as an argument. `docs/protocol.md` explains how the pieces fit.
 
+pub mod alert_gate;
 pub mod cordon;
 pub mod names;
 pub mod objects;

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::alert_gate::{AlertGate, AlertGateStatus};
 use crate::state::FailureReason;
 use crate::walk::{DrainSpec, GRACE_PERIOD_MAX_SECONDS, HealthSpec, SELECTOR_MAX_LENGTH};
 
@@ -48,7 +49,7 @@ pub const RESUME_REQUEST_MAX_LENGTH: u32 = 256;
     namespaced,
     status = "UpdatePolicyStatus",
     doc = "The rollout's settings (spec, written by people) and whether grants run (status, written by the leader).",
-    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Running, Paused, OutsideWindow, Halted, Stopped or InvalidSpec"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Running, Paused, OutsideWindow, Blocked, Halted, Stopped or InvalidSpec"}"#,
     printcolumn = r#"{"name":"Slots","type":"integer","jsonPath":".status.slots","description":"Concurrent updates allowed now"}"#,
     printcolumn = r#"{"name":"Held","type":"integer","jsonPath":".status.slotsHeld","description":"Slots held by updating nodes"}"#,
     printcolumn = r#"{"name":"Waiting","type":"integer","jsonPath":".status.nodesWaiting","description":"Nodes waiting for a slot"}"#,
@@ -112,6 +113,10 @@ pub struct UpdatePolicySpec {
     /// How the drain evicts pods and how long it may take. Copied into each grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainSpec>,
+    /// No new grants while alerts fire in Prometheus (phase `Blocked`);
+    /// nodes already updating finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_gate: Option<AlertGate>,
     /// Not part of the object: the fields whose stored values could not be
     /// read (`spec.<field>: <why>`), left at their defaults. Any entry stops
     /// grants (phase `InvalidSpec`).
@@ -173,6 +178,7 @@ impl UpdatePolicySpec {
                 "updateCordonedNodes" => spec.update_cordoned_nodes = field(&key, v, &mut problems).unwrap_or_default(),
                 "health" => spec.health = field(&key, v, &mut problems),
                 "drain" => spec.drain = field(&key, v, &mut problems),
+                "alertGate" => spec.alert_gate = AlertGate::from_value(v, &mut problems),
                 _ => {}
             }
         }
@@ -232,7 +238,7 @@ impl UpdatePolicySpec {
 }
 
 /// Decodes one field; on failure records `spec.<key>: ...` and gives `None`.
-fn field<T: serde::de::DeserializeOwned>(key: &str, v: Value, problems: &mut Vec<String>) -> Option<T> {
+pub(crate) fn field<T: serde::de::DeserializeOwned>(key: &str, v: Value, problems: &mut Vec<String>) -> Option<T> {
     match serde_json::from_value::<T>(v.clone()) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -243,7 +249,7 @@ fn field<T: serde::de::DeserializeOwned>(key: &str, v: Value, problems: &mut Vec
 }
 
 /// A value as JSON, cut to a length a status message can carry.
-fn excerpt(v: &Value) -> String {
+pub(crate) fn excerpt(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() <= 64 { s } else { format!("{}...", s.chars().take(64).collect::<String>()) }
 }
@@ -287,6 +293,9 @@ pub struct UpdatePolicyStatus {
     /// The `spec.resumeRequest` the leader last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_resume: Option<String>,
+    /// What the alert gate (`spec.alertGate`) last decided; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_gate: Option<AlertGateStatus>,
     /// Start of the next maintenance window, when outside one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_window_start: Option<Time>,
@@ -322,6 +331,9 @@ pub enum Phase {
     Paused,
     /// Outside every maintenance window; see `nextWindowStart`.
     OutsideWindow,
+    /// The alert gate holds new grants: an alert it watches fires, or
+    /// Prometheus cannot be asked (`onUnreachable: Block`); see `alertGate`.
+    Blocked,
     /// Halted after a failure until `haltedUntil`.
     Halted,
     /// Stopped after `maxConsecutiveFailures`; needs `spec.resumeRequest`.
@@ -332,11 +344,23 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order the leader weighs them (last: the least binding).
+    pub const ALL: [Phase; 7] = [
+        Phase::InvalidSpec,
+        Phase::Stopped,
+        Phase::Halted,
+        Phase::Paused,
+        Phase::OutsideWindow,
+        Phase::Blocked,
+        Phase::Running,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Running => "Running",
             Phase::Paused => "Paused",
             Phase::OutsideWindow => "OutsideWindow",
+            Phase::Blocked => "Blocked",
             Phase::Halted => "Halted",
             Phase::Stopped => "Stopped",
             Phase::InvalidSpec => "InvalidSpec",

@@ -28,6 +28,8 @@
 //!   node and shadow are gone is freed without counting;
 //! - halts double per consecutive failure up to a cap; after the configured
 //!   number the rollout stops until a person resumes it;
+//! - while the alert gate fires (or Prometheus cannot be asked and the gate
+//!   says to block) nothing new is granted; slots already held go on;
 //! - shrinking the pool never revokes a held slot.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +40,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use model::policy::{GrantRecord, Phase, RecordedFailure, UpdatePolicyStatus, expiry_key, failure_key};
 use model::{BottlerocketShadowSpec, FailureReason, ShadowState};
 
+mod gate;
 mod ledger;
 mod queue;
 mod status;
@@ -98,6 +101,7 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     pass.settle_released_grants();
     pass.forget_unmanaged_shadows();
     let size = pass.size_pool();
+    pass.st.alert_gate = gate::verdict(settings.alert_gate.as_ref(), obs.gate, obs.now);
     let phase = status::phase(&pass.st, settings, obs.window, obs.now);
     pass.repair_lost_grants(phase);
     let waiting = pass.grant(phase, size);

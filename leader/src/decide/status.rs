@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
+use model::alert_gate::AlertGateState;
 use model::policy::{Phase, RecordedFailure, UpdatePolicyStatus};
 
 use super::{Observed, RECENT_FAILURES_KEPT, Settings, WindowState};
@@ -21,6 +22,8 @@ pub(super) fn phase(st: &UpdatePolicyStatus, settings: &Settings, window: Window
         Phase::Paused
     } else if !window.open {
         Phase::OutsideWindow
+    } else if st.alert_gate.as_ref().is_some_and(|g| g.blocking) {
+        Phase::Blocked
     } else {
         Phase::Running
     }
@@ -71,9 +74,16 @@ pub(super) fn fill(
     }
     let last = st.recent_failures.iter().rev().find(|f| f.reason.halts_fleet());
     let culprit = last.map_or_else(String::new, |f| format!(" ({} on {})", f.reason, f.node));
+    let gate = st.alert_gate.as_ref().map_or_else(String::new, |g| g.message.clone());
     st.message = match phase {
+        Phase::Running if st.alert_gate.as_ref().is_some_and(|g| g.state == AlertGateState::Unreachable) => {
+            format!("granting: {held} of {slots} slots held, {waiting} nodes waiting; alert gate: {gate}")
+        }
         Phase::Running => {
             format!("granting: {held} of {slots} slots held, {waiting} nodes waiting")
+        }
+        Phase::Blocked => {
+            format!("blocked by the alert gate: {gate}; {held} nodes finishing, {waiting} waiting")
         }
         Phase::Paused => {
             format!("paused by spec.paused; {held} nodes finishing, {waiting} waiting")
@@ -97,7 +107,7 @@ pub(super) fn fill(
 
 /// When to decide again if nothing changes: the next slot expiry, the end of
 /// a halt, a window edge, the end of the longest allowed hold of a granted
-/// slot, or the end of a node's backoff.
+/// slot, the end of a node's backoff, or the alert gate's answer going stale.
 pub(super) fn wake_at(
     st: &UpdatePolicyStatus,
     obs: Observed<'_>,
@@ -110,5 +120,6 @@ pub(super) fn wake_at(
     let window = if obs.window.open { obs.window.current_end } else { obs.window.next_start };
     let holds = st.grants.iter().flatten().map(|g| super::add(g.granted_at.0, settings.max_slot_hold));
     let backoffs = st.node_backoffs.iter().map(|b| b.until.0);
-    expiries.chain(halt).chain(window).chain(holds).chain(backoffs).filter(|t| *t > now).min()
+    let gate = super::gate::stale_at(settings.alert_gate.as_ref(), obs.gate);
+    expiries.chain(halt).chain(window).chain(holds).chain(backoffs).chain(gate).filter(|t| *t > now).min()
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use model::alert_gate::OnUnreachable;
 use model::parse::Budget;
 use model::policy::{RecordedFailure, UpdatePolicyStatus};
 use model::{BottlerocketShadowSpec, BottlerocketShadowStatus, FailureReason};
@@ -82,6 +83,59 @@ pub struct Settings {
     /// Set when the UpdatePolicy spec could not be used: no grants, and the
     /// status says why.
     pub invalid: Option<String>,
+    /// The alert gate (`spec.alertGate`), if configured and valid.
+    pub alert_gate: Option<GateSettings>,
+}
+
+/// The alert gate in force: what to ask Prometheus and how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateSettings {
+    /// Prometheus's base URL (http or https, checked).
+    pub url: String,
+    pub target: GateTarget,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    pub on_unreachable: OnUnreachable,
+}
+
+impl GateSettings {
+    /// An answer older than this counts as no answer: three poll intervals
+    /// and one timeout (a poller that died, or hangs, blocks like an
+    /// unreachable Prometheus).
+    pub fn stale_after(&self) -> Duration {
+        self.poll_interval.saturating_mul(3).saturating_add(self.timeout)
+    }
+}
+
+/// What the gate watches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GateTarget {
+    /// Block while any alert of these names fires (`/api/v1/alerts`).
+    Alerts(Vec<String>),
+    /// Block while this PromQL instant query returns any series (`/api/v1/query`).
+    Query(String),
+}
+
+/// Prometheus's last answer to the gate, as the poller (`leader::gate`) saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateObservation {
+    /// The gate this answer was asked for: an answer for another
+    /// configuration (before a change of the spec) is no answer.
+    pub gate: GateSettings,
+    /// When the answer (or the failure) came.
+    pub at: Timestamp,
+    pub answer: GateAnswer,
+}
+
+/// One answer of Prometheus, read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GateAnswer {
+    /// Nothing the gate watches fires.
+    Clear,
+    /// These alerts fire (or the query returned these series), sorted.
+    Firing(Vec<String>),
+    /// No usable answer, and why (connection refused, timeout, HTTP status, bad body).
+    Unreachable(String),
 }
 
 /// Whether a maintenance window is open now (computed by the caller from the
@@ -113,6 +167,8 @@ pub struct Observed<'a> {
     pub policy: Option<&'a UpdatePolicyStatus>,
     pub policy_generation: Option<i64>,
     pub window: WindowState,
+    /// Prometheus's last answer to the alert gate (`None`: none yet).
+    pub gate: Option<&'a GateObservation>,
 }
 
 /// A write the leader makes after the policy status is written.

@@ -11,7 +11,8 @@
 //! - [`netproxy`]: per-agent network links a test can cut;
 //! - [`monitor`]: the invariant monitor;
 //! - [`wait`], [`checks`]: waiting on conditions with deadlines, and what tests look at;
-//! - [`previous`]: the previous build, for upgrade tests.
+//! - [`previous`]: the previous build, for upgrade tests;
+//! - [`prometheus`]: a real Prometheus process and a metric a test switches.
 
 pub mod bins;
 pub mod certs;
@@ -23,6 +24,7 @@ pub mod monitor;
 pub mod netproxy;
 pub mod previous;
 pub mod process;
+pub mod prometheus;
 pub mod tlsclient;
 pub mod wait;
 

@@ -4,6 +4,7 @@
 //! runs the invariant monitor from start to end and asserts it saw no
 //! violation.
 
+mod alert_gate;
 mod failures;
 mod harness;
 mod health;

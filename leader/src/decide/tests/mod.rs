@@ -32,6 +32,7 @@ fn settings() -> Settings {
         resume_request: None,
         walk: None,
         invalid: None,
+        alert_gate: None,
     }
 }
 
@@ -46,6 +47,8 @@ struct World {
     window: WindowState,
     /// Nodes that exist but are not managed (beside `nodes`).
     unmanaged: BTreeSet<String>,
+    /// Prometheus's last answer to the alert gate.
+    gate: Option<GateObservation>,
 }
 
 impl World {
@@ -59,6 +62,7 @@ impl World {
             policy: UpdatePolicyStatus::default(),
             window: WindowState::ALWAYS,
             unmanaged: BTreeSet::new(),
+            gate: None,
         };
         for i in 0..n {
             w.add_node(&format!("node-{i}"));
@@ -206,6 +210,7 @@ impl World {
                 policy: Some(&self.policy),
                 policy_generation: Some(1),
                 window: self.window,
+                gate: self.gate.as_ref(),
             },
             settings,
         )
@@ -595,6 +600,7 @@ fn without_an_update_policy_the_only_decision_is_to_create_it() {
             policy: None,
             policy_generation: None,
             window: WindowState::ALWAYS,
+            gate: None,
         },
         &settings(),
     );
@@ -670,6 +676,7 @@ fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() 
 }
 
 mod failures;
+mod gate;
 mod ledger;
 mod props;
 mod specs;

@@ -75,6 +75,17 @@ fn slot_case(nodes: usize) -> impl Strategy<Value = SlotCase> {
         .prop_map(|(holder, renewed_ago, secs)| SlotCase { holder, renewed_ago, secs })
 }
 
+/// An alert gate: what unreachable means, the last answer (if any) and its age in seconds.
+fn gate_case() -> impl Strategy<Value = (model::alert_gate::OnUnreachable, Option<GateAnswer>, i64)> {
+    use model::alert_gate::OnUnreachable;
+    let answer = prop_oneof![
+        Just(GateAnswer::Clear),
+        Just(GateAnswer::Firing(vec!["A".into()])),
+        Just(GateAnswer::Unreachable("refused".into())),
+    ];
+    (prop_oneof![Just(OnUnreachable::Block), Just(OnUnreachable::Ignore)], proptest::option::of(answer), 0i64..200)
+}
+
 pub(super) fn world() -> impl Strategy<Value = (World, Settings)> {
     (1usize..12, 1u32..6).prop_flat_map(|(n, slots)| {
         (
@@ -85,49 +96,64 @@ pub(super) fn world() -> impl Strategy<Value = (World, Settings)> {
             any::<bool>(),
             0u32..5,
             any::<bool>(),
+            proptest::option::of(gate_case()),
         )
-            .prop_map(move |(cases, slot_cases, budget, paused, window_open, failures, update_cordoned)| {
-                let mut w = World::new(n);
-                w.slots(slots);
-                for (i, c) in cases.iter().enumerate() {
-                    let name = format!("node-{i}");
-                    let node = w.nodes.get_mut(&name).unwrap();
-                    node.ready = c.ready;
-                    node.opted_out = c.opted_out;
-                    node.unschedulable = c.admin_cordon;
-                    if c.waiting {
-                        w.waiting(&name, 900);
-                    }
-                    w.status(&name).current_state = c.state;
-                    if !c.has_target {
-                        w.status(&name).target_version = "1.20.0".into();
-                    }
-                    if let Some(s) = c.spec_slot {
-                        let spec = w.spec(&name);
-                        spec.state = ShadowState::StagedAndPerformedUpdate;
-                        spec.slot = Some(model::names::slot_name(s));
-                        spec.version = Some("1.21.0".into());
-                        spec.state_transition_timestamp = Some(MicroTime(at(900)));
-                    }
-                    if let Some(r) = c.unacked {
-                        w.failed(&name, 1, r);
+            .prop_map(
+                move |(cases, slot_cases, budget, paused, window_open, failures, update_cordoned, gate)| {
+                    let mut w = World::new(n);
+                    w.slots(slots);
+                    for (i, c) in cases.iter().enumerate() {
+                        let name = format!("node-{i}");
+                        let node = w.nodes.get_mut(&name).unwrap();
+                        node.ready = c.ready;
+                        node.opted_out = c.opted_out;
+                        node.unschedulable = c.admin_cordon;
+                        if c.waiting {
+                            w.waiting(&name, 900);
+                        }
                         w.status(&name).current_state = c.state;
+                        if !c.has_target {
+                            w.status(&name).target_version = "1.20.0".into();
+                        }
+                        if let Some(s) = c.spec_slot {
+                            let spec = w.spec(&name);
+                            spec.state = ShadowState::StagedAndPerformedUpdate;
+                            spec.slot = Some(model::names::slot_name(s));
+                            spec.version = Some("1.21.0".into());
+                            spec.state_transition_timestamp = Some(MicroTime(at(900)));
+                        }
+                        if let Some(r) = c.unacked {
+                            w.failed(&name, 1, r);
+                            w.status(&name).current_state = c.state;
+                        }
                     }
-                }
-                for (i, s) in slot_cases.iter().enumerate() {
-                    if let Some(h) = s.holder {
-                        let holder = format!("node-{h}");
-                        w.held(i as u32, &holder, 1000 - s.renewed_ago, s.secs);
+                    for (i, s) in slot_cases.iter().enumerate() {
+                        if let Some(h) = s.holder {
+                            let holder = format!("node-{h}");
+                            w.held(i as u32, &holder, 1000 - s.renewed_ago, s.secs);
+                        }
                     }
-                }
-                w.policy.consecutive_failures = failures;
-                w.window = WindowState { open: window_open, next_start: None, current_end: None };
-                let mut st = settings();
-                st.budget = model::parse::Budget::Count(budget);
-                st.paused = paused;
-                st.update_cordoned_nodes = update_cordoned;
-                (w, st)
-            })
+                    w.policy.consecutive_failures = failures;
+                    w.window = WindowState { open: window_open, next_start: None, current_end: None };
+                    let mut st = settings();
+                    if let Some((on_unreachable, answer, ago)) = gate.clone() {
+                        let g = GateSettings {
+                            url: "http://prom:9090".into(),
+                            target: GateTarget::Alerts(vec!["A".into()]),
+                            poll_interval: Duration::from_secs(30),
+                            timeout: Duration::from_secs(10),
+                            on_unreachable,
+                        };
+                        let at = w.now.checked_sub(jiff::SignedDuration::from_secs(ago)).unwrap();
+                        w.gate = answer.map(|answer| GateObservation { gate: g.clone(), at, answer });
+                        st.alert_gate = Some(g);
+                    }
+                    st.budget = model::parse::Budget::Count(budget);
+                    st.paused = paused;
+                    st.update_cordoned_nodes = update_cordoned;
+                    (w, st)
+                },
+            )
     })
 }
 
@@ -144,6 +170,10 @@ proptest! {
                 _ => None,
             })
             .collect();
+        // No grant while the alert gate blocks.
+        if plan.status.alert_gate.as_ref().is_some_and(|g| g.blocking) {
+            prop_assert!(grants.is_empty(), "granted while the gate blocks: {grants:?}");
+        }
         // No grant unless grants run.
         if plan.status.phase != model::policy::Phase::Running {
             prop_assert!(grants.is_empty(), "granted while {:?}: {grants:?}", plan.status.phase);

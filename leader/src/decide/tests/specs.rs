@@ -23,6 +23,7 @@ const KEYS: &[&str] = &[
     "resumeRequest",
     "maxSlotHold",
     "updateCordonedNodes",
+    "alertGate",
     "somethingElse",
 ];
 
@@ -144,7 +145,7 @@ proptest! {
         // A phase users know, as the API stores it.
         let shown = serde_json::to_value(phase).unwrap();
         prop_assert!(
-            ["Running", "Paused", "OutsideWindow", "Halted", "Stopped", "InvalidSpec"].contains(&shown.as_str().unwrap_or("")),
+            ["Running", "Paused", "OutsideWindow", "Blocked", "Halted", "Stopped", "InvalidSpec"].contains(&shown.as_str().unwrap_or("")),
             "{shown}"
         );
         // An unreadable value, or one the leader cannot use, stops grants and is named.
