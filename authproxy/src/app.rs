@@ -16,8 +16,8 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use model::wire::{
-    self, ApiError, CordonRequest, DrainRequest, Endpoint, InvalidRequest, ReleaseSlot, RenewSlot, StatusReport,
-    UncordonRequest,
+    self, ApiError, CordonRequest, DrainRequest, Endpoint, HookRequest, InvalidRequest, ReleaseSlot, RenewSlot,
+    StatusReport, UncordonRequest,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -280,6 +280,12 @@ impl App {
                     r.validate().map_err(invalid)?;
                     Ok(respond(self.cluster.drain(node, &r, &self.evict_client).await))
                 }
+                Endpoint::Hook => {
+                    let r: HookRequest = decode(body)?;
+                    r.validate().map_err(invalid)?;
+                    Ok(respond(self.cluster.hook(node, &r).await))
+                }
+                Endpoint::ClearHooks => Ok(respond(self.cluster.clear_hooks(node).await)),
             }
         }
         .await;

@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use model::names::{self, managers};
 use model::wire::{
-    CordonReply, CordonRequest, DrainReport, DrainRequest, PodResult, ReleaseSlot, Released, RenewSlot, ShadowReply,
-    SlotReply, StatusReport, UncordonRequest,
+    CordonReply, CordonRequest, DrainReport, DrainRequest, HookReply, HookRequest, PodResult, ReleaseSlot, Released,
+    RenewSlot, ShadowReply, SlotReply, StatusReport, UncordonRequest,
 };
 use model::{BottlerocketShadow, BottlerocketShadowSpec, BottlerocketShadowStatus};
 use runtime::events::{EventType, Events};
@@ -262,11 +262,11 @@ impl Cluster {
 
     // === node ===
 
-    async fn change_node(
+    async fn change_node<R>(
         &self,
         node: &str,
-        change: impl Fn(&Node) -> (Option<serde_json::Value>, CordonReply),
-    ) -> Result<CordonReply, OpError> {
+        change: impl Fn(&Node) -> (Option<serde_json::Value>, R),
+    ) -> Result<R, OpError> {
         for _ in 0..ATTEMPTS {
             let current = self.nodes().get_opt(node).await.map_err(kube("reading the node"))?;
             let current = current.ok_or_else(|| OpError::NoSuchNode(node.to_owned()))?;
@@ -300,6 +300,36 @@ impl Cluster {
             self.node_event(node, EventType::Normal, "Uncordoned", "Uncordon", "the operator lifted its cordon".into());
         }
         Ok(view)
+    }
+
+    /// Runs the hook of `req.phase` that the node's grant names (its
+    /// shadow's `spec.walk.hooks`): the marks are the leader's copy of the
+    /// UpdatePolicy, never the caller's choice. No such hook: nothing changes.
+    pub async fn hook(&self, node: &str, req: &HookRequest) -> Result<HookReply, OpError> {
+        self.fence(node, &req.slot, req.min_remaining_seconds).await?;
+        let shadow = self.shadows().get_opt(&names::shadow_name(node)).await.map_err(kube("reading the shadow"))?;
+        let granted = shadow.filter(|s| s.spec.slot.as_deref() == Some(req.slot.as_str()));
+        let hook = granted.and_then(|s| s.spec.walk).and_then(|w| w.hooks).and_then(|h| h.of(req.phase).cloned());
+        let Some(hook) = hook.filter(|h| h.problems("hook").is_empty()) else {
+            return self.change_node(node, |n| (None, model::hooks::marks_reply(n))).await;
+        };
+        let now = Timestamp::now();
+        let reply = self.change_node(node, |n| model::hooks::apply(n, req.phase, &hook, now)).await?;
+        if reply.changed {
+            tracing::info!(node, phase = ?req.phase, "reboot hook marks set");
+            let note = format!("reboot hook {:?}: marks set on the node", req.phase);
+            self.node_event(node, EventType::Normal, "HookStarted", "Hook", note);
+        }
+        Ok(reply)
+    }
+
+    /// Removes every hook mark from the node (not fenced: undoing is always allowed).
+    pub async fn clear_hooks(&self, node: &str) -> Result<HookReply, OpError> {
+        let reply = self.change_node(node, model::hooks::clear).await?;
+        if reply.changed {
+            tracing::info!(node, "reboot hook marks removed");
+        }
+        Ok(reply)
     }
 
     /// One drain round (see [`crate::drain`]).

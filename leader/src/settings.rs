@@ -135,12 +135,22 @@ fn walk_settings(spec: &UpdatePolicySpec, max_slot_hold: Duration, problems: &mu
         dur("drain.loadBalancerWait", &d.load_balancer_wait, problems);
         selector("drain.skipPodSelector", &d.skip_pod_selector, problems);
     }
+    if let Some(hooks) = &spec.hooks {
+        for (name, hook) in [("beforeDrain", &hooks.before_drain), ("afterReboot", &hooks.after_reboot)] {
+            if let Some(h) = hook {
+                problems.extend(h.problems(&format!("spec.hooks.{name}")));
+                if h.wait_for_annotation.is_some() {
+                    waits += h.wait();
+                }
+            }
+        }
+    }
     if waits > max_slot_hold / 2 {
         problems.push(format!(
-            "the waits of spec.health and spec.drain add up to {waits:?}, more than half of maxSlotHold ({max_slot_hold:?}): raise spec.maxSlotHold so a walk that uses them is not taken back"
+            "the waits of spec.health, spec.drain and spec.hooks add up to {waits:?}, more than half of maxSlotHold ({max_slot_hold:?}): raise spec.maxSlotHold so a walk that uses them is not taken back"
         ));
     }
-    WalkSpec { health: spec.health.clone(), drain: spec.drain.clone() }.or_none()
+    WalkSpec { health: spec.health.clone(), drain: spec.drain.clone(), hooks: spec.hooks.clone() }.or_none()
 }
 
 /// `alertGate.pollInterval` when unset, and its bounds.
@@ -284,7 +294,7 @@ mod tests {
         let spec = UpdatePolicySpec { health: Some(health.clone()), drain: Some(drain.clone()), ..Default::default() };
         let (s, _) = resolve(&defaults(), Some(&spec));
         assert_eq!(s.invalid, None);
-        assert_eq!(s.walk, Some(WalkSpec { health: Some(health), drain: Some(drain) }));
+        assert_eq!(s.walk, Some(WalkSpec { health: Some(health), drain: Some(drain), hooks: None }));
         let bad = |spec: UpdatePolicySpec, field: &str| {
             let msg = resolve(&defaults(), Some(&spec)).0.invalid.unwrap_or_default();
             assert!(msg.contains(field), "{field}: {msg}");
@@ -312,6 +322,23 @@ mod tests {
         bad(stored, "spec.drain.gracePeriodSeconds");
         let stored: UpdatePolicySpec = serde_json::from_str(r#"{"health":{"timeout":5}}"#).unwrap();
         bad(stored, "spec.health");
+        let hooks = |json: &str| serde_json::from_str::<UpdatePolicySpec>(json).unwrap();
+        let ok = hooks(
+            r#"{"hooks":{"beforeDrain":{"labels":{"ceph.example.com/maintenance":"true"},"waitForAnnotation":"ceph.example.com/noout","timeout":"5m"}}}"#,
+        );
+        let (s, _) = resolve(&defaults(), Some(&ok));
+        assert_eq!(s.invalid, None);
+        assert!(s.walk.and_then(|w| w.hooks).is_some_and(|h| h.before_drain.is_some()));
+        bad(hooks(r#"{"hooks":{"beforeDrain":{"labels":{"Bad Key":"x"}}}}"#), "spec.hooks.beforeDrain.labels");
+        bad(
+            hooks(r#"{"hooks":{"afterReboot":{"annotations":{"brupop.bottlerocket.aws/cordoned":"x"}}}}"#),
+            "the operator's own",
+        );
+        bad(hooks(r#"{"hooks":{"afterReboot":{"waitForValue":"x"}}}"#), "waitForValue needs waitForAnnotation");
+        bad(
+            hooks(r#"{"hooks":{"afterReboot":{"waitForAnnotation":"a/b","timeout":"50m"}}}"#),
+            "raise spec.maxSlotHold",
+        );
     }
 
     #[test]

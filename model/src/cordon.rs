@@ -27,18 +27,18 @@ pub fn view(node: &Node) -> CordonReply {
 }
 
 /// A merge patch being built, carrying the Node's resourceVersion as a precondition.
-struct PatchBuilder {
-    spec: Map<String, Value>,
-    labels: Map<String, Value>,
-    annotations: Map<String, Value>,
+pub(crate) struct PatchBuilder {
+    pub(crate) spec: Map<String, Value>,
+    pub(crate) labels: Map<String, Value>,
+    pub(crate) annotations: Map<String, Value>,
 }
 
 impl PatchBuilder {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         PatchBuilder { spec: Map::new(), labels: Map::new(), annotations: Map::new() }
     }
 
-    fn build(self, node: &Node) -> Option<Value> {
+    pub(crate) fn build(self, node: &Node) -> Option<Value> {
         if self.spec.is_empty() && self.labels.is_empty() && self.annotations.is_empty() {
             return None;
         }

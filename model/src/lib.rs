@@ -13,6 +13,7 @@
 
 pub mod alert_gate;
 pub mod cordon;
+pub mod hooks;
 pub mod names;
 pub mod objects;
 pub mod parse;

@@ -35,6 +35,10 @@ pub const KARPENTER_DO_NOT_DISRUPT_ANNOTATION: &str = "karpenter.sh/do-not-disru
 /// and slot without waiting for the reboot (docs/runbooks.md).
 pub const RELEASE_REBOOT_ANNOTATION: &str = "brupop.bottlerocket.aws/release-reboot";
 
+/// Node annotation the walk's reboot hooks keep: which hook last ran, since
+/// when, and which labels and annotations it set (JSON; removed with them).
+pub const HOOKS_ANNOTATION: &str = "brupop.bottlerocket.aws/hooks";
+
 /// Node annotation written with the load-balancer exclusion label when the
 /// operator (not a person) added that label.
 pub const LB_EXCLUDED_ANNOTATION: &str = "brupop.bottlerocket.aws/excluded-from-load-balancers";

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::alert_gate::{AlertGate, AlertGateStatus};
 use crate::state::FailureReason;
-use crate::walk::{DrainSpec, GRACE_PERIOD_MAX_SECONDS, HealthSpec, SELECTOR_MAX_LENGTH};
+use crate::walk::{DrainSpec, GRACE_PERIOD_MAX_SECONDS, HealthSpec, HooksSpec, SELECTOR_MAX_LENGTH};
 
 /// The largest `spec.maxConcurrentUpdates` count the CRD accepts. The
 /// leader never creates more slots than managed nodes whatever the value;
@@ -113,6 +113,11 @@ pub struct UpdatePolicySpec {
     /// How the drain evicts pods and how long it may take. Copied into each grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainSpec>,
+    /// Reboot hooks: labels and annotations the walk puts on its Node before
+    /// the drain and after the reboot, and confirmations it waits for from
+    /// other systems. Copied into each grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<HooksSpec>,
     /// No new grants while alerts fire in Prometheus (phase `Blocked`);
     /// nodes already updating finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,6 +183,7 @@ impl UpdatePolicySpec {
                 "updateCordonedNodes" => spec.update_cordoned_nodes = field(&key, v, &mut problems).unwrap_or_default(),
                 "health" => spec.health = field(&key, v, &mut problems),
                 "drain" => spec.drain = field(&key, v, &mut problems),
+                "hooks" => spec.hooks = field(&key, v, &mut problems),
                 "alertGate" => spec.alert_gate = AlertGate::from_value(v, &mut problems),
                 _ => {}
             }

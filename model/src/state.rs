@@ -108,11 +108,14 @@ pub enum FailureReason {
     /// `brupop.bottlerocket.aws/do-not-disrupt`) still ran on the node when
     /// the walk's wait for them ended, before the cordon. Node-only.
     DoNotDisrupt,
+    /// A reboot hook's confirmation (an annotation another system sets on
+    /// the Node) did not come by the hook's timeout. Node-only.
+    HookTimeout,
 }
 
 impl FailureReason {
     /// All reasons, for metrics that pre-create one series per reason.
-    pub const ALL: [FailureReason; 13] = [
+    pub const ALL: [FailureReason; 14] = [
         FailureReason::PrepareFailed,
         FailureReason::ActivateFailed,
         FailureReason::RebootFailed,
@@ -126,6 +129,7 @@ impl FailureReason {
         FailureReason::HostApiError,
         FailureReason::SlotHeldTooLong,
         FailureReason::DoNotDisrupt,
+        FailureReason::HookTimeout,
     ];
 
     /// Whether this failure implicates the update and so halts all new grants
@@ -144,7 +148,8 @@ impl FailureReason {
             | FailureReason::UpdateUnavailable
             | FailureReason::HostApiError
             | FailureReason::SlotHeldTooLong
-            | FailureReason::DoNotDisrupt => false,
+            | FailureReason::DoNotDisrupt
+            | FailureReason::HookTimeout => false,
         }
     }
 
@@ -164,6 +169,7 @@ impl FailureReason {
             FailureReason::HostApiError => "HostApiError",
             FailureReason::SlotHeldTooLong => "SlotHeldTooLong",
             FailureReason::DoNotDisrupt => "DoNotDisrupt",
+            FailureReason::HookTimeout => "HookTimeout",
         }
     }
 }

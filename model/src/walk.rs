@@ -9,6 +9,8 @@
 //! (`InvalidSpec` naming the field); the agent falls back to its flag for a
 //! value it cannot read, and says so in its log.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,124 @@ pub struct WalkSpec {
     pub health: Option<HealthSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<HooksSpec>,
+}
+
+/// The most labels, and the most annotations, one hook sets.
+pub const HOOK_MARKS_MAX: usize = 16;
+/// The longest annotation value a hook sets or waits for.
+pub const HOOK_VALUE_MAX_LENGTH: usize = 256;
+
+/// Reboot hooks: marks the walk puts on its Node for other systems (a
+/// storage system setting `noout`, a load balancer controller), and
+/// confirmations it waits for from them. Every mark the walk set is removed
+/// when the walk ends, whatever its outcome.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HooksSpec {
+    /// After the cordon, before the first eviction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_drain: Option<HookSpec>,
+    /// After the reboot into the new version, before the uncordon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_reboot: Option<HookSpec>,
+}
+
+impl HooksSpec {
+    /// The hook of `phase`, if set.
+    pub fn of(&self, phase: HookPhase) -> Option<&HookSpec> {
+        match phase {
+            HookPhase::BeforeDrain => self.before_drain.as_ref(),
+            HookPhase::AfterReboot => self.after_reboot.as_ref(),
+        }
+    }
+}
+
+/// One hook: marks to set on the Node, then optionally a wait for another
+/// system's annotation on it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HookSpec {
+    /// Labels set on the Node (a label already there is left as it is).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations set on the Node (one already there is left as it is).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Then wait until this annotation is on the Node (removed when the
+    /// marks are set, so only a new confirmation counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 317))]
+    pub wait_for_annotation: Option<String>,
+    /// ... with this value (absent: any value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub wait_for_value: Option<String>,
+    /// The longest wait; then the walk fails `HookTimeout` (node-only).
+    /// Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::policy::DURATION_MAX_LENGTH))]
+    pub timeout: Option<String>,
+}
+
+/// The default longest wait of a hook.
+pub const HOOK_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// When a hook runs.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HookPhase {
+    BeforeDrain,
+    AfterReboot,
+}
+
+impl HookSpec {
+    /// Problems with this hook (`spec.hooks.<phase>.<field>: ...`), empty when usable.
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let ours = |k: &str| k.starts_with("brupop.bottlerocket.aws/") || k == crate::names::EXCLUDE_LB_LABEL;
+        for (what, map) in [("labels", &self.labels), ("annotations", &self.annotations)] {
+            if map.len() > HOOK_MARKS_MAX {
+                out.push(format!("{at}.{what}: more than {HOOK_MARKS_MAX}"));
+            }
+            for (k, v) in map {
+                if let Err(e) = crate::parse::label_key(k) {
+                    out.push(format!("{at}.{what}: {e}"));
+                } else if ours(k) {
+                    out.push(format!("{at}.{what}: {k} is the operator's own"));
+                }
+                let bad_value = if what == "labels" {
+                    crate::parse::label_value(v).is_err()
+                } else {
+                    v.len() > HOOK_VALUE_MAX_LENGTH
+                };
+                if bad_value {
+                    out.push(format!("{at}.{what}: the value of {k} is not a valid {what} value"));
+                }
+            }
+        }
+        if let Some(k) = &self.wait_for_annotation {
+            if let Err(e) = crate::parse::label_key(k) {
+                out.push(format!("{at}.waitForAnnotation: {e}"));
+            } else if ours(k) {
+                out.push(format!("{at}.waitForAnnotation: {k} is the operator's own"));
+            }
+        } else if self.wait_for_value.is_some() {
+            out.push(format!("{at}.waitForValue needs waitForAnnotation"));
+        }
+        if self.wait_for_value.as_ref().is_some_and(|v| v.len() > HOOK_VALUE_MAX_LENGTH) {
+            out.push(format!("{at}.waitForValue: longer than {HOOK_VALUE_MAX_LENGTH}"));
+        }
+        if let Some(Err(e)) = self.timeout.as_deref().map(crate::parse::duration) {
+            out.push(format!("{at}.timeout: {e}"));
+        }
+        out
+    }
+
+    /// The longest wait of this hook.
+    pub fn wait(&self) -> std::time::Duration {
+        self.timeout.as_deref().and_then(|t| crate::parse::duration(t).ok()).unwrap_or(HOOK_TIMEOUT_DEFAULT)
+    }
 }
 
 impl WalkSpec {

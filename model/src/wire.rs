@@ -41,10 +41,16 @@ pub enum Endpoint {
     Uncordon,
     /// Body [`DrainRequest`] (fenced); answer [`DrainReport`]. One round of evictions.
     Drain,
+    /// Body [`HookRequest`] (fenced); answer [`HookReply`]. Runs the hook
+    /// the shadow's grant names for that phase (`spec.walk.hooks`).
+    Hook,
+    /// No body; answer [`HookReply`]. Removes every hook mark. Not fenced:
+    /// undoing is always allowed.
+    ClearHooks,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::ReportStatus,
         Endpoint::RequestSlot,
         Endpoint::RenewSlot,
@@ -52,6 +58,8 @@ impl Endpoint {
         Endpoint::Cordon,
         Endpoint::Uncordon,
         Endpoint::Drain,
+        Endpoint::Hook,
+        Endpoint::ClearHooks,
     ];
 
     /// The last part of the path.
@@ -64,6 +72,8 @@ impl Endpoint {
             Endpoint::Cordon => "cordon",
             Endpoint::Uncordon => "uncordon",
             Endpoint::Drain => "drain",
+            Endpoint::Hook => "hook",
+            Endpoint::ClearHooks => "hook/clear",
         }
     }
 
@@ -77,6 +87,8 @@ impl Endpoint {
             Endpoint::Cordon => "cordon",
             Endpoint::Uncordon => "uncordon",
             Endpoint::Drain => "drain",
+            Endpoint::Hook => "hook",
+            Endpoint::ClearHooks => "clear_hooks",
         }
     }
 
@@ -304,6 +316,36 @@ pub struct DrainRequest {
     /// absent: each pod's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_period_seconds: Option<i64>,
+}
+
+/// `POST .../hook`: run the granted hook of `phase`, fenced like a cordon.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HookRequest {
+    pub slot: String,
+    pub min_remaining_seconds: i64,
+    pub phase: crate::walk::HookPhase,
+}
+
+impl HookRequest {
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        check_fence(&self.slot, self.min_remaining_seconds)
+    }
+}
+
+/// The hook marks on the Node after a hook request.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HookReply {
+    /// The last hook that ran (`None`: no marks on the Node).
+    #[serde(default)]
+    pub phase: Option<crate::walk::HookPhase>,
+    /// When it ran.
+    #[serde(default)]
+    pub since: Option<jiff::Timestamp>,
+    /// Whether this request changed the Node.
+    #[serde(default)]
+    pub changed: bool,
 }
 
 /// `POST .../uncordon`: lifts our cordon (never an administrator's) and, if

@@ -236,6 +236,14 @@ impl Proxy {
     pub async fn drain(&self, req: &DrainRequest) -> Result<DrainReport, ProxyError> {
         self.call(Endpoint::Drain, Some(req)).await
     }
+
+    pub async fn hook(&self, req: &model::wire::HookRequest) -> Result<model::wire::HookReply, ProxyError> {
+        self.call(Endpoint::Hook, Some(req)).await
+    }
+
+    pub async fn clear_hooks(&self) -> Result<model::wire::HookReply, ProxyError> {
+        self.call(Endpoint::ClearHooks, None::<&()>).await
+    }
 }
 
 /// The error and its causes on one line (reqwest hides the useful part in `source`).

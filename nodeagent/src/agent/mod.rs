@@ -458,6 +458,35 @@ impl Agent {
                     Err(e) => Outcome::RebootRefused(e.to_string()),
                 });
             }
+            Step::Hook { slot, phase, min_remaining, clears } => {
+                let req = model::wire::HookRequest {
+                    slot: slot.clone(),
+                    min_remaining_seconds: secs(*min_remaining),
+                    phase: *phase,
+                };
+                let v = self.proxy.hook(&req).await.map_err(|e| self.fencing_refused(e))?;
+                tracing::info!(node = %self.node, ?phase, changed = v.changed, "reboot hook");
+                // Until the watch brings the Node: the hook ran, and the
+                // confirmation it removed is gone.
+                let marks = model::hooks::Marks { phase: v.phase, since: v.since, ..Default::default() };
+                self.put_node(|n| {
+                    let a = n.metadata.annotations.get_or_insert_with(Default::default);
+                    if v.changed
+                        && let Some(k) = clears
+                    {
+                        a.remove(k);
+                    }
+                    a.insert(names::HOOKS_ANNOTATION.into(), serde_json::to_string(&marks).unwrap_or_default());
+                });
+            }
+            Step::ClearHooks => {
+                self.proxy.clear_hooks().await?;
+                self.put_node(|n| {
+                    if let Some(a) = n.metadata.annotations.as_mut() {
+                        a.remove(names::HOOKS_ANNOTATION);
+                    }
+                });
+            }
             Step::RecordPods | Step::CheckHealth => {
                 let pods = cluster::pods_on_node(&self.client, &self.node).await.map_err(StepError::Pods)?;
                 return Ok(Outcome::Pods(pods));

@@ -31,6 +31,8 @@ pub(super) fn node_view(node: &Node) -> OwnNode {
         opted_out: objects::opted_out(node),
         boot_id: objects::boot_id(node).map(str::to_owned),
         reboot_released: objects::reboot_released(node).map(str::to_owned),
+        hooks: model::hooks::marks(node),
+        annotations: node.metadata.annotations.clone().unwrap_or_default(),
     }
 }
 
@@ -63,6 +65,8 @@ pub(super) fn leaves_the_host_alone(step: &Step) -> bool {
         | Step::Drain { .. }
         | Step::RecordPods
         | Step::CheckHealth
+        | Step::Hook { .. }
+        | Step::ClearHooks
         | Step::Uncordon
         | Step::Release { .. }
         | Step::Fail { .. }
@@ -117,6 +121,8 @@ pub(super) fn step_label(step: &Step) -> &'static str {
         Step::Reboot { .. } => "reboot",
         Step::RecordPods => "record_pods",
         Step::CheckHealth => "check_health",
+        Step::Hook { .. } => "hook",
+        Step::ClearHooks => "clear_hooks",
         Step::Uncordon => "uncordon",
         Step::Release { .. } => "release",
         Step::Fail { .. } => "fail",

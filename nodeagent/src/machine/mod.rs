@@ -59,6 +59,10 @@ pub struct OwnNode {
     pub boot_id: Option<String>,
     /// The boot ID a person released a pending reboot for (annotation).
     pub reboot_released: Option<String>,
+    /// The reboot hooks' record on the Node (what ran, since when).
+    pub hooks: Option<model::hooks::Marks>,
+    /// The Node's annotations (a hook waits for one of them).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// The host's update state (`/updates/status`), reduced to what decisions need.
@@ -194,6 +198,8 @@ pub struct WalkSettings {
     pub do_not_disrupt_timeout: Duration,
     /// Wait after the load-balancer exclusion before the first eviction.
     pub load_balancer_wait: Duration,
+    /// The granted reboot hooks (none from flags).
+    pub hooks: Option<model::walk::HooksSpec>,
     pub node_backoff: Duration,
     pub node_backoff_max: Duration,
     pub exclude_from_load_balancers: bool,
@@ -228,6 +234,7 @@ impl WalkSettings {
             dur(&h.minimum, &mut cfg.health_minimum);
             sel(&h.ignore_pod_selector, &mut cfg.health_ignore_pod_selector);
         }
+        cfg.hooks.clone_from(&walk.hooks);
         if let Some(d) = &walk.drain {
             dur(&d.timeout, &mut cfg.drain_timeout);
             dur(&d.do_not_disrupt_timeout, &mut cfg.do_not_disrupt_timeout);
@@ -282,6 +289,16 @@ pub enum Step {
     RecordPods,
     /// List the pods on the node, to judge them after the reboot.
     CheckHealth,
+    /// Run the granted reboot hook of `phase` (fenced): set its marks on
+    /// the Node and remove the annotation it waits for (`clears`).
+    Hook {
+        slot: String,
+        phase: model::walk::HookPhase,
+        min_remaining: Duration,
+        clears: Option<String>,
+    },
+    /// Remove every reboot hook mark from the Node.
+    ClearHooks,
     /// Lift our cordon and load-balancer exclusion.
     Uncordon,
     Release {
@@ -480,6 +497,9 @@ fn resting(
     // Leftovers of a walk that was interrupted.
     if node.cordoned_by_us || node.excluded_by_us {
         return Step::Uncordon;
+    }
+    if node.hooks.is_some() {
+        return Step::ClearHooks;
     }
     if o.host.update.as_ref().is_some_and(|u| u.state == HostUpdateState::Ready) {
         return Step::Deactivate;

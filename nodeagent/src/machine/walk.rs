@@ -9,6 +9,7 @@ use jiff::Timestamp;
 /// gone within milliseconds and the whole fleet waits on each drain; the
 /// doubling keeps a slow drain to a dozen rounds a minute.
 const DRAIN_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+use model::walk::HookPhase;
 use model::{FailureReason, ShadowState};
 
 use super::{HostUpdateState, Memory, Observation, Step, WalkSettings, add, failure_report, reported, resting_report};
@@ -34,7 +35,7 @@ pub(super) fn granted(
         ShadowState::ErrorReset => finish_abort(o, mem).unwrap_or(Step::Release { slot: slot.to_owned() }),
         ShadowState::Idle => stage(o, mem, now, slot, desired),
         ShadowState::StagedAndPerformedUpdate => before_reboot(o, mem, cfg, now, slot, desired),
-        ShadowState::RebootedIntoUpdate => after_boot(o, desired),
+        ShadowState::RebootedIntoUpdate => after_boot(o, cfg, now, slot, desired),
         ShadowState::MonitoringUpdate => monitoring(o, mem, cfg, now, desired),
     }
 }
@@ -145,6 +146,11 @@ fn before_reboot(
             report.pods_before_drain =
                 Some(super::record(pods, &cfg.health_ignore_pod_selector, &cfg.drain_skip_pod_selector));
             return Step::Report(report);
+        }
+        // The before-drain hook, and the confirmation it waits for, before
+        // the cordon: the drain's deadline does not pay for the wait.
+        if before_cordon && let Some(step) = hook(o, cfg, now, slot, HookPhase::BeforeDrain) {
+            return step;
         }
     }
     if before_cordon {
@@ -283,10 +289,52 @@ fn wait_for_do_not_disrupt(
     })
 }
 
-/// Booted into the new version: uncordon, then monitor.
-fn after_boot(o: &Observation<'_>, desired: &str) -> Step {
+/// The reboot hook of `phase`, if the grant has one: run it (fenced), then
+/// wait for its confirmation until its timeout (counted from when it ran,
+/// as the Node's record says, so a restart keeps the deadline), then fail
+/// `HookTimeout`. `None`: nothing (more) to do for it.
+fn hook(o: &Observation<'_>, cfg: &WalkSettings, now: Timestamp, slot: &str, phase: HookPhase) -> Option<Step> {
+    let spec = cfg.hooks.as_ref()?.of(phase)?;
+    let node = o.node.cloned().unwrap_or_default();
+    let ran = node.hooks.as_ref().and_then(|m| m.phase).is_some_and(|p| p >= phase);
+    if !ran {
+        return Some(Step::Hook {
+            slot: slot.to_owned(),
+            phase,
+            min_remaining: cfg.step_margin,
+            clears: spec.wait_for_annotation.clone(),
+        });
+    }
+    let current = node.hooks.as_ref().and_then(|m| m.phase) == Some(phase);
+    if !current || model::hooks::confirmed(&node.annotations, spec) {
+        return None;
+    }
+    let key = spec.wait_for_annotation.as_deref().unwrap_or_default();
+    let want = spec.wait_for_value.as_deref().map_or_else(|| "any value".to_owned(), |v| format!("{v:?}"));
+    let since = node.hooks.as_ref().and_then(|m| m.since).unwrap_or(now);
+    let deadline = add(since, spec.wait());
+    if now >= deadline {
+        return Some(Step::Fail {
+            reason: FailureReason::HookTimeout,
+            message: format!(
+                "the {phase:?} hook waited {:?} for the annotation {key} ({want}) on the node; it did not come",
+                spec.wait()
+            ),
+        });
+    }
+    Some(Step::Wait {
+        until: Some(deadline),
+        why: format!("{phase:?} hook: waiting for the annotation {key} ({want})"),
+    })
+}
+
+/// Booted into the new version: the after-reboot hook, uncordon, then monitor.
+fn after_boot(o: &Observation<'_>, cfg: &WalkSettings, now: Timestamp, slot: &str, desired: &str) -> Step {
     if o.host.version != desired {
         return rolled_back(o, desired);
+    }
+    if let Some(step) = hook(o, cfg, now, slot, HookPhase::AfterReboot) {
+        return step;
     }
     let node = o.node.cloned().unwrap_or_default();
     if node.cordoned_by_us || node.excluded_by_us {
@@ -335,6 +383,10 @@ fn monitoring(o: &Observation<'_>, mem: &Memory, cfg: &WalkSettings, now: Timest
     }
     if problems.is_empty() {
         if *at >= minimum_end {
+            // The walk ends: the hooks' marks go first.
+            if node.hooks.is_some() {
+                return Step::ClearHooks;
+            }
             return Step::Report(resting_report(o, ShadowState::Idle));
         }
         // Healthy early: look once more when the minimum has passed.
@@ -409,7 +461,10 @@ fn finish_abort(o: &Observation<'_>, mem: &Memory) -> Option<Step> {
         return Some(Step::Deactivate);
     }
     let node = o.node.cloned().unwrap_or_default();
-    (node.cordoned_by_us || node.excluded_by_us).then_some(Step::Uncordon)
+    if node.cordoned_by_us || node.excluded_by_us {
+        return Some(Step::Uncordon);
+    }
+    node.hooks.is_some().then_some(Step::ClearHooks)
 }
 
 /// The abort sequence: report the failure, undo, release the slot.

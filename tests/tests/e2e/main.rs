@@ -8,6 +8,7 @@ mod alert_gate;
 mod failures;
 mod harness;
 mod health;
+mod hooks;
 mod hostile;
 mod operations;
 mod production_timings;

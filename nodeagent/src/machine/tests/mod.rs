@@ -40,6 +40,7 @@ fn cfg() -> WalkSettings {
         drain_grace_period_seconds: None,
         do_not_disrupt_timeout: Duration::from_secs(600),
         load_balancer_wait: Duration::ZERO,
+        hooks: None,
         node_backoff: Duration::from_secs(600),
         node_backoff_max: Duration::from_secs(6 * 3600),
         exclude_from_load_balancers: true,
@@ -656,6 +657,88 @@ fn after_the_load_balancer_exclusion_the_drain_waits_its_time() {
     assert_eq!(n.decide(), drain_step());
 }
 
+// === Reboot hooks ===
+
+fn hooks() -> model::walk::HooksSpec {
+    model::walk::HooksSpec {
+        before_drain: Some(model::walk::HookSpec {
+            labels: [("storage/maintenance".to_owned(), "true".to_owned())].into(),
+            wait_for_annotation: Some("storage/noout".into()),
+            wait_for_value: Some("set".into()),
+            timeout: Some("5m".into()),
+            ..Default::default()
+        }),
+        after_reboot: Some(model::walk::HookSpec {
+            labels: [("storage/rebooted".to_owned(), "true".to_owned())].into(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn with_hooks(mut w: World) -> World {
+    w.shadow.as_mut().unwrap().spec.walk = Some(model::walk::WalkSpec { hooks: Some(hooks()), ..Default::default() });
+    w
+}
+
+fn marks(phase: model::walk::HookPhase, since: i64) -> Option<model::hooks::Marks> {
+    Some(model::hooks::Marks { phase: Some(phase), since: Some(at(since)), ..Default::default() })
+}
+
+#[test]
+fn the_before_drain_hook_runs_before_the_cordon_and_waits_for_its_confirmation() {
+    use model::walk::HookPhase;
+    let mut w = with_hooks(World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated());
+    assert_eq!(
+        w.decide(),
+        Step::Hook {
+            slot: "brupop-slot-0".into(),
+            phase: HookPhase::BeforeDrain,
+            min_remaining: Duration::from_secs(30),
+            clears: Some("storage/noout".into())
+        }
+    );
+    w.node.hooks = marks(HookPhase::BeforeDrain, 1000);
+    assert_eq!(
+        w.decide(),
+        Step::Wait {
+            until: Some(at(1030)),
+            why: "BeforeDrain hook: waiting for the annotation storage/noout (\"set\")".into()
+        },
+        "the wait never outlasts the renewal; its deadline is 1300"
+    );
+    w.node.annotations.insert("storage/noout".into(), "not yet".into());
+    assert!(matches!(w.decide(), Step::Wait { .. }), "another value is not the confirmation");
+    w.node.annotations.insert("storage/noout".into(), "set".into());
+    assert!(matches!(w.decide(), Step::Cordon { .. }));
+    // Unconfirmed at the deadline: a node-only failure, and the undo clears the marks.
+    w.node.annotations.clear();
+    w.later(at(1300));
+    let step = w.decide();
+    assert!(is_fail(&step, FailureReason::HookTimeout), "{step:?}");
+    assert!(!FailureReason::HookTimeout.halts_fleet());
+}
+
+#[test]
+fn the_after_reboot_hook_runs_before_the_uncordon_and_the_marks_go_when_the_walk_ends() {
+    use model::walk::HookPhase;
+    let mut w = with_hooks(World::idle().granted().state(ShadowState::RebootedIntoUpdate).cordoned().booted_new());
+    w.node.hooks = marks(HookPhase::BeforeDrain, 990);
+    assert!(matches!(w.decide(), Step::Hook { phase: HookPhase::AfterReboot, clears: None, .. }));
+    w.node.hooks = marks(HookPhase::AfterReboot, 1000);
+    assert_eq!(w.decide(), Step::Uncordon, "no confirmation to wait for");
+    // At the end of a healthy walk: the marks go, then the Idle report.
+    let mut m = with_hooks(monitoring());
+    m.node.hooks = marks(HookPhase::AfterReboot, 1000);
+    m.mem.health = Some((at(995), vec![daemon("logs-a", true)]));
+    assert_eq!(m.decide(), Step::ClearHooks);
+    m.node.hooks = None;
+    assert!(matches!(m.decide(), Step::Report(r) if r.state == ShadowState::Idle));
+    // Marks left by an interrupted walk are cleared when the node rests.
+    let mut r = World::idle();
+    r.node.hooks = marks(HookPhase::BeforeDrain, 900);
+    assert_eq!(r.decide(), Step::ClearHooks);
+}
+
 #[test]
 fn monitoring_checks_health_at_once() {
     let w = monitoring();
@@ -759,6 +842,7 @@ fn the_walk_follows_the_settings_granted_with_its_slot() {
             grace_period_seconds: Some(7),
             ..Default::default()
         }),
+        hooks: None,
     });
     // logs-b is not Ready and not ignored (no labels): the deadline is 20 s.
     w.now = at(1010);
