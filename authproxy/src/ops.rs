@@ -371,7 +371,14 @@ impl Cluster {
                 report.pods.push(PodResult { namespace, name, outcome });
             }
         }
-        let evicted = report.pods.iter().filter(|p| matches!(p.outcome, model::wire::PodOutcome::Evicted)).count();
+        if req.delete_blocked && report.blocked() > 0 {
+            self.delete_blocked(node, &mut report, &to_evict, grace).await?;
+        }
+        let evicted = report
+            .pods
+            .iter()
+            .filter(|p| matches!(p.outcome, model::wire::PodOutcome::Evicted | model::wire::PodOutcome::Deleted))
+            .count();
         report.remaining = if evicted > 0 {
             // Pods with no grace period are gone at once: count what is left,
             // so a node drained in one round needs no second one.
@@ -409,6 +416,85 @@ impl Cluster {
             self.node_event(node, EventType::Normal, "Draining", "Drain", note);
         }
         Ok(report)
+    }
+}
+
+impl Cluster {
+    /// Deletes the pods of `report` a PodDisruptionBudget kept, if the
+    /// node's grant opted in (`spec.walk.drain.deleteBlockedPodsAfter`) and
+    /// that long has passed since the cordon; otherwise changes nothing.
+    /// Each delete names the uid listed, like the evictions.
+    async fn delete_blocked(
+        &self,
+        node: &str,
+        report: &mut DrainReport,
+        listed: &[(String, String, String)],
+        grace: Option<i64>,
+    ) -> Result<(), OpError> {
+        let shadow = self.shadows().get_opt(&names::shadow_name(node)).await.map_err(kube("reading the shadow"))?;
+        let after = shadow
+            .and_then(|s| s.spec.walk)
+            .and_then(|w| w.drain)
+            .and_then(|d| d.delete_blocked_pods_after)
+            .and_then(|a| model::parse::duration(&a).ok());
+        let Some(after) = after else { return Ok(()) };
+        let n = self.nodes().get_opt(node).await.map_err(kube("reading the node"))?;
+        let cordoned = n.as_ref().and_then(model::objects::cordoned_at);
+        let due = cordoned.is_none_or(|c| {
+            jiff::SignedDuration::try_from(after)
+                .ok()
+                .and_then(|d| c.checked_add(d).ok())
+                .is_some_and(|t| t <= Timestamp::now())
+        });
+        if !due {
+            return Ok(());
+        }
+        let pods: Vec<(usize, String, String, String)> = report
+            .pods
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p.outcome, model::wire::PodOutcome::Blocked { .. }))
+            .filter_map(|(i, p)| {
+                let uid = listed.iter().find(|(ns, name, _)| *ns == p.namespace && *name == p.name)?.2.clone();
+                Some((i, p.namespace.clone(), p.name.clone(), uid))
+            })
+            .collect();
+        let mut deleted = Vec::new();
+        for (i, ns, name, uid) in pods {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let dp = kube::api::DeleteParams {
+                grace_period_seconds: grace.and_then(|g| u32::try_from(g).ok()),
+                preconditions: Some(kube::api::Preconditions { uid: Some(uid), resource_version: None }),
+                ..Default::default()
+            };
+            report.pods[i].outcome = match api.delete(&name, &dp).await {
+                Ok(_) => {
+                    deleted.push(format!("{ns}/{name}"));
+                    model::wire::PodOutcome::Deleted
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 || s.message.contains("the UID in the precondition") => {
+                    model::wire::PodOutcome::Gone
+                }
+                Err(kube::Error::Api(s)) if s.code == 403 => model::wire::PodOutcome::Failed {
+                    code: 403,
+                    message: format!(
+                        "{}: deleting blocked pods needs deploy/optional/delete-blocked-pods-rbac.yaml",
+                        s.message
+                    ),
+                },
+                Err(kube::Error::Api(s)) => model::wire::PodOutcome::Failed { code: s.code, message: s.message },
+                Err(e) => model::wire::PodOutcome::Failed { code: 502, message: e.to_string() },
+            };
+        }
+        if !deleted.is_empty() {
+            let note = format!(
+                "deleted {} pod(s) whose PodDisruptionBudget refused eviction for {after:?} (drain.deleteBlockedPodsAfter): {}",
+                deleted.len(),
+                deleted.join(", ")
+            );
+            self.node_event(node, EventType::Warning, "BlockedPodsDeleted", "Drain", note);
+        }
+        Ok(())
     }
 }
 

@@ -133,6 +133,16 @@ fn walk_settings(spec: &UpdatePolicySpec, max_slot_hold: Duration, problems: &mu
         dur("drain.timeout", &d.timeout, problems);
         dur("drain.doNotDisruptTimeout", &d.do_not_disrupt_timeout, problems);
         dur("drain.loadBalancerWait", &d.load_balancer_wait, problems);
+        if let Some(Err(e)) = d.delete_blocked_pods_after.as_deref().map(model::parse::duration) {
+            problems.push(format!("spec.drain.deleteBlockedPodsAfter: {e}"));
+        }
+        let after = d.delete_blocked_pods_after.as_deref().and_then(|a| model::parse::duration(a).ok());
+        let timeout = d.timeout.as_deref().and_then(|t| model::parse::duration(t).ok());
+        if let (Some(a), Some(t)) = (after, timeout)
+            && a >= t
+        {
+            problems.push("spec.drain.deleteBlockedPodsAfter must be shorter than spec.drain.timeout".to_owned());
+        }
         selector("drain.skipPodSelector", &d.skip_pod_selector, problems);
     }
     if let Some(hooks) = &spec.hooks {
@@ -318,6 +328,12 @@ mod tests {
         };
         bad(d(waits), "add up to 2760s");
         bad(d(DrainSpec { load_balancer_wait: Some("a bit".into()), ..Default::default() }), "drain.loadBalancerWait");
+        let late = DrainSpec {
+            timeout: Some("10m".into()),
+            delete_blocked_pods_after: Some("10m".into()),
+            ..Default::default()
+        };
+        bad(d(late), "deleteBlockedPodsAfter must be shorter");
         let stored: UpdatePolicySpec = serde_json::from_str(r#"{"drain":{"gracePeriodSeconds":-5}}"#).unwrap();
         bad(stored, "spec.drain.gracePeriodSeconds");
         let stored: UpdatePolicySpec = serde_json::from_str(r#"{"health":{"timeout":5}}"#).unwrap();

@@ -229,6 +229,7 @@ impl UpdatePolicySpec {
             too_long("drain.skipPodSelector", &d.skip_pod_selector, SELECTOR_MAX_LENGTH, &mut problems);
             too_long("drain.doNotDisruptTimeout", &d.do_not_disrupt_timeout, DURATION_MAX_LENGTH, &mut problems);
             too_long("drain.loadBalancerWait", &d.load_balancer_wait, DURATION_MAX_LENGTH, &mut problems);
+            too_long("drain.deleteBlockedPodsAfter", &d.delete_blocked_pods_after, DURATION_MAX_LENGTH, &mut problems);
             if d.grace_period_seconds.is_some_and(|g| !(0..=GRACE_PERIOD_MAX_SECONDS).contains(&g)) {
                 problems.push(format!("spec.drain.gracePeriodSeconds: outside 0..={GRACE_PERIOD_MAX_SECONDS}"));
             }

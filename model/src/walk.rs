@@ -218,6 +218,15 @@ pub struct DrainSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = crate::policy::DURATION_MAX_LENGTH))]
     pub load_balancer_wait: Option<String>,
+    /// Opt-in: once the drain has run this long (from its start), a pod
+    /// whose PodDisruptionBudget still refuses its eviction is deleted
+    /// instead (with its grace period). Needs the optional RBAC
+    /// `deploy/optional/delete-blocked-pods-rbac.yaml`. Absent: blocked pods
+    /// are never deleted; the walk fails `DrainBlocked` at `timeout` and the
+    /// node backs off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::policy::DURATION_MAX_LENGTH))]
+    pub delete_blocked_pods_after: Option<String>,
 }
 
 /// A pod that ran, Ready, on the node before its drain (shadow

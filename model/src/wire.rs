@@ -316,6 +316,11 @@ pub struct DrainRequest {
     /// absent: each pod's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_period_seconds: Option<i64>,
+    /// Delete the pods a PodDisruptionBudget still keeps (the walk's
+    /// `drain.deleteBlockedPodsAfter` has passed). The authproxy checks the
+    /// grant opted in and the time has come.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_blocked: bool,
 }
 
 /// `POST .../hook`: run the granted hook of `phase`, fenced like a cordon.
@@ -435,6 +440,9 @@ pub enum PodOutcome {
     Gone,
     /// Any other refusal (the HTTP code and the server's message).
     Failed { code: u16, message: String },
+    /// Its PodDisruptionBudget kept refusing; deleted as the walk's
+    /// `drain.deleteBlockedPodsAfter` allows.
+    Deleted,
 }
 
 /// One pod's line in a [`DrainReport`].

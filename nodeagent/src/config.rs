@@ -207,6 +207,7 @@ impl Flags {
             do_not_disrupt_timeout: self.do_not_disrupt_timeout,
             load_balancer_wait: self.load_balancer_wait,
             hooks: None,
+            delete_blocked_pods_after: None,
             node_backoff: self.node_backoff,
             node_backoff_max: self.node_backoff_max,
             exclude_from_load_balancers: self.exclude_from_load_balancers,

@@ -522,7 +522,11 @@ fn the_optional_admission_policy_narrows_node_changes_to_the_operators_own() {
     assert_eq!(cel_strings(&var("allowedLabels")), BTreeSet::from([names::EXCLUDE_LB_LABEL.to_owned()]));
     assert_eq!(
         cel_strings(&var("allowedAnnotations")),
-        BTreeSet::from([names::CORDONED_ANNOTATION.to_owned(), names::LB_EXCLUDED_ANNOTATION.to_owned()])
+        BTreeSet::from([
+            names::CORDONED_ANNOTATION.to_owned(),
+            names::LB_EXCLUDED_ANNOTATION.to_owned(),
+            names::HOOKS_ANNOTATION.to_owned()
+        ])
     );
 
     // Every field of a Node's spec but `unschedulable` is guarded. (Naming
@@ -557,4 +561,33 @@ fn the_optional_admission_policy_narrows_node_changes_to_the_operators_own() {
     for field in ["finalizers", "ownerReferences"] {
         assert!(validations.contains(&format!("object.metadata.{field} == oldObject.metadata.{field}")), "{field}");
     }
+}
+
+/// The optional RBAC for deleting pods a PodDisruptionBudget keeps: it
+/// grants the authproxy's ServiceAccount `delete` on pods and nothing else,
+/// and the install manifest grants no one that right.
+#[test]
+fn the_optional_pod_delete_rbac_grants_the_authproxy_only_pod_deletion() {
+    let text = std::fs::read_to_string(deploy_dir().join("optional/delete-blocked-pods-rbac.yaml")).unwrap();
+    let docs = documents(&text).unwrap();
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]),
+        "only pod deletion"
+    );
+    let binding = docs.iter().find(|d| d["kind"] == "ClusterRoleBinding").unwrap();
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "brupop-authproxy", "namespace": "brupop-bottlerocket-aws"}])
+    );
+    let shipped = documents(&manifest()).unwrap();
+    let deletes_pods = shipped.iter().filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role").any(|d| {
+        d["rules"].as_array().into_iter().flatten().any(|r| {
+            r["resources"].as_array().is_some_and(|rs| rs.contains(&json!("pods")))
+                && r["verbs"].as_array().is_some_and(|v| v.contains(&json!("delete")) || v.contains(&json!("*")))
+        })
+    });
+    assert!(!deletes_pods, "the install manifest must not let anyone delete pods");
 }

@@ -433,12 +433,13 @@ impl Agent {
                     }
                 });
             }
-            Step::Drain { slot, min_remaining, skip_pod_selector, grace_period_seconds } => {
+            Step::Drain { slot, min_remaining, skip_pod_selector, grace_period_seconds, delete_blocked } => {
                 let req = DrainRequest {
                     slot: slot.clone(),
                     min_remaining_seconds: secs(*min_remaining),
                     skip_pod_selector: Some(skip_pod_selector.clone()).filter(|s| !s.is_empty()),
                     grace_period_seconds: *grace_period_seconds,
+                    delete_blocked: *delete_blocked,
                 };
                 let report = self.proxy.drain(&req).await.map_err(|e| self.fencing_refused(e))?;
                 let blocked = u32::try_from(report.blocked()).unwrap_or(u32::MAX);

@@ -200,6 +200,9 @@ pub struct WalkSettings {
     pub load_balancer_wait: Duration,
     /// The granted reboot hooks (none from flags).
     pub hooks: Option<model::walk::HooksSpec>,
+    /// Opt-in (policy only): delete pods a PodDisruptionBudget still keeps
+    /// this long after the drain began.
+    pub delete_blocked_pods_after: Option<Duration>,
     pub node_backoff: Duration,
     pub node_backoff_max: Duration,
     pub exclude_from_load_balancers: bool,
@@ -239,6 +242,8 @@ impl WalkSettings {
             dur(&d.timeout, &mut cfg.drain_timeout);
             dur(&d.do_not_disrupt_timeout, &mut cfg.do_not_disrupt_timeout);
             dur(&d.load_balancer_wait, &mut cfg.load_balancer_wait);
+            cfg.delete_blocked_pods_after =
+                d.delete_blocked_pods_after.as_deref().and_then(|s| model::parse::duration(s).ok());
             sel(&d.skip_pod_selector, &mut cfg.drain_skip_pod_selector);
             if let Some(g) = d.grace_period_seconds.filter(|g| (0..=model::walk::GRACE_PERIOD_MAX_SECONDS).contains(g))
             {
@@ -279,6 +284,8 @@ pub enum Step {
         /// Pods not to evict (label selector; empty: none).
         skip_pod_selector: String,
         grace_period_seconds: Option<i64>,
+        /// Delete the pods a PodDisruptionBudget keeps (opted in, and due).
+        delete_blocked: bool,
     },
     /// Reboot the host. Only ever decided right after a renewal for the
     /// reboot grace that the authproxy granted (section 4, reboot).

@@ -203,6 +203,7 @@ fn before_reboot(
             min_remaining: cfg.step_margin,
             skip_pod_selector: cfg.drain_skip_pod_selector.clone(),
             grace_period_seconds: cfg.drain_grace_period_seconds,
+            delete_blocked: cfg.delete_blocked_pods_after.is_some_and(|d| now >= add(started, d)),
         };
     }
     if !activated {

@@ -169,3 +169,39 @@ async fn pdb_blocks_drain() {
     let _ = Duration::ZERO;
     fleet.stop().await;
 }
+
+/// Where the UpdatePolicy opts in (`drain.deleteBlockedPodsAfter`), a pod
+/// whose budget never lets go is deleted once that time has passed, and
+/// the walk goes on: an Event names the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_never_lets_go_is_overridden_where_the_policy_opts_in() {
+    let fleet = Fleet::start("pdb-override", opts(1, &[])).await.unwrap();
+    let node = fleet.nodes[0].clone();
+    let pdbs: kube::Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        kube::Api::namespaced(fleet.client().clone(), &fleet.ns);
+    let pdb = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "never", "namespace": fleet.ns},
+        "spec": {"minAvailable": "100%", "selector": {"matchLabels": {"node": node}}},
+    }))
+    .unwrap();
+    pdbs.create(&Default::default(), &pdb).await.unwrap();
+    // After one lease of refusals (the drain may take five).
+    let after = format!("{}ms", tests::harness::TEST_LEASE.as_millis());
+    fleet.patch_policy(serde_json::json!({"drain": {"deleteBlockedPodsAfter": after}})).await;
+    fleet.wait_reported(T).await;
+    fleet.hosts.publish("1.21.0");
+    fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
+    assert_eq!(failure_of(&fleet, &node).await, None, "{}", fleet.progress().await);
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(fleet.client().clone(), "default");
+    let list = events.list(&Default::default()).await.unwrap().items;
+    let deleted: Vec<String> = list
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(node.as_str()))
+        .filter(|e| e.reason.as_deref() == Some("BlockedPodsDeleted"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(deleted.iter().any(|n| n.contains(&format!("web-{node}-"))), "{deleted:?}");
+    fleet.monitor.assert_clean();
+    fleet.stop().await;
+}

@@ -16,6 +16,7 @@ pub(super) fn drain_step() -> Step {
         min_remaining: Duration::from_secs(30),
         skip_pod_selector: String::new(),
         grace_period_seconds: None,
+        delete_blocked: false,
     }
 }
 
@@ -41,6 +42,7 @@ fn cfg() -> WalkSettings {
         do_not_disrupt_timeout: Duration::from_secs(600),
         load_balancer_wait: Duration::ZERO,
         hooks: None,
+        delete_blocked_pods_after: None,
         node_backoff: Duration::from_secs(600),
         node_backoff_max: Duration::from_secs(6 * 3600),
         exclude_from_load_balancers: true,
@@ -635,6 +637,22 @@ fn a_pod_that_must_not_be_disrupted_fails_the_walk_node_only_at_its_deadline() {
 }
 
 #[test]
+fn where_the_policy_opts_in_pods_a_budget_keeps_are_deleted_after_its_time() {
+    let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
+    w.cfg.delete_blocked_pods_after = Some(Duration::from_secs(120));
+    // Cordoned at 980: rounds before 1100 evict, later ones may delete.
+    w.mem.last_drain = Some((at(1000), 1, 1));
+    w.mem.drain_rounds = 20;
+    w.later(at(1099));
+    assert!(matches!(w.decide(), Step::Drain { delete_blocked: false, .. }));
+    w.later(at(1100));
+    assert!(matches!(w.decide(), Step::Drain { delete_blocked: true, .. }));
+    // Without the opt-in, never.
+    w.cfg.delete_blocked_pods_after = None;
+    assert!(matches!(w.decide(), Step::Drain { delete_blocked: false, .. }));
+}
+
+#[test]
 fn after_the_load_balancer_exclusion_the_drain_waits_its_time() {
     let mut w = World::idle().granted().state(ShadowState::StagedAndPerformedUpdate).activated().cordoned();
     w.cfg.load_balancer_wait = Duration::from_secs(30);
@@ -863,6 +881,7 @@ fn the_walk_follows_the_settings_granted_with_its_slot() {
             min_remaining: Duration::from_secs(30),
             skip_pod_selector: "keep=yes".into(),
             grace_period_seconds: Some(7),
+            delete_blocked: false,
         }
     );
 }
