@@ -294,7 +294,10 @@ impl Fleet {
         let client = api.client.clone();
         // With the shipped RBAC, everything runs in the namespace it names.
         let ns = if opts.shipped_rbac { names::DEFAULT_NAMESPACE.to_owned() } else { api.namespace.clone() };
-        let run = ns.rsplit('-').next().unwrap_or("run").to_owned();
+        // Unique per fleet even when the shipped RBAC fixes the namespace:
+        // node names and the node selector come from it, so fleets run one
+        // after another on one server never share nodes.
+        let run = api.namespace.rsplit('-').next().unwrap_or("run").to_owned();
         let tmp = tempfile::Builder::new().prefix("brupop-fleet-").tempdir()?;
         let dir = tmp.path().to_owned();
         let selector = format!("{}={},brupop-test={run}", names::NODE_OPT_IN_LABEL, names::NODE_OPT_IN_VALUE);
