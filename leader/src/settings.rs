@@ -19,6 +19,7 @@ pub fn window_state(windows: &Windows, now: jiff::Timestamp) -> WindowState {
         open: windows.is_open(now),
         next_start: windows.next_start(now),
         current_end: windows.current_end(now),
+        blackout_until: windows.blacked_out_until(now),
     }
 }
 
@@ -77,6 +78,16 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         problems.push(format!("spec.updateWindows: {e}"));
         Windows::always()
     });
+    let blackouts = spec
+        .update_exclusions
+        .iter()
+        .map(|s| s.parse::<crate::window::Blackout>())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_else(|e| {
+            problems.push(format!("spec.updateExclusions: {e}"));
+            Vec::new()
+        });
+    let windows = windows.with_blackouts(blackouts);
     let alert_gate = spec.alert_gate.as_ref().and_then(|g| alert_gate(g, &mut problems));
     let settings = Settings {
         budget,
@@ -293,6 +304,23 @@ mod tests {
         let spec = UpdatePolicySpec { max_slot_hold: Some("1m".into()), ..Default::default() };
         let msg = resolve(&defaults(), Some(&spec)).0.invalid.unwrap();
         assert!(msg.contains("spec.maxSlotHold"), "{msg}");
+    }
+
+    #[test]
+    fn blackouts_close_the_windows_and_a_bad_one_names_the_field() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let spec = UpdatePolicySpec {
+            update_exclusions: vec!["2026-12-24 2026-12-26 Europe/Berlin".into()],
+            ..Default::default()
+        };
+        let (s, w) = resolve(&defaults(), Some(&spec));
+        assert_eq!(s.invalid, None);
+        assert!(w.is_open(t("2026-12-23T12:00:00Z")));
+        assert!(!w.is_open(t("2026-12-25T12:00:00Z")));
+        assert_eq!(w.next_start(t("2026-12-25T12:00:00Z")), Some(t("2026-12-26T23:00:00Z")));
+        let bad = UpdatePolicySpec { update_exclusions: vec!["Christmas".into()], ..Default::default() };
+        let msg = resolve(&defaults(), Some(&bad)).0.invalid.unwrap();
+        assert!(msg.contains("spec.updateExclusions") && msg.contains("Christmas"), "{msg}");
     }
 
     #[test]

@@ -76,6 +76,13 @@ pub struct UpdatePolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = UPDATE_WINDOWS_MAX_ITEMS), inner(length(max = UPDATE_WINDOW_MAX_LENGTH)))]
     pub update_windows: Vec<String>,
+    /// Blackouts: no new grant starts inside any of these absolute ranges,
+    /// whatever `updateWindows` says (nodes already updating finish), e.g.
+    /// `"2026-12-20 2027-01-03 Europe/Berlin"` (whole days) or
+    /// `"2026-12-31T18:00 2027-01-01T06:00 UTC"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = UPDATE_WINDOWS_MAX_ITEMS), inner(length(max = UPDATE_WINDOW_MAX_LENGTH)))]
+    pub update_exclusions: Vec<String>,
     /// First halt after a failure (humantime, e.g. `"5m"`); doubles per consecutive failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = DURATION_MAX_LENGTH))]
@@ -175,6 +182,7 @@ impl UpdatePolicySpec {
                 "maxConcurrentUpdates" => spec.max_concurrent_updates = field(&key, v, &mut problems),
                 "paused" => spec.paused = field(&key, v, &mut problems).unwrap_or_default(),
                 "updateWindows" => spec.update_windows = field(&key, v, &mut problems).unwrap_or_default(),
+                "updateExclusions" => spec.update_exclusions = field(&key, v, &mut problems).unwrap_or_default(),
                 "failureBackoff" => spec.failure_backoff = field(&key, v, &mut problems),
                 "failureBackoffMax" => spec.failure_backoff_max = field(&key, v, &mut problems),
                 "maxConsecutiveFailures" => spec.max_consecutive_failures = field(&key, v, &mut problems),
@@ -239,6 +247,12 @@ impl UpdatePolicySpec {
         }
         if self.update_windows.iter().any(|w| w.chars().count() > UPDATE_WINDOW_MAX_LENGTH as usize) {
             problems.push(format!("spec.updateWindows: a window longer than {UPDATE_WINDOW_MAX_LENGTH} characters"));
+        }
+        if self.update_exclusions.len() > UPDATE_WINDOWS_MAX_ITEMS as usize {
+            problems.push(format!("spec.updateExclusions: more than {UPDATE_WINDOWS_MAX_ITEMS} exclusions"));
+        }
+        if self.update_exclusions.iter().any(|w| w.chars().count() > UPDATE_WINDOW_MAX_LENGTH as usize) {
+            problems.push(format!("spec.updateExclusions: one longer than {UPDATE_WINDOW_MAX_LENGTH} characters"));
         }
         problems
     }

@@ -88,9 +88,17 @@ pub(super) fn fill(
         Phase::Paused => {
             format!("paused by spec.paused; {held} nodes finishing, {waiting} waiting")
         }
-        Phase::OutsideWindow => match obs.window.next_start {
-            Some(t) => format!("outside the maintenance windows; the next opens at {t}; {waiting} nodes waiting"),
-            None => "outside the maintenance windows; none opens within a year".to_owned(),
+        Phase::OutsideWindow => match (obs.window.blackout_until, obs.window.next_start) {
+            (Some(end), Some(t)) => format!(
+                "in a blackout (spec.updateExclusions) until {end}; grants start again at {t}; {held} nodes finishing, {waiting} waiting"
+            ),
+            (Some(end), None) => {
+                format!("in a blackout (spec.updateExclusions) until {end}; no window opens within a year after it")
+            }
+            (None, Some(t)) => {
+                format!("outside the maintenance windows; the next opens at {t}; {waiting} nodes waiting")
+            }
+            (None, None) => "outside the maintenance windows; none opens within a year".to_owned(),
         },
         Phase::Halted => format!(
             "halted until {} after {} consecutive failure(s){culprit}",

@@ -145,10 +145,13 @@ pub struct WindowState {
     pub open: bool,
     pub next_start: Option<Timestamp>,
     pub current_end: Option<Timestamp>,
+    /// Closed by a blackout (`spec.updateExclusions`) until then.
+    pub blackout_until: Option<Timestamp>,
 }
 
 impl WindowState {
-    pub const ALWAYS: WindowState = WindowState { open: true, next_start: None, current_end: None };
+    pub const ALWAYS: WindowState =
+        WindowState { open: true, next_start: None, current_end: None, blackout_until: None };
 }
 
 /// Everything the leader observed, at one instant.

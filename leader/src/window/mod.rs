@@ -83,10 +83,12 @@ use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::{AmbiguousOffset, TimeZone, TimeZoneDatabase};
 use jiff::{SignedDuration, Timestamp, ToSpan};
 
+pub mod blackout;
 mod cron;
 #[cfg(test)]
 mod tests;
 
+pub use blackout::{Blackout, BlackoutError};
 use cron::Cron;
 
 /// Length of the window a cron expression opens at each match.
@@ -126,9 +128,10 @@ pub enum WindowError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window(Kind);
 
-/// A set of windows; open when any of them is. Empty = always open.
+/// A set of windows; open when any of them is (empty: always open) and no
+/// blackout ([`blackout`]) covers the time.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Windows(Vec<Window>);
+pub struct Windows(Vec<Window>, Vec<Blackout>);
 
 #[derive(Debug, Clone, PartialEq)]
 enum Kind {
@@ -233,16 +236,23 @@ impl Windows {
             .iter()
             .map(|s| Window::parse_with_cron_length(s.as_ref(), cron_length))
             .collect::<Result<Vec<_>, _>>()
-            .map(Windows)
+            .map(|w| Windows(w, Vec::new()))
     }
 
     /// No windows: grants may start at any time.
     pub fn always() -> Windows {
-        Windows(Vec::new())
+        Windows(Vec::new(), Vec::new())
     }
 
+    /// These windows with `blackouts` taken out of them.
+    pub fn with_blackouts(mut self, blackouts: Vec<Blackout>) -> Windows {
+        self.1 = blackouts;
+        self
+    }
+
+    /// No windows and no blackouts: always open.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_empty() && self.1.is_empty()
     }
 
     /// The parsed windows, e.g. to show them in canonical form.
@@ -250,18 +260,39 @@ impl Windows {
         &self.0
     }
 
-    /// Whether `now` is inside any window (start inclusive, end exclusive).
-    /// Always true for an empty set.
-    pub fn is_open(&self, now: Timestamp) -> bool {
-        self.is_empty() || self.0.iter().any(|w| w.containing_end(now).is_some())
+    /// If `now` is in a blackout: when it ends (through touching ones).
+    pub fn blacked_out_until(&self, now: Timestamp) -> Option<Timestamp> {
+        blackout::blacked_until(&self.1, now)
     }
 
-    /// If inside a window: when the union of windows closes again, i.e. the
-    /// latest end among the open windows, extended through every window that
-    /// overlaps or touches it. `None` if closed at `now`, if there are no
-    /// windows (always open), or if it stays open for the whole [`HORIZON`].
+    /// Whether `now` is inside any window (start inclusive, end exclusive)
+    /// and in no blackout. Without windows, open whenever not blacked out.
+    pub fn is_open(&self, now: Timestamp) -> bool {
+        self.base_open(now) && self.blacked_out_until(now).is_none()
+    }
+
+    fn base_open(&self, now: Timestamp) -> bool {
+        self.0.is_empty() || self.0.iter().any(|w| w.containing_end(now).is_some())
+    }
+
+    /// If open: when it closes again, at the end of the union of windows
+    /// open now (extended through every window that overlaps or touches it)
+    /// or at the next blackout, whichever comes first. `None` if closed at
+    /// `now`, or if it stays open for the whole [`HORIZON`].
     pub fn current_end(&self, now: Timestamp) -> Option<Timestamp> {
+        if !self.is_open(now) {
+            return None;
+        }
         let limit = now.checked_add(HORIZON).unwrap_or(Timestamp::MAX);
+        let windows_end = if self.0.is_empty() { None } else { self.base_current_end(now, limit) };
+        let blackout = blackout::next_blackout(&self.1, now).filter(|t| *t <= limit);
+        match (windows_end, blackout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn base_current_end(&self, now: Timestamp, limit: Timestamp) -> Option<Timestamp> {
         let mut end = self.latest_containing_end(now)?;
         while end <= limit {
             match self.latest_containing_end(end) {
@@ -272,15 +303,29 @@ impl Windows {
         None
     }
 
-    /// When the windows next open: if closed at `now`, the start of the next
-    /// window; if open, the start of the first window after the current
-    /// opening closes (see [`Windows::current_end`]). `None` if there are no
-    /// windows (always open) or if there is no such start within [`HORIZON`]
-    /// of `now`.
+    /// When it next opens: if closed at `now`, the first instant after
+    /// `now` that is inside a window and in no blackout; if open, the first
+    /// such instant after it next closes (see [`Windows::current_end`]).
+    /// `None` if always open, or if there is no such instant within
+    /// [`HORIZON`] of `now`.
     pub fn next_start(&self, now: Timestamp) -> Option<Timestamp> {
         let limit = now.checked_add(HORIZON).unwrap_or(Timestamp::MAX);
-        let from = if self.is_open(now) { self.current_end(now)? } else { now };
-        self.0.iter().filter_map(|w| w.next_start(from, limit)).min()
+        let mut t = if self.is_open(now) { self.current_end(now)? } else { now };
+        // Each step jumps past one blackout or to the next window's start.
+        for _ in 0..1024 {
+            if t > limit {
+                return None;
+            }
+            if let Some(end) = self.blacked_out_until(t) {
+                t = end;
+                continue;
+            }
+            if self.base_open(t) {
+                return Some(t);
+            }
+            t = self.0.iter().filter_map(|w| w.next_start(t, limit)).min()?;
+        }
+        None
     }
 
     fn latest_containing_end(&self, t: Timestamp) -> Option<Timestamp> {
@@ -465,7 +510,7 @@ impl fmt::Display for Window {
 impl fmt::Display for Windows {
     /// The windows joined by `"; "`, or `always` when there are none.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_empty() {
+        if self.0.is_empty() {
             return f.write_str("always");
         }
         let texts: Vec<String> = self.0.iter().map(Window::to_string).collect();

@@ -377,3 +377,29 @@ fn parse_all_reports_the_first_bad_spec() {
     let err = Windows::parse_all(&["Mon 02:00-03:00", "Tue 99:00-01:00", "nope"]).unwrap_err();
     assert!(matches!(&err, WindowError::Time { value, .. } if value == "Tue 99:00-01:00"), "{err}");
 }
+
+#[test]
+fn blackouts_are_taken_out_of_the_windows() {
+    let t = |s: &str| s.parse::<Timestamp>().unwrap();
+    let bo = |s: &str| s.parse::<super::Blackout>().unwrap();
+    // Nightly 02:00-05:00 UTC, with the nights of 24 and 25 December blacked out.
+    let w = Windows::parse_all(&["daily 02:00-05:00"]).unwrap().with_blackouts(vec![bo("2026-12-24 2026-12-25")]);
+    assert!(w.is_open(t("2026-12-23T03:00:00Z")));
+    assert!(!w.is_open(t("2026-12-24T03:00:00Z")));
+    assert_eq!(w.blacked_out_until(t("2026-12-24T03:00:00Z")), Some(t("2026-12-26T00:00:00Z")));
+    assert_eq!(w.next_start(t("2026-12-24T03:00:00Z")), Some(t("2026-12-26T02:00:00Z")), "skips both nights");
+    assert_eq!(w.next_start(t("2026-12-23T03:00:00Z")), Some(t("2026-12-26T02:00:00Z")));
+    // A blackout starting inside an open window closes it early.
+    let w = Windows::parse_all(&["daily 02:00-05:00"])
+        .unwrap()
+        .with_blackouts(vec![bo("2026-12-23T04:00 2026-12-23T04:30")]);
+    assert_eq!(w.current_end(t("2026-12-23T03:00:00Z")), Some(t("2026-12-23T04:00:00Z")));
+    assert_eq!(w.next_start(t("2026-12-23T03:00:00Z")), Some(t("2026-12-23T04:30:00Z")), "the rest of the window");
+    // Without windows: open except in the blackout.
+    let w = Windows::always().with_blackouts(vec![bo("2026-12-24 2026-12-24")]);
+    assert!(w.is_open(t("2026-12-23T12:00:00Z")));
+    assert_eq!(w.current_end(t("2026-12-23T12:00:00Z")), Some(t("2026-12-24T00:00:00Z")));
+    assert!(!w.is_open(t("2026-12-24T12:00:00Z")));
+    assert_eq!(w.next_start(t("2026-12-24T12:00:00Z")), Some(t("2026-12-25T00:00:00Z")));
+    assert_eq!(w.to_string(), "always");
+}

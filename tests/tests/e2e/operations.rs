@@ -1,4 +1,5 @@
-//! What operators do while a rollout runs: pause, resume, change the slots.
+//! What operators do while a rollout runs: pause, resume, change the slots,
+//! black out a period.
 
 use model::ShadowState;
 use model::policy::Phase;
@@ -58,6 +59,55 @@ async fn change_slots_live() {
         if slots.len() == 2 { Ok(()) } else { Err(format!("{slots:?}")) }
     })
     .await;
+    fleet.monitor.assert_clean();
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackout_starting_mid_rollout_lets_walking_nodes_finish_and_grants_nothing_new() {
+    let fleet = Fleet::start("blackout", FleetOptions { nodes: 3, slots: 1, ..Default::default() }).await.unwrap();
+    fleet.wait_reported(T).await;
+    fleet.hosts.publish("1.21.0");
+    let walking = wait_for("a node to be granted", T, || async {
+        let shadows = fleet.shadows().await;
+        match shadows.iter().find(|s| s.spec.slot.is_some()).and_then(|s| s.node_name()) {
+            Some(n) => Ok(n.to_owned()),
+            None => Err(fleet.progress().await),
+        }
+    })
+    .await;
+    // A blackout from a minute ago to an hour from now (UTC, to the minute).
+    let now = jiff::Timestamp::now();
+    let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M").to_string();
+    let from = fmt(now - jiff::SignedDuration::from_mins(1));
+    let to = fmt(now + jiff::SignedDuration::from_hours(1));
+    fleet.patch_policy(serde_json::json!({"updateExclusions": [format!("{from} {to} UTC")]})).await;
+    // The walking node finishes; its slot stays free while two nodes wait.
+    let p = wait_for("the walking node to finish and nothing new to be granted", T, || async {
+        let p = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
+        let done = fleet
+            .shadow(&walking)
+            .await
+            .and_then(|s| s.status)
+            .is_some_and(|s| s.current_state == ShadowState::Idle && s.current_version == "1.21.0");
+        if done && p.phase == Phase::OutsideWindow && p.slots_held == 0 && p.nodes_waiting == 2 {
+            Ok(p)
+        } else {
+            Err(format!("{p:?} | {}", fleet.progress().await))
+        }
+    })
+    .await;
+    assert!(p.message.contains("in a blackout (spec.updateExclusions) until"), "{}", p.message);
+    let updated = fleet
+        .shadows()
+        .await
+        .iter()
+        .filter(|s| s.status.as_ref().is_some_and(|st| st.current_version == "1.21.0"))
+        .count();
+    assert_eq!(updated, 1, "only the node granted before the blackout updated: {}", fleet.progress().await);
+    // The blackout is lifted: the rollout goes on.
+    fleet.patch_policy(serde_json::json!({"updateExclusions": null})).await;
+    fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
     fleet.monitor.assert_clean();
     fleet.stop().await;
 }

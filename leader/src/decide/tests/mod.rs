@@ -490,12 +490,25 @@ fn pausing_stops_new_grants_but_keeps_holders() {
 fn outside_every_window_nothing_is_granted_and_the_next_start_is_shown() {
     let mut w = World::new(2);
     w.slots(1).waiting("node-0", 1);
-    w.window = WindowState { open: false, next_start: Some(at(5000)), current_end: None };
+    w.window = WindowState { open: false, next_start: Some(at(5000)), ..WindowState::ALWAYS };
     let plan = w.decide(&settings());
     assert_eq!(plan.status.phase, Phase::OutsideWindow);
     assert_eq!(plan.status.next_window_start, Some(Time(at(5000))));
     assert_eq!(plan.wake_at, Some(at(5000)));
     assert!(granted_nodes(&plan).is_empty());
+}
+
+#[test]
+fn in_a_blackout_nothing_new_is_granted_and_the_status_says_until_when() {
+    let mut w = World::new(3);
+    w.slots(2).waiting("node-1", 2).waiting("node-2", 3);
+    w.window =
+        WindowState { open: false, next_start: Some(at(9000)), current_end: None, blackout_until: Some(at(9000)) };
+    let plan = w.decide(&settings());
+    assert_eq!(plan.status.phase, Phase::OutsideWindow);
+    assert!(plan.status.message.contains("in a blackout (spec.updateExclusions) until"), "{}", plan.status.message);
+    assert!(granted_nodes(&plan).is_empty());
+    assert_eq!(plan.wake_at, Some(at(9000)));
 }
 
 #[test]

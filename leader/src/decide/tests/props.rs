@@ -134,7 +134,7 @@ pub(super) fn world() -> impl Strategy<Value = (World, Settings)> {
                         }
                     }
                     w.policy.consecutive_failures = failures;
-                    w.window = WindowState { open: window_open, next_start: None, current_end: None };
+                    w.window = WindowState { open: window_open, ..WindowState::ALWAYS };
                     let mut st = settings();
                     if let Some((on_unreachable, answer, ago)) = gate.clone() {
                         let g = GateSettings {
