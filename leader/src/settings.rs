@@ -65,6 +65,8 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
     let failure_backoff = dur("failureBackoff", &spec.failure_backoff, defaults.failure_backoff);
     let failure_backoff_max = dur("failureBackoffMax", &spec.failure_backoff_max, defaults.failure_backoff_max);
     let max_slot_hold = dur("maxSlotHold", &spec.max_slot_hold, defaults.max_slot_hold);
+    let min_release_age =
+        spec.min_release_age.as_ref().map(|_| dur("minReleaseAge", &spec.min_release_age, Duration::ZERO));
     if failure_backoff > failure_backoff_max {
         problems.push("spec.failureBackoff must not exceed spec.failureBackoffMax".to_owned());
     }
@@ -100,6 +102,7 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         max_slot_hold,
         resume_request: spec.resume_request.clone(),
         walk,
+        min_release_age: min_release_age.filter(|d| !d.is_zero()),
         invalid: (!problems.is_empty())
             .then(|| format!("the UpdatePolicy is invalid, no grants until it is fixed: {}", problems.join("; "))),
         alert_gate,
@@ -318,6 +321,10 @@ mod tests {
         assert!(w.is_open(t("2026-12-23T12:00:00Z")));
         assert!(!w.is_open(t("2026-12-25T12:00:00Z")));
         assert_eq!(w.next_start(t("2026-12-25T12:00:00Z")), Some(t("2026-12-26T23:00:00Z")));
+        let aged = UpdatePolicySpec { min_release_age: Some("72h".into()), ..Default::default() };
+        assert_eq!(resolve(&defaults(), Some(&aged)).0.min_release_age, Some(Duration::from_secs(72 * 3600)));
+        let aged = UpdatePolicySpec { min_release_age: Some("three days".into()), ..Default::default() };
+        assert!(resolve(&defaults(), Some(&aged)).0.invalid.unwrap().contains("spec.minReleaseAge"));
         let bad = UpdatePolicySpec { update_exclusions: vec!["Christmas".into()], ..Default::default() };
         let msg = resolve(&defaults(), Some(&bad)).0.invalid.unwrap();
         assert!(msg.contains("spec.updateExclusions") && msg.contains("Christmas"), "{msg}");

@@ -109,6 +109,12 @@ pub struct UpdatePolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = DURATION_MAX_LENGTH))]
     pub max_slot_hold: Option<String>,
+    /// Grant a version only once it has been offered this long (a duration
+    /// such as `72h`; counted from when the leader first saw a waiting node
+    /// offer it, `status.versionsOffered`). Default: no wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = DURATION_MAX_LENGTH))]
+    pub min_release_age: Option<String>,
     /// Also update nodes an administrator cordoned (they stay cordoned afterwards).
     #[serde(default)]
     pub update_cordoned_nodes: bool,
@@ -188,6 +194,7 @@ impl UpdatePolicySpec {
                 "maxConsecutiveFailures" => spec.max_consecutive_failures = field(&key, v, &mut problems),
                 "resumeRequest" => spec.resume_request = field(&key, v, &mut problems),
                 "maxSlotHold" => spec.max_slot_hold = field(&key, v, &mut problems),
+                "minReleaseAge" => spec.min_release_age = field(&key, v, &mut problems),
                 "updateCordonedNodes" => spec.update_cordoned_nodes = field(&key, v, &mut problems).unwrap_or_default(),
                 "health" => spec.health = field(&key, v, &mut problems),
                 "drain" => spec.drain = field(&key, v, &mut problems),
@@ -226,6 +233,7 @@ impl UpdatePolicySpec {
         too_long("failureBackoff", &self.failure_backoff, DURATION_MAX_LENGTH, &mut problems);
         too_long("failureBackoffMax", &self.failure_backoff_max, DURATION_MAX_LENGTH, &mut problems);
         too_long("maxSlotHold", &self.max_slot_hold, DURATION_MAX_LENGTH, &mut problems);
+        too_long("minReleaseAge", &self.min_release_age, DURATION_MAX_LENGTH, &mut problems);
         too_long("resumeRequest", &self.resume_request, RESUME_REQUEST_MAX_LENGTH, &mut problems);
         if let Some(h) = &self.health {
             too_long("health.timeout", &h.timeout, DURATION_MAX_LENGTH, &mut problems);
@@ -311,6 +319,11 @@ pub struct UpdatePolicyStatus {
     /// as the node's shadow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_backoffs: Vec<NodeBackoff>,
+    /// When the leader first saw each version offered by a waiting node
+    /// (at most [`VERSIONS_OFFERED_MAX`], the oldest dropped first): a
+    /// version is granted only `spec.minReleaseAge` after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions_offered: Vec<OfferedVersion>,
     /// The `spec.resumeRequest` the leader last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_resume: Option<String>,
@@ -387,6 +400,17 @@ impl Phase {
             Phase::InvalidSpec => "InvalidSpec",
         }
     }
+}
+
+/// The most versions `status.versionsOffered` keeps.
+pub const VERSIONS_OFFERED_MAX: usize = 16;
+
+/// A version the leader saw offered, and since when.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferedVersion {
+    pub version: String,
+    pub first_offered: Time,
 }
 
 /// One counted failure, as kept in the policy status.

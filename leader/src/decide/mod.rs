@@ -420,9 +420,20 @@ impl<'a, 's> Pass<'a, 's> {
             .map(|b| b.node.as_str())
             .collect();
         let mut waiting = waiting_nodes(&obs, self.settings, &self.holders, &self.specs);
+        // Release age: every version a waiting node offers is recorded
+        // (whatever the phase, so a pause counts towards it); a version
+        // younger than minReleaseAge is not granted yet.
+        queue::record_offered(&mut self.st.versions_offered, waiting.iter().map(|(_, v)| *v), obs.now);
         waiting.retain(|(sh, _)| !backed_off.contains(sh.node.as_str()));
+        let asking = waiting.len();
+        if let Some(age) = self.settings.min_release_age {
+            let offered = &self.st.versions_offered;
+            waiting.retain(|(_, v)| queue::old_enough(offered, v, age, obs.now));
+        }
+        // Nodes held back by the release age still count as waiting.
+        let too_young = asking - waiting.len();
         if phase != Phase::Running {
-            return waiting.len();
+            return asking;
         }
         // A slot still named by a spec is granted again only once that spec
         // is reset (protocol section 3): a reset planned in this pass is
@@ -465,7 +476,7 @@ impl<'a, 's> Pass<'a, 's> {
                 waited,
             });
         }
-        waiting.len()
+        waiting.len() + too_young
     }
 
     /// Rules 9 and 10: spec writes go before the grants (a reset is what lets

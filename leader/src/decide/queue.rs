@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use model::BottlerocketShadowSpec;
 
 use super::{Observed, ObservedNode, ObservedShadow, ObservedSlot, Settings};
@@ -75,4 +77,42 @@ pub(super) fn waiting_nodes<'a>(
             Some((sh, target))
         })
         .collect()
+}
+
+/// Records `versions` in `offered` with `now` unless already there; keeps
+/// the [`model::policy::VERSIONS_OFFERED_MAX`] most recently first offered.
+pub(super) fn record_offered<'a>(
+    offered: &mut Vec<model::policy::OfferedVersion>,
+    versions: impl Iterator<Item = &'a str>,
+    now: Timestamp,
+) {
+    for v in versions {
+        if !offered.iter().any(|o| o.version == v) {
+            offered.push(model::policy::OfferedVersion { version: v.to_owned(), first_offered: Time(now) });
+        }
+    }
+    if offered.len() > model::policy::VERSIONS_OFFERED_MAX {
+        offered.sort_by(|a, b| b.first_offered.0.cmp(&a.first_offered.0).then_with(|| a.version.cmp(&b.version)));
+        offered.truncate(model::policy::VERSIONS_OFFERED_MAX);
+        offered.sort_by(|a, b| a.first_offered.0.cmp(&b.first_offered.0).then_with(|| a.version.cmp(&b.version)));
+    }
+}
+
+/// When `version` may be granted under a release age of `age`.
+pub(super) fn grantable_at(
+    offered: &[model::policy::OfferedVersion],
+    version: &str,
+    age: std::time::Duration,
+) -> Option<Timestamp> {
+    offered.iter().find(|o| o.version == version).map(|o| super::add(o.first_offered.0, age))
+}
+
+/// Whether `version` has been offered at least `age` (unknown: not yet).
+pub(super) fn old_enough(
+    offered: &[model::policy::OfferedVersion],
+    version: &str,
+    age: std::time::Duration,
+    now: Timestamp,
+) -> bool {
+    grantable_at(offered, version, age).is_some_and(|t| t <= now)
 }

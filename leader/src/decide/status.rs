@@ -80,7 +80,19 @@ pub(super) fn fill(
             format!("granting: {held} of {slots} slots held, {waiting} nodes waiting; alert gate: {gate}")
         }
         Phase::Running => {
-            format!("granting: {held} of {slots} slots held, {waiting} nodes waiting")
+            let young = settings.min_release_age.and_then(|age| {
+                st.versions_offered
+                    .iter()
+                    .map(|o| (super::add(o.first_offered.0, age), &o.version))
+                    .filter(|(t, _)| *t > obs.now)
+                    .min()
+            });
+            match young {
+                Some((t, v)) => format!(
+                    "granting: {held} of {slots} slots held, {waiting} nodes waiting; {v} is granted from {t} (spec.minReleaseAge)"
+                ),
+                None => format!("granting: {held} of {slots} slots held, {waiting} nodes waiting"),
+            }
         }
         Phase::Blocked => {
             format!("blocked by the alert gate: {gate}; {held} nodes finishing, {waiting} waiting")
@@ -129,5 +141,9 @@ pub(super) fn wake_at(
     let holds = st.grants.iter().flatten().map(|g| super::add(g.granted_at.0, settings.max_slot_hold));
     let backoffs = st.node_backoffs.iter().map(|b| b.until.0);
     let gate = super::gate::stale_at(settings.alert_gate.as_ref(), obs.gate);
-    expiries.chain(halt).chain(window).chain(holds).chain(backoffs).chain(gate).filter(|t| *t > now).min()
+    let ages = settings
+        .min_release_age
+        .into_iter()
+        .flat_map(|age| st.versions_offered.iter().map(move |o| super::add(o.first_offered.0, age)));
+    expiries.chain(halt).chain(window).chain(holds).chain(backoffs).chain(gate).chain(ages).filter(|t| *t > now).min()
 }

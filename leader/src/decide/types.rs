@@ -78,6 +78,8 @@ pub struct Settings {
     /// The longest one walk may hold a slot (docs/protocol.md section 3, hold cap).
     pub max_slot_hold: Duration,
     pub resume_request: Option<String>,
+    /// Grant a version only this long after it was first offered.
+    pub min_release_age: Option<Duration>,
     /// The walk settings copied into each grant (shadow `spec.walk`).
     pub walk: Option<model::walk::WalkSpec>,
     /// Set when the UpdatePolicy spec could not be used: no grants, and the

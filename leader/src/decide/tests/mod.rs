@@ -31,6 +31,7 @@ fn settings() -> Settings {
         max_slot_hold: Duration::from_secs(5400),
         resume_request: None,
         walk: None,
+        min_release_age: None,
         invalid: None,
         alert_gate: None,
     }
@@ -509,6 +510,41 @@ fn in_a_blackout_nothing_new_is_granted_and_the_status_says_until_when() {
     assert!(plan.status.message.contains("in a blackout (spec.updateExclusions) until"), "{}", plan.status.message);
     assert!(granted_nodes(&plan).is_empty());
     assert_eq!(plan.wake_at, Some(at(9000)));
+}
+
+#[test]
+fn a_version_younger_than_the_release_age_is_not_granted_until_it_is_old_enough() {
+    let age = Settings { min_release_age: Some(Duration::from_secs(3600)), ..settings() };
+    let mut w = World::new(2);
+    w.slots(1).waiting("node-0", 1).waiting("node-1", 2);
+    let plan = w.decide(&age);
+    assert!(granted_nodes(&plan).is_empty());
+    let seen = &plan.status.versions_offered;
+    assert_eq!((seen.len(), seen[0].version.as_str(), seen[0].first_offered.0), (1, "1.21.0", at(1000)));
+    assert_eq!(plan.status.nodes_waiting, 2, "held back by the release age, they still wait");
+    assert!(plan.status.message.contains("1.21.0 is granted from"), "{}", plan.status.message);
+    assert_eq!(plan.wake_at, Some(at(4600)));
+    // The first sighting is kept from pass to pass; an hour later it is granted.
+    w.policy = plan.status;
+    w.now = at(4600);
+    let plan = w.decide(&age);
+    assert_eq!(plan.status.versions_offered[0].first_offered.0, at(1000));
+    assert_eq!(granted_nodes(&plan).len(), 1);
+    // Without the setting nothing waits.
+    let mut w = World::new(1);
+    w.slots(1).waiting("node-0", 1);
+    assert_eq!(granted_nodes(&w.decide(&settings())).len(), 1);
+}
+
+#[test]
+fn the_record_of_offered_versions_is_bounded() {
+    let mut offered = Vec::new();
+    for i in 0..40 {
+        let v = format!("1.{i}.0");
+        crate::decide::queue::record_offered(&mut offered, std::iter::once(v.as_str()), at(i));
+    }
+    assert_eq!(offered.len(), model::policy::VERSIONS_OFFERED_MAX);
+    assert_eq!(offered.last().unwrap().version, "1.39.0", "the newest are kept");
 }
 
 #[test]
