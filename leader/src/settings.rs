@@ -20,6 +20,8 @@ pub fn window_state(windows: &Windows, now: jiff::Timestamp) -> WindowState {
         next_start: windows.next_start(now),
         current_end: windows.current_end(now),
         blackout_until: windows.blacked_out_until(now),
+        budget: windows.budget(now).0,
+        budget_change_at: windows.budget(now).1,
     }
 }
 
@@ -89,7 +91,20 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
             problems.push(format!("spec.updateExclusions: {e}"));
             Vec::new()
         });
-    let windows = windows.with_blackouts(blackouts);
+    let mut budgets = Vec::new();
+    for (i, wb) in spec.window_budgets.iter().enumerate() {
+        let window = wb.window.parse::<crate::window::Window>();
+        let budget = Budget::from_int_or_string(&wb.max_concurrent_updates);
+        match (window, budget) {
+            (Ok(_), Ok(Budget::Count(n))) if n > MAX_CONCURRENT_UPDATES_LIMIT.unsigned_abs() => problems.push(format!(
+                "spec.windowBudgets[{i}].maxConcurrentUpdates: {n} is above {MAX_CONCURRENT_UPDATES_LIMIT}"
+            )),
+            (Ok(w), Ok(b)) => budgets.push((w, b)),
+            (Err(e), _) => problems.push(format!("spec.windowBudgets[{i}].window: {e}")),
+            (_, Err(e)) => problems.push(format!("spec.windowBudgets[{i}].maxConcurrentUpdates: {e}")),
+        }
+    }
+    let windows = windows.with_blackouts(blackouts).with_budgets(budgets);
     let alert_gate = spec.alert_gate.as_ref().and_then(|g| alert_gate(g, &mut problems));
     let settings = Settings {
         budget,
@@ -321,6 +336,26 @@ mod tests {
         assert!(w.is_open(t("2026-12-23T12:00:00Z")));
         assert!(!w.is_open(t("2026-12-25T12:00:00Z")));
         assert_eq!(w.next_start(t("2026-12-25T12:00:00Z")), Some(t("2026-12-26T23:00:00Z")));
+        let weekend = UpdatePolicySpec {
+            window_budgets: vec![model::policy::WindowBudget {
+                window: "Sat,Sun 00:00+24h UTC".into(),
+                max_concurrent_updates: IntOrString::String("30%".into()),
+            }],
+            ..Default::default()
+        };
+        let (s, w) = resolve(&defaults(), Some(&weekend));
+        assert_eq!(s.invalid, None);
+        // 2026-12-26 is a Saturday.
+        assert_eq!(w.budget(t("2026-12-26T12:00:00Z")), (Some(Budget::Percent(30)), Some(t("2026-12-27T00:00:00Z"))));
+        assert_eq!(w.budget(t("2026-12-25T12:00:00Z")), (None, Some(t("2026-12-26T00:00:00Z"))));
+        let bad = UpdatePolicySpec {
+            window_budgets: vec![model::policy::WindowBudget {
+                window: "Caturday".into(),
+                max_concurrent_updates: IntOrString::String("lots".into()),
+            }],
+            ..Default::default()
+        };
+        assert!(resolve(&defaults(), Some(&bad)).0.invalid.unwrap().contains("spec.windowBudgets[0].window"));
         let aged = UpdatePolicySpec { min_release_age: Some("72h".into()), ..Default::default() };
         assert_eq!(resolve(&defaults(), Some(&aged)).0.min_release_age, Some(Duration::from_secs(72 * 3600)));
         let aged = UpdatePolicySpec { min_release_age: Some("three days".into()), ..Default::default() };

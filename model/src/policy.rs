@@ -76,6 +76,13 @@ pub struct UpdatePolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = UPDATE_WINDOWS_MAX_ITEMS), inner(length(max = UPDATE_WINDOW_MAX_LENGTH)))]
     pub update_windows: Vec<String>,
+    /// While one of these windows is open (same grammar as `updateWindows`),
+    /// its `maxConcurrentUpdates` replaces the policy's, e.g. more slots at
+    /// the weekend. They change the budget only: when grants may start is
+    /// still `updateWindows`'s. The first open one applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = UPDATE_WINDOWS_MAX_ITEMS))]
+    pub window_budgets: Vec<WindowBudget>,
     /// Blackouts: no new grant starts inside any of these absolute ranges,
     /// whatever `updateWindows` says (nodes already updating finish), e.g.
     /// `"2026-12-20 2027-01-03 Europe/Berlin"` (whole days) or
@@ -143,6 +150,18 @@ pub struct UpdatePolicySpec {
     pub unreadable: Vec<String>,
 }
 
+/// A window with its own update budget (`spec.windowBudgets`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowBudget {
+    /// A window, as in `updateWindows`.
+    #[schemars(length(max = UPDATE_WINDOW_MAX_LENGTH))]
+    pub window: String,
+    /// The budget while it is open: a count or a percentage, as `maxConcurrentUpdates`.
+    #[schemars(schema_with = "budget_schema")]
+    pub max_concurrent_updates: IntOrString,
+}
+
 /// `maxConcurrentUpdates`: an int-or-string whose count the API server
 /// bounds (`maximum` applies to the integer form only).
 fn budget_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -189,6 +208,7 @@ impl UpdatePolicySpec {
                 "paused" => spec.paused = field(&key, v, &mut problems).unwrap_or_default(),
                 "updateWindows" => spec.update_windows = field(&key, v, &mut problems).unwrap_or_default(),
                 "updateExclusions" => spec.update_exclusions = field(&key, v, &mut problems).unwrap_or_default(),
+                "windowBudgets" => spec.window_budgets = field(&key, v, &mut problems).unwrap_or_default(),
                 "failureBackoff" => spec.failure_backoff = field(&key, v, &mut problems),
                 "failureBackoffMax" => spec.failure_backoff_max = field(&key, v, &mut problems),
                 "maxConsecutiveFailures" => spec.max_consecutive_failures = field(&key, v, &mut problems),
@@ -255,6 +275,12 @@ impl UpdatePolicySpec {
         }
         if self.update_windows.iter().any(|w| w.chars().count() > UPDATE_WINDOW_MAX_LENGTH as usize) {
             problems.push(format!("spec.updateWindows: a window longer than {UPDATE_WINDOW_MAX_LENGTH} characters"));
+        }
+        if self.window_budgets.len() > UPDATE_WINDOWS_MAX_ITEMS as usize {
+            problems.push(format!("spec.windowBudgets: more than {UPDATE_WINDOWS_MAX_ITEMS} entries"));
+        }
+        if self.window_budgets.iter().any(|w| w.window.chars().count() > UPDATE_WINDOW_MAX_LENGTH as usize) {
+            problems.push(format!("spec.windowBudgets: a window longer than {UPDATE_WINDOW_MAX_LENGTH} characters"));
         }
         if self.update_exclusions.len() > UPDATE_WINDOWS_MAX_ITEMS as usize {
             problems.push(format!("spec.updateExclusions: more than {UPDATE_WINDOWS_MAX_ITEMS} exclusions"));

@@ -390,7 +390,8 @@ impl<'a, 's> Pass<'a, 's> {
     /// create Leases until it runs out of memory); shrinking never revokes a
     /// held slot (surplus slots go once free). Returns the pool's size.
     fn size_pool(&mut self) -> u32 {
-        let size = pool_size(self.settings.budget, self.obs.nodes.len());
+        // A budget window open now replaces the policy's budget.
+        let size = pool_size(self.obs.window.budget.unwrap_or(self.settings.budget), self.obs.nodes.len());
         let existing: BTreeSet<u32> = self.obs.slots.iter().map(|s| s.index).collect();
         for i in 0..size {
             if !existing.contains(&i) {

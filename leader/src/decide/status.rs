@@ -145,5 +145,15 @@ pub(super) fn wake_at(
         .min_release_age
         .into_iter()
         .flat_map(|age| st.versions_offered.iter().map(move |o| super::add(o.first_offered.0, age)));
-    expiries.chain(halt).chain(window).chain(holds).chain(backoffs).chain(gate).chain(ages).filter(|t| *t > now).min()
+    let budget = obs.window.budget_change_at;
+    expiries
+        .chain(halt)
+        .chain(window)
+        .chain(holds)
+        .chain(backoffs)
+        .chain(gate)
+        .chain(ages)
+        .chain(budget)
+        .filter(|t| *t > now)
+        .min()
 }

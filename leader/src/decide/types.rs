@@ -149,11 +149,21 @@ pub struct WindowState {
     pub current_end: Option<Timestamp>,
     /// Closed by a blackout (`spec.updateExclusions`) until then.
     pub blackout_until: Option<Timestamp>,
+    /// The budget of the `spec.windowBudgets` window open now, if any.
+    pub budget: Option<Budget>,
+    /// When the budget in force next changes (a budget window's edge).
+    pub budget_change_at: Option<Timestamp>,
 }
 
 impl WindowState {
-    pub const ALWAYS: WindowState =
-        WindowState { open: true, next_start: None, current_end: None, blackout_until: None };
+    pub const ALWAYS: WindowState = WindowState {
+        open: true,
+        next_start: None,
+        current_end: None,
+        blackout_until: None,
+        budget: None,
+        budget_change_at: None,
+    };
 }
 
 /// Everything the leader observed, at one instant.

@@ -131,7 +131,7 @@ pub struct Window(Kind);
 /// A set of windows; open when any of them is (empty: always open) and no
 /// blackout ([`blackout`]) covers the time.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Windows(Vec<Window>, Vec<Blackout>);
+pub struct Windows(Vec<Window>, Vec<Blackout>, Vec<(Window, model::parse::Budget)>);
 
 #[derive(Debug, Clone, PartialEq)]
 enum Kind {
@@ -236,12 +236,32 @@ impl Windows {
             .iter()
             .map(|s| Window::parse_with_cron_length(s.as_ref(), cron_length))
             .collect::<Result<Vec<_>, _>>()
-            .map(|w| Windows(w, Vec::new()))
+            .map(|w| Windows(w, Vec::new(), Vec::new()))
     }
 
     /// No windows: grants may start at any time.
     pub fn always() -> Windows {
-        Windows(Vec::new(), Vec::new())
+        Windows(Vec::new(), Vec::new(), Vec::new())
+    }
+
+    /// These windows with budget windows: while one is open, its budget applies.
+    pub fn with_budgets(mut self, budgets: Vec<(Window, model::parse::Budget)>) -> Windows {
+        self.2 = budgets;
+        self
+    }
+
+    /// The budget of the first budget window open at `now`, and when that
+    /// answer next changes (the soonest edge of any budget window).
+    pub fn budget(&self, now: Timestamp) -> (Option<model::parse::Budget>, Option<Timestamp>) {
+        let limit = now.checked_add(HORIZON).unwrap_or(Timestamp::MAX);
+        let budget = self.2.iter().find(|(w, _)| w.containing_end(now).is_some()).map(|(_, b)| *b);
+        let edge = self
+            .2
+            .iter()
+            .filter_map(|(w, _)| w.containing_end(now).or_else(|| w.next_start(now, limit)))
+            .filter(|t| *t > now)
+            .min();
+        (budget, edge)
     }
 
     /// These windows with `blackouts` taken out of them.

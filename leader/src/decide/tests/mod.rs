@@ -504,7 +504,7 @@ fn in_a_blackout_nothing_new_is_granted_and_the_status_says_until_when() {
     let mut w = World::new(3);
     w.slots(2).waiting("node-1", 2).waiting("node-2", 3);
     w.window =
-        WindowState { open: false, next_start: Some(at(9000)), current_end: None, blackout_until: Some(at(9000)) };
+        WindowState { open: false, next_start: Some(at(9000)), blackout_until: Some(at(9000)), ..WindowState::ALWAYS };
     let plan = w.decide(&settings());
     assert_eq!(plan.status.phase, Phase::OutsideWindow);
     assert!(plan.status.message.contains("in a blackout (spec.updateExclusions) until"), "{}", plan.status.message);
@@ -534,6 +534,20 @@ fn a_version_younger_than_the_release_age_is_not_granted_until_it_is_old_enough(
     let mut w = World::new(1);
     w.slots(1).waiting("node-0", 1);
     assert_eq!(granted_nodes(&w.decide(&settings())).len(), 1);
+}
+
+#[test]
+fn an_open_budget_window_replaces_the_budget_and_its_edge_wakes_the_leader() {
+    let mut w = World::new(10);
+    w.slots(3);
+    for i in 0..10 {
+        w.waiting(&format!("node-{i}"), i);
+    }
+    w.window =
+        WindowState { budget: Some(Budget::Percent(50)), budget_change_at: Some(at(2000)), ..WindowState::ALWAYS };
+    let plan = w.decide(&settings());
+    assert_eq!(plan.status.slots, 5, "50% of 10 nodes, not the policy's 3");
+    assert_eq!(plan.wake_at, Some(at(2000)));
 }
 
 #[test]
