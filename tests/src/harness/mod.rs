@@ -22,6 +22,7 @@ pub mod fleet;
 pub mod kubelet;
 pub mod monitor;
 pub mod netproxy;
+pub mod options;
 pub mod previous;
 pub mod process;
 pub mod prometheus;
