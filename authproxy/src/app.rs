@@ -11,10 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use model::wire::{
     self, ApiError, CordonRequest, DrainRequest, Endpoint, HookRequest, InvalidRequest, ReleaseSlot, RenewSlot,
     StatusReport, UncordonRequest,
@@ -23,6 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthError, Authenticator};
+use crate::http1::Body;
 use crate::metrics::Metrics;
 use crate::ops::{Cluster, OpError};
 
@@ -63,24 +62,7 @@ impl RateLimiter {
 /// the kernel reset the connection, so the client would never read the
 /// answer; past this, the connection is closed anyway (the request
 /// deadline bounds the time either way).
-const DISCARD_BYTES: usize = 64 * wire::MAX_BODY_BYTES;
-
-/// The body, or `None` if it is larger than [`wire::MAX_BODY_BYTES`]. Keeps at
-/// most that many bytes in memory whatever the client sends.
-async fn read_body(mut body: Incoming) -> Result<Option<Bytes>, hyper::Error> {
-    let mut kept = Vec::new();
-    let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
-        total = total.saturating_add(data.len());
-        if total <= wire::MAX_BODY_BYTES {
-            kept.extend_from_slice(&data);
-        } else if total > DISCARD_BYTES {
-            break;
-        }
-    }
-    Ok((total <= wire::MAX_BODY_BYTES).then(|| Bytes::from(kept)))
-}
+pub const DISCARD_BYTES: usize = 64 * wire::MAX_BODY_BYTES;
 
 /// Everything a request needs.
 pub struct App {
@@ -102,11 +84,11 @@ impl std::fmt::Debug for App {
     }
 }
 
-type Answer = Response<Full<Bytes>>;
+type Answer = Response<Bytes>;
 
 fn json_answer<T: Serialize>(status: StatusCode, body: &T) -> Answer {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|e| format!("{{\"message\":\"encoding: {e}\"}}").into_bytes());
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(Bytes::from(bytes));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
@@ -147,7 +129,7 @@ fn op_error(e: &OpError) -> Answer {
 
 impl App {
     /// Answers one request from `peer`; never panics on input.
-    pub async fn handle(&self, peer: IpAddr, req: Request<Incoming>) -> Answer {
+    pub async fn handle(&self, peer: IpAddr, req: Request<Body>) -> Answer {
         let start = Instant::now();
         let path = req.uri().path().to_owned();
         let endpoint = Endpoint::parse(&path);
@@ -168,7 +150,7 @@ impl App {
         answer
     }
 
-    async fn route(&self, peer: IpAddr, req: Request<Incoming>, endpoint: Option<(&str, Endpoint)>) -> Answer {
+    async fn route(&self, peer: IpAddr, req: Request<Body>, endpoint: Option<(&str, Endpoint)>) -> Answer {
         let Some((asked, endpoint)) = endpoint else {
             return error(404, "NotFound", format!("no such endpoint: {}", req.uri().path()));
         };
@@ -185,17 +167,16 @@ impl App {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
-        let body = match read_body(req.into_body()).await {
-            Ok(Some(b)) => b,
-            Ok(None) => {
+        let body = match req.into_body() {
+            Body::Full(b) => b,
+            Body::TooLarge => {
                 // Too large: what was read past the limit was discarded, and
                 // the connection is not reused.
                 let limit = wire::MAX_BODY_BYTES;
                 let mut r = error(413, "BodyTooLarge", format!("request bodies are limited to {limit} bytes"));
-                r.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
                 return r;
             }
-            Err(e) => return error(400, "InvalidBody", format!("reading the body: {e}")),
         };
         if !body.is_empty() && !json {
             return error(415, "UnsupportedMediaType", "send Content-Type: application/json");

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod drain;
+pub mod http1;
 pub mod leaseops;
 pub mod metrics;
 

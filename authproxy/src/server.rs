@@ -1,16 +1,14 @@
 //! The HTTPS listener: connections admitted per peer address and in all
 //! before the TLS handshake ([`runtime::conngate`]), the handshake with the
 //! current certificates (a deadline per handshake), HTTP/1.1 per connection
-//! with a small read buffer and an idle deadline, graceful shutdown (stop
-//! accepting, let in-flight requests finish, bounded).
+//! ([`crate::http1`]: no buffer held while idle, an idle deadline), graceful
+//! shutdown (stop accepting, let in-flight requests finish, bounded).
 
-use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::net::SocketAddr;
-
-use hyper_util::rt::TokioIo;
+use model::wire;
 use runtime::conngate::{ConnGate, ConnLimits, Permit, accept};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
@@ -18,14 +16,15 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::app::{App, DISCARD_BYTES};
+use crate::http1::{self, End};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Read buffer per connection: the smallest hyper allows. An agent's request
-/// head (a projected token of about 1 KiB and a few headers) fits many times;
-/// a larger head is refused (431), never buffered.
-pub const MAX_BUF_BYTES: usize = 8192;
+/// The largest request head. An agent's (a projected token of about 1 KiB
+/// and a few headers) fits many times; a larger head is refused (431), never
+/// buffered.
+pub const MAX_HEAD_BYTES: usize = 8192;
 
 /// What the listener holds at most.
 #[derive(Clone, Copy, Debug)]
@@ -109,31 +108,21 @@ async fn serve_one(
             return;
         }
     };
-    let ip = peer.ip();
-    let service = hyper::service::service_fn(move |req| {
-        let app = app.clone();
-        async move { Ok::<_, Infallible>(app.handle(ip, req).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .header_read_timeout(Some(limits.idle_timeout))
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_buf_size(MAX_BUF_BYTES)
-        .serve_connection(TokioIo::new(tls_stream), service);
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = permit.close_requested().cancelled() => {
-            // Room for another peer, or the server stops: closes now if
-            // idle, after the answer in flight otherwise.
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-        () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    let limits = http1::Limits {
+        idle_timeout: limits.idle_timeout,
+        max_head: MAX_HEAD_BYTES,
+        max_body: wire::MAX_BODY_BYTES,
+        discard: DISCARD_BYTES,
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    let ip = peer.ip();
+    // The handler's future is boxed: inline, its largest state (a request
+    // to the API server in flight) would be part of every connection's task
+    // for the connection's life, idle or not.
+    let handle = |req| Box::pin(app.handle(ip, req));
+    let end = http1::serve(tls_stream, limits, permit.close_requested(), shutdown, handle).await;
+    match end {
+        End::PeerClosed | End::Idle | End::Stopped | End::Closed => tracing::trace!(%peer, ?end, "connection ended"),
+        End::Refused(reason) => tracing::debug!(%peer, reason, "request refused; connection closed"),
+        End::Io(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
     }
 }
