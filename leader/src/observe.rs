@@ -82,6 +82,7 @@ pub fn node_view(node: &Node) -> Option<ObservedNode> {
         cordoned_by_us: objects::cordoned_by_us(node),
         opted_out: objects::opted_out(node),
         reboot_released: objects::reboot_released(node).map(str::to_owned),
+        labels: node.metadata.labels.clone().unwrap_or_default(),
     })
 }
 

@@ -10,7 +10,7 @@ use model::parse::Budget;
 use model::policy::MAX_CONCURRENT_UPDATES_LIMIT;
 use model::walk::WalkSpec;
 
-use crate::decide::{GateSettings, GateTarget, Settings, WindowState};
+use crate::decide::{GateSettings, GateTarget, Settings, WindowState, ZoneLimit};
 use crate::window::Windows;
 
 /// Whether `windows` are open at `now`, and their next edges.
@@ -106,6 +106,7 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
     }
     let windows = windows.with_blackouts(blackouts).with_budgets(budgets);
     let alert_gate = spec.alert_gate.as_ref().and_then(|g| alert_gate(g, &mut problems));
+    let zones = zone_limit(spec, &mut problems);
     let settings = Settings {
         budget,
         paused: spec.paused,
@@ -121,8 +122,46 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         invalid: (!problems.is_empty())
             .then(|| format!("the UpdatePolicy is invalid, no grants until it is fixed: {}", problems.join("; "))),
         alert_gate,
+        zones,
     };
     (settings, windows)
+}
+
+/// The per-zone limit (`topologyKey`, `maxUnavailablePerZone`,
+/// `oneZoneAtATime`, `zoneOrder`), checked; `None` when the policy sets
+/// neither a limit nor one zone at a time.
+fn zone_limit(spec: &UpdatePolicySpec, problems: &mut Vec<String>) -> Option<ZoneLimit> {
+    let topology_key = spec.topology_key.clone().unwrap_or_else(|| model::names::ZONE_LABEL.to_owned());
+    if let Err(e) = model::parse::label_key(&topology_key) {
+        problems.push(format!("spec.topologyKey: {e}"));
+    }
+    let per_zone = match &spec.max_unavailable_per_zone {
+        None => None,
+        Some(v) => match Budget::from_int_or_string(v) {
+            Ok(Budget::Count(n)) if n > MAX_CONCURRENT_UPDATES_LIMIT.unsigned_abs() => {
+                problems.push(format!("spec.maxUnavailablePerZone: {n} is above {MAX_CONCURRENT_UPDATES_LIMIT}"));
+                None
+            }
+            Ok(b) => Some(b),
+            Err(e) => {
+                problems.push(format!("spec.maxUnavailablePerZone: {e}"));
+                None
+            }
+        },
+    };
+    for (i, z) in spec.zone_order.iter().enumerate() {
+        if let Err(e) = model::parse::label_value(z) {
+            problems.push(format!("spec.zoneOrder[{i}]: {e}"));
+        } else if spec.zone_order[..i].contains(z) {
+            problems.push(format!("spec.zoneOrder[{i}]: {z:?} is listed twice"));
+        }
+    }
+    (per_zone.is_some() || spec.one_zone_at_a_time).then(|| ZoneLimit {
+        topology_key,
+        per_zone,
+        one_zone_at_a_time: spec.one_zone_at_a_time,
+        zone_order: spec.zone_order.clone(),
+    })
 }
 
 /// The policy's walk settings (`health`, `drain`), checked: each duration

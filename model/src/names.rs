@@ -6,6 +6,9 @@
 /// API group of the project's custom resources (shared with the original operator).
 pub const GROUP: &str = "brupop.bottlerocket.aws";
 
+/// The well-known label naming a node's zone: the default `topologyKey`.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 /// Namespace the operator is installed in by default (the original operator's).
 pub const DEFAULT_NAMESPACE: &str = "brupop-bottlerocket-aws";
 

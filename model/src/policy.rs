@@ -122,6 +122,28 @@ pub struct UpdatePolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = DURATION_MAX_LENGTH))]
     pub min_release_age: Option<String>,
+    /// The node label that names a node's zone for `maxUnavailablePerZone`
+    /// and `oneZoneAtATime` (default `topology.kubernetes.io/zone`). Nodes
+    /// without it form one zone named `""`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 317))]
+    pub topology_key: Option<String>,
+    /// The most nodes of one zone unavailable at once: updating, or managed
+    /// and not Ready. A count (`1`) or a percentage of the zone's managed
+    /// nodes (`"34%"`, rounded down, at least 1). Applies together with
+    /// `maxConcurrentUpdates`. Default: no limit per zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "budget_schema")]
+    pub max_unavailable_per_zone: Option<IntOrString>,
+    /// Finish a zone (no node of it updating or waiting to) before starting
+    /// the next, in `zoneOrder`, then by name.
+    #[serde(default)]
+    pub one_zone_at_a_time: bool,
+    /// The order `oneZoneAtATime` takes zones in; zones not listed follow,
+    /// by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
+    pub zone_order: Vec<String>,
     /// Also update nodes an administrator cordoned (they stay cordoned afterwards).
     #[serde(default)]
     pub update_cordoned_nodes: bool,

@@ -30,6 +30,9 @@
 //!   number the rollout stops until a person resumes it;
 //! - while the alert gate fires (or Prometheus cannot be asked and the gate
 //!   says to block) nothing new is granted; slots already held go on;
+//! - with a per-zone limit, a zone never has more nodes unavailable
+//!   (updating, or not Ready) than its limit because of a grant, and with
+//!   one zone at a time only one zone has nodes updating ([`zones`]);
 //! - shrinking the pool never revokes a held slot.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +50,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod types;
+mod zones;
 
 use ledger::adopt;
 use queue::{serve_first, waiting_nodes, with_nodes};
@@ -447,9 +451,25 @@ impl<'a, 's> Pass<'a, 's> {
             .filter(|s| s.holder.is_none() && s.index < size)
             .filter(|s| !self.unavailable.contains(s.name.as_str()) && !named.contains(s.name.as_str()))
             .collect();
-        let room = (size as usize).saturating_sub(held);
-        serve_first(&mut waiting, room.min(free.len()));
-        for (slot, (sh, version)) in free.into_iter().zip(waiting.iter()).take(room) {
+        let room = (size as usize).saturating_sub(held).min(free.len());
+        let chosen: Vec<(&ObservedShadow, &str)> = match &self.settings.zones {
+            None => {
+                serve_first(&mut waiting, room);
+                waiting.iter().take(room).copied().collect()
+            }
+            Some(limit) => {
+                // The zones pass over the queue in serving order (all of
+                // it: a full zone's nodes are skipped, not waited for).
+                let holders: BTreeSet<&str> = self.holders.keys().copied().collect();
+                let mut zones = zones::Zones::new(limit, obs.nodes, &holders);
+                let zone = |sh: &ObservedShadow| obs.nodes.get(&sh.node).map_or("", |n| zones::zone_of(limit, n));
+                let all = waiting.len();
+                serve_first(&mut waiting, all);
+                zones.order(&mut waiting, |(sh, _)| zone(sh));
+                waiting.iter().filter(|(sh, _)| zones.admit(zone(sh))).take(room).copied().collect()
+            }
+        };
+        for (slot, (sh, version)) in free.into_iter().zip(chosen.iter()) {
             let waited =
                 sh.status.as_ref().and_then(|s| s.slot_requested_at.as_ref()).and_then(|t| since(obs.now, t.0));
             let spec = BottlerocketShadowSpec {

@@ -23,6 +23,8 @@ pub struct ObservedNode {
     pub opted_out: bool,
     /// The boot ID a person released a pending reboot for (annotation).
     pub reboot_released: Option<String>,
+    /// The Node's labels (zones and, later, groups are read from them).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A slot Lease, reduced to what the decisions need.
@@ -87,6 +89,20 @@ pub struct Settings {
     pub invalid: Option<String>,
     /// The alert gate (`spec.alertGate`), if configured and valid.
     pub alert_gate: Option<GateSettings>,
+    /// The per-zone limit, if configured.
+    pub zones: Option<ZoneLimit>,
+}
+
+/// How zones limit grants (docs/protocol.md section 5, zones).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneLimit {
+    /// The node label naming the zone (absent: zone `""`).
+    pub topology_key: String,
+    /// The most nodes of a zone unavailable at once (`None`: no limit).
+    pub per_zone: Option<Budget>,
+    pub one_zone_at_a_time: bool,
+    /// `oneZoneAtATime`'s order; zones not listed follow by name.
+    pub zone_order: Vec<String>,
 }
 
 /// The alert gate in force: what to ask Prometheus and how often.

@@ -3,7 +3,9 @@
 //!
 //! - more slots held than allowed, or one node holding two slots;
 //! - more nodes disrupted (cordoned by us, or NotReady because rebooting)
-//!   than slots allowed;
+//!   than slots allowed; with a zone limit set ([`Monitor::limit_zones`]),
+//!   more disrupted nodes in one zone than it allows, or (one zone at a
+//!   time) disrupted nodes in two zones at once;
 //! - a grant made while the rollout was not granting: a grant entered in the
 //!   leader's ledger (UpdatePolicy `status.grants`) by a status whose phase
 //!   is not `Running` (paused, halted, stopped, outside a window, invalid);
@@ -34,6 +36,13 @@ struct Seen {
     /// node → (current state, spec slot)
     shadows: BTreeMap<String, (model::ShadowState, Option<String>)>,
     max_slots: usize,
+    /// node → its `topology.kubernetes.io/zone` label ("" without).
+    zones: BTreeMap<String, String>,
+    /// Disrupted nodes allowed per zone, and whether only one zone at a time.
+    zone_limit: Option<(usize, bool)>,
+    /// The zones in the order they had nodes disrupted (a zone again after
+    /// another counts again).
+    zone_sequence: Vec<String>,
     /// The ledger's grants (node, slot, grant time) in the last policy
     /// status seen; `None` before one with a ledger.
     grants: Option<std::collections::BTreeSet<(String, String, String)>>,
@@ -68,6 +77,28 @@ impl Seen {
                 self.max_slots
             );
             self.violations.push(v);
+        }
+        if let Some((per_zone, one_at_a_time)) = self.zone_limit {
+            let mut by_zone: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+            for n in &disrupted {
+                by_zone.entry(self.zones.get(*n).map_or("", String::as_str)).or_default().push(n);
+            }
+            for (zone, nodes) in &by_zone {
+                if self.zone_sequence.last().is_none_or(|z| z != zone) {
+                    self.zone_sequence.push((*zone).to_owned());
+                }
+                if nodes.len() > per_zone {
+                    let v = format!(
+                        "zone {zone:?} has {} nodes disrupted, {per_zone} allowed (after {after}): {nodes:?}",
+                        nodes.len()
+                    );
+                    self.violations.push(v);
+                }
+            }
+            if one_at_a_time && by_zone.len() > 1 {
+                self.violations
+                    .push(format!("nodes disrupted in {} zones at once (after {after}): {by_zone:?}", by_zone.len()));
+            }
         }
     }
 }
@@ -110,6 +141,8 @@ impl Monitor {
                         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
                         .is_none_or(|c| c.status == "True");
                     g.nodes.insert(name.clone(), (ours, ready));
+                    let zone = n.metadata.labels.as_ref().and_then(|l| l.get(names::ZONE_LABEL)).cloned();
+                    g.zones.insert(name.clone(), zone.unwrap_or_default());
                     g.check(&format!("node {name} changed"));
                 }
                 Change::Gone(n) => {
@@ -180,6 +213,19 @@ impl Monitor {
     pub fn allow_slots(&self, n: usize) {
         let mut g = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         g.max_slots = g.max_slots.max(n);
+    }
+
+    /// Checks from now on that no zone has more than `per_zone` nodes
+    /// disrupted and, with `one_at_a_time`, that only one zone has any.
+    pub fn limit_zones(&self, per_zone: usize, one_at_a_time: bool) {
+        let mut g = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        g.zone_limit = Some((per_zone, one_at_a_time));
+    }
+
+    /// The zones in the order their nodes were disrupted (after
+    /// [`Monitor::limit_zones`]).
+    pub fn zone_sequence(&self) -> Vec<String> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).zone_sequence.clone()
     }
 
     pub fn peaks(&self) -> Peaks {

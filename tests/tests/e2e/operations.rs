@@ -1,5 +1,5 @@
 //! What operators do while a rollout runs: pause, resume, change the slots,
-//! black out a period.
+//! black out a period, limit zones.
 
 use model::ShadowState;
 use model::policy::Phase;
@@ -108,6 +108,27 @@ async fn a_blackout_starting_mid_rollout_lets_walking_nodes_finish_and_grants_no
     // The blackout is lifted: the rollout goes on.
     fleet.patch_policy(serde_json::json!({"updateExclusions": null})).await;
     fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
+    fleet.monitor.assert_clean();
+    fleet.stop().await;
+}
+
+/// Six nodes in three zones (the harness puts node i in `zone-<i % 3>`),
+/// three slots, at most one node per zone, one zone at a time with zone-2
+/// first: never two zones disrupted at once, never two nodes of a zone, and
+/// the zones go zone-2, then zone-0 and zone-1 by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_zone_at_a_time_updates_the_zones_in_order_one_node_each() {
+    let fleet = Fleet::start("zones", FleetOptions { nodes: 6, slots: 3, ..Default::default() }).await.unwrap();
+    fleet
+        .patch_policy(serde_json::json!({"maxUnavailablePerZone": 1, "oneZoneAtATime": true, "zoneOrder": ["zone-2"]}))
+        .await;
+    fleet.monitor.limit_zones(1, true);
+    fleet.wait_reported(T).await;
+    fleet.hosts.publish("1.21.0");
+    fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
+    assert_eq!(fleet.monitor.zone_sequence(), ["zone-2", "zone-0", "zone-1"]);
+    let p = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
+    assert_eq!((p.phase, p.nodes_waiting), (Phase::Running, 0), "{p:?}");
     fleet.monitor.assert_clean();
     fleet.stop().await;
 }

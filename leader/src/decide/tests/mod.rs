@@ -34,6 +34,7 @@ fn settings() -> Settings {
         min_release_age: None,
         invalid: None,
         alert_gate: None,
+        zones: None,
     }
 }
 
@@ -81,6 +82,7 @@ impl World {
                 cordoned_by_us: false,
                 opted_out: false,
                 reboot_released: None,
+                labels: BTreeMap::new(),
             },
         );
         let status = BottlerocketShadowStatus {
@@ -562,3 +564,4 @@ mod ledger;
 mod props;
 mod resets;
 mod specs;
+mod zones;
