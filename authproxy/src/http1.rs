@@ -291,10 +291,11 @@ where
         // The body, with a deadline of its own from the end of the head.
         let deadline = Instant::now() + limits.idle_timeout;
         let too_large = length > limits.max_body as u64;
-        if has_token(&head.headers, &EXPECT, "100-continue") && !too_large {
-            if let Err(e) = write_answer(&mut io, b"HTTP/1.1 100 Continue\r\n\r\n", deadline).await {
-                return End::Io(e);
-            }
+        if has_token(&head.headers, &EXPECT, "100-continue")
+            && !too_large
+            && let Err(e) = write_answer(&mut io, b"HTTP/1.1 100 Continue\r\n\r\n", deadline).await
+        {
+            return End::Io(e);
         }
         let body = if too_large {
             // Thrown away as it comes, at most `discard` bytes; then closed.
