@@ -10,7 +10,7 @@ use model::parse::Budget;
 use model::policy::MAX_CONCURRENT_UPDATES_LIMIT;
 use model::walk::WalkSpec;
 
-use crate::decide::{GateSettings, GateTarget, Settings, WindowState, ZoneLimit};
+use crate::decide::{CanarySettings, GateSettings, GateTarget, Settings, WindowState, ZoneLimit};
 use crate::window::Windows;
 
 /// Whether `windows` are open at `now`, and their next edges.
@@ -107,6 +107,7 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
     let windows = windows.with_blackouts(blackouts).with_budgets(budgets);
     let alert_gate = spec.alert_gate.as_ref().and_then(|g| alert_gate(g, &mut problems));
     let zones = zone_limit(spec, &mut problems);
+    let canary = spec.canary.as_ref().map(|c| canary(c, &mut problems));
     let settings = Settings {
         budget,
         paused: spec.paused,
@@ -123,6 +124,7 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
             .then(|| format!("the UpdatePolicy is invalid, no grants until it is fixed: {}", problems.join("; "))),
         alert_gate,
         zones,
+        canary,
     };
     (settings, windows)
 }
@@ -162,6 +164,34 @@ fn zone_limit(spec: &UpdatePolicySpec, problems: &mut Vec<String>) -> Option<Zon
         one_zone_at_a_time: spec.one_zone_at_a_time,
         zone_order: spec.zone_order.clone(),
     })
+}
+
+/// The canary (`spec.canary`), checked: `nodes` a count or percentage
+/// (default 1), `soak` a duration (default none).
+fn canary(spec: &model::policy::CanarySpec, problems: &mut Vec<String>) -> CanarySettings {
+    let nodes = match &spec.nodes {
+        None => Budget::Count(1),
+        Some(v) => match Budget::from_int_or_string(v) {
+            Ok(Budget::Count(n)) if n > MAX_CONCURRENT_UPDATES_LIMIT.unsigned_abs() => {
+                problems.push(format!("spec.canary.nodes: {n} is above {MAX_CONCURRENT_UPDATES_LIMIT}"));
+                Budget::Count(1)
+            }
+            Ok(b) => b,
+            Err(e) => {
+                problems.push(format!("spec.canary.nodes: {e}"));
+                Budget::Count(1)
+            }
+        },
+    };
+    let soak = match spec.soak.as_deref().map(model::parse::duration) {
+        None => Duration::ZERO,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            problems.push(format!("spec.canary.soak: {e}"));
+            Duration::ZERO
+        }
+    };
+    CanarySettings { nodes, soak, skip_soak: spec.skip_soak.clone().filter(|v| !v.is_empty()) }
 }
 
 /// The policy's walk settings (`health`, `drain`), checked: each duration
@@ -351,6 +381,51 @@ mod tests {
         assert_eq!(s.failure_backoff, Duration::from_secs(60));
         assert_eq!(s.max_consecutive_failures, 5);
         assert!(!w.is_empty());
+    }
+
+    /// A spec as the leader reads it from the API (the lenient reader).
+    fn read(json: serde_json::Value) -> UpdatePolicySpec {
+        UpdatePolicySpec::from_value(json)
+    }
+
+    #[test]
+    fn zones_and_canary_are_read_from_the_stored_object() {
+        let spec = read(serde_json::json!({
+            "maxUnavailablePerZone": "34%", "oneZoneAtATime": true, "zoneOrder": ["b", "a"],
+            "canary": {"nodes": 2, "soak": "90m", "skipSoak": "1.21.0"}
+        }));
+        let (s, _) = resolve(&defaults(), Some(&spec));
+        assert_eq!(s.invalid, None);
+        let z = s.zones.unwrap();
+        assert_eq!(z.topology_key, model::names::ZONE_LABEL);
+        assert_eq!(
+            (z.per_zone, z.one_zone_at_a_time, z.zone_order),
+            (Some(Budget::Percent(34)), true, vec!["b".into(), "a".into()])
+        );
+        let c = s.canary.unwrap();
+        assert_eq!(
+            (c.nodes, c.soak, c.skip_soak.as_deref()),
+            (Budget::Count(2), Duration::from_secs(5400), Some("1.21.0"))
+        );
+        // A canary without settings: one node, no soak.
+        let (s, _) = resolve(&defaults(), Some(&read(serde_json::json!({"canary": {}}))));
+        assert_eq!(s.canary.map(|c| (c.nodes, c.soak)), Some((Budget::Count(1), Duration::ZERO)));
+    }
+
+    #[test]
+    fn bad_zone_and_canary_values_name_their_field() {
+        for (json, field) in [
+            (serde_json::json!({"maxUnavailablePerZone": "abc"}), "spec.maxUnavailablePerZone"),
+            (serde_json::json!({"topologyKey": "not a key!", "oneZoneAtATime": true}), "spec.topologyKey"),
+            (serde_json::json!({"oneZoneAtATime": true, "zoneOrder": ["a", "a"]}), "spec.zoneOrder[1]"),
+            (serde_json::json!({"canary": {"nodes": "150%"}}), "spec.canary.nodes"),
+            (serde_json::json!({"canary": {"soak": "soon"}}), "spec.canary.soak"),
+            (serde_json::json!({"canary": {"nodes": true}}), "spec.canary"),
+        ] {
+            let (s, _) = resolve(&defaults(), Some(&read(json.clone())));
+            let msg = s.invalid.unwrap_or_default();
+            assert!(msg.contains(field), "{json}: {msg}");
+        }
     }
 
     #[test]

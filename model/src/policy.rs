@@ -144,6 +144,10 @@ pub struct UpdatePolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 63)))]
     pub zone_order: Vec<String>,
+    /// Canary: each new version goes first to a few nodes, then the
+    /// rollout of that version waits a soak time before the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
     /// Also update nodes an administrator cordoned (they stay cordoned afterwards).
     #[serde(default)]
     pub update_cordoned_nodes: bool,
@@ -171,6 +175,30 @@ pub struct UpdatePolicySpec {
     #[schemars(skip)]
     pub unreadable: Vec<String>,
 }
+
+/// The canary of each new version (`spec.canary`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanarySpec {
+    /// How many nodes update first: a count (`2`) or a percentage of managed
+    /// nodes (`"5%"`, rounded down, at least 1). Default 1. Nodes already on
+    /// the version count as canaries passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "budget_schema")]
+    pub nodes: Option<IntOrString>,
+    /// How long no other node is granted the version once its canaries have
+    /// all updated (a duration such as `2h`). Default: no soak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = DURATION_MAX_LENGTH))]
+    pub soak: Option<String>,
+    /// Set to a version whose soak is under way to end it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = VERSION_MAX_LENGTH))]
+    pub skip_soak: Option<String>,
+}
+
+/// The longest version string a spec field holds.
+pub const VERSION_MAX_LENGTH: u32 = 128;
 
 /// A window with its own update budget (`spec.windowBudgets`).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -237,6 +265,11 @@ impl UpdatePolicySpec {
                 "resumeRequest" => spec.resume_request = field(&key, v, &mut problems),
                 "maxSlotHold" => spec.max_slot_hold = field(&key, v, &mut problems),
                 "minReleaseAge" => spec.min_release_age = field(&key, v, &mut problems),
+                "topologyKey" => spec.topology_key = field(&key, v, &mut problems),
+                "maxUnavailablePerZone" => spec.max_unavailable_per_zone = field(&key, v, &mut problems),
+                "oneZoneAtATime" => spec.one_zone_at_a_time = field(&key, v, &mut problems).unwrap_or_default(),
+                "zoneOrder" => spec.zone_order = field(&key, v, &mut problems).unwrap_or_default(),
+                "canary" => spec.canary = field(&key, v, &mut problems),
                 "updateCordonedNodes" => spec.update_cordoned_nodes = field(&key, v, &mut problems).unwrap_or_default(),
                 "health" => spec.health = field(&key, v, &mut problems),
                 "drain" => spec.drain = field(&key, v, &mut problems),
@@ -281,6 +314,10 @@ impl UpdatePolicySpec {
             too_long("health.timeout", &h.timeout, DURATION_MAX_LENGTH, &mut problems);
             too_long("health.minimum", &h.minimum, DURATION_MAX_LENGTH, &mut problems);
             too_long("health.ignorePodSelector", &h.ignore_pod_selector, SELECTOR_MAX_LENGTH, &mut problems);
+        }
+        if let Some(c) = &self.canary {
+            too_long("canary.soak", &c.soak, DURATION_MAX_LENGTH, &mut problems);
+            too_long("canary.skipSoak", &c.skip_soak, VERSION_MAX_LENGTH, &mut problems);
         }
         if let Some(d) = &self.drain {
             too_long("drain.timeout", &d.timeout, DURATION_MAX_LENGTH, &mut problems);
@@ -372,6 +409,11 @@ pub struct UpdatePolicyStatus {
     /// version is granted only `spec.minReleaseAge` after it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions_offered: Vec<OfferedVersion>,
+    /// The canary of each version the leader saw offered while
+    /// `spec.canary` was set (at most [`CANARIES_MAX`], the oldest passed
+    /// ones dropped first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canaries: Vec<CanaryStatus>,
     /// The `spec.resumeRequest` the leader last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_resume: Option<String>,
@@ -459,6 +501,60 @@ pub const VERSIONS_OFFERED_MAX: usize = 16;
 pub struct OfferedVersion {
     pub version: String,
     pub first_offered: Time,
+}
+
+/// The most canaries `status.canaries` keeps.
+pub const CANARIES_MAX: usize = 16;
+/// The most canary node names one [`CanaryStatus`] lists.
+pub const CANARY_NODES_LISTED: usize = 32;
+
+/// Where a version's canary stands ([`UpdatePolicyStatus::canaries`]).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    pub version: String,
+    pub state: CanaryState,
+    /// Canary nodes the version needs (`spec.canary.nodes` over the managed nodes).
+    #[schemars(with = "i64", range(min = 0))]
+    pub needed: u32,
+    /// Managed nodes on the version, not updating: canaries passed.
+    #[schemars(with = "i64", range(min = 0))]
+    pub passed: u32,
+    /// The nodes granted the version as canaries (at most [`CANARY_NODES_LISTED`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// The end of the soak (state `Soaking`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_until: Option<Time>,
+    /// When the state last changed.
+    pub since: Time,
+    /// One sentence: what happened last (also the Event's note).
+    #[serde(default)]
+    pub message: String,
+}
+
+/// A canary's state.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanaryState {
+    /// Its canary nodes are being updated; no other node gets the version.
+    Updating,
+    /// Its canaries passed; no new grant of the version until `soakUntil`.
+    Soaking,
+    /// The rest of the nodes get the version.
+    Passed,
+    /// A canary's update failed: the rollout stopped until `spec.resumeRequest` changes.
+    Failed,
+}
+
+impl CanaryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CanaryState::Updating => "Updating",
+            CanaryState::Soaking => "Soaking",
+            CanaryState::Passed => "Passed",
+            CanaryState::Failed => "Failed",
+        }
+    }
 }
 
 /// One counted failure, as kept in the policy status.
@@ -577,6 +673,29 @@ mod tests {
         assert!(spec["updateWindows"]["maxItems"].is_u64());
         assert!(spec["updateWindows"]["items"]["maxLength"].is_u64());
         assert!(spec.get("unreadable").is_none(), "not part of the object");
+    }
+
+    #[test]
+    fn every_field_of_the_spec_is_read_back() {
+        // Each field set to a value unlike its default: the lenient reader
+        // must know every one (a field it skips is silently ignored).
+        let full = serde_json::json!({
+            "maxConcurrentUpdates": 2, "paused": true, "updateWindows": ["Mon 02:00-04:00 UTC"],
+            "windowBudgets": [{"window": "Sat 00:00-06:00 UTC", "maxConcurrentUpdates": "50%"}],
+            "updateExclusions": ["2026-12-24 2026-12-26 UTC"], "failureBackoff": "1m", "failureBackoffMax": "2h",
+            "maxConsecutiveFailures": 4, "resumeRequest": "r1", "maxSlotHold": "3h", "minReleaseAge": "1d",
+            "topologyKey": "rack", "maxUnavailablePerZone": 1, "oneZoneAtATime": true, "zoneOrder": ["a"],
+            "canary": {"nodes": "5%", "soak": "1h", "skipSoak": "1.21.0"}, "updateCordonedNodes": true,
+            "health": {"timeout": "10m"}, "drain": {"timeout": "20m"}, "hooks": {},
+            "alertGate": {"prometheusUrl": "http://prometheus:9090", "alerts": ["X"]}
+        });
+        let spec = UpdatePolicySpec::from_value(full.clone());
+        assert!(spec.unreadable.is_empty(), "{:?}", spec.unreadable);
+        let back = serde_json::to_value(&spec).unwrap();
+        for key in full.as_object().unwrap().keys() {
+            assert!(back.get(key).is_some(), "spec.{key} is not read: {back}");
+        }
+        assert_eq!(serde_json::to_value(UpdatePolicySpec::from_value(back.clone())).unwrap(), back);
     }
 
     #[test]

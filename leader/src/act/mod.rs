@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use model::names::{self, managers};
-use model::policy::{Phase, UpdatePolicyStatus};
+use model::policy::{CanaryState, Phase, UpdatePolicyStatus};
 use model::{BottlerocketShadow, BottlerocketShadowSpec, FailureReason, UpdatePolicy, UpdatePolicySpec};
 use runtime::events::{EventType, Events};
 use serde_json::json;
@@ -186,6 +186,7 @@ impl Actor {
             .replace_status(names::POLICY_NAME, &Self::pp(), &next)
             .await
             .map_err(ActError::WriteStatus)?;
+        self.canary_events(&written, policy.status.as_ref(), status);
         let old_phase = policy.status.as_ref().map(|s| s.phase);
         let gate_event = self.gate_event(&written, policy.status.as_ref(), status);
         // The gate's own Event says why the phase went to or from Blocked.
@@ -203,6 +204,21 @@ impl Actor {
         *self.last_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         self.shared.put(&written);
         Ok(None)
+    }
+
+    /// An Event per canary that opened or changed state: `CanaryUpdating`,
+    /// `CanarySoaking`, `CanaryPassed` (Normal), `CanaryFailed` (Warning),
+    /// the canary's message as the note.
+    fn canary_events(&self, written: &UpdatePolicy, old: Option<&UpdatePolicyStatus>, new: &UpdatePolicyStatus) {
+        for c in &new.canaries {
+            let before = old.and_then(|o| o.canaries.iter().find(|b| b.version == c.version)).map(|b| b.state);
+            if before == Some(c.state) {
+                continue;
+            }
+            let type_ = if c.state == CanaryState::Failed { EventType::Warning } else { EventType::Normal };
+            tracing::info!(version = %c.version, state = c.state.as_str(), message = %c.message, "canary");
+            self.event(written, type_, &format!("Canary{}", c.state.as_str()), c.message.clone());
+        }
     }
 
     /// A Warning Event `AlertGateBlocking` when the alert gate starts

@@ -43,6 +43,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use model::policy::{GrantRecord, Phase, RecordedFailure, UpdatePolicyStatus, expiry_key, failure_key};
 use model::{BottlerocketShadowSpec, FailureReason, ShadowState};
 
+mod canary;
 mod gate;
 mod ledger;
 mod queue;
@@ -178,6 +179,10 @@ impl<'a, 's> Pass<'a, 's> {
             let until = add(self.obs.now, backoff(s.failure_backoff, s.failure_backoff_max, st.consecutive_failures));
             st.halted_until = Some(Time(until));
             st.halt_reason = Some(rec.reason);
+            // A canary walk's failure stops the rollout.
+            if let Some(g) = self.ledger.iter().find(|g| g.node == rec.node) {
+                canary::fail(&mut self.st.canaries, &g.version, &rec, self.obs.now);
+            }
         }
         self.st.recent_failures.push(rec.clone());
         self.counted.push(rec);
@@ -191,6 +196,7 @@ impl<'a, 's> Pass<'a, 's> {
             self.st.consecutive_failures = 0;
             self.st.halted_until = None;
             self.st.halt_reason = None;
+            canary::resume(&mut self.st.canaries, self.obs.now);
         }
     }
 
@@ -429,6 +435,15 @@ impl<'a, 's> Pass<'a, 's> {
         // (whatever the phase, so a pause counts towards it); a version
         // younger than minReleaseAge is not granted yet.
         queue::record_offered(&mut self.st.versions_offered, waiting.iter().map(|(_, v)| *v), obs.now);
+        // Canary: a version's first nodes, then its soak.
+        let counts = self.canary_counts();
+        let mut allowance = canary::advance(
+            &mut self.st.canaries,
+            self.settings.canary.as_ref(),
+            waiting.iter().map(|(_, v)| *v),
+            &counts,
+            obs.now,
+        );
         waiting.retain(|(sh, _)| !backed_off.contains(sh.node.as_str()));
         let asking = waiting.len();
         if let Some(age) = self.settings.min_release_age {
@@ -453,9 +468,14 @@ impl<'a, 's> Pass<'a, 's> {
             .collect();
         let room = (size as usize).saturating_sub(held).min(free.len());
         let chosen: Vec<(&ObservedShadow, &str)> = match &self.settings.zones {
-            None => {
+            None if allowance.unlimited() => {
                 serve_first(&mut waiting, room);
                 waiting.iter().take(room).copied().collect()
+            }
+            None => {
+                let all = waiting.len();
+                serve_first(&mut waiting, all);
+                waiting.iter().filter(|(_, v)| allowance.take(v)).take(room).copied().collect()
             }
             Some(limit) => {
                 // The zones pass over the queue in serving order (all of
@@ -466,10 +486,16 @@ impl<'a, 's> Pass<'a, 's> {
                 let all = waiting.len();
                 serve_first(&mut waiting, all);
                 zones.order(&mut waiting, |(sh, _)| zone(sh));
-                waiting.iter().filter(|(sh, _)| zones.admit(zone(sh))).take(room).copied().collect()
+                waiting
+                    .iter()
+                    .filter(|(sh, v)| allowance.allows(v) && zones.admit(zone(sh)) && allowance.take(v))
+                    .take(room)
+                    .copied()
+                    .collect()
             }
         };
         for (slot, (sh, version)) in free.into_iter().zip(chosen.iter()) {
+            canary::note_grant(&mut self.st.canaries, version, &sh.node);
             let waited =
                 sh.status.as_ref().and_then(|s| s.slot_requested_at.as_ref()).and_then(|t| since(obs.now, t.0));
             let spec = BottlerocketShadowSpec {
@@ -498,6 +524,37 @@ impl<'a, 's> Pass<'a, 's> {
             });
         }
         waiting.len() + too_young
+    }
+
+    /// What the canaries count: managed nodes on each version and not
+    /// updating, and walks to each version under way (in the ledger, their
+    /// slot still held and not reclaimed in this pass).
+    fn canary_counts(&self) -> canary::Counts<'a> {
+        let obs = self.obs;
+        let mut counts =
+            canary::Counts { managed: u32::try_from(obs.nodes.len()).unwrap_or(u32::MAX), ..Default::default() };
+        if self.settings.canary.is_none() {
+            return counts;
+        }
+        for name in obs.nodes.keys() {
+            if self.holders.contains_key(name.as_str()) {
+                continue;
+            }
+            if let Some(st) = obs.shadows.get(name).and_then(|sh| sh.status.as_ref()) {
+                *counts.on.entry(st.current_version.as_str()).or_default() += 1;
+            }
+        }
+        for g in &self.ledger {
+            let held = obs.slots.iter().any(|s| {
+                s.name == g.slot
+                    && s.holder.as_deref() == Some(g.node.as_str())
+                    && !self.unavailable.contains(s.name.as_str())
+            });
+            if held {
+                *counts.in_flight.entry(g.version.clone()).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// Rules 9 and 10: spec writes go before the grants (a reset is what lets

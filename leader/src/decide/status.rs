@@ -14,7 +14,7 @@ pub(super) fn phase(st: &UpdatePolicyStatus, settings: &Settings, window: Window
     let max = settings.max_consecutive_failures;
     if settings.invalid.is_some() {
         Phase::InvalidSpec
-    } else if max > 0 && st.consecutive_failures >= max {
+    } else if (max > 0 && st.consecutive_failures >= max) || super::canary::failed(&st.canaries).is_some() {
         Phase::Stopped
     } else if st.halted_until.as_ref().is_some_and(|t| t.0 > now) {
         Phase::Halted
@@ -87,12 +87,16 @@ pub(super) fn fill(
                     .filter(|(t, _)| *t > obs.now)
                     .min()
             });
-            match young {
+            let mut m = match young {
                 Some((t, v)) => format!(
                     "granting: {held} of {slots} slots held, {waiting} nodes waiting; {v} is granted from {t} (spec.minReleaseAge)"
                 ),
                 None => format!("granting: {held} of {slots} slots held, {waiting} nodes waiting"),
+            };
+            if let Some(c) = super::canary::summary(&st.canaries) {
+                m = format!("{m}; {c}");
             }
+            m
         }
         Phase::Blocked => {
             format!("blocked by the alert gate: {gate}; {held} nodes finishing, {waiting} waiting")
@@ -117,10 +121,13 @@ pub(super) fn fill(
             st.halted_until.as_ref().map_or_else(|| "?".to_owned(), |t| t.0.to_string()),
             st.consecutive_failures
         ),
-        Phase::Stopped => format!(
-            "stopped after {} consecutive failures{culprit}; to resume set spec.resumeRequest to a new value",
-            st.consecutive_failures
-        ),
+        Phase::Stopped => match super::canary::failed(&st.canaries) {
+            Some(c) => format!("stopped: {}", c.message),
+            None => format!(
+                "stopped after {} consecutive failures{culprit}; to resume set spec.resumeRequest to a new value",
+                st.consecutive_failures
+            ),
+        },
         Phase::InvalidSpec => settings.invalid.clone().unwrap_or_default(),
     };
 }
@@ -146,7 +153,9 @@ pub(super) fn wake_at(
         .into_iter()
         .flat_map(|age| st.versions_offered.iter().map(move |o| super::add(o.first_offered.0, age)));
     let budget = obs.window.budget_change_at;
+    let soaks = super::canary::wake_at(&st.canaries);
     expiries
+        .chain(soaks)
         .chain(halt)
         .chain(window)
         .chain(holds)

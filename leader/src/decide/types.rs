@@ -91,6 +91,19 @@ pub struct Settings {
     pub alert_gate: Option<GateSettings>,
     /// The per-zone limit, if configured.
     pub zones: Option<ZoneLimit>,
+    /// The canary of each new version, if configured.
+    pub canary: Option<CanarySettings>,
+}
+
+/// How each new version is canaried (docs/protocol.md section 6, canary).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanarySettings {
+    /// How many nodes take a new version first.
+    pub nodes: Budget,
+    /// How long after they all passed no other node is granted it.
+    pub soak: Duration,
+    /// The version whose soak a person ended (`spec.canary.skipSoak`).
+    pub skip_soak: Option<String>,
 }
 
 /// How zones limit grants (docs/protocol.md section 5, zones).

@@ -46,6 +46,8 @@ struct Seen {
     /// The ledger's grants (node, slot, grant time) in the last policy
     /// status seen; `None` before one with a ledger.
     grants: Option<std::collections::BTreeSet<(String, String, String)>>,
+    /// Every grant the ledger showed, in the order seen: (node, grant time).
+    grant_log: Vec<(String, jiff::Timestamp)>,
     violations: Vec<String>,
     peak_held: usize,
     peak_disrupted: usize,
@@ -177,6 +179,12 @@ impl Monitor {
             let Some(st) = p.status else { return };
             let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
             let Some(grants) = st.grants else { return };
+            for r in &grants {
+                let key = (r.node.clone(), r.slot.clone(), r.granted_at.0.to_string());
+                if g.grants.as_ref().is_none_or(|before| !before.contains(&key)) {
+                    g.grant_log.push((r.node.clone(), r.granted_at.0));
+                }
+            }
             let now: std::collections::BTreeSet<(String, String, String)> =
                 grants.into_iter().map(|g| (g.node, g.slot, g.granted_at.0.to_string())).collect();
             if let Some(before) = &g.grants
@@ -226,6 +234,11 @@ impl Monitor {
     /// [`Monitor::limit_zones`]).
     pub fn zone_sequence(&self) -> Vec<String> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).zone_sequence.clone()
+    }
+
+    /// Every grant the leader's ledger showed, in the order seen: (node, grant time).
+    pub fn grant_log(&self) -> Vec<(String, jiff::Timestamp)> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).grant_log.clone()
     }
 
     pub fn peaks(&self) -> Peaks {

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
 use model::ShadowState;
 use model::alert_gate::AlertGateState;
 use model::policy::{Phase, UpdatePolicyStatus};
@@ -13,7 +11,7 @@ use tests::harness::process::free_port;
 use tests::harness::prometheus::{self, ALARM_METRIC, Alarm, Prometheus};
 use tests::harness::{Fleet, FleetOptions, metric, wait_for};
 
-use super::T;
+use super::{T, policy_events};
 
 const ALERT: &str = "BrupopTestGate";
 
@@ -50,16 +48,6 @@ async fn nothing_granted_over(fleet: &Fleet, result: &str, n: f64) {
     assert_eq!(metric(&m, "brupop_update_started_total"), Some(0.0), "{m}");
     assert_eq!(metric(&m, "brupop_alert_gate_blocking"), Some(1.0), "{m}");
     assert_eq!(fleet.monitor.peaks().held, 0, "{:?}", fleet.monitor.peaks());
-}
-
-/// The reasons of the Events recorded on the UpdatePolicy.
-async fn policy_events(fleet: &Fleet) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(fleet.client().clone(), &fleet.ns);
-    let list = events.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
-    list.into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("UpdatePolicy"))
-        .filter_map(|e| e.reason)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 //! violation.
 
 mod alert_gate;
+mod canary;
 mod failures;
 mod harness;
 mod health;
@@ -36,4 +37,15 @@ pub fn total(text: &str, family: &str) -> f64 {
 /// The failure reason recorded on a node's shadow, if any.
 pub async fn failure_of(fleet: &Fleet, node: &str) -> Option<model::FailureReason> {
     fleet.shadow(node).await?.status?.last_failure.map(|f| f.reason)
+}
+
+/// The reasons of the Events recorded on the UpdatePolicy.
+pub async fn policy_events(fleet: &Fleet) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    let events: kube::Api<Event> = kube::Api::namespaced(fleet.client().clone(), &fleet.ns);
+    let list = events.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+    list.into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("UpdatePolicy"))
+        .filter_map(|e| e.reason)
+        .collect()
 }

@@ -122,10 +122,11 @@ async fn one_zone_at_a_time_updates_the_zones_in_order_one_node_each() {
     fleet
         .patch_policy(serde_json::json!({"maxUnavailablePerZone": 1, "oneZoneAtATime": true, "zoneOrder": ["zone-2"]}))
         .await;
-    fleet.monitor.limit_zones(1, true);
     fleet.wait_reported(T).await;
+    fleet.monitor.limit_zones(1, true);
     fleet.hosts.publish("1.21.0");
     fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
+    fleet.monitor.assert_clean();
     assert_eq!(fleet.monitor.zone_sequence(), ["zone-2", "zone-0", "zone-1"]);
     let p = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
     assert_eq!((p.phase, p.nodes_waiting), (Phase::Running, 0), "{p:?}");

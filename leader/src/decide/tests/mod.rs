@@ -35,6 +35,7 @@ fn settings() -> Settings {
         invalid: None,
         alert_gate: None,
         zones: None,
+        canary: None,
     }
 }
 
@@ -558,6 +559,7 @@ fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() 
 }
 
 mod calendar;
+mod canary;
 mod failures;
 mod gate;
 mod ledger;
