@@ -1,4 +1,4 @@
-//! The real `leader`, `authproxy` and `nodeagent` binaries, built once per
+//! The real `leader`, `authproxy` and `nodeagent` binaries (and the `kubectl-brupop` plugin), built once per
 //! test process. `cargo test` does not build other packages' binaries, so
 //! the harness runs `cargo build` itself (with the `CARGO` the tests were
 //! started with, into the same target directory and profile) and finds the
@@ -50,7 +50,16 @@ fn build() -> Result<Binaries, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut cmd = Command::new(&cargo);
-    cmd.arg("build").arg("--manifest-path").arg(&manifest).args(["-p", "leader", "-p", "authproxy", "-p", "nodeagent"]);
+    cmd.arg("build").arg("--manifest-path").arg(&manifest).args([
+        "-p",
+        "leader",
+        "-p",
+        "authproxy",
+        "-p",
+        "nodeagent",
+        "-p",
+        "kubectl-brupop",
+    ]);
     if release {
         cmd.arg("--release");
     }
@@ -75,4 +84,14 @@ pub fn binaries() -> &'static Binaries {
         Ok(b) => b,
         Err(e) => panic!("{e}"),
     }
+}
+
+/// The `kubectl-brupop` plugin, built with the components (or from
+/// `BRUPOP_BIN_DIR`).
+pub fn plugin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BRUPOP_BIN_DIR") {
+        return PathBuf::from(dir).join("kubectl-brupop");
+    }
+    binaries();
+    profile_dir().map(|d| d.join("kubectl-brupop")).unwrap_or_else(|e| panic!("{e}"))
 }

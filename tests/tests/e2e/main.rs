@@ -12,6 +12,7 @@ mod health;
 mod hooks;
 mod hostile;
 mod operations;
+mod plugin;
 mod production_timings;
 mod resilience;
 mod rollout;
