@@ -247,6 +247,31 @@ where
     H: Fn(Request<Body>) -> F,
     F: Future<Output = Response<Bytes>>,
 {
+    let end = serve_requests(&mut io, limits, stop, shutdown, handler).await;
+    // Between requests (idle, stopped, the peer gone): closed cleanly, a
+    // TLS close_notify then FIN, so the client drops the connection from
+    // its pool at once instead of sending its next request into it.
+    if matches!(end, End::Idle | End::Stopped | End::PeerClosed) {
+        close(&mut io, Instant::now() + CLOSE_WAIT).await;
+    }
+    end
+}
+
+/// How long a clean close may take (the close_notify written).
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+async fn serve_requests<S, H, F>(
+    io: &mut S,
+    limits: Limits,
+    stop: &CancellationToken,
+    shutdown: &CancellationToken,
+    handler: H,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Fn(Request<Body>) -> F,
+    F: Future<Output = Response<Bytes>>,
+{
     // Bytes received and not yet used: empty (no allocation) between
     // requests unless the peer sent the next one early.
     let mut buf: Vec<u8> = Vec::new();
@@ -260,10 +285,10 @@ where
                     break head;
                 }
                 Ok(Parsed::Partial) => {}
-                Err(r) => return refuse(&mut io, &r, &limits).await,
+                Err(r) => return refuse(io, &r, &limits).await,
             }
             let read = tokio::select! {
-                r = timeout_at(deadline, read_more(&mut io, &mut buf, 1024)) => r,
+                r = timeout_at(deadline, read_more(io, &mut buf, 1024)) => r,
                 () = stop.cancelled() => return End::Stopped,
                 () = shutdown.cancelled() => return End::Stopped,
             };
@@ -275,25 +300,25 @@ where
                 Err(_) if buf.is_empty() => return End::Idle,
                 Err(_) => {
                     let r = Refusal(408, "RequestTimeout", "the request head did not arrive in time".to_owned());
-                    return refuse(&mut io, &r, &limits).await;
+                    return refuse(io, &r, &limits).await;
                 }
             }
         };
         let mut keep_alive = head.version == Version::HTTP_11 && !has_token(&head.headers, &CONNECTION, "close");
         let Ok(uri) = head.target.parse::<http::Uri>() else {
             let r = Refusal(400, "BadRequest", "request target is not a valid URI".to_owned());
-            return refuse(&mut io, &r, &limits).await;
+            return refuse(io, &r, &limits).await;
         };
         let length = match body_length(&head.headers) {
             Ok(n) => n,
-            Err(r) => return refuse(&mut io, &r, &limits).await,
+            Err(r) => return refuse(io, &r, &limits).await,
         };
         // The body, with a deadline of its own from the end of the head.
         let deadline = Instant::now() + limits.idle_timeout;
         let too_large = length > limits.max_body as u64;
         if has_token(&head.headers, &EXPECT, "100-continue")
             && !too_large
-            && let Err(e) = write_answer(&mut io, b"HTTP/1.1 100 Continue\r\n\r\n", deadline).await
+            && let Err(e) = write_answer(io, b"HTTP/1.1 100 Continue\r\n\r\n", deadline).await
         {
             return End::Io(e);
         }
@@ -322,7 +347,7 @@ where
             }
             while buf.len() < length {
                 let want = length - buf.len();
-                match timeout_at(deadline, read_more(&mut io, &mut buf, want)).await {
+                match timeout_at(deadline, read_more(io, &mut buf, want)).await {
                     Ok(Ok(true)) => {}
                     Ok(Ok(false)) => return End::Io("the peer closed the connection mid-body".to_owned()),
                     Ok(Err(e)) => return End::Io(format!("reading a body: {e}")),
@@ -342,12 +367,12 @@ where
         keep_alive &= !has_token(answer.headers(), &CONNECTION, "close");
         keep_alive &= !stop.is_cancelled() && !shutdown.is_cancelled();
         let deadline = Instant::now() + limits.idle_timeout;
-        if let Err(e) = write_answer(&mut io, &encode(&answer, !keep_alive, head_only), deadline).await {
+        if let Err(e) = write_answer(io, &encode(&answer, !keep_alive, head_only), deadline).await {
             return End::Io(e);
         }
         drop(answer);
         if !keep_alive {
-            close(&mut io, deadline).await;
+            close(io, deadline).await;
             return if stop.is_cancelled() || shutdown.is_cancelled() { End::Stopped } else { End::Closed };
         }
         if buf.is_empty() {

@@ -185,3 +185,62 @@ async fn head_answers_carry_no_body() {
     let text = String::from_utf8(got).unwrap();
     assert!(!text.contains("HEAD /x"), "the HEAD answer's body was not sent: {text}");
 }
+
+/// A stream that records whether it was shut down (a clean close: for TLS,
+/// the close_notify) rather than only dropped.
+struct Recorder(DuplexStream, Arc<std::sync::atomic::AtomicBool>);
+
+impl AsyncRead for Recorder {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Recorder {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.1.store(true, Ordering::SeqCst);
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_stopped_and_left_connections_are_closed_cleanly_not_just_dropped() {
+    // Idle past its deadline, stopped between requests, the peer gone:
+    // each is shut down (a TLS close_notify on the real stream), so a
+    // client's pool drops the connection instead of sending into it.
+    for case in ["idle", "stop", "peer"] {
+        let (client, server) = duplex(1 << 16);
+        let shut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = CancellationToken::new();
+        let (s, rec) = (stop.clone(), Recorder(server, shut.clone()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(async move { serve(rec, LIMITS, &s, &CancellationToken::new(), echo(count)).await });
+        match case {
+            "stop" => stop.cancel(),
+            "peer" => drop(client),
+            _ => {}
+        }
+        let end = task.await.unwrap();
+        assert!(shut.load(Ordering::SeqCst), "{case}: {end:?} without a clean close");
+    }
+}

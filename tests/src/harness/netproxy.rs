@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -54,8 +55,16 @@ impl NetProxy {
                     };
                     let (mut ri, mut wi) = inbound.into_split();
                     let (mut ro, mut wo) = outbound.into_split();
-                    let up = tokio::io::copy(&mut ri, &mut wo);
-                    let down = tokio::io::copy(&mut ro, &mut wi);
+                    // Each direction's end (FIN) goes through, as on a
+                    // network: a server that closes is seen closing.
+                    let up = async {
+                        let _ = tokio::io::copy(&mut ri, &mut wo).await;
+                        let _ = wo.shutdown().await;
+                    };
+                    let down = async {
+                        let _ = tokio::io::copy(&mut ro, &mut wi).await;
+                        let _ = wi.shutdown().await;
+                    };
                     tokio::select! {
                         _ = async { tokio::join!(up, down) } => {}
                         _ = gen_rx.wait_for(|g| *g != born) => {}
