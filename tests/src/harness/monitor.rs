@@ -40,9 +40,6 @@ struct Seen {
     zones: BTreeMap<String, String>,
     /// Disrupted nodes allowed per zone, and whether only one zone at a time.
     zone_limit: Option<(usize, bool)>,
-    /// The zones in the order they had nodes disrupted (a zone again after
-    /// another counts again).
-    zone_sequence: Vec<String>,
     /// The ledger's grants (node, slot, grant time) in the last policy
     /// status seen; `None` before one with a ledger.
     grants: Option<std::collections::BTreeSet<(String, String, String)>>,
@@ -86,9 +83,6 @@ impl Seen {
                 by_zone.entry(self.zones.get(*n).map_or("", String::as_str)).or_default().push(n);
             }
             for (zone, nodes) in &by_zone {
-                if self.zone_sequence.last().is_none_or(|z| z != zone) {
-                    self.zone_sequence.push((*zone).to_owned());
-                }
                 if nodes.len() > per_zone {
                     let v = format!(
                         "zone {zone:?} has {} nodes disrupted, {per_zone} allowed (after {after}): {nodes:?}",
@@ -228,12 +222,6 @@ impl Monitor {
     pub fn limit_zones(&self, per_zone: usize, one_at_a_time: bool) {
         let mut g = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         g.zone_limit = Some((per_zone, one_at_a_time));
-    }
-
-    /// The zones in the order their nodes were disrupted (after
-    /// [`Monitor::limit_zones`]).
-    pub fn zone_sequence(&self) -> Vec<String> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).zone_sequence.clone()
     }
 
     /// Every grant the leader's ledger showed, in the order seen: (node, grant time).

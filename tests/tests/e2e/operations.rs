@@ -115,19 +115,38 @@ async fn a_blackout_starting_mid_rollout_lets_walking_nodes_finish_and_grants_no
 /// Six nodes in three zones (the harness puts node i in `zone-<i % 3>`),
 /// three slots, at most one node per zone, one zone at a time with zone-2
 /// first: never two zones disrupted at once, never two nodes of a zone, and
-/// the zones go zone-2, then zone-0 and zone-1 by name.
+/// the leader grants zone-2, then zone-0 and zone-1 by name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_zone_at_a_time_updates_the_zones_in_order_one_node_each() {
     let fleet = Fleet::start("zones", FleetOptions { nodes: 6, slots: 3, ..Default::default() }).await.unwrap();
     fleet
-        .patch_policy(serde_json::json!({"maxUnavailablePerZone": 1, "oneZoneAtATime": true, "zoneOrder": ["zone-2"]}))
+        .patch_policy(serde_json::json!({
+            "maxUnavailablePerZone": 1, "oneZoneAtATime": true, "zoneOrder": ["zone-2"], "paused": true
+        }))
         .await;
     fleet.wait_reported(T).await;
     fleet.monitor.limit_zones(1, true);
     fleet.hosts.publish("1.21.0");
+    // Every node asks before the first grant, so the order is the zones'
+    // (the first zone with a node waiting goes first).
+    wait_for("all six nodes to wait", T, || async {
+        let p = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
+        if p.nodes_waiting == 6 { Ok(()) } else { Err(format!("{p:?}")) }
+    })
+    .await;
+    fleet.patch_policy(serde_json::json!({"paused": false})).await;
     fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
     fleet.monitor.assert_clean();
-    assert_eq!(fleet.monitor.zone_sequence(), ["zone-2", "zone-0", "zone-1"]);
+    // The zones in the order the leader granted them (node i is in zone i % 3).
+    let mut granted: Vec<String> = Vec::new();
+    for (node, _) in fleet.monitor.grant_log() {
+        let i: usize = node.rsplit('-').next().and_then(|i| i.parse().ok()).unwrap();
+        let zone = format!("zone-{}", i % 3);
+        if granted.last() != Some(&zone) {
+            granted.push(zone);
+        }
+    }
+    assert_eq!(granted, ["zone-2", "zone-0", "zone-1"], "{:?}", fleet.monitor.grant_log());
     let p = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
     assert_eq!((p.phase, p.nodes_waiting), (Phase::Running, 0), "{p:?}");
     fleet.monitor.assert_clean();
