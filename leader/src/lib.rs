@@ -70,6 +70,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         windows: cfg.update_windows.clone(),
         slot_lease_duration: cfg.slot_lease_duration,
         max_slot_hold: cfg.max_slot_hold,
+        node_selector: cfg.node_selector.clone(),
     };
     controller::run(shared, actor, defaults, leading, synced, gate, shutdown.clone()).await;
     // Stop granting first (the loop has returned), then give up leadership.

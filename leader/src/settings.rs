@@ -35,6 +35,42 @@ pub struct Defaults {
     pub windows: Vec<String>,
     pub slot_lease_duration: Duration,
     pub max_slot_hold: Duration,
+    /// The label selector of managed nodes (`--node-selector`).
+    pub node_selector: String,
+}
+
+impl Defaults {
+    /// As published in the UpdatePolicy status.
+    pub fn published(&self) -> model::policy::LeaderDefaults {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        model::policy::LeaderDefaults {
+            max_concurrent_updates: self.budget.to_string(),
+            failure_backoff: d(self.failure_backoff),
+            failure_backoff_max: d(self.failure_backoff_max),
+            max_consecutive_failures: self.max_consecutive_failures,
+            update_windows: self.windows.clone(),
+            slot_lease_duration: d(self.slot_lease_duration),
+            max_slot_hold: d(self.max_slot_hold),
+            node_selector: self.node_selector.clone(),
+        }
+    }
+
+    /// Read back from the UpdatePolicy status (what a tool deciding as the
+    /// leader does starts from).
+    pub fn from_published(p: &model::policy::LeaderDefaults) -> Result<Defaults, String> {
+        let d = |field: &str, v: &str| model::parse::duration(v).map_err(|e| format!("leaderDefaults.{field}: {e}"));
+        Ok(Defaults {
+            budget: Budget::parse(&p.max_concurrent_updates)
+                .map_err(|e| format!("leaderDefaults.maxConcurrentUpdates: {e}"))?,
+            failure_backoff: d("failureBackoff", &p.failure_backoff)?,
+            failure_backoff_max: d("failureBackoffMax", &p.failure_backoff_max)?,
+            max_consecutive_failures: p.max_consecutive_failures,
+            windows: p.update_windows.clone(),
+            slot_lease_duration: d("slotLeaseDuration", &p.slot_lease_duration)?,
+            max_slot_hold: d("maxSlotHold", &p.max_slot_hold)?,
+            node_selector: p.node_selector.clone(),
+        })
+    }
 }
 
 /// The settings and windows for `spec` (no UpdatePolicy: the defaults).
@@ -125,6 +161,7 @@ pub fn resolve(defaults: &Defaults, spec: Option<&UpdatePolicySpec>) -> (Setting
         alert_gate,
         zones,
         canary,
+        published: Some(defaults.published()),
     };
     (settings, windows)
 }
@@ -355,7 +392,18 @@ mod tests {
             windows: vec![],
             slot_lease_duration: Duration::from_secs(120),
             max_slot_hold: Duration::from_secs(5400),
+            node_selector: "bottlerocket.aws/updater-interface-version=2.0.0".into(),
         }
+    }
+
+    #[test]
+    fn the_published_defaults_read_back() {
+        let d = Defaults { windows: vec!["Mon 02:00-04:00 UTC".into()], budget: Budget::Percent(10), ..defaults() };
+        let back = Defaults::from_published(&d.published()).unwrap();
+        assert_eq!(back, d);
+        let mut bad = d.published();
+        bad.failure_backoff = "soon".into();
+        assert!(Defaults::from_published(&bad).unwrap_err().contains("leaderDefaults.failureBackoff"));
     }
 
     #[test]

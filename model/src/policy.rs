@@ -414,6 +414,14 @@ pub struct UpdatePolicyStatus {
     /// ones dropped first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub canaries: Vec<CanaryStatus>,
+    /// The leader's own settings (its flags), under the spec's: what
+    /// `kubectl brupop plan` needs to decide as the leader does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_defaults: Option<LeaderDefaults>,
+    /// The last updates completed, newest last (at most [`RECENT_WALKS_MAX`]):
+    /// how long a node's walk takes, for an ETA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_walks: Vec<WalkRecord>,
     /// The `spec.resumeRequest` the leader last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_resume: Option<String>,
@@ -501,6 +509,40 @@ pub const VERSIONS_OFFERED_MAX: usize = 16;
 pub struct OfferedVersion {
     pub version: String,
     pub first_offered: Time,
+}
+
+/// The leader's flags that the spec can override, as the leader runs with
+/// them ([`UpdatePolicyStatus::leader_defaults`]).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderDefaults {
+    /// `--max-concurrent-updates`: a count or a percentage.
+    pub max_concurrent_updates: String,
+    pub failure_backoff: String,
+    pub failure_backoff_max: String,
+    #[schemars(with = "i64", range(min = 0))]
+    pub max_consecutive_failures: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub update_windows: Vec<String>,
+    pub slot_lease_duration: String,
+    pub max_slot_hold: String,
+    /// The label selector of the nodes the leader manages.
+    pub node_selector: String,
+}
+
+/// The most walks `status.recentWalks` keeps.
+pub const RECENT_WALKS_MAX: usize = 20;
+
+/// A completed update ([`UpdatePolicyStatus::recent_walks`]).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WalkRecord {
+    pub node: String,
+    pub version: String,
+    /// From the grant to the leader seeing the slot released on the version.
+    #[schemars(with = "i64", range(min = 0))]
+    pub seconds: u64,
+    pub completed: Time,
 }
 
 /// The most canaries `status.canaries` keeps.

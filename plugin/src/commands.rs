@@ -51,6 +51,26 @@ pub(crate) async fn run(client: &Client, ns: &str, command: Command) -> Result<S
                 o => render::structured(&entries, o),
             })
         }
+        Command::Plan { output } => {
+            let snap = snapshot(client, ns).await?;
+            let report = crate::plan::plan(&snap, now).map_err(Error::Invalid)?;
+            Ok(match output {
+                Output::Text => report.text(),
+                o => render::structured(&report, o),
+            })
+        }
+        Command::Explain { node, output } => {
+            let snap = snapshot(client, ns).await?;
+            if !snap.all_nodes.contains(&node) {
+                return Err(Error::UnknownNode(node));
+            }
+            let plan = crate::plan::plan(&snap, now).map_err(Error::Invalid)?;
+            let report = crate::plan::explain_node(&snap, &plan, &node);
+            Ok(match output {
+                Output::Text => report.text(),
+                o => render::structured(&report, o),
+            })
+        }
         Command::Pause => {
             let policy = policy(client, ns).await?;
             if policy.spec.paused {
@@ -133,6 +153,32 @@ pub(crate) async fn run(client: &Client, ns: &str, command: Command) -> Result<S
         Command::OptOut { node } => opt(client, &node, true).await,
         Command::OptIn { node } => opt(client, &node, false).await,
     }
+}
+
+/// Everything the leader reads, read once.
+async fn snapshot(client: &Client, ns: &str) -> Result<crate::plan::Snapshot, Error> {
+    let policy = policy(client, ns).await?;
+    let selector = crate::plan::defaults(&policy).map_err(Error::Invalid)?.node_selector;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+    let leases = leases.list(&ListParams::default()).await.map_err(|e| err(e, "list", "leases", ns))?.items;
+    let shadows: Api<BottlerocketShadow> = Api::namespaced(client.clone(), ns);
+    let shadows = shadows
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| err(e, "list", "bottlerocketshadows.brupop.bottlerocket.aws", ns))?
+        .items;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let managed =
+        nodes.list(&ListParams::default().labels(&selector)).await.map_err(|e| err(e, "list", "nodes", ""))?.items;
+    let all_nodes = nodes
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(|e| err(e, "list", "nodes", ""))?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    Ok(crate::plan::Snapshot { policy, leases, shadows, managed, all_nodes })
 }
 
 /// The UpdatePolicy `default`, or why it cannot be read.

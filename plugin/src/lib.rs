@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kube::Client;
 
 mod commands;
+pub mod plan;
 pub mod render;
 
 pub use render::StatusReport;
@@ -56,6 +57,19 @@ pub enum Command {
         /// How many entries, the newest.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Who is granted next, in order, and for every other managed node the
+    /// rule that holds it back (the leader's own decision, run here).
+    Plan {
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// One node: its walk so far, its last failure, its host's offer, and
+    /// why it is or is not moving.
+    Explain {
+        node: String,
         #[arg(short = 'o', long, value_enum, default_value_t)]
         output: Output,
     },

@@ -41,9 +41,45 @@ pub struct StatusReport {
     pub nodes_waiting: u32,
     /// Nodes by state, version and offered version.
     pub progress: Vec<Progress>,
+    /// When the rollout should be done, from the walks measured so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Eta>,
     /// The last [`STATUS_FAILURES`] failures the leader counted, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_failures: Vec<RecordedFailure>,
+}
+
+/// The rollout's ETA: `ceil(nodes left / slots) × median walk`, the median
+/// of the last walks the leader recorded (`status.recentWalks`). It does not
+/// count time outside windows, halts, canary soaks or zone limits.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Eta {
+    pub seconds: u64,
+    /// Managed nodes whose host offers a newer version.
+    pub nodes_left: u32,
+    pub median_walk_seconds: u64,
+    /// How many walks the median is of.
+    pub walks: u32,
+}
+
+impl Eta {
+    /// `None` without a measured walk or nothing left.
+    pub fn compute(walk_seconds: &[u64], nodes_left: u32, slots: u32) -> Option<Eta> {
+        if walk_seconds.is_empty() || nodes_left == 0 {
+            return None;
+        }
+        let mut w = walk_seconds.to_vec();
+        w.sort_unstable();
+        let median = w[w.len() / 2];
+        let rounds = u64::from(nodes_left.div_ceil(slots.max(1)));
+        Some(Eta {
+            seconds: rounds * median,
+            nodes_left,
+            median_walk_seconds: median,
+            walks: u32::try_from(w.len()).unwrap_or(u32::MAX),
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -100,6 +136,10 @@ impl StatusReport {
             .map(|((state, version, offered), nodes)| Progress { state, version, offered, nodes })
             .collect();
         let skip = st.recent_failures.len().saturating_sub(STATUS_FAILURES);
+        let left =
+            shadows.iter().filter(|sh| sh.status.as_ref().is_some_and(|s| s.offered_version().is_some())).count();
+        let walks: Vec<u64> = st.recent_walks.iter().map(|w| w.seconds).collect();
+        let eta = Eta::compute(&walks, u32::try_from(left).unwrap_or(u32::MAX), st.slots);
         StatusReport {
             namespace: namespace.to_owned(),
             phase: st.phase.as_str().to_owned(),
@@ -116,6 +156,7 @@ impl StatusReport {
             managed_nodes: st.managed_nodes,
             nodes_waiting: st.nodes_waiting,
             progress,
+            eta,
             recent_failures: st.recent_failures.into_iter().skip(skip).collect(),
         }
     }
@@ -167,6 +208,17 @@ impl StatusReport {
         for p in &self.progress {
             let offered = p.offered.as_ref().map_or_else(String::new, |v| format!(" (offered {v})"));
             let _ = writeln!(o, "  {:>4}  {} on {}{offered}", p.nodes, p.state, p.version);
+        }
+        if let Some(e) = &self.eta {
+            let _ = writeln!(
+                o,
+                "ETA: {} ({} nodes left / {} slots x median walk {}s of the last {} walks; not counting windows, halts or soaks)",
+                humantime_secs(e.seconds),
+                e.nodes_left,
+                self.slots.max(1),
+                e.median_walk_seconds,
+                e.walks
+            );
         }
         if !self.recent_failures.is_empty() {
             let _ = writeln!(o, "Last failures:");
@@ -229,6 +281,15 @@ pub fn structured<T: Serialize>(value: &T, output: Output) -> String {
     match output {
         Output::Yaml => serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# cannot render: {e}\n")),
         _ => serde_json::to_string_pretty(value).map(|s| s + "\n").unwrap_or_else(|e| format!("cannot render: {e}\n")),
+    }
+}
+
+/// Seconds as "1h 5m", "3m 20s", "42s".
+fn humantime_secs(s: u64) -> String {
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, m, _) => format!("{h}h {m}m"),
     }
 }
 
@@ -352,6 +413,16 @@ mod tests {
         assert_eq!(back, r);
         let back: StatusReport = serde_saphyr::from_str(&structured(&r, Output::Yaml)).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn the_eta_is_rounds_of_slots_times_the_median_walk() {
+        let e = Eta::compute(&[60, 600, 120], 5, 2).unwrap();
+        assert_eq!((e.seconds, e.median_walk_seconds, e.walks), (3 * 120, 120, 3));
+        assert_eq!(Eta::compute(&[], 5, 2), None, "no walk measured yet");
+        assert_eq!(Eta::compute(&[60], 0, 2), None, "nothing left");
+        assert_eq!(Eta::compute(&[60], 3, 0).unwrap().seconds, 180, "no slots counts as one");
+        assert_eq!(humantime_secs(3725), "1h 2m");
     }
 
     #[test]

@@ -44,6 +44,7 @@ use model::policy::{GrantRecord, Phase, RecordedFailure, UpdatePolicyStatus, exp
 use model::{BottlerocketShadowSpec, FailureReason, ShadowState};
 
 mod canary;
+mod explain;
 mod gate;
 mod ledger;
 mod queue;
@@ -53,6 +54,7 @@ mod tests;
 mod types;
 mod zones;
 
+pub use explain::{Explanation, Hold};
 use ledger::adopt;
 use queue::{serve_first, waiting_nodes, with_nodes};
 pub use types::*;
@@ -90,16 +92,51 @@ fn since(now: Timestamp, then: Timestamp) -> Option<Duration> {
 /// The leader's decisions. See the module documentation for the rules; each
 /// is one method of `Pass`, applied in this order.
 pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
+    decide_with(obs, settings, false).0
+}
+
+/// [`decide`], and why each managed node is or is not granted by it: the
+/// same pass, asked to record what held each node back (the plugin's
+/// `plan` and `explain`; the leader does not ask). Nodes without a shadow
+/// are `NotReported`.
+pub fn explain(obs: Observed<'_>, settings: &Settings) -> (Plan, Explanation) {
+    let (plan, why, queue) = decide_with(obs, settings, true);
+    let mut held = why.unwrap_or_default();
+    for name in obs.nodes.keys() {
+        if !obs.shadows.contains_key(name) {
+            held.insert(name.clone(), Hold::NotReported);
+        }
+    }
+    let granted = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Grant { node, spec, .. } => Some((node.clone(), spec.version.clone().unwrap_or_default())),
+            _ => None,
+        })
+        .collect();
+    (plan, Explanation { granted, queue, held })
+}
+
+fn decide_with(
+    obs: Observed<'_>,
+    settings: &Settings,
+    explaining: bool,
+) -> (Plan, Option<BTreeMap<String, Hold>>, Vec<String>) {
     let Some(previous) = obs.policy else {
-        return Plan {
+        let plan = Plan {
             status: UpdatePolicyStatus::default(),
             counted: Vec::new(),
             completed: Vec::new(),
             actions: vec![Action::CreatePolicy],
             wake_at: None,
         };
+        return (plan, explaining.then(BTreeMap::new), Vec::new());
     };
     let mut pass = Pass::new(obs, previous, settings);
+    if explaining {
+        pass.why = Some(BTreeMap::new());
+    }
     pass.resume();
     pass.count_reported_failures();
     pass.check_slots();
@@ -110,7 +147,9 @@ pub fn decide(obs: Observed<'_>, settings: &Settings) -> Plan {
     let phase = status::phase(&pass.st, settings, obs.window, obs.now);
     pass.repair_lost_grants(phase);
     let waiting = pass.grant(phase, size);
-    pass.finish(phase, size, waiting)
+    let why = pass.why.take();
+    let queue = std::mem::take(&mut pass.queue);
+    (pass.finish(phase, size, waiting), why, queue)
 }
 
 /// One pass of decisions: what the rules have decided so far.
@@ -137,6 +176,10 @@ struct Pass<'a, 's> {
     ledger: Vec<GrantRecord>,
     /// Grants decided in this pass, for the ledger.
     new_grants: Vec<GrantRecord>,
+    /// Asked to explain ([`explain`]): what holds each managed node back.
+    why: Option<BTreeMap<String, Hold>>,
+    /// Asked to explain: the nodes that may be granted, in serving order.
+    queue: Vec<String>,
 }
 
 impl<'a, 's> Pass<'a, 's> {
@@ -162,6 +205,8 @@ impl<'a, 's> Pass<'a, 's> {
             keep_keys: BTreeSet::new(),
             holders,
             unavailable: BTreeSet::new(),
+            why: None,
+            queue: Vec::new(),
         }
     }
 
@@ -422,15 +467,15 @@ impl<'a, 's> Pass<'a, 's> {
     fn grant(&mut self, phase: Phase, size: u32) -> usize {
         let obs = self.obs;
         let held: usize = obs.slots.iter().filter(|s| s.holder.is_some()).count();
-        let backed_off: BTreeSet<&str> = self
+        let backed_off: BTreeMap<&str, Timestamp> = self
             .st
             .node_backoffs
             .iter()
             .filter(|b| b.until.0 > obs.now)
             .filter(|b| obs.shadows.get(&b.node).is_some_and(|sh| sh.uid == b.shadow_uid))
-            .map(|b| b.node.as_str())
+            .map(|b| (b.node.as_str(), b.until.0))
             .collect();
-        let mut waiting = waiting_nodes(&obs, self.settings, &self.holders, &self.specs);
+        let mut waiting = waiting_nodes(&obs, self.settings, &self.holders, &self.specs, self.why.as_mut());
         // Release age: every version a waiting node offers is recorded
         // (whatever the phase, so a pause counts towards it); a version
         // younger than minReleaseAge is not granted yet.
@@ -444,15 +489,45 @@ impl<'a, 's> Pass<'a, 's> {
             &counts,
             obs.now,
         );
-        waiting.retain(|(sh, _)| !backed_off.contains(sh.node.as_str()));
+        let mut why = self.why.take();
+        let explaining = why.is_some();
+        let mut hold = |sh: &ObservedShadow, h: Hold| {
+            if let Some(w) = why.as_mut() {
+                w.insert(sh.node.clone(), h);
+            }
+        };
+        waiting.retain(|(sh, _)| {
+            let backs_off = backed_off.get(sh.node.as_str());
+            if let Some(until) = backs_off {
+                hold(sh, Hold::BackedOff { until: *until });
+            }
+            backs_off.is_none()
+        });
         let asking = waiting.len();
         if let Some(age) = self.settings.min_release_age {
             let offered = &self.st.versions_offered;
-            waiting.retain(|(_, v)| queue::old_enough(offered, v, age, obs.now));
+            waiting.retain(|(sh, v)| {
+                let ok = queue::old_enough(offered, v, age, obs.now);
+                if !ok {
+                    let until = queue::grantable_at(offered, v, age);
+                    hold(sh, Hold::TooYoung { version: (*v).to_owned(), until });
+                }
+                ok
+            });
         }
         // Nodes held back by the release age still count as waiting.
         let too_young = asking - waiting.len();
         if phase != Phase::Running {
+            // Explaining: the order they would be served in once grants run.
+            if explaining {
+                let all = waiting.len();
+                serve_first(&mut waiting, all);
+                self.queue = waiting.iter().map(|(sh, _)| sh.node.clone()).collect();
+            }
+            for (sh, _) in &waiting {
+                hold(sh, Hold::Phase { phase: phase.as_str().to_owned() });
+            }
+            self.why = why;
             return asking;
         }
         // A slot still named by a spec is granted again only once that spec
@@ -467,33 +542,60 @@ impl<'a, 's> Pass<'a, 's> {
             .filter(|s| !self.unavailable.contains(s.name.as_str()) && !named.contains(s.name.as_str()))
             .collect();
         let room = (size as usize).saturating_sub(held).min(free.len());
-        let chosen: Vec<(&ObservedShadow, &str)> = match &self.settings.zones {
-            None if allowance.unlimited() => {
-                serve_first(&mut waiting, room);
-                waiting.iter().take(room).copied().collect()
+        // The zones and canaries pass over the queue in serving order (all
+        // of it: a full zone's or a held version's nodes are skipped, not
+        // waited for); without them only the first `room` need ordering,
+        // unless the pass explains every node.
+        let mut zones = self.settings.zones.as_ref().map(|limit| {
+            let holders: BTreeSet<&str> = self.holders.keys().copied().collect();
+            (limit, zones::Zones::new(limit, obs.nodes, &holders))
+        });
+        let ordered = if zones.is_none() && allowance.unlimited() && !explaining { room } else { waiting.len() };
+        serve_first(&mut waiting, ordered);
+        let zone_of =
+            |limit: &ZoneLimit, sh: &ObservedShadow| obs.nodes.get(&sh.node).map_or("", |n| zones::zone_of(limit, n));
+        if let Some((limit, z)) = &zones {
+            z.order(&mut waiting, |(sh, _)| zone_of(limit, sh));
+        }
+        let mut chosen: Vec<(&ObservedShadow, &str)> = Vec::new();
+        // With an explanation: who is next, in order (granted now first).
+        let mut queue = Vec::new();
+        for (sh, v) in &waiting {
+            if chosen.len() >= room {
+                if !explaining {
+                    break;
+                }
+                queue.push(sh.node.clone());
+                hold(sh, Hold::NoFreeSlot { position: queue.len() });
+                continue;
             }
-            None => {
-                let all = waiting.len();
-                serve_first(&mut waiting, all);
-                waiting.iter().filter(|(_, v)| allowance.take(v)).take(room).copied().collect()
+            if !allowance.allows(v) {
+                let c = self.st.canaries.iter().find(|c| c.version == *v);
+                hold(
+                    sh,
+                    Hold::Canary {
+                        version: (*v).to_owned(),
+                        state: c.map_or("Updating", |c| c.state.as_str()).to_owned(),
+                        until: c.and_then(|c| c.soak_until.as_ref()).map(|t| t.0),
+                    },
+                );
+                continue;
             }
-            Some(limit) => {
-                // The zones pass over the queue in serving order (all of
-                // it: a full zone's nodes are skipped, not waited for).
-                let holders: BTreeSet<&str> = self.holders.keys().copied().collect();
-                let mut zones = zones::Zones::new(limit, obs.nodes, &holders);
-                let zone = |sh: &ObservedShadow| obs.nodes.get(&sh.node).map_or("", |n| zones::zone_of(limit, n));
-                let all = waiting.len();
-                serve_first(&mut waiting, all);
-                zones.order(&mut waiting, |(sh, _)| zone(sh));
-                waiting
-                    .iter()
-                    .filter(|(sh, v)| allowance.allows(v) && zones.admit(zone(sh)) && allowance.take(v))
-                    .take(room)
-                    .copied()
-                    .collect()
+            if let Some((limit, z)) = zones.as_mut() {
+                let zone = zone_of(limit, sh);
+                if !z.admit(zone) {
+                    hold(sh, Hold::Zone { zone: zone.to_owned() });
+                    continue;
+                }
             }
-        };
+            allowance.take(v);
+            chosen.push((*sh, *v));
+            if explaining {
+                queue.push(sh.node.clone());
+            }
+        }
+        self.why = why;
+        self.queue = queue;
         for (slot, (sh, version)) in free.into_iter().zip(chosen.iter()) {
             canary::note_grant(&mut self.st.canaries, version, &sh.node);
             let waited =
@@ -593,6 +695,16 @@ impl<'a, 's> Pass<'a, 's> {
         ledger.append(&mut self.new_grants);
         let mut st = self.st;
         st.grants = Some(ledger);
+        for c in &self.completed {
+            st.recent_walks.push(model::policy::WalkRecord {
+                node: c.node.clone(),
+                version: c.version.clone(),
+                seconds: c.duration.map_or(0, |d| d.as_secs()),
+                completed: Time(obs.now),
+            });
+        }
+        let cut = st.recent_walks.len().saturating_sub(model::policy::RECENT_WALKS_MAX);
+        st.recent_walks.drain(..cut);
         // A backoff lasts as long as the node's shadow.
         st.node_backoffs.retain(|b| obs.shadows.get(&b.node).is_some_and(|sh| sh.uid == b.shadow_uid));
         status::trim_recent(&mut st.recent_failures, &self.keep_keys);

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use model::BottlerocketShadowSpec;
 
-use super::{Observed, ObservedNode, ObservedShadow, ObservedSlot, Settings};
+use super::{Hold, Observed, ObservedNode, ObservedShadow, ObservedSlot, Settings};
 
 /// Each shadow (keyed by node name) with its managed Node, if any: both maps
 /// walked together in key order, so a pass makes no lookup per shadow (at
@@ -53,26 +53,43 @@ pub(super) fn waiting_nodes<'a>(
     settings: &Settings,
     holders: &BTreeMap<&str, Vec<&ObservedSlot>>,
     specs: &BTreeMap<String, BottlerocketShadowSpec>,
+    mut why: Option<&mut BTreeMap<String, Hold>>,
 ) -> Vec<(&'a ObservedShadow, &'a str)> {
     let mut holder_names = holders.keys().peekable();
+    let mut hold = |sh: &ObservedShadow, h: Hold| {
+        if let Some(w) = why.as_deref_mut() {
+            w.insert(sh.node.clone(), h);
+        }
+        None
+    };
     with_nodes(obs.shadows, obs.nodes)
         .filter_map(|(sh, node)| {
-            let status = sh.status.as_ref()?;
-            let target = status.offered_version()?;
-            status.slot_requested_at.as_ref()?;
+            // Unmanaged nodes' shadows are not explained.
+            node?;
+            let Some(status) = sh.status.as_ref() else { return hold(sh, Hold::NotReported) };
+            let Some(target) = status.offered_version() else { return hold(sh, Hold::NoNewerVersion) };
             while holder_names.next_if(|h| **h < sh.node.as_str()).is_some() {}
             let holds = holder_names.peek().is_some_and(|h| **h == sh.node.as_str());
-            if !status.current_state.is_resting() || holds {
-                return None;
-            }
             let spec = specs.get(&sh.node).unwrap_or(&sh.spec);
-            if spec.slot.is_some() || !sh.unacked_failure_is_none() {
-                return None;
+            if !status.current_state.is_resting() || holds || spec.slot.is_some() {
+                return hold(sh, Hold::Updating { state: status.current_state.as_str().to_owned() });
+            }
+            if status.slot_requested_at.is_none() {
+                return hold(sh, Hold::NotAsking);
+            }
+            if !sh.unacked_failure_is_none() {
+                return hold(sh, Hold::FailureNotAcknowledged);
             }
             let node = node?;
             let admin_cordon = node.unschedulable && !node.cordoned_by_us;
-            if !node.ready || node.opted_out || (admin_cordon && !settings.update_cordoned_nodes) {
-                return None;
+            if !node.ready {
+                return hold(sh, Hold::NotReady);
+            }
+            if node.opted_out {
+                return hold(sh, Hold::OptedOut);
+            }
+            if admin_cordon && !settings.update_cordoned_nodes {
+                return hold(sh, Hold::AdminCordon);
             }
             Some((sh, target))
         })

@@ -61,6 +61,9 @@ pub(super) fn fill(
     st.nodes_waiting = waiting_u;
     st.managed_nodes = managed;
     st.observed_generation = obs.policy_generation;
+    if settings.published.is_some() {
+        st.leader_defaults.clone_from(&settings.published);
+    }
     st.next_window_start = if obs.window.open {
         None
     } else {

@@ -93,6 +93,9 @@ pub struct Settings {
     pub zones: Option<ZoneLimit>,
     /// The canary of each new version, if configured.
     pub canary: Option<CanarySettings>,
+    /// The leader's flags, written into the status for tools
+    /// (`status.leaderDefaults`); `None`: left as it is.
+    pub published: Option<model::policy::LeaderDefaults>,
 }
 
 /// How each new version is canaried (docs/protocol.md section 6, canary).

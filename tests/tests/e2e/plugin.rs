@@ -164,3 +164,50 @@ async fn the_plugin_resumes_a_stopped_rollout_and_skips_a_soak() {
     fleet.monitor.assert_clean();
     fleet.stop().await;
 }
+
+/// While paused with every node waiting, `plan` names the pause for each
+/// node and gives the order they will be served in; `explain` says the
+/// same of one node with its host's offer. Resumed, the leader grants in
+/// exactly that order (one slot: one node at a time), and `status` then
+/// has an ETA from the walks it measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_names_what_holds_each_node_and_predicts_the_grant_order() {
+    let fleet = Fleet::start("plugin-plan", FleetOptions { nodes: 4, slots: 1, ..Default::default() }).await.unwrap();
+    let nodes: Vec<String> = fleet.hosts.hosts().iter().map(|h| h.name().to_owned()).collect();
+    fleet.wait_reported(T).await;
+    ok(&fleet, &["pause"]).await;
+    fleet.hosts.publish("1.21.0");
+    let plan: kubectl_brupop::plan::PlanReport = wait_for("plan to queue all four nodes", T, || async {
+        let out = ok(&fleet, &["plan", "-o", "json"]).await;
+        let p: kubectl_brupop::plan::PlanReport = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
+        if p.queue.len() == 4 { Ok(p) } else { Err(out) }
+    })
+    .await;
+    assert_eq!(plan.phase, "Paused");
+    assert!(plan.granted.is_empty(), "{plan:?}");
+    for h in &plan.held {
+        assert_eq!(h.why, "grants do not run: Paused", "{plan:?}");
+    }
+    let text = ok(&fleet, &["plan"]).await;
+    assert!(text.contains("Queue (serving order):") && text.contains("grants do not run: Paused"), "{text}");
+    let out = ok(&fleet, &["explain", &nodes[1]]).await;
+    for want in ["state: Idle on 1.20.0", "offered: 1.21.0", "now: grants do not run: Paused"] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    let (ok_, _, err) = brupop(&fleet, &["explain", "no-such-node"]).await;
+    assert!(!ok_ && err.contains("no node no-such-node"), "{err}");
+    ok(&fleet, &["resume"]).await;
+    fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
+    let order: Vec<String> = fleet.monitor.grant_log().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(order, plan.queue, "the leader granted in the planned order");
+    // Nothing left: no ETA; the walks were measured.
+    let s = status(&fleet).await;
+    assert_eq!(s.eta, None, "{s:?}");
+    let policy = fleet.policy().await.unwrap().status.unwrap();
+    assert_eq!(policy.recent_walks.len(), 4, "{:?}", policy.recent_walks);
+    assert!(policy.leader_defaults.is_some());
+    let out = ok(&fleet, &["plan"]).await;
+    assert!(out.contains("no node waits for a slot") && out.contains("no newer version offered"), "{out}");
+    fleet.monitor.assert_clean();
+    fleet.stop().await;
+}

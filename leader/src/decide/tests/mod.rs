@@ -36,6 +36,7 @@ fn settings() -> Settings {
         alert_gate: None,
         zones: None,
         canary: None,
+        published: None,
     }
 }
 
@@ -201,6 +202,23 @@ impl World {
     /// Every Node of the cluster: the managed ones and the others.
     fn all_nodes(&self) -> BTreeSet<String> {
         self.nodes.keys().cloned().chain(self.unmanaged.iter().cloned()).collect()
+    }
+
+    fn explain(&self, settings: &Settings) -> (Plan, Explanation) {
+        explain(
+            Observed {
+                now: self.now,
+                nodes: &self.nodes,
+                all_nodes: &self.all_nodes(),
+                shadows: &self.shadows,
+                slots: &self.slots,
+                policy: Some(&self.policy),
+                policy_generation: Some(1),
+                window: self.window,
+                gate: self.gate.as_ref(),
+            },
+            settings,
+        )
     }
 
     fn decide(&self, settings: &Settings) -> Plan {
@@ -560,6 +578,7 @@ fn only_the_nodes_served_now_are_ordered_and_they_are_the_first_in_full_order() 
 
 mod calendar;
 mod canary;
+mod explain;
 mod failures;
 mod gate;
 mod ledger;

@@ -216,4 +216,19 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn explaining_a_pass_never_changes_what_it_decides((w, settings) in world()) {
+        let (plan, why) = w.explain(&settings);
+        prop_assert_eq!(&plan, &w.decide(&settings));
+        // Every managed node is granted, next in the queue, or held, and a
+        // node granted is not held.
+        for node in w.nodes.keys() {
+            let granted = why.granted.iter().any(|(n, _)| n == node);
+            let queued = why.queue.contains(node);
+            let held = why.held.get(node);
+            prop_assert!(granted || queued || held.is_some(), "{node} is not explained: {why:?}");
+            prop_assert!(!(granted && held.is_some()), "{node} granted and held: {why:?}");
+        }
+    }
 }

@@ -127,6 +127,7 @@ fn defaults() -> Defaults {
         windows: vec![],
         slot_lease_duration: Duration::from_secs(120),
         max_slot_hold: Duration::from_secs(5400),
+        node_selector: String::new(),
     }
 }
 
