@@ -68,6 +68,7 @@ impl fmt::Display for Hold {
             Hold::NotReported => write!(f, "its agent has not reported (no shadow status)"),
             Hold::NoNewerVersion => write!(f, "no newer version offered by its host"),
             Hold::NotAsking => write!(f, "a newer version is offered, but its agent is not asking for a slot"),
+            Hold::Updating { state } if state == "Idle" => write!(f, "granted: its walk is starting"),
             Hold::Updating { state } => write!(f, "updating ({state})"),
             Hold::FailureNotAcknowledged => write!(f, "its last failure is not yet acknowledged by the leader"),
             Hold::NotReady => write!(f, "not Ready"),

@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use model::ShadowState;
 use model::policy::Phase;
-use model::{FailureReason, ShadowState};
 use tests::harness::{Fleet, FleetOptions};
 use tests::hostsim::{CommandKind, Fault, Timings};
 use tests::timeline::{Mark, Timeline, mark};
@@ -196,8 +196,15 @@ async fn main() -> anyhow::Result<()> {
     let mut walk_requests = WalkRequests::default();
     let outcome = loop {
         let shadows = fleet.shadows().await;
-        let policy = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
-        let slots = fleet.slots().await;
+        let policy_obj = fleet.policy().await;
+        let policy = policy_obj.as_ref().and_then(|p| p.status.clone()).unwrap_or_default();
+        let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+            kube::Api::namespaced(fleet.client().clone(), &fleet.ns);
+        let leases = leases.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+        // The rollout as `kubectl brupop status` shows it (one rendering).
+        let status = policy_obj
+            .as_ref()
+            .map(|p| kubectl_brupop::StatusReport::new(&fleet.ns, p, &leases, &shadows).text(jiff::Timestamp::now()));
         let mut counts: BTreeMap<Mark, usize> = BTreeMap::new();
         for s in &shadows {
             let m = mark(s, &args.release);
@@ -219,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .filter(|s| !faulty.contains_key(s.node_name().unwrap_or("")))
             .all(|s| mark(s, &args.release) == Mark::Updated);
-        let view = render(&args, &fleet, &counts, updated, &policy, &slots, published.elapsed());
+        let view = render(&args, &fleet, &counts, updated, status.as_deref().unwrap_or(""), published.elapsed());
         if tty {
             print!("\x1b[H\x1b[2J{view}");
             let _ = std::io::stdout().flush();
@@ -287,8 +294,7 @@ fn render(
     fleet: &Fleet,
     counts: &BTreeMap<Mark, usize>,
     updated: usize,
-    policy: &model::UpdatePolicyStatus,
-    slots: &[(String, Option<String>)],
+    status: &str,
     elapsed: Duration,
 ) -> String {
     let n = fleet.nodes.len().max(1);
@@ -306,7 +312,7 @@ fn render(
     ));
     out.push_str(&format!("[{}{}] {updated}/{n} updated\n", "#".repeat(filled), ".".repeat(width - filled)));
     out.push_str(&format!(
-        "waiting {}  staged/draining/rebooting {}  rebooted {}  monitoring {}  failed {}  updated {}\n",
+        "waiting {}  staged/draining/rebooting {}  rebooted {}  monitoring {}  failed {}  updated {}\n\n",
         c(Mark::Waiting),
         c(Mark::Staged),
         c(Mark::Rebooted),
@@ -314,24 +320,11 @@ fn render(
         c(Mark::Failed),
         c(Mark::Updated)
     ));
-    let held: Vec<String> = slots
-        .iter()
-        .map(|(s, h)| format!("{}:{}", s.trim_start_matches("brupop-"), h.as_deref().unwrap_or("-")))
-        .collect();
-    out.push_str(&format!("slots  {}\n", held.join("  ")));
-    out.push_str(&format!("rollout  {}: {}\n", policy.phase.as_str(), policy.message));
-    let mut failures: BTreeMap<FailureReason, Vec<String>> = BTreeMap::new();
-    for f in &policy.recent_failures {
-        failures.entry(f.reason).or_default().push(f.node.clone());
-    }
-    if !failures.is_empty() {
-        let text: Vec<String> =
-            failures.iter().map(|(r, nodes)| format!("{r} x{} ({})", nodes.len(), nodes.join(", "))).collect();
-        out.push_str(&format!("failures  {}\n", text.join("; ")));
-    }
+    out.push_str(status);
     out.push_str(&format!(
-        "\nkubectl: export KUBECONFIG={}; kubectl -n {} get brs,leases,updatepolicy\n",
+        "\nkubectl: export KUBECONFIG={}; kubectl -n {} get brs,leases,updatepolicy; kubectl brupop -n {} status\n",
         args.kubeconfig.display(),
+        fleet.ns,
         fleet.ns
     ));
     out
