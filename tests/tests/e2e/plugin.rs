@@ -136,6 +136,8 @@ async fn the_plugin_resumes_a_stopped_rollout_and_skips_a_soak() {
     assert_eq!(stopped.recent_failures.len(), 1, "{stopped:?}");
     let text = ok(&fleet, &["status"]).await;
     assert!(text.contains("Canary 1.21.0: Failed") && text.contains("PrepareFailed"), "{text}");
+    let text = ok(&fleet, &["plan"]).await;
+    assert!(text.contains("Phase: Stopped") && text.contains("grants do not run: Stopped"), "{text}");
     let hist = wait_for("history to show the canary's failure", T, || async {
         let out = ok(&fleet, &["history"]).await;
         if out.contains("CanaryFailed") && out.contains("PrepareFailed") { Ok(out) } else { Err(out) }
@@ -157,6 +159,17 @@ async fn the_plugin_resumes_a_stopped_rollout_and_skips_a_soak() {
     .await;
     assert_eq!(soaking.phase, Phase::Running.as_str());
     assert!(ok(&fleet, &["status"]).await.contains("Canary 1.21.0: Soaking until"));
+    // The plan names the soak for the nodes it holds, and grants nothing.
+    let plan: kubectl_brupop::plan::PlanReport =
+        serde_json::from_str(&ok(&fleet, &["plan", "-o", "json"]).await).unwrap();
+    let soaked: Vec<&str> = plan
+        .held
+        .iter()
+        .filter(|h| h.why.starts_with("canary of 1.21.0 Soaking until"))
+        .map(|h| h.node.as_str())
+        .collect();
+    // (The node whose canary failed may still be backing off, not asking.)
+    assert!(!soaked.is_empty() && plan.granted.is_empty(), "{plan:?}");
     let out = ok(&fleet, &["skip-soak"]).await;
     assert!(out.contains("spec.canary.skipSoak set to 1.21.0"), "{out}");
     fleet.wait_all(ShadowState::Idle, "1.21.0", T).await;
