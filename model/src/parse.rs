@@ -32,10 +32,15 @@ pub enum Budget {
 }
 
 impl Budget {
-    /// Parses `3` or `10%`. Zero is refused: pausing is its own setting.
+    /// Parses `3` or `10%`, or `unlimited` (the original operator's
+    /// `max_concurrent_updates: unlimited`: every managed node, `100%`).
+    /// Zero is refused: pausing is its own setting.
     pub fn parse(value: &str) -> Result<Budget, ParseError> {
         let err = |why| ParseError::Budget { value: value.to_owned(), why };
         let v = value.trim();
+        if v == "unlimited" {
+            return Ok(Budget::Percent(100));
+        }
         let (digits, percent) = match v.strip_suffix('%') {
             Some(d) => (d, true),
             None => (v, false),
@@ -199,6 +204,9 @@ mod tests {
         assert_eq!(Budget::parse("3"), Ok(Budget::Count(3)));
         assert_eq!(Budget::parse("10%"), Ok(Budget::Percent(10)));
         assert_eq!(Budget::parse("100%"), Ok(Budget::Percent(100)));
+        // The original operator's word for "no limit" carries over.
+        assert_eq!(Budget::parse("unlimited"), Ok(Budget::Percent(100)));
+        assert_eq!(Budget::parse("unlimited").unwrap().slots(7), 7);
         assert_eq!(Budget::from_int_or_string(&IntOrString::Int(5)), Ok(Budget::Count(5)));
         assert_eq!(Budget::from_int_or_string(&IntOrString::String("25%".into())), Ok(Budget::Percent(25)));
     }

@@ -60,8 +60,9 @@ pub const RESUME_REQUEST_MAX_LENGTH: u32 = 256;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct UpdatePolicySpec {
-    /// How many nodes may update at once: a count (`3`, at most 100000) or a
-    /// percentage of managed nodes (`"10%"`, rounded down, never below 1).
+    /// How many nodes may update at once: a count (`3`, at most 100000), a
+    /// percentage of managed nodes (`"10%"`, rounded down, never below 1), or
+    /// `"unlimited"` (the original operator's word: `"100%"`).
     /// Never more slots than managed nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "budget_schema")]
@@ -220,7 +221,7 @@ fn budget_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "x-kubernetes-int-or-string": true,
         "minimum": 1,
         "maximum": MAX_CONCURRENT_UPDATES_LIMIT,
-        "maxLength": 8
+        "maxLength": 9
     })
 }
 
