@@ -60,9 +60,13 @@
 //! when both day-of-month and day-of-week match. The shorthands `@yearly`
 //! (`@annually`), `@monthly`, `@weekly` (Sundays), `@daily` and `@hourly`
 //! are accepted. Times are UTC. Each matching instant opens a window of one
-//! hour ([`DEFAULT_CRON_WINDOW`]; [`Window::parse_with_cron_length`] takes
-//! another length, at least one minute and at most 7 days). A 5-field
-//! crontab line is rejected with a hint to prepend the seconds field.
+//! hour ([`DEFAULT_CRON_WINDOW`]), or as long as a last token `+<duration>`
+//! says (`0 0 23 * * Mon-Fri * +6h`; [`Window::parse_with_cron_length`]
+//! takes another default), at least one minute and at most 7 days. The
+//! original operator instead started at a match and went on until every
+//! waiting node was done; a window as long as the rollout takes is the
+//! nearest equivalent. A 5-field crontab line is rejected with a hint to
+//! prepend the seconds field.
 //!
 //! ## Semantics
 //!
@@ -169,9 +173,20 @@ impl FromStr for Window {
 impl Window {
     /// Parses one window; a cron expression opens windows of `cron_length`.
     pub fn parse_with_cron_length(spec: &str, cron_length: SignedDuration) -> Result<Window, WindowError> {
-        let tokens: Vec<&str> = spec.split_whitespace().collect();
-        let cronish =
-            tokens.first().is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit() || c == '*' || c == '?'));
+        let mut tokens: Vec<&str> = spec.split_whitespace().collect();
+        let cronish = tokens
+            .first()
+            .is_some_and(|t| t.starts_with('@') || t.starts_with(|c: char| c.is_ascii_digit() || c == '*' || c == '?'));
+        // A cron expression may end in `+<duration>`: each match opens a
+        // window that long instead of `cron_length`.
+        let mut cron_length = cron_length;
+        if cronish && tokens.len() >= 2 && tokens.last().is_some_and(|t| t.starts_with('+')) {
+            let suffix = tokens.pop().unwrap_or_default();
+            cron_length = parse_length(&suffix[1..]).map_err(|reason| WindowError::Cron {
+                value: spec.to_string(),
+                reason: format!("window length `{suffix}`: {reason}"),
+            })?;
+        }
         match tokens.as_slice() {
             [] => Err(WindowError::Empty),
             [short] if short.starts_with('@') => cron::parse(spec, &tokens, cron_length).map(|c| Window(Kind::Cron(c))),
@@ -511,10 +526,11 @@ fn check_length(length: SignedDuration) -> Result<(), String> {
 impl fmt::Display for Window {
     /// Canonical text: weekly windows as `<days> <time> <zone>` (e.g.
     /// `Mon-Fri 02:00-05:00 Europe/Berlin`), cron windows as their expression
-    /// with single spaces (a non-default cron length is not shown).
+    /// with single spaces and a non-default length as `+<duration>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = match &self.0 {
-            Kind::Cron(c) => return f.write_str(&c.source),
+            Kind::Cron(c) if c.length == DEFAULT_CRON_WINDOW => return f.write_str(&c.source),
+            Kind::Cron(c) => return write!(f, "{} +{}", c.source, format_length(c.length)),
             Kind::Weekly(w) => w,
         };
         let hhmm = |t: Time| format!("{:02}:{:02}", t.hour(), t.minute());

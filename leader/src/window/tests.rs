@@ -285,6 +285,21 @@ fn cron_window_length_is_a_parser_parameter() {
 }
 
 #[test]
+fn a_cron_window_may_say_how_long_it_lasts() {
+    let w = one("0 0 23 * * Mon-Fri * +6h");
+    // Tuesday 2026-01-13, 23:00 UTC + 6h: open until 05:00 on Wednesday.
+    assert!(w.is_open(at("2026-01-14T04:30Z")));
+    assert!(!w.is_open(at("2026-01-14T05:00Z")));
+    assert_eq!(w.to_string(), "0 0 23 * * Mon-Fri * +6h");
+    assert_eq!(one("0 0 23 * * Mon-Fri * +1h").to_string(), "0 0 23 * * Mon-Fri *");
+    assert!(one("@daily +90m").is_open(at("2026-01-13T01:29Z")));
+    for bad in ["0 0 23 * * * * +30s", "0 0 23 * * * * +8d", "0 0 23 * * * * +soon", "0 0 23 * * * * +"] {
+        let err = Windows::parse_all(&[bad]).unwrap_err();
+        assert!(matches!(err, WindowError::Cron { .. }), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn cron_accepts_month_names_years_and_shorthands() {
     let w = one("0 30 4 1 Jan-Mar * 2027");
     assert_eq!(w.next_start(at("2026-01-01T12:00Z")), Some(at("2027-01-01T04:30Z")));
