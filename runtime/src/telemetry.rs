@@ -27,13 +27,22 @@ impl FromStr for LogFormat {
     }
 }
 
+/// Colours only for a person at a terminal: never in a pod's log (its
+/// stdout is a pipe) nor with `NO_COLOR` set.
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber. The level comes from `RUST_LOG`, default
 /// `info`. Fails if the journal is asked for and cannot be reached.
 pub fn init(format: LogFormat) -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init(),
+        LogFormat::Text => {
+            registry.with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(colours())).try_init()
+        }
         LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true)).try_init(),
         LogFormat::Journald => {
             let layer = tracing_journald::layer().map_err(|e| format!("cannot log to the journal: {e}"))?;
