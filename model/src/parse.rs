@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn bad_budgets_are_refused_naming_the_value() {
-        for bad in ["0", "0%", "101%", "-1", "abc", "", "%", "1.5", "10 %", "99999999999"] {
+        for bad in ["0", "0%", "101%", "-1", "abc", "", "%", "1.5", "10 %", "99999999999", "99999999%"] {
             let err = Budget::parse(bad).expect_err(bad).to_string();
             assert!(err.starts_with(&format!("{bad:?} is not an update budget")), "{bad}: {err}");
         }

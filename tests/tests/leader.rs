@@ -318,12 +318,13 @@ async fn hostile_update_policies_are_applied_or_invalid_and_never_flood_or_stop_
         }
     })
     .await;
-    // Beyond the bounds: the API server refuses the write, naming the field.
+    // Beyond the bounds: the API server refuses the write, naming the field
+    // (a string longer than the longest budget, "unlimited").
     let policies = Api::<UpdatePolicy>::namespaced(fleet.client().clone(), &fleet.ns);
     let pp = kube::api::PatchParams::default();
     for (field, value) in [
         ("maxConcurrentUpdates", json!(2147483647)),
-        ("maxConcurrentUpdates", json!("99999999%")),
+        ("maxConcurrentUpdates", json!("999999999%")),
         ("maxConsecutiveFailures", json!(5000000000u64)),
     ] {
         let patch = json!({"spec": {field: value}});
