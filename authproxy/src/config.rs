@@ -17,7 +17,7 @@ use runtime::flags::{CommonFlags, duration};
 )]
 pub struct Config {
     /// Address of the HTTPS (mTLS) API for agents.
-    #[arg(long, env = "BRUPOP_LISTEN", default_value = "0.0.0.0:8443")]
+    #[arg(long, env = "BRUPOP_LISTEN", default_value = "[::]:8443")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub common: CommonFlags,

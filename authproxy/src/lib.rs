@@ -82,7 +82,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         request_timeout: cfg.request_timeout,
     });
     let listener =
-        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("--listen {}", cfg.listen))?;
+        runtime::listen::bind(cfg.listen).with_context(|| format!("--listen {}", cfg.listen))?;
     let admin_listener = admin::bind(cfg.common.admin_listen)
         .await
         .with_context(|| format!("--admin-listen {}", cfg.common.admin_listen))?;

@@ -94,9 +94,10 @@ fn answer(req: &Request<Incoming>, registry: &Registry, ready: bool) -> Response
     }
 }
 
-/// Binds the admin port. Separate from [`serve`] so a bad address is reported at start.
+/// Binds the admin port (`[::]` binds both stacks: [`crate::listen`]).
+/// Separate from [`serve`] so a bad address is reported at start.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    crate::listen::bind(addr)
 }
 
 /// Serves until `shutdown` is cancelled, with the default [`AdminLimits`].
@@ -197,9 +198,11 @@ mod tests {
 
     use super::*;
 
+    /// The server as shipped (on `[::]`, both stacks); the address dialled
+    /// is IPv4 loopback, so tests can choose distinct 127.0.x.y peers.
     async fn start(limits: AdminLimits) -> (SocketAddr, CancellationToken) {
-        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = bind(crate::listen::any(0)).await.unwrap();
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, listener.local_addr().unwrap().port()));
         let (tx, ready) = watch::channel(true);
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -294,6 +297,29 @@ mod tests {
         assert_eq!(open, 0.0, "idle connections are closed at the head deadline");
         for s in &mut idle {
             assert!(closed_within(s, Duration::from_secs(1)).await, "every idle connection was closed");
+        }
+        shutdown.cancel();
+    }
+
+    /// The shipped listener answers probes and scrapes over IPv6 and IPv4
+    /// (how it names an IPv4 peer: `listen`'s tests).
+    #[tokio::test]
+    async fn the_admin_port_answers_on_ipv6_and_ipv4_loopback() {
+        let (v4, shutdown) = start(AdminLimits::default()).await;
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v4.port()));
+        for addr in [v6, v4] {
+            let work = async {
+                let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+                s.write_all(b"GET /healthz HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+                    .await
+                    .map_err(|e| format!("write: {e}"))?;
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).await.map_err(|e| format!("read: {e}"))?;
+                Ok::<_, String>(String::from_utf8_lossy(&out).into_owned())
+            };
+            let answer = tokio::time::timeout(Duration::from_secs(5), work).await.expect("an answer within 5s");
+            let answer = answer.unwrap_or_else(|e| panic!("{addr}: {e}"));
+            assert!(answer.starts_with("HTTP/1.1 200"), "{addr}: {answer}");
         }
         shutdown.cancel();
     }

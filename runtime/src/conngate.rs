@@ -178,7 +178,7 @@ pub async fn accept(
         let error = tokio::select! {
             () = shutdown.cancelled() => return None,
             accepted = listener.accept() => match accepted {
-                Ok(a) => return Some(a),
+                Ok((stream, peer)) => return Some((stream, crate::listen::canonical(peer))),
                 Err(e) => e,
             },
         };

@@ -20,7 +20,7 @@ pub struct CommonFlags {
     #[arg(long, env = "BRUPOP_NAMESPACE", default_value = model::names::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Address of the plain-HTTP admin server (/metrics, /healthz, /readyz).
-    #[arg(long, env = "BRUPOP_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "BRUPOP_ADMIN_LISTEN", default_value = "[::]:8080")]
     pub admin_listen: SocketAddr,
     /// Log format: text, json, or journald (the host's journal).
     #[arg(long, env = "BRUPOP_LOG_FORMAT", default_value = "text")]

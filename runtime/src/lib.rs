@@ -5,6 +5,7 @@
 //!   admin address, log format), flattened into each one's clap struct;
 //! - [`client`]: the Kubernetes client as every component builds it
 //!   (`Config::infer`, kube's own retries off, field managers on writes);
+//! - [`listen`]: binding listeners (`[::]` serves IPv6 and IPv4);
 //! - [`admin`]: the plain-HTTP admin server (`/metrics`, `/healthz`, `/readyz`),
 //!   bounded by [`conngate`] (connection caps in all and per peer);
 //! - [`telemetry`]: logging (text, JSON or the journal);
@@ -24,6 +25,7 @@ pub mod client;
 pub mod conngate;
 pub mod events;
 pub mod flags;
+pub mod listen;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -763,3 +763,81 @@ fn every_setting_of_the_original_operator_has_a_row_in_the_readme() {
     let missing: Vec<&String> = settings.iter().filter(|s| !table.contains(&format!("`{s}"))).collect();
     assert!(missing.is_empty(), "README's table of the original's settings lacks {missing:?}");
 }
+
+/// Every address the manifests serve on is `[::]` (both stacks: IPv4-only,
+/// dual-stack and IPv6-only clusters run the same manifest), and parses as
+/// the binaries parse it.
+#[test]
+fn every_listener_the_manifests_configure_binds_both_stacks() {
+    let docs = documents(&manifest()).unwrap();
+    let mut listeners = 0;
+    for doc in &docs {
+        let Some(containers) = doc.pointer("/spec/template/spec/containers").and_then(|c| c.as_array()) else {
+            continue;
+        };
+        for c in containers {
+            for arg in c["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str()) {
+                let Some((flag, value)) = arg.split_once('=') else { continue };
+                if !flag.ends_with("listen") {
+                    continue;
+                }
+                let addr: std::net::SocketAddr = value.parse().unwrap_or_else(|e| panic!("{arg}: {e}"));
+                assert!(
+                    addr.is_ipv6() && addr.ip().is_unspecified(),
+                    "{} {arg}: serve on [::]:PORT (both stacks), not one family",
+                    doc["metadata"]["name"]
+                );
+                listeners += 1;
+            }
+        }
+    }
+    assert_eq!(listeners, 4, "the leader's, the agent's and the authproxy's admin ports and the authproxy's API");
+}
+
+/// The Dockerfile builds, for amd64 and for arm64, every binary the
+/// manifests run, from packages and a profile that exist here. (No container
+/// daemon or aarch64 toolchain is on these machines: checked statically.)
+#[test]
+fn the_dockerfile_builds_every_binary_the_manifests_run_for_amd64_and_arm64() {
+    let root = deploy_dir().parent().unwrap().to_path_buf();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    // The architecture comes from the build platform, not a fixed triple.
+    assert!(dockerfile.contains("ARG TARGETARCH"), "the build stage reads TARGETARCH");
+    assert!(dockerfile.contains("--platform linux/amd64,linux/arm64"), "the buildx command is documented");
+    let mut triples = BTreeSet::new();
+    for (arch, triple) in [("amd64", "x86_64-unknown-linux-musl"), ("arm64", "aarch64-unknown-linux-musl")] {
+        let line = dockerfile
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{arch})")))
+            .unwrap_or_else(|| panic!("no case for TARGETARCH {arch}"));
+        assert!(line.contains(triple), "{arch} builds {triple}: {line}");
+        triples.insert(triple);
+    }
+    // Those triples are targets rustc knows.
+    let known = Command::new("rustc").args(["--print", "target-list"]).output().unwrap();
+    let known = String::from_utf8_lossy(&known.stdout).into_owned();
+    for t in &triples {
+        assert!(known.lines().any(|l| l == *t), "rustc has no target {t}");
+    }
+    // The profile it builds with exists.
+    let cargo_toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let profile = dockerfile.split("--profile ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap();
+    assert!(cargo_toml.contains(&format!("[profile.{profile}]")), "no profile {profile} in Cargo.toml");
+    // Every binary a manifest runs is built (-p), copied out of that
+    // profile's directory and into the image's root.
+    let docs = documents(&manifest()).unwrap();
+    let commands: BTreeSet<String> = docs
+        .iter()
+        .filter_map(|d| d.pointer("/spec/template/spec/containers").and_then(|c| c.as_array()))
+        .flatten()
+        .map(|c| c["command"][0].as_str().unwrap().trim_start_matches('/').to_owned())
+        .collect();
+    assert_eq!(commands.len(), 3, "{commands:?}");
+    let copy = dockerfile.lines().find(|l| l.starts_with("COPY --from=build")).expect("the run stage copies the binaries");
+    for bin in &commands {
+        assert!(root.join(bin).join("Cargo.toml").exists(), "no package {bin} in the workspace");
+        assert!(dockerfile.contains(&format!("-p {bin}")), "the image does not build {bin}");
+        assert!(dockerfile.contains(&format!("\"target/$T/{profile}/{bin}\"")), "the image does not copy {bin} out");
+        assert!(copy.contains(&format!("/out/{bin}")), "the run stage does not copy {bin}: {copy}");
+    }
+}
