@@ -833,7 +833,8 @@ fn the_dockerfile_builds_every_binary_the_manifests_run_for_amd64_and_arm64() {
         .map(|c| c["command"][0].as_str().unwrap().trim_start_matches('/').to_owned())
         .collect();
     assert_eq!(commands.len(), 3, "{commands:?}");
-    let copy = dockerfile.lines().find(|l| l.starts_with("COPY --from=build")).expect("the run stage copies the binaries");
+    let copy =
+        dockerfile.lines().find(|l| l.starts_with("COPY --from=build")).expect("the run stage copies the binaries");
     for bin in &commands {
         assert!(root.join(bin).join("Cargo.toml").exists(), "no package {bin} in the workspace");
         assert!(dockerfile.contains(&format!("-p {bin}")), "the image does not build {bin}");
