@@ -47,6 +47,10 @@ pub struct Config {
     /// ServiceAccount the agent DaemonSet runs as; only its tokens are accepted.
     #[arg(long, env = "BRUPOP_AGENT_SERVICE_ACCOUNT", default_value = "brupop-agent")]
     pub agent_service_account: String,
+    /// Label selector of the nodes this installation manages (as the
+    /// leader's): a shadow is created only for a node it matches.
+    #[arg(long, env = "BRUPOP_NODE_SELECTOR", default_value = "bottlerocket.aws/updater-interface-version=2.0.0")]
+    pub node_selector: String,
     /// Longest renewal of a slot Lease (the longest step, a reboot, must fit).
     #[arg(long, env = "BRUPOP_MAX_SLOT_LEASE", default_value = "15m", value_parser = duration)]
     pub max_slot_lease: Duration,
@@ -109,6 +113,7 @@ impl Config {
     /// Checks what clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         self.common.validate()?;
+        model::selector::parse(&self.node_selector).map_err(|e| format!("--node-selector: {e}"))?;
         if self.max_slot_lease < Duration::from_secs(10) {
             return Err(format!("--max-slot-lease {:?} is too short (at least 10s)", self.max_slot_lease));
         }

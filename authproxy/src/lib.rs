@@ -72,17 +72,23 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         metrics.clone(),
     );
     let instance = std::env::var("POD_NAME").ok();
+    let selector = model::selector::parse(&cfg.node_selector).map_err(|e| anyhow::anyhow!("--node-selector: {e}"))?;
     let app = Arc::new(app::App {
         auth,
-        cluster: ops::Cluster::new(client.clone(), cfg.common.namespace.clone(), cfg.max_slot_lease, instance),
+        cluster: ops::Cluster::new(
+            client.clone(),
+            cfg.common.namespace.clone(),
+            cfg.max_slot_lease,
+            (cfg.node_selector.clone(), selector),
+            instance,
+        ),
         evict_client: client,
         limiter: app::RateLimiter::new(cfg.rate_limit),
         peer_limiter: app::RateLimiter::new(cfg.peer_rate_limit),
         metrics: metrics.clone(),
         request_timeout: cfg.request_timeout,
     });
-    let listener =
-        runtime::listen::bind(cfg.listen).with_context(|| format!("--listen {}", cfg.listen))?;
+    let listener = runtime::listen::bind(cfg.listen).with_context(|| format!("--listen {}", cfg.listen))?;
     let admin_listener = admin::bind(cfg.common.admin_listen)
         .await
         .with_context(|| format!("--admin-listen {}", cfg.common.admin_listen))?;

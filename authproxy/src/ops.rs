@@ -37,6 +37,10 @@ pub enum OpError {
     NoSuchSlot(String),
     #[error("node {0} does not exist")]
     NoSuchNode(String),
+    #[error(
+        "node {0} does not match the node selector ({1}): it is not managed, so it gets no shadow; label it to manage it"
+    )]
+    NotManaged(String, String),
     #[error("node {0} has no BottlerocketShadow yet: report status first")]
     NoShadow(String),
     #[error("nothing to request: the node is updating or has no update available")]
@@ -55,6 +59,7 @@ impl OpError {
             OpError::Slot(r) => (409, r.reason()),
             OpError::NoSuchSlot(_) => (404, "NoSuchSlot"),
             OpError::NoSuchNode(_) => (404, "NoSuchNode"),
+            OpError::NotManaged(..) => (409, "NotManaged"),
             OpError::NoShadow(_) => (409, "NoShadow"),
             OpError::NothingToRequest => (409, "NothingToRequest"),
             OpError::Contended(_) => (409, "Conflict"),
@@ -77,6 +82,8 @@ pub struct Cluster {
     client: kube::Client,
     namespace: String,
     max_slot_lease: Duration,
+    /// `--node-selector`: a shadow is created only for a Node it matches.
+    node_selector: (String, Vec<model::selector::Requirement>),
     recorder: Events,
 }
 
@@ -87,9 +94,15 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    pub fn new(client: kube::Client, namespace: String, max_slot_lease: Duration, instance: Option<String>) -> Self {
+    pub fn new(
+        client: kube::Client,
+        namespace: String,
+        max_slot_lease: Duration,
+        node_selector: (String, Vec<model::selector::Requirement>),
+        instance: Option<String>,
+    ) -> Self {
         let recorder = Events::new(client.clone(), managers::AUTHPROXY, instance);
-        Cluster { client, namespace, max_slot_lease, recorder }
+        Cluster { client, namespace, max_slot_lease, node_selector, recorder }
     }
 
     fn shadows(&self) -> Api<BottlerocketShadow> {
@@ -127,7 +140,10 @@ impl Cluster {
 
     // === shadow status ===
 
-    /// Creates the node's shadow (ownerReference to its Node) if missing.
+    /// Creates the node's shadow (ownerReference to its Node) if missing,
+    /// only for a Node the node selector matches: the leader deletes the
+    /// shadow of a node that left it, and an agent still running there (its
+    /// DaemonSet pod not yet gone) must not bring it back.
     async fn shadow_or_create(&self, node: &str) -> Result<BottlerocketShadow, OpError> {
         let name = names::shadow_name(node);
         if let Some(s) = self.shadows().get_opt(&name).await.map_err(kube("reading the shadow"))? {
@@ -135,6 +151,10 @@ impl Cluster {
         }
         let node_obj = self.nodes().get_opt(node).await.map_err(kube("reading the node"))?;
         let node_obj = node_obj.ok_or_else(|| OpError::NoSuchNode(node.to_owned()))?;
+        let labels = node_obj.metadata.labels.clone().unwrap_or_default();
+        if !model::selector::matches(&self.node_selector.1, &labels) {
+            return Err(OpError::NotManaged(node.to_owned(), self.node_selector.0.clone()));
+        }
         let mut shadow = BottlerocketShadow::new(&name, BottlerocketShadowSpec::default());
         shadow.metadata.namespace = Some(self.namespace.clone());
         shadow.metadata.labels = Some(

@@ -60,8 +60,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let (leading, election_task) = election::spawn(leases, election_cfg, election_stop.clone());
     tracing::info!(%identity, namespace = %cfg.common.namespace, node_selector = %cfg.node_selector, "leader started; waiting to lead");
     let gate = gate::spawn(metrics.clone(), shutdown.clone());
-    let actor =
-        act::Actor::new(client, cfg.common.namespace.clone(), shared.clone(), leading.clone(), identity, metrics);
+    let selector = model::selector::parse(&cfg.node_selector).map_err(|e| anyhow::anyhow!("--node-selector: {e}"))?;
+    let actor = act::Actor::new(
+        client,
+        cfg.common.namespace.clone(),
+        selector,
+        shared.clone(),
+        leading.clone(),
+        identity,
+        metrics,
+    );
     let defaults = settings::Defaults {
         budget: cfg.max_concurrent_updates,
         failure_backoff: cfg.failure_backoff,

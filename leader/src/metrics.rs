@@ -37,6 +37,7 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// Slots held without a grant in the ledger, cleared.
     pub revoked: IntCounter,
+    pub shadows_removed: IntCounter,
     /// Failures reported by nodes without a grant (never halting), by reason.
     pub ungranted_failures: IntCounterVec,
     /// 1 while the alert gate holds new grants.
@@ -122,6 +123,11 @@ impl Metrics {
             "Slots found held without a grant in the leader's ledger, and cleared",
         )
         .expect("valid metric");
+        let shadows_removed = IntCounter::new(
+            "brupop_unmanaged_shadows_removed_total",
+            "Shadows deleted because their Node left the node selector (its opt-in label removed) and held no slot",
+        )
+        .expect("valid metric");
         let ungranted_failures = IntCounterVec::new(
             Opts::new(
                 "brupop_ungranted_failures_total",
@@ -165,6 +171,7 @@ impl Metrics {
             Box::new(reboots_pending.clone()),
             Box::new(errors.clone()),
             Box::new(revoked.clone()),
+            Box::new(shadows_removed.clone()),
             Box::new(ungranted_failures.clone()),
             Box::new(alert_gate_blocking.clone()),
             Box::new(alert_gate_checks.clone()),
@@ -192,6 +199,7 @@ impl Metrics {
             reboots_pending,
             errors,
             revoked,
+            shadows_removed,
             ungranted_failures,
             alert_gate_blocking,
             alert_gate_checks,

@@ -51,6 +51,7 @@ async fn two_leaders_racing_for_one_slot_never_both_succeed() {
         let actor = Actor::new(
             api.client.clone(),
             ns.clone(),
+            model::selector::parse("bottlerocket.aws/updater-interface-version=2.0.0").unwrap(),
             shared,
             leading,
             who.to_owned(),
@@ -378,10 +379,11 @@ async fn hostile_update_policies_are_applied_or_invalid_and_never_flood_or_stop_
 }
 
 /// The leader reads no unmanaged Node per pass: it knows which Nodes exist
-/// from a metadata watch, keeps the shadow of a Node that merely left the
-/// selector, and deletes the shadow of a deleted Node when the watch says so.
+/// from a metadata watch; it deletes the shadow of a Node that left the
+/// selector (one read confirms it) and of a deleted Node when the watch says
+/// so; an unmanaged Node without a shadow then costs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unmanaged_nodes_cost_no_reads_per_pass_and_a_deleted_nodes_shadow_goes() {
+async fn unmanaged_nodes_cost_no_reads_per_pass_and_their_shadows_go() {
     let fleet = Fleet::start("leader-node-reads", FleetOptions { nodes: 3, agents: false, ..Default::default() })
         .await
         .unwrap();
@@ -391,20 +393,39 @@ async fn unmanaged_nodes_cost_no_reads_per_pass_and_a_deleted_nodes_shadow_goes(
         sh.metadata.namespace = Some(fleet.ns.clone());
         shadows.create(&PostParams::default(), &sh).await.unwrap();
     }
-    let gone = fleet.nodes[0].clone();
-    // The node leaves the selector (its fleet label goes); it still exists.
+    let status = || async { fleet.policy().await.and_then(|p| p.status).unwrap_or_default() };
+    wait_for("the leader to manage three nodes", T, || async {
+        let st = status().await;
+        if st.managed_nodes == 3 { Ok(()) } else { Err(format!("{st:?}")) }
+    })
+    .await;
+    let leader_user = format!("system:serviceaccount:{}:brupop-leader", fleet.ns);
+    let node_gets = || fleet.api.sim().map(|s| s.request_log().count_by("get", "nodes", &leader_user));
+    let shadow_gone = |node: String| {
+        let shadows = shadows.clone();
+        async move {
+            match shadows.get_opt(&names::shadow_name(&node)).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    };
+    // A node leaves the selector (its fleet label goes); it still exists.
+    let left = fleet.nodes[0].clone();
+    let start = node_gets();
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(fleet.client().clone());
     let unlabel = json!({"metadata": {"labels": {"brupop-test": null}}});
-    nodes.patch(&gone, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&unlabel)).await.unwrap();
-    let status = || async { fleet.policy().await.and_then(|p| p.status).unwrap_or_default() };
+    nodes.patch(&left, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&unlabel)).await.unwrap();
+    wait_for("the node that left the selector to lose its shadow", T, || shadow_gone(left.clone())).await;
     wait_for("the leader to manage two nodes", T, || async {
         let st = status().await;
         if st.managed_nodes == 2 { Ok(()) } else { Err(format!("{st:?}")) }
     })
     .await;
-    let leader_user = format!("system:serviceaccount:{}:brupop-leader", fleet.ns);
-    let node_gets = || fleet.api.sim().map(|s| s.request_log().count_by("get", "nodes", &leader_user));
     let before = node_gets();
+    if let (Some(start), Some(before)) = (start, before) {
+        assert!(before - start <= 1, "one read to confirm it left, got {}", before - start);
+    }
     // Ten passes, each one seen in the status.
     for i in 0..10 {
         let paused = i % 2 == 0;
@@ -421,20 +442,15 @@ async fn unmanaged_nodes_cost_no_reads_per_pass_and_a_deleted_nodes_shadow_goes(
         let all = fleet.api.sim().unwrap().request_log();
         assert!(all.by_user(&leader_user) > 0, "the leader is {leader_user}");
     }
-    assert!(shadows.get_opt(&names::shadow_name(&gone)).await.unwrap().is_some(), "an existing Node keeps its shadow");
-    // Deleted, its shadow goes (from the watch's delete event).
+    assert!(shadows.get_opt(&names::shadow_name(&left)).await.unwrap().is_none(), "no shadow came back");
+    // A deleted Node's shadow goes (from the watch's delete event).
+    let gone = fleet.nodes[1].clone();
     nodes.delete(&gone, &Default::default()).await.unwrap();
-    wait_for("the deleted Node's shadow to go", T, || async {
-        match shadows.get_opt(&names::shadow_name(&gone)).await {
-            Ok(None) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    wait_for("the deleted Node's shadow to go", T, || shadow_gone(gone.clone())).await;
     if let (Some(before), Some(after)) = (before, node_gets()) {
         assert!(after - before <= 1, "one read to confirm the deletion, got {}", after - before);
     }
     let kept = fleet.shadows().await.len();
-    assert_eq!(kept, 2, "the managed nodes keep theirs");
+    assert_eq!(kept, 1, "the managed node keeps its own");
     fleet.stop().await;
 }

@@ -37,6 +37,8 @@ use error::conflict;
 pub struct Actor {
     client: kube::Client,
     namespace: String,
+    /// `--node-selector`, parsed: which Nodes this installation manages.
+    node_selector: Vec<model::selector::Requirement>,
     shared: Arc<Shared>,
     leading: watch::Receiver<bool>,
     recorder: Events,
@@ -84,6 +86,7 @@ impl Actor {
     pub fn new(
         client: kube::Client,
         namespace: String,
+        node_selector: Vec<model::selector::Requirement>,
         shared: Arc<Shared>,
         leading: watch::Receiver<bool>,
         identity: String,
@@ -93,6 +96,7 @@ impl Actor {
         Actor {
             client,
             namespace,
+            node_selector,
             shared,
             leading,
             recorder,
@@ -426,6 +430,37 @@ impl Actor {
                 {
                     match self.shadows().delete(&names::shadow_name(node), &DeleteParams::default()).await {
                         Ok(_) => tracing::info!(%node, "deleted the shadow of a node that no longer exists"),
+                        Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                        Err(e) => return Err(ActError::DeleteShadow { node: node.clone(), source: e }),
+                    }
+                    self.shared.forget_shadow(node);
+                }
+            }
+            Action::DeleteShadowIfUnmanaged { node } => {
+                // One read confirms the Node still does not match (one
+                // labelled again since keeps its shadow; one gone loses it).
+                let nodes: Api<Node> = Api::all(self.client.clone());
+                let current = nodes
+                    .get_metadata_opt(node)
+                    .await
+                    .map_err(|e| ActError::ReadNode { node: node.clone(), source: e })?;
+                let labels = current.as_ref().and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
+                if current.is_none() || !model::selector::matches(&self.node_selector, &labels) {
+                    self.check_leading()?;
+                    match self.shadows().delete(&names::shadow_name(node), &DeleteParams::default()).await {
+                        Ok(_) => {
+                            tracing::info!(%node, "deleted the shadow of a node that left the node selector");
+                            self.metrics.shadows_removed.inc();
+                            // On the UpdatePolicy (the leader writes Events in
+                            // its namespace only): `kubectl describe updatepolicy`.
+                            if let Some(policy) = self.shared.with(|s| s.policy.clone()) {
+                                let note = format!(
+                                    "{node} no longer matches the node selector (its opt-in label was removed) and holds no slot: its shadow {} is deleted; label it again to manage it again",
+                                    names::shadow_name(node)
+                                );
+                                self.event(&policy, EventType::Normal, "NodeUnmanaged", note);
+                            }
+                        }
                         Err(kube::Error::Api(s)) if s.is_not_found() => {}
                         Err(e) => return Err(ActError::DeleteShadow { node: node.clone(), source: e }),
                     }

@@ -308,7 +308,9 @@ impl<'a, 's> Pass<'a, 's> {
                 continue;
             };
             let shadow = obs.shadows.get(holder);
-            if shadow.is_none() && !obs.nodes.contains_key(holder) {
+            // (A Node that exists but left the selector keeps the slot until
+            // it is released or expires: its walk finishes or is undone.)
+            if shadow.is_none() && !obs.nodes.contains_key(holder) && !obs.all_nodes.contains(holder) {
                 self.free(slot, holder);
                 continue;
             }
@@ -359,8 +361,21 @@ impl<'a, 's> Pass<'a, 's> {
     }
 
     /// An expired slot is counted (`SlotExpired`, keyed by slot, holder and
-    /// acquisition) before it is cleared.
+    /// acquisition) before it is cleared; unless its node left the selector
+    /// (a person took it out of the rollout, and the DaemonSet removed its
+    /// agent): reclaimed and its cordon lifted, but not a failure.
     fn reclaim(&mut self, slot: &'a ObservedSlot, holder: &str) {
+        if !self.obs.nodes.contains_key(holder) && self.obs.all_nodes.contains(holder) {
+            self.actions.push(Action::Reclaim {
+                slot: slot.name.clone(),
+                holder: holder.to_owned(),
+                resource_version: slot.resource_version.clone(),
+                reason: FailureReason::SlotExpired,
+                lift_cordon: !self.reboot_pending(holder),
+            });
+            self.unavailable.insert(&slot.name);
+            return;
+        }
         let acquired = slot.acquired.map(|t| t.to_string()).unwrap_or_default();
         let key = expiry_key(&slot.name, holder, &acquired);
         self.keep_keys.insert(key.clone());
@@ -428,14 +443,22 @@ impl<'a, 's> Pass<'a, 's> {
         }
     }
 
-    /// Rule 5: the shadow of a node no longer managed is deleted once its
-    /// Node is gone (not among all the cluster's Nodes), after which a slot
-    /// it held is freed (rule 3). A Node that exists but is not managed
-    /// keeps its shadow, and costs nothing per pass.
+    /// Rule 5: the shadow of a node no longer managed is deleted. Once its
+    /// Node is gone (not among all the cluster's Nodes) at once, after
+    /// which a slot it held is freed (rule 3). A Node that exists but left
+    /// the selector (its opt-in label removed) keeps its shadow while it
+    /// holds a slot, expired or not: the walk under way finishes (its agent
+    /// releases the slot) or is undone (the slot expires and is reclaimed,
+    /// its cordon lifted, not counted: rule 3); then the shadow goes.
     fn forget_unmanaged_shadows(&mut self) {
         for (sh, node) in with_nodes(self.obs.shadows, self.obs.nodes) {
-            if node.is_none() && !self.obs.all_nodes.contains(&sh.node) {
+            if node.is_some() {
+                continue;
+            }
+            if !self.obs.all_nodes.contains(&sh.node) {
                 self.actions.push(Action::DeleteShadowIfNodeGone { node: sh.node.clone() });
+            } else if !self.holders.contains_key(sh.node.as_str()) {
+                self.actions.push(Action::DeleteShadowIfUnmanaged { node: sh.node.clone() });
             }
         }
     }

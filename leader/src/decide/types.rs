@@ -258,6 +258,10 @@ pub enum Action {
     /// writer confirms with one read: a Node the watch has not shown yet
     /// keeps its shadow).
     DeleteShadowIfNodeGone { node: String },
+    /// Delete the shadow of a node that exists but no longer matches the
+    /// node selector and holds no slot (the writer confirms with one read of
+    /// the Node: one labelled again since keeps its shadow).
+    DeleteShadowIfUnmanaged { node: String },
 }
 
 impl Action {

@@ -250,6 +250,8 @@ impl Fleet {
             AGENT_SA.into(),
             "--token-audience".into(),
             AUDIENCE.into(),
+            "--node-selector".into(),
+            selector.clone(),
         ];
         ap_args.extend(flags(&opts.authproxy_args));
         let mut full_args: BTreeMap<String, Vec<String>> = BTreeMap::new();

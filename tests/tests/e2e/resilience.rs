@@ -273,3 +273,97 @@ async fn node_deleted_mid_update() {
     fleet.monitor.assert_clean();
     fleet.stop().await;
 }
+
+/// Sets (`Some`) or removes (`None`) a node's opt-in label, as a person does
+/// with `kubectl label node`.
+async fn opt_in_label(fleet: &Fleet, node: &str, value: Option<&str>) {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(fleet.client().clone());
+    let patch = serde_json::json!({"metadata": {"labels": {model::names::NODE_OPT_IN_LABEL: value}}});
+    nodes
+        .patch(node, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .expect("labelling the node");
+}
+
+/// Removing a node's opt-in label, as with the original operator, takes it
+/// out without leaving anything half-done: an idle node's shadow is
+/// deleted, and an agent still running there cannot bring it back; a node
+/// mid-walk whose agent went (the DaemonSet removes it) keeps its shadow
+/// until its slot expires, is reclaimed with its cordon lifted and nothing
+/// counted, then loses its shadow; the rollout goes on; labelled again, a
+/// node is managed again and updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_opt_in_label_unmanages_a_node_without_leaving_it_half_done() {
+    let fleet = Fleet::start(
+        "unlabel",
+        FleetOptions { nodes: 3, pod_termination: Duration::from_secs(3), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    fleet.wait_reported(T).await;
+    // An idle node leaves: its shadow goes.
+    let idle = fleet.nodes[2].clone();
+    opt_in_label(&fleet, &idle, None).await;
+    wait_for("the idle node's shadow to be deleted", T, || async {
+        if fleet.shadow(&idle).await.is_none() { Ok(()) } else { Err(fleet.progress().await) }
+    })
+    .await;
+    // Its agent (still running: the DaemonSet has not removed it yet) is
+    // refused a new shadow, and says why.
+    let log = fleet.agent(&idle, |p| p.log_path().to_owned()).unwrap();
+    wait_for("the idle node's agent to be refused a new shadow", T, || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("NotManaged") { Ok(()) } else { Err(format!("agent log:\n{text}")) }
+    })
+    .await;
+    assert!(fleet.shadow(&idle).await.is_none(), "an unmanaged node's agent cannot bring its shadow back");
+    fleet.kill_agent(&idle);
+    // A node mid-walk leaves, and its agent goes.
+    fleet.hosts.publish("1.21.0");
+    let walking = cordoned_node(&fleet).await;
+    opt_in_label(&fleet, &walking, None).await;
+    fleet.kill_agent(&walking);
+    wait_for("the left node's slot reclaimed, its cordon lifted and its shadow deleted", T, || async {
+        let held = fleet.slots().await.iter().any(|(_, h)| h.as_deref() == Some(walking.as_str()));
+        let cordoned = fleet.cordoned(&walking).await;
+        let shadow = fleet.shadow(&walking).await.is_some();
+        if !held && !cordoned && !shadow {
+            Ok(())
+        } else {
+            Err(format!("held {held}, cordoned {cordoned}, shadow {shadow}; {}", fleet.progress().await))
+        }
+    })
+    .await;
+    // The remaining managed node updates: nothing failed, nothing halted.
+    let other = fleet.nodes.iter().find(|n| **n != idle && **n != walking).unwrap().clone();
+    wait_for("the managed node to update", T, || async {
+        let s = fleet.shadow(&other).await.and_then(|s| s.status);
+        if s.as_ref().is_some_and(|s| s.current_version == "1.21.0" && s.current_state == ShadowState::Idle) {
+            Ok(())
+        } else {
+            Err(fleet.progress().await)
+        }
+    })
+    .await;
+    let p = fleet.policy().await.and_then(|p| p.status).unwrap_or_default();
+    assert_eq!((p.consecutive_failures, p.phase), (0, Phase::Running), "{p:?}");
+    assert!(p.recent_failures.is_empty(), "leaving the selector is not a failure: {:?}", p.recent_failures);
+    let m = fleet.leader_metrics(0).await;
+    assert_eq!(total(&m, "brupop_update_failures_total"), 0.0, "{m}");
+    assert_eq!(metric(&m, "brupop_unmanaged_shadows_removed_total"), Some(2.0), "{m}");
+    // Labelled again, with its agent back: managed again, and it updates.
+    opt_in_label(&fleet, &idle, Some(model::names::NODE_OPT_IN_VALUE)).await;
+    fleet.start_agent(&idle);
+    wait_for("the labelled node to update", T, || async {
+        let s = fleet.shadow(&idle).await.and_then(|s| s.status);
+        if s.as_ref().is_some_and(|s| s.current_version == "1.21.0" && s.current_state == ShadowState::Idle) {
+            Ok(())
+        } else {
+            Err(fleet.progress().await)
+        }
+    })
+    .await;
+    assert!(!fleet.cordoned(&walking).await, "the node that left mid-walk is not cordoned by us");
+    fleet.monitor.assert_clean();
+    fleet.stop().await;
+}

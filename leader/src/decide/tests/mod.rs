@@ -351,15 +351,79 @@ fn unmanaged_nodes_get_nothing() {
     assert!(plan.actions.contains(&Action::DeleteShadowIfNodeGone { node: "node-0".into() }));
 }
 
+/// `node` leaves the selector (its opt-in label removed): not managed, still a Node.
+fn unlabel(w: &mut World, node: &str) {
+    w.nodes.remove(node);
+    w.unmanaged.insert(node.into());
+}
+
+fn deletes_unmanaged(plan: &Plan, node: &str) -> bool {
+    plan.actions.iter().any(|a| matches!(a, Action::DeleteShadowIfUnmanaged { node: n } if n == node))
+}
+
 #[test]
-fn an_unmanaged_node_that_exists_keeps_its_shadow_and_costs_no_action() {
+fn an_idle_node_that_left_the_selector_loses_its_shadow_and_is_granted_nothing() {
     let mut w = World::new(2);
     w.slots(1).waiting("node-0", 1);
-    w.nodes.remove("node-0");
-    w.unmanaged.insert("node-0".into());
+    unlabel(&mut w, "node-0");
     let plan = w.decide(&settings());
-    assert!(!plan.actions.iter().any(|a| matches!(a, Action::DeleteShadowIfNodeGone { .. })), "{:?}", plan.actions);
+    assert!(deletes_unmanaged(&plan, "node-0"), "{:?}", plan.actions);
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::DeleteShadowIfNodeGone { .. })), "the Node exists");
     assert!(granted_nodes(&plan).is_empty(), "an unmanaged node is granted nothing");
+    assert!(!deletes_unmanaged(&plan, "node-1"), "a managed node keeps its shadow");
+}
+
+#[test]
+fn a_node_that_left_the_selector_mid_walk_keeps_its_slot_until_released_or_expired_uncounted() {
+    let mut w = World::new(2);
+    w.slots(1).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
+    unlabel(&mut w, "node-0");
+    // Renewed: the walk goes on (its agent finishes it); nothing is taken away.
+    let plan = w.decide(&settings());
+    assert!(!deletes_unmanaged(&plan, "node-0"), "a walk under way keeps its shadow: {:?}", plan.actions);
+    assert!(
+        !plan.actions.iter().any(|a| matches!(
+            a,
+            Action::Reclaim { .. } | Action::Free { .. } | Action::Revoke { .. } | Action::SetSpec { .. }
+        )),
+        "{:?}",
+        plan.actions
+    );
+    // Even with its shadow gone meanwhile, the slot is not freed without the cordon lifted.
+    let mut no_shadow = w.clone();
+    no_shadow.shadows.remove("node-0");
+    let plan = no_shadow.decide(&settings());
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Free { .. })), "{:?}", plan.actions);
+    // Its agent removed, the slot expires: reclaimed, cordon lifted, not a failure.
+    w.slots[0].renewed = Some(at(800));
+    w.slots[0].acquired = Some(at(800));
+    let plan = w.decide(&settings());
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::Reclaim { holder, lift_cordon: true, .. } if holder == "node-0")),
+        "{:?}",
+        plan.actions
+    );
+    assert!(plan.counted.is_empty(), "a person took the node out; nothing failed: {:?}", plan.counted);
+    assert_eq!(plan.status.consecutive_failures, 0);
+    assert_ne!(plan.status.phase, Phase::Halted);
+    assert!(!deletes_unmanaged(&plan, "node-0"), "deleted once the slot is clear, not in the same pass");
+    // The slot cleared: the shadow goes.
+    w.slots[0].holder = None;
+    let plan = w.decide(&settings());
+    assert!(deletes_unmanaged(&plan, "node-0"), "{:?}", plan.actions);
+}
+
+#[test]
+fn a_managed_node_whose_slot_expires_is_still_counted() {
+    let mut w = World::new(2);
+    w.slots(1).granted(0, "node-0", ShadowState::StagedAndPerformedUpdate);
+    w.slots[0].renewed = Some(at(800));
+    w.slots[0].acquired = Some(at(800));
+    let plan = w.decide(&settings());
+    assert_eq!(plan.counted.len(), 1, "only leaving the selector excuses an expiry");
+    assert!(!deletes_unmanaged(&plan, "node-0"));
 }
 
 #[test]
