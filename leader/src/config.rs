@@ -32,7 +32,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
-    /// Print the CustomResourceDefinitions (the content of deploy/crds.yaml).
+    /// Print the CustomResourceDefinitions (the content of deploy/base/crds.yaml).
     Crd,
 }
 

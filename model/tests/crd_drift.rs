@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-const REGENERATE: &str = "cargo run -p leader -- crd > deploy/crds.yaml";
+const REGENERATE: &str = "cargo run -p leader -- crd > deploy/base/crds.yaml";
 
 fn committed_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds.yaml")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/crds.yaml")
 }
 
 #[test]
@@ -22,7 +22,7 @@ fn committed_crd_yaml_matches_the_code() {
             .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
         let line = |text: &str| text.lines().nth(first_diff).unwrap_or("<end of file>").to_owned();
         panic!(
-            "deploy/crds.yaml is out of date with the CRD types in model/src.\n\
+            "deploy/base/crds.yaml is out of date with the CRD types in model/src.\n\
              First difference at line {}:\n  committed: {}\n  generated: {}\n\
              Regenerate it with: {REGENERATE}",
             first_diff + 1,

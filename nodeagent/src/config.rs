@@ -18,12 +18,9 @@ pub struct Flags {
     pub node_name: String,
     #[command(flatten)]
     pub common: CommonFlags,
-    /// URL of the authproxy, through which every write goes.
-    #[arg(
-        long,
-        env = "BRUPOP_AUTHPROXY_URL",
-        default_value = "https://brupop-authproxy.brupop-bottlerocket-aws.svc:8443"
-    )]
+    /// URL of the authproxy, through which every write goes. The default is
+    /// the Service's short name, which resolves in the pod's own namespace.
+    #[arg(long, env = "BRUPOP_AUTHPROXY_URL", default_value = "https://brupop-authproxy:8443")]
     pub authproxy_url: String,
     /// Client certificate (PEM) for mTLS with the authproxy.
     #[arg(long, env = "BRUPOP_CLIENT_CERT", default_value = "/etc/brupop/tls/tls.crt")]

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 /// How the agent reaches the authproxy.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
-    /// e.g. `https://brupop-authproxy.brupop-bottlerocket-aws.svc:8443`
+    /// e.g. `https://brupop-authproxy:8443`
     pub url: String,
     pub node: String,
     pub client_cert: PathBuf,

@@ -160,7 +160,7 @@ impl TestApi {
     }
 
     /// Installs the CRDs of a multi-document YAML text (another build's
-    /// `deploy/crds.yaml`).
+    /// `deploy/base/crds.yaml`).
     pub async fn install_crds_yaml(&self, yaml: &str) -> anyhow::Result<()> {
         let crds = crate::deploy::documents(yaml)
             .map_err(anyhow::Error::msg)?

@@ -1,4 +1,4 @@
-//! The shipped alerts (the PrometheusRule in deploy/src/70-monitoring.yaml)
+//! The shipped alerts (the PrometheusRule in deploy/base/70-monitoring.yaml)
 //! checked by Prometheus's own `promtool`: the rules load (`check rules`),
 //! and the unit tests in tests/fixtures/alerts prove that the error-rate,
 //! halted, stopped, slot-held-too-long and reboot-pending alerts fire when
@@ -28,7 +28,7 @@ fn fixtures() -> PathBuf {
 
 /// The PrometheusRule's `spec.groups`, as a Prometheus rules file (JSON is YAML).
 fn shipped_rules() -> serde_json::Value {
-    let text = std::fs::read_to_string(deploy_dir().join("src/70-monitoring.yaml")).unwrap();
+    let text = std::fs::read_to_string(deploy_dir().join("base/70-monitoring.yaml")).unwrap();
     let docs = documents(&text).unwrap();
     let rule = docs.iter().find(|d| d["kind"] == "PrometheusRule").expect("a PrometheusRule in 70-monitoring.yaml");
     serde_json::json!({ "groups": rule["spec"]["groups"] })

@@ -69,6 +69,7 @@ fn every_binary_and_flag_the_manifests_name_exists() {
                 let name = env["name"].as_str().unwrap();
                 let known = help.contains(&format!("env: {name}")) || ["POD_NAME", "MALLOC_ARENA_MAX"].contains(&name);
                 assert!(known, "{command} does not read the environment variable {name}");
+                checked += 1;
             }
         }
     }
@@ -260,11 +261,7 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     let count = applied.lines().filter(|l| l.contains("serverside-applied")).count();
     assert!(count >= 30, "{count} objects applied:\n{applied}");
     removing_the_original_leaves_this_operator_alone(&kc);
-    let optional = deploy_dir().join("optional/metrics-service.yaml");
-    kubectl(
-        &kc,
-        &["apply", "--server-side", "--validate=strict", "--dry-run=server", "-f", optional.to_str().unwrap()],
-    );
+    overlays_pass_the_servers_validation(&kc);
     kubectl(&kc, &["delete", "--ignore-not-found", "--wait=true", "-f", file]);
     let left = kubectl(&kc, &["get", "clusterroles,clusterrolebindings,crd", "-o", "name"]);
     assert!(!left.contains("brupop"), "left behind after delete:\n{left}");
@@ -329,6 +326,62 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     // What it may do: read its shadow.
     assert!(shadows.get(&names::shadow_name(&node)).await.is_ok(), "the agent reads its shadow");
     fleet.stop().await;
+    // 4. Installed into another namespace by an overlay, a rollout runs there
+    //    under the RBAC the overlay made.
+    let fleet = Fleet::start(
+        "rbac-elsewhere",
+        FleetOptions {
+            nodes: 3,
+            slots: 1,
+            shipped_rbac: true,
+            install_namespace: Some("fleet-elsewhere".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(fleet.ns, "fleet-elsewhere");
+    let binding =
+        kubectl(&kc, &["get", "clusterrolebinding", "brupop-leader", "-o", "jsonpath={.subjects[0].namespace}"]);
+    assert_eq!(binding.trim(), "fleet-elsewhere");
+    fleet.wait_reported(Duration::from_secs(120)).await;
+    fleet.hosts.publish("1.21.0");
+    fleet.wait_all(ShadowState::Idle, "1.21.0", Duration::from_secs(120)).await;
+    fleet.monitor.assert_clean();
+    fleet.stop().await;
+}
+
+/// Everything the overlays and components make passes the server's own
+/// validation (strict, server-side dry run; the CRDs are installed).
+fn overlays_pass_the_servers_validation(kc: &PathBuf) {
+    let dry_run = |what: &str, yaml: String| {
+        let mut child = Command::new("kubectl")
+            .args(["apply", "--server-side", "--validate=strict", "--dry-run=server", "-f", "-"])
+            .env("KUBECONFIG", kc)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        let n = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("(server dry run)")).count();
+        assert!(n >= 30, "{what}: {n} objects");
+    };
+    for c in ["metrics-service", "pull-secret", "text-logs", "without-monitoring"] {
+        dry_run(c, tests::deploy::overlay(None, &[c]).unwrap());
+    }
+    // A dry run creates no namespace: the objects in one need it to exist.
+    for ns in ["fleet-updates", "fleet-dry-run"] {
+        kubectl(kc, &["create", "namespace", ns]);
+    }
+    dry_run("another namespace", tests::deploy::overlay(Some("fleet-dry-run"), &[]).unwrap());
+    dry_run("overlays/example", tests::deploy::kustomize(&deploy_dir().join("overlays/example")).unwrap());
+    for ns in ["fleet-updates", "fleet-dry-run"] {
+        kubectl(kc, &["delete", "namespace", ns, "--wait=false"]);
+    }
 }
 
 /// A file of the original operator's release (v1.4.0: its manifest, its Helm
@@ -522,7 +575,7 @@ fn the_dashboard_and_alerts_use_only_metrics_and_labels_that_exist() {
         .map(|t| t["expr"].as_str().unwrap().to_owned())
         .collect();
     assert!(exprs.len() >= 15, "the dashboard shows the rollout, failures, slots, authproxy and agents");
-    let rules = std::fs::read_to_string(deploy_dir().join("src/70-monitoring.yaml")).unwrap();
+    let rules = std::fs::read_to_string(deploy_dir().join("base/70-monitoring.yaml")).unwrap();
     for (what, text) in [("deploy/grafana-dashboard.json", exprs.join("\n")), ("the PrometheusRule", rules)] {
         let (metrics, labels) = promql_names(&text);
         assert!(!metrics.is_empty(), "{what} uses metrics");
@@ -689,7 +742,7 @@ fn the_optional_pod_delete_rbac_grants_the_authproxy_only_pod_deletion() {
 /// port each of them serves its metrics on; its ServiceMonitor selects it.
 #[test]
 fn the_optional_metrics_service_reaches_every_components_admin_port() {
-    let text = std::fs::read_to_string(deploy_dir().join("optional/metrics-service.yaml")).unwrap();
+    let text = std::fs::read_to_string(deploy_dir().join("components/metrics-service/metrics-service.yaml")).unwrap();
     let docs = documents(&text).unwrap();
     let service = docs.iter().find(|d| d["kind"] == "Service").expect("a Service");
     let monitor = docs.iter().find(|d| d["kind"] == "ServiceMonitor").expect("a ServiceMonitor");
@@ -841,4 +894,187 @@ fn the_dockerfile_builds_every_binary_the_manifests_run_for_amd64_and_arm64() {
         assert!(dockerfile.contains(&format!("\"target/$T/{profile}/{bin}\"")), "the image does not copy {bin} out");
         assert!(copy.contains(&format!("/out/{bin}")), "the run stage does not copy {bin}: {copy}");
     }
+}
+
+// ---- The kustomize base, its components and the example overlay ----
+
+fn kinds(docs: &[serde_json::Value]) -> BTreeSet<String> {
+    docs.iter().map(|d| d["kind"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+/// The pod templates of the workloads, by workload name.
+fn pod_specs(docs: &[serde_json::Value]) -> Vec<(String, serde_json::Value)> {
+    docs.iter()
+        .filter_map(|d| {
+            d.pointer("/spec/template/spec").map(|s| (d["metadata"]["name"].as_str().unwrap().to_owned(), s.clone()))
+        })
+        .collect()
+}
+
+fn env_of<'a>(container: &'a serde_json::Value, name: &str) -> Vec<&'a serde_json::Value> {
+    container["env"].as_array().into_iter().flatten().filter(|e| e["name"] == name).collect()
+}
+
+#[test]
+fn the_kustomize_base_makes_exactly_the_one_file_manifest() {
+    let built = tests::deploy::kustomize(&deploy_dir().join("base")).unwrap();
+    let from_base = documents(&built).unwrap();
+    let one_file = documents(&manifest()).unwrap();
+    assert_eq!(from_base.len(), one_file.len(), "the base and the one-file manifest hold different objects");
+    // kustomize writes a schema's `minimum: 0` as 0.0: compare numbers by value.
+    fn by_value(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Number(n) => json!(n.as_f64()),
+            serde_json::Value::Array(a) => a.iter().map(by_value).collect(),
+            serde_json::Value::Object(o) => o.iter().map(|(k, v)| (k.clone(), by_value(v))).collect(),
+            other => other.clone(),
+        }
+    }
+    for (a, b) in from_base.iter().zip(&one_file) {
+        assert_eq!(
+            by_value(a),
+            by_value(b),
+            "kubectl kustomize deploy/base differs from the one-file manifest ({REGENERATE})"
+        );
+    }
+}
+
+#[test]
+fn installed_in_another_namespace_nothing_names_the_default_one() {
+    let text = tests::deploy::overlay(Some("fleet-x"), &[]).unwrap();
+    // Not in any string: no URL, SAN, flag or alert text is left behind.
+    assert!(!text.contains(names::DEFAULT_NAMESPACE), "the default namespace is still named:\n{text}");
+    let docs = documents(&text).unwrap();
+    let ns: Vec<_> = docs.iter().filter(|d| d["kind"] == "Namespace").collect();
+    assert_eq!(ns.len(), 1);
+    assert_eq!(ns[0]["metadata"]["name"], "fleet-x");
+    let cluster_scoped = ["Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"];
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap();
+        if !cluster_scoped.contains(&kind) {
+            assert_eq!(d["metadata"]["namespace"], "fleet-x", "{kind} {}", d["metadata"]["name"]);
+        }
+        for s in d["subjects"].as_array().into_iter().flatten() {
+            assert_eq!(s["namespace"], "fleet-x", "{kind} {}: subject {s}", d["metadata"]["name"]);
+        }
+    }
+    // Each component works in the namespace it runs in (BRUPOP_NAMESPACE from
+    // the downward API), never one written into its flags.
+    for (name, spec) in pod_specs(&docs) {
+        for c in spec["containers"].as_array().unwrap() {
+            let from = env_of(c, "BRUPOP_NAMESPACE");
+            assert_eq!(from.len(), 1, "{name}: BRUPOP_NAMESPACE");
+            assert_eq!(from[0].pointer("/valueFrom/fieldRef/fieldPath"), Some(&json!("metadata.namespace")), "{name}");
+            assert!(
+                !c["args"].as_array().into_iter().flatten().any(|a| a.as_str().unwrap().starts_with("--namespace")),
+                "{name} names a namespace in its flags"
+            );
+        }
+    }
+    // The agents reach the authproxy by a name its certificate holds and that
+    // resolves in their own namespace: the Service's short name.
+    let agent = pod_specs(&docs).into_iter().find(|(n, _)| n == "brupop-agent").unwrap().1;
+    let url = agent["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|a| a.as_str().unwrap().strip_prefix("--authproxy-url="))
+        .expect("the agent names the authproxy")
+        .to_owned();
+    let host = url.trim_start_matches("https://").split(':').next().unwrap().to_owned();
+    assert!(!host.contains('.'), "{url}: a name with a namespace in it");
+    assert!(docs.iter().any(|d| d["kind"] == "Service" && d["metadata"]["name"] == host.as_str()), "no Service {host}");
+    let cert = docs
+        .iter()
+        .find(|d| d["kind"] == "Certificate" && d["metadata"]["name"] == "brupop-authproxy-tls")
+        .expect("the authproxy's certificate");
+    assert!(cert["spec"]["dnsNames"].as_array().unwrap().contains(&json!(host)), "{host} is not in {cert}");
+}
+
+/// Every component under deploy/components does what its name says, alone,
+/// and nothing else; a component without a case here fails the test.
+#[test]
+fn each_component_does_what_it_says_and_nothing_else() {
+    let base = documents(&manifest()).unwrap();
+    let dirs: BTreeSet<String> = std::fs::read_dir(deploy_dir().join("components"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let cases = ["metrics-service", "pull-secret", "text-logs", "without-monitoring"];
+    assert_eq!(dirs, cases.iter().map(|c| c.to_string()).collect(), "a component without a test case");
+    for c in cases {
+        let docs = documents(&tests::deploy::overlay(None, &[c]).unwrap()).unwrap();
+        let k = kinds(&docs);
+        match c {
+            "without-monitoring" => {
+                assert!(!k.contains("PodMonitor") && !k.contains("PrometheusRule"), "{c}: {k:?}");
+                assert_eq!(docs.len(), base.len() - 2, "{c}: removes exactly two objects");
+            }
+            "metrics-service" => {
+                assert!(!k.contains("PodMonitor") && k.contains("ServiceMonitor"), "{c}: {k:?}");
+                assert!(docs.iter().any(|d| d["kind"] == "Service" && d["metadata"]["name"] == "brupop-metrics"));
+                assert_eq!(docs.len(), base.len() + 1, "{c}: a Service and a ServiceMonitor for the PodMonitor");
+            }
+            "pull-secret" => {
+                for (name, spec) in pod_specs(&docs) {
+                    assert_eq!(spec["imagePullSecrets"], json!([{"name": "brupop-pull-secret"}]), "{c}: {name}");
+                }
+                assert_eq!(docs.len(), base.len());
+            }
+            "text-logs" => {
+                for (name, spec) in pod_specs(&docs) {
+                    for container in spec["containers"].as_array().unwrap() {
+                        let e = env_of(container, "BRUPOP_LOG_FORMAT");
+                        assert_eq!(e.len(), 1, "{c}: {name} sets the format once");
+                        assert_eq!(e[0]["value"], "text", "{c}: {name}");
+                        assert_eq!(env_of(container, "BRUPOP_NAMESPACE").len(), 1, "{c}: {name} keeps its other env");
+                    }
+                }
+                assert_eq!(docs.len(), base.len());
+            }
+            other => unreachable!("{other}"),
+        }
+        // Nothing else changed: the objects the component does not touch are
+        // exactly the base's.
+        let touched = ["PodMonitor", "PrometheusRule", "ServiceMonitor", "Deployment", "DaemonSet", "Service"];
+        let untouched = |d: &&serde_json::Value| !touched.contains(&d["kind"].as_str().unwrap());
+        let a: Vec<_> = docs.iter().filter(untouched).collect();
+        let b: Vec<_> = base.iter().filter(untouched).collect();
+        assert_eq!(a.len(), b.len(), "{c}");
+    }
+}
+
+#[test]
+fn the_example_overlay_shapes_namespace_image_secrets_placement_resources_logs_and_monitoring() {
+    let text = tests::deploy::kustomize(&deploy_dir().join("overlays/example")).unwrap();
+    assert!(!text.contains(names::DEFAULT_NAMESPACE), "the default namespace is still named");
+    let docs = documents(&text).unwrap();
+    let k = kinds(&docs);
+    assert!(!k.contains("PodMonitor") && !k.contains("PrometheusRule"), "{k:?}");
+    let specs = pod_specs(&docs);
+    assert_eq!(specs.len(), 3, "leader, authproxy, agent");
+    for (name, spec) in &specs {
+        let c = &spec["containers"][0];
+        assert_eq!(c["image"], "registry.example.com/platform/bottlerocket-update-operator:0.1.0", "{name}");
+        assert_eq!(spec["imagePullSecrets"], json!([{"name": "brupop-pull-secret"}]), "{name}");
+        assert_eq!(env_of(c, "BRUPOP_LOG_FORMAT")[0]["value"], "text", "{name}");
+    }
+    let spec = |n: &str| specs.iter().find(|(name, _)| name == n).unwrap().1.clone();
+    for n in ["brupop-leader", "brupop-authproxy"] {
+        let s = spec(n);
+        assert_eq!(s["nodeSelector"], json!({"node-role.example.com/platform": "true"}), "{n}");
+        assert_eq!(s["priorityClassName"], "system-cluster-critical", "{n}");
+        assert_eq!(s["tolerations"][0]["key"], "node-role.example.com/platform", "{n}");
+        assert_eq!(s["topologySpreadConstraints"][0]["topologyKey"], "topology.kubernetes.io/zone", "{n}");
+        assert!(s["affinity"].is_object(), "{n} keeps its anti-affinity");
+    }
+    assert_eq!(spec("brupop-authproxy")["containers"][0]["resources"]["limits"]["memory"], "320Mi");
+    // The agent keeps the base's tolerations and gains the cluster's own.
+    let base = documents(&manifest()).unwrap();
+    let base_agent = pod_specs(&base).into_iter().find(|(n, _)| n == "brupop-agent").unwrap().1;
+    let agent = spec("brupop-agent");
+    let tolerations = agent["tolerations"].as_array().unwrap();
+    assert_eq!(tolerations.len(), base_agent["tolerations"].as_array().unwrap().len() + 1);
+    assert!(tolerations.iter().any(|t| t["key"] == "dedicated"));
+    assert_eq!(agent["priorityClassName"], base_agent["priorityClassName"]);
 }

@@ -149,7 +149,11 @@ impl Fleet {
         }
         let client = api.client.clone();
         // With the shipped RBAC, everything runs in the namespace it names.
-        let ns = if opts.shipped_rbac { names::DEFAULT_NAMESPACE.to_owned() } else { api.namespace.clone() };
+        let ns = match (&opts.shipped_rbac, &opts.install_namespace) {
+            (true, Some(ns)) => ns.clone(),
+            (true, None) => names::DEFAULT_NAMESPACE.to_owned(),
+            (false, _) => api.namespace.clone(),
+        };
         // Unique per fleet even when the shipped RBAC fixes the namespace:
         // node names and the node selector come from it, so fleets run one
         // after another on one server never share nodes.
@@ -158,7 +162,7 @@ impl Fleet {
         let dir = tmp.path().to_owned();
         let selector = format!("{}={},brupop-test={run}", names::NODE_OPT_IN_LABEL, names::NODE_OPT_IN_VALUE);
         if opts.shipped_rbac {
-            apply_shipped_rbac(&api.kubeconfig_path())?;
+            apply_shipped_rbac(&api.kubeconfig_path(), &ns)?;
         }
         for sa in [AGENT_SA, "brupop-authproxy", "brupop-leader"] {
             let obj: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": sa, "namespace": ns}}))?;
@@ -322,8 +326,10 @@ impl Fleet {
                 n.clone(),
                 "--namespace".into(),
                 ns.clone(),
+                // By a name, as agents do in a cluster (the Service's short
+                // name there): the authproxy's certificate must hold it.
                 "--authproxy-url".into(),
-                format!("https://{}", link.addr()),
+                format!("https://localhost:{}", link.addr().port()),
                 "--client-cert".into(),
                 client_tls.cert().display().to_string(),
                 "--client-key".into(),
@@ -455,11 +461,16 @@ impl Drop for Fleet {
 }
 
 /// Applies the Namespace, ServiceAccounts and RBAC objects of the install
-/// manifest with kubectl (server-side apply).
-fn apply_shipped_rbac(kubeconfig: &Path) -> anyhow::Result<()> {
+/// manifest with kubectl (server-side apply): the one-file manifest in the
+/// default namespace, or what an overlay installing into `ns` makes.
+fn apply_shipped_rbac(kubeconfig: &Path, ns: &str) -> anyhow::Result<()> {
     const KINDS: [&str; 6] =
         ["Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"];
-    let manifest = std::fs::read_to_string(crate::deploy::deploy_dir().join("bottlerocket-update-operator.yaml"))?;
+    let manifest = if ns == names::DEFAULT_NAMESPACE {
+        std::fs::read_to_string(crate::deploy::deploy_dir().join("bottlerocket-update-operator.yaml"))?
+    } else {
+        crate::deploy::overlay(Some(ns), &[]).map_err(anyhow::Error::msg)?
+    };
     let docs = crate::deploy::documents(&manifest).map_err(anyhow::Error::msg)?;
     let picked: Vec<String> = docs
         .iter()

@@ -28,6 +28,9 @@ pub struct FleetOptions {
     /// (from `deploy/bottlerocket-update-operator.yaml`), on a server that
     /// enforces RBAC. One such fleet per API server at a time.
     pub shipped_rbac: bool,
+    /// With `shipped_rbac`: install into this namespace instead, as a
+    /// kustomize overlay of `deploy/base` setting `namespace:` makes it.
+    pub install_namespace: Option<String>,
     /// Agent flags (name without `--`, value).
     pub agent_args: Vec<(String, String)>,
     /// Leader flags.
@@ -38,7 +41,7 @@ pub struct FleetOptions {
     /// (flags they do not know are left out); [`Fleet::upgrade`] replaces
     /// them with the current build.
     pub binaries: Option<super::bins::Binaries>,
-    /// Install these CRDs (another build's `deploy/crds.yaml`) instead of
+    /// Install these CRDs (another build's `deploy/base/crds.yaml`) instead of
     /// the current ones.
     pub crds_yaml: Option<String>,
 }
@@ -81,6 +84,7 @@ impl FleetOptions {
             agents: true,
             node_prefix: None,
             shipped_rbac: false,
+            install_namespace: None,
             agent_args: vec![
                 ("slot-lease-duration".into(), format!("{}s", lease.as_secs().max(1))), // 2m
                 ("reboot-grace".into(), l(5.0)),                                        // 10m

@@ -20,7 +20,7 @@ pub const PREVIOUS_COMMIT: &str = "dbc3d09b1c942c6bd02c72a666fcc6a0f5770f54";
 #[derive(Clone, Debug)]
 pub struct PreviousBuild {
     pub binaries: Binaries,
-    /// Its `deploy/crds.yaml`.
+    /// Its `deploy/base/crds.yaml`.
     pub crds_yaml: String,
 }
 
@@ -80,7 +80,12 @@ fn build() -> anyhow::Result<PreviousBuild> {
         for name in ["leader", "authproxy", "nodeagent"] {
             std::fs::copy(dir.join("target/debug").join(name), bin.join(name))?;
         }
-        std::fs::copy(src.join("deploy/crds.yaml"), bin.join("crds.yaml"))?;
+        // Where the CRDs file lies depends on the commit (deploy/ became a
+        // kustomize base later).
+        let crds = ["deploy/base/crds.yaml", "deploy/crds.yaml"].map(|p| src.join(p));
+        let crds =
+            crds.iter().find(|p| p.exists()).ok_or_else(|| anyhow::anyhow!("no CRDs file in {PREVIOUS_COMMIT}"))?;
+        std::fs::copy(crds, bin.join("crds.yaml"))?;
     }
     Ok(PreviousBuild {
         binaries: Binaries {
