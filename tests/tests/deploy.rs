@@ -265,6 +265,9 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     kubectl(&kc, &["delete", "--ignore-not-found", "--wait=true", "-f", file]);
     let left = kubectl(&kc, &["get", "clusterroles,clusterrolebindings,crd", "-o", "name"]);
     assert!(!left.contains("brupop"), "left behind after delete:\n{left}");
+    // The plugin in a cluster without the operator says so.
+    let (ok, out) = plugin(&kc, &["status"]);
+    assert!(!ok && out.contains("the operator is not installed in this cluster"), "{out}");
     // 2. Sufficient: a rollout runs with each component under exactly the shipped RBAC.
     tests::backend::set_kubeconfig_override(&kc);
     let fleet =
@@ -325,6 +328,16 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     assert!(forbidden(r), "the agent may not evict pods directly");
     // What it may do: read its shadow.
     assert!(shadows.get(&names::shadow_name(&node)).await.is_ok(), "the agent reads its shadow");
+    // The plugin, run by someone without the rights a command needs, names
+    // the verb and the resource it was refused.
+    let limited = limited_kubeconfig(&kc, &tok);
+    let (ok, out) = plugin(&limited, &["pause"]);
+    assert!(!ok, "paused without the rights: {out}");
+    let refused = format!("no permission to get updatepolicies.brupop.bottlerocket.aws in namespace {}", fleet.ns);
+    assert!(out.contains(&refused), "{out}");
+    let (ok, out) = plugin(&limited, &["status"]);
+    assert!(!ok && out.contains("no permission to ") && out.contains(&format!(" in namespace {}", fleet.ns)), "{out}");
+    let _ = std::fs::remove_file(&limited);
     fleet.stop().await;
     // 4. Installed into another namespace by an overlay, a rollout runs there
     //    under the RBAC the overlay made.
@@ -349,6 +362,27 @@ async fn the_shipped_manifest_installs_runs_under_its_rbac_and_uninstalls() {
     fleet.wait_all(ShadowState::Idle, "1.21.0", Duration::from_secs(120)).await;
     fleet.monitor.assert_clean();
     fleet.stop().await;
+}
+
+/// Runs `kubectl brupop` (in the default namespace); returns (success,
+/// stdout and stderr).
+fn plugin(kubeconfig: &PathBuf, args: &[&str]) -> (bool, String) {
+    let out = Command::new(tests::harness::bins::plugin())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("runs kubectl-brupop");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A copy of `kubeconfig` whose current user authenticates with `token`.
+fn limited_kubeconfig(kubeconfig: &PathBuf, token: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("brupop-limited-{}.kubeconfig", std::process::id()));
+    std::fs::copy(kubeconfig, &path).unwrap();
+    kubectl(&path, &["config", "set-credentials", "limited", &format!("--token={token}")]);
+    kubectl(&path, &["config", "set-context", "--current", "--user=limited"]);
+    path
 }
 
 /// Everything the overlays and components make passes the server's own
@@ -1077,4 +1111,66 @@ fn the_example_overlay_shapes_namespace_image_secrets_placement_resources_logs_a
     assert_eq!(tolerations.len(), base_agent["tolerations"].as_array().unwrap().len() + 1);
     assert!(tolerations.iter().any(|t| t["key"] == "dedicated"));
     assert_eq!(agent["priorityClassName"], base_agent["priorityClassName"]);
+}
+
+/// The krew manifest a release submits: every placeholder filled, each
+/// platform's sha256 that of its archive; bad input refused with a reason.
+#[test]
+fn the_krew_manifest_is_filled_in_for_a_release_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = |name: &str, member: &str| {
+        std::fs::write(dir.path().join(member), name).unwrap();
+        let st = Command::new("tar")
+            .arg("-czf")
+            .arg(dir.path().join(name))
+            .arg("-C")
+            .arg(dir.path())
+            .arg(member)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        dir.path().join(name)
+    };
+    let amd64 = archive("amd64.tar.gz", "kubectl-brupop");
+    let arm64 = archive("arm64.tar.gz", "kubectl-brupop");
+    let script = deploy_dir().join("krew/release.sh");
+    let run = |args: &[&std::ffi::OsStr]| Command::new("bash").arg(&script).args(args).output().unwrap();
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let out = run(&[&os("1.2.3"), &os("acme/brupop"), amd64.as_os_str(), arm64.as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("${"), "left unfilled:\n{text}");
+    let doc = &documents(&text).unwrap()[0];
+    assert_eq!(doc["kind"], "Plugin");
+    assert_eq!(doc["spec"]["version"], "v1.2.3");
+    let sha = |p: &PathBuf| {
+        let o = Command::new("sha256sum").arg(p).output().unwrap();
+        String::from_utf8(o.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+    };
+    for (platform, file) in doc["spec"]["platforms"].as_array().unwrap().iter().zip([&amd64, &arm64]) {
+        let arch = platform["selector"]["matchLabels"]["arch"].as_str().unwrap();
+        assert_eq!(platform["sha256"], sha(file).as_str(), "{arch}");
+        let uri = platform["uri"].as_str().unwrap();
+        assert_eq!(
+            uri,
+            format!("https://github.com/acme/brupop/releases/download/v1.2.3/kubectl-brupop-linux-{arch}.tar.gz")
+        );
+        assert_eq!(platform["bin"], "kubectl-brupop");
+    }
+    // Refused, each with its reason: a "v" version, a bare repository name,
+    // an archive without the binary, a missing archive.
+    let wrong = archive("wrong.tar.gz", "README");
+    let missing = dir.path().join("missing.tar.gz");
+    for (args, reason) in [
+        (vec![os("v1.2.3"), os("acme/brupop"), amd64.clone().into(), arm64.clone().into()], "is not MAJOR.MINOR.PATCH"),
+        (vec![os("1.2.3"), os("brupop"), amd64.clone().into(), arm64.clone().into()], "is not <owner>/<name>"),
+        (vec![os("1.2.3"), os("acme/brupop"), amd64.clone().into(), wrong.into()], "does not hold kubectl-brupop"),
+        (vec![os("1.2.3"), os("acme/brupop"), missing.into(), arm64.clone().into()], "no archive"),
+    ] {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{args:?} was accepted");
+        assert!(err.contains(reason), "{args:?}: {err}");
+    }
 }
