@@ -385,4 +385,6 @@ where
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -13,6 +13,8 @@
 //! request; [`server`] and [`tls`] the HTTPS listener.
 
 pub mod app;
+#[cfg(test)]
+mod app_fuzz;
 pub mod auth;
 pub mod authz;
 pub mod config;
