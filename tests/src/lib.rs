@@ -5,6 +5,7 @@
 
 pub mod apisim;
 pub mod backend;
+pub mod chaos;
 pub mod deploy;
 pub mod harness;
 pub mod hostsim;

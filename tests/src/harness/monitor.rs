@@ -40,6 +40,9 @@ struct Seen {
     zones: BTreeMap<String, String>,
     /// Disrupted nodes allowed per zone, and whether only one zone at a time.
     zone_limit: Option<(usize, bool)>,
+    /// Nodes whose host a test crashed (not the operator's doing): their
+    /// NotReady is not a disruption until they are Ready again.
+    crashed: std::collections::BTreeSet<String>,
     /// The ledger's grants (node, slot, grant time) in the last policy
     /// status seen; `None` before one with a ledger.
     grants: Option<std::collections::BTreeSet<(String, String, String)>>,
@@ -53,6 +56,16 @@ struct Seen {
 
 impl Seen {
     fn check(&mut self, after: &str) {
+        let before = self.violations.len();
+        self.check_rules(after);
+        // When each was seen, to read beside the component logs.
+        let at = jiff::Timestamp::now().strftime("%H:%M:%S%.3f").to_string();
+        for v in &mut self.violations[before..] {
+            *v = format!("[{at}] {v}");
+        }
+    }
+
+    fn check_rules(&mut self, after: &str) {
         self.events += 1;
         let held: Vec<&String> = self.slots.values().flatten().collect();
         self.peak_held = self.peak_held.max(held.len());
@@ -67,7 +80,8 @@ impl Seen {
         if let Some((node, n)) = per_node.iter().find(|(_, n)| **n > 1) {
             self.violations.push(format!("node {node} holds {n} slots (after {after})"));
         }
-        let disrupted: Vec<&String> = self.nodes.iter().filter(|(_, (c, r))| *c || !*r).map(|(n, _)| n).collect();
+        let disrupted: Vec<&String> =
+            self.nodes.iter().filter(|(n, (c, r))| *c || (!*r && !self.crashed.contains(*n))).map(|(n, _)| n).collect();
         self.peak_disrupted = self.peak_disrupted.max(disrupted.len());
         if disrupted.len() > self.max_slots {
             let v = format!(
@@ -137,6 +151,9 @@ impl Monitor {
                         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
                         .is_none_or(|c| c.status == "True");
                     g.nodes.insert(name.clone(), (ours, ready));
+                    if ready {
+                        g.crashed.remove(&name);
+                    }
                     let zone = n.metadata.labels.as_ref().and_then(|l| l.get(names::ZONE_LABEL)).cloned();
                     g.zones.insert(name.clone(), zone.unwrap_or_default());
                     g.check(&format!("node {name} changed"));
@@ -209,6 +226,14 @@ impl Monitor {
             }
         })));
         Monitor { seen, tasks }
+    }
+
+    /// A test crashed `node`'s host: until the node is Ready again, its
+    /// NotReady is the crash's, not a disruption by the operator (a cordon
+    /// by us still counts).
+    pub fn crashed(&self, node: &str) {
+        let mut g = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        g.crashed.insert(node.to_owned());
     }
 
     /// Raises the number of slots allowed (a test that grows the pool live).
