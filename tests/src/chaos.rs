@@ -31,41 +31,10 @@ use model::ShadowState;
 
 use crate::harness::{Fleet, FleetOptions};
 use crate::hostsim::{CommandKind, Fault};
+use crate::timings::Rng;
 
 /// The version every schedule's rollout goes to.
 pub const TARGET: &str = "1.21.0";
-
-/// A small deterministic generator (SplitMix64): the same seed, the same schedule.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() as u64 - 1) as usize]
-    }
-
-    /// A duration in `lo..=hi` (millisecond steps).
-    pub fn duration(&mut self, lo: Duration, hi: Duration) -> Duration {
-        Duration::from_millis(self.range(lo.as_millis() as u64, hi.as_millis() as u64))
-    }
-}
 
 /// One thing done to the running fleet.
 #[derive(Debug, Clone, PartialEq)]

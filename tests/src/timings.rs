@@ -20,7 +20,8 @@ use crate::hostsim::Timings;
 pub const MIN_LEASES: f64 = 0.05;
 pub const MAX_LEASES: f64 = 5.0;
 
-/// A small deterministic generator (splitmix64): cases replay from their seed.
+/// A small deterministic generator (splitmix64): cases and chaos schedules
+/// replay from their seed.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
@@ -40,6 +41,20 @@ impl Rng {
     /// Uniform in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.range(0, items.len() as u64 - 1) as usize]
+    }
+
+    /// A duration in `lo..=hi` (millisecond steps).
+    pub fn duration(&mut self, lo: Duration, hi: Duration) -> Duration {
+        Duration::from_millis(self.range(lo.as_millis() as u64, hi.as_millis() as u64))
     }
 
     /// Log-uniform in `[lo, hi]`.

@@ -365,32 +365,24 @@ impl<'a, 's> Pass<'a, 's> {
     /// (a person took it out of the rollout, and the DaemonSet removed its
     /// agent): reclaimed and its cordon lifted, but not a failure.
     fn reclaim(&mut self, slot: &'a ObservedSlot, holder: &str) {
-        if !self.obs.nodes.contains_key(holder) && self.obs.all_nodes.contains(holder) {
-            self.actions.push(Action::Reclaim {
-                slot: slot.name.clone(),
-                holder: holder.to_owned(),
-                resource_version: slot.resource_version.clone(),
+        let unmanaged = !self.obs.nodes.contains_key(holder) && self.obs.all_nodes.contains(holder);
+        if !unmanaged {
+            let acquired = slot.acquired.map(|t| t.to_string()).unwrap_or_default();
+            let key = expiry_key(&slot.name, holder, &acquired);
+            self.keep_keys.insert(key.clone());
+            self.count(RecordedFailure {
+                key,
+                node: holder.to_owned(),
                 reason: FailureReason::SlotExpired,
-                lift_cordon: !self.reboot_pending(holder),
+                message: format!(
+                    "slot {} held by {holder} expired at {} without being renewed or released",
+                    slot.name,
+                    slot.expires().map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
+                ),
+                time: Time(self.obs.now),
+                ungranted: false,
             });
-            self.unavailable.insert(&slot.name);
-            return;
         }
-        let acquired = slot.acquired.map(|t| t.to_string()).unwrap_or_default();
-        let key = expiry_key(&slot.name, holder, &acquired);
-        self.keep_keys.insert(key.clone());
-        self.count(RecordedFailure {
-            key,
-            node: holder.to_owned(),
-            reason: FailureReason::SlotExpired,
-            message: format!(
-                "slot {} held by {holder} expired at {} without being renewed or released",
-                slot.name,
-                slot.expires().map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
-            ),
-            time: Time(self.obs.now),
-            ungranted: false,
-        });
         self.actions.push(Action::Reclaim {
             slot: slot.name.clone(),
             holder: holder.to_owned(),
