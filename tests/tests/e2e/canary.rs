@@ -99,7 +99,15 @@ async fn a_failing_canary_stops_the_rollout_until_resumed() {
         if held.is_empty() { Ok(()) } else { Err(format!("{held:?}")) }
     })
     .await;
-    let halt_end = stopped.halted_until.as_ref().expect("the failure also halts").0;
+    // The failure also halts (for the 1 s backoff); on a slow machine the
+    // first Stopped status read may come after that halt already ended.
+    let halt_end = match stopped.halted_until.as_ref() {
+        Some(until) => until.0,
+        None => {
+            let failed = stopped.recent_failures.last().expect("the failure is recorded").time.0;
+            failed.checked_add(jiff::SignedDuration::from_secs(2)).unwrap()
+        }
+    };
     wait_for("the halt to be over", T, || async {
         let now = jiff::Timestamp::now();
         if now > halt_end { Ok(()) } else { Err(format!("{now} <= {halt_end}")) }
